@@ -1,0 +1,132 @@
+/*
+ * The only C in nsinit: syscalls that Python cannot make, or cannot make
+ * safely, from the interpreter.  No policy lives here; every function is a
+ * thin wrapper that returns -1 and leaves errno set on failure, and
+ * nsinit/_native.py turns that into OSError naming the syscall.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <Python.h>
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+struct nsi_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+             stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/*
+ * fork() into new namespaces.  clone3 with no stack behaves like fork, and
+ * unlike clone() it accepts CLONE_NEWTIME.  The interpreter's own fork hooks
+ * run around the syscall (as os.fork does) so the child can continue in
+ * Python: cffi released the GIL for this call, so we take it back first.
+ * nsinit is single-threaded here, so no lock can be held by a thread that
+ * does not exist in the child.
+ */
+static long nsi_clone(uint64_t flags)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    struct nsi_clone_args args;
+    long pid;
+    int saved;
+
+    memset(&args, 0, sizeof(args));
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+
+    PyOS_BeforeFork();
+    pid = syscall(SYS_clone3, &args, sizeof(args));
+    if (pid < 0 && errno == ENOSYS && !(flags & CLONE_NEWTIME))
+        pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
+    saved = errno;
+    if (pid == 0)
+        PyOS_AfterFork_Child();
+    else
+        PyOS_AfterFork_Parent();
+    PyGILState_Release(gil);
+    errno = saved;
+    return pid;
+}
+
+static int nsi_setns(int fd, int nstype) { return setns(fd, nstype); }
+static int nsi_unshare(int flags) { return unshare(flags); }
+
+static int nsi_mount(const char *source, const char *target, const char *fstype,
+                     unsigned long flags, const char *data)
+{
+    return mount(source, target, fstype, flags, data);
+}
+
+static int nsi_umount2(const char *target, int flags) { return umount2(target, flags); }
+
+static int nsi_pivot_root(const char *new_root, const char *put_old)
+{
+    return syscall(SYS_pivot_root, new_root, put_old);
+}
+
+static int nsi_sethostname(const char *name, size_t len) { return sethostname(name, len); }
+
+static int nsi_capget(uint32_t *effective, uint32_t *permitted, uint32_t *inheritable)
+{
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    int i;
+
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return -1;
+    for (i = 0; i < 2; i++) {
+        effective[i] = data[i].effective;
+        permitted[i] = data[i].permitted;
+        inheritable[i] = data[i].inheritable;
+    }
+    return 0;
+}
+
+static int nsi_capset(const uint32_t *effective, const uint32_t *permitted,
+                      const uint32_t *inheritable)
+{
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        data[i].effective = effective[i];
+        data[i].permitted = permitted[i];
+        data[i].inheritable = inheritable[i];
+    }
+    return syscall(SYS_capset, &hdr, data);
+}
+
+static int nsi_prctl(int option, unsigned long a2, unsigned long a3,
+                     unsigned long a4, unsigned long a5)
+{
+    return prctl(option, a2, a3, a4, a5);
+}
+
+struct nsi_open_how { uint64_t flags, mode, resolve; };
+
+static int nsi_openat2(int dirfd, const char *path, uint64_t flags,
+                       uint64_t mode, uint64_t resolve)
+{
+    struct nsi_open_how how = { flags, mode, resolve };
+    return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+static int nsi_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{
+    return syscall(SYS_close_range, first, last, flags);
+}

@@ -1,0 +1,3 @@
+from nsinit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""The one module that touches the cffi ``lib``/``ffi`` of native/clone.c.
+
+Every wrapper raises ``OSError`` whose text names the syscall, so a failure
+deep in container setup reads ``mount(/dev/pts): No such file or directory``.
+Python code elsewhere never sees raw cffi objects.
+"""
+from __future__ import annotations
+
+import os
+
+from nsinit._clone import ffi, lib
+
+# close_range(2) flag: mark instead of closing, so the sync socket stays
+# usable until execve closes it.
+CLOSE_RANGE_CLOEXEC = 1 << 2
+# openat2(2) resolve flags.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+def _raise(syscall: str, detail: str | None = None) -> None:
+    err = ffi.errno
+    where = f"{syscall}({detail})" if detail else syscall
+    raise OSError(err, f"{where}: {os.strerror(err)}")
+
+
+def _cstr(value: str | None):  # type: ignore[no-untyped-def]
+    return ffi.NULL if value is None else os.fsencode(value)
+
+
+def clone(flags: int) -> int:
+    """fork() into the namespaces in ``flags``; 0 in the child, its pid in the parent."""
+    pid = lib.nsi_clone(flags)
+    if pid < 0:
+        _raise("clone")
+    return int(pid)
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    if lib.nsi_setns(fd, nstype) < 0:
+        _raise("setns")
+
+
+def unshare(flags: int) -> None:
+    if lib.nsi_unshare(flags) < 0:
+        _raise("unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None, *, label: str | None = None) -> None:
+    if lib.nsi_mount(_cstr(source), _cstr(target), _cstr(fstype), flags, _cstr(data)) < 0:
+        _raise("mount", label or target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if lib.nsi_umount2(_cstr(target), flags) < 0:
+        _raise("umount2", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if lib.nsi_pivot_root(_cstr(new_root), _cstr(put_old)) < 0:
+        _raise("pivot_root")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if lib.nsi_sethostname(raw, len(raw)) < 0:
+        _raise("sethostname", name)
+
+
+def _to_words(mask: int):  # type: ignore[no-untyped-def]
+    return ffi.new("uint32_t[2]", [mask & 0xFFFFFFFF, (mask >> 32) & 0xFFFFFFFF])
+
+
+def _from_words(words) -> int:  # type: ignore[no-untyped-def]
+    return int(words[0]) | (int(words[1]) << 32)
+
+
+def capget() -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of this thread as 64-bit masks."""
+    eff, prm, inh = (ffi.new("uint32_t[2]") for _ in range(3))
+    if lib.nsi_capget(eff, prm, inh) < 0:
+        _raise("capget")
+    return _from_words(eff), _from_words(prm), _from_words(inh)
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    if lib.nsi_capset(_to_words(effective), _to_words(permitted), _to_words(inheritable)) < 0:
+        _raise("capset")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0,
+          *, label: str = "prctl") -> int:
+    result = lib.nsi_prctl(option, arg2, arg3, arg4, arg5)
+    if result < 0:
+        _raise(label)
+    return int(result)
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    fd = lib.nsi_openat2(dirfd, _cstr(path), flags, mode, resolve)
+    if fd < 0:
+        _raise("openat2", path)
+    return int(fd)
+
+
+def cloexec_from(first: int) -> None:
+    """Mark every fd >= first close-on-exec (close_range CLOEXEC)."""
+    if lib.nsi_close_range(first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) < 0:
+        _raise("close_range")

@@ -1,0 +1,307 @@
+"""The container's init, from clone() to execve().
+
+This runs in the cloned child, inside the new namespaces, still in Python.
+Each step is named: its name is what the user reads when it fails
+(``nsinit: pivot_root: Invalid argument``) and what ``--trace`` times.
+After pivot_root the host's Python files are out of reach, so every module
+used here is imported at the top of this file, before the clone.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, NoReturn
+
+from nsinit import _native, capabilities, console, identity, mount, namespaces, network, sync
+from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+
+
+@dataclass
+class ChildPlan:
+    """Everything the child needs, prepared by the parent before clone."""
+
+    config: object          # nsinit.config.Config
+    args: list[str]
+    env: list[str]          # extra "K=V" from the command line
+    user: str
+    cwd: str
+    stdio: console.Stdio
+    sync_fd: int
+    close_after_clone: list[int]
+    trace: bool = False
+    join_pidfd: int = -1     # joining: the live init, pinned by a pidfd
+    join_flags: int = 0      # joining: namespaces to enter through it
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.step, self.message, self.exit_code = step, message, exit_code
+
+
+class Steps:
+    """Runs named steps; reports their timing when tracing."""
+
+    def __init__(self, sync_fd: int, trace: bool) -> None:
+        self.sync_fd, self.trace = sync_fd, trace
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        except StepFailed:
+            raise
+        except NsinitError as err:
+            raise StepFailed(err.step or name, err.message, err.exit_code) from None
+        except OSError as err:
+            raise StepFailed(name, err.strerror or str(err), 125) from None
+        except Exception as err:  # a bug must still reach the user as one line
+            raise StepFailed(name, f"{err.__class__.__name__}: {err}", 125) from None
+        if self.trace:
+            sync.send(self.sync_fd, trace=name, ms=(time.monotonic() - start) * 1000)
+
+
+def run(plan: ChildPlan) -> NoReturn:
+    """Never returns: execs the command or exits after reporting the failure."""
+    try:
+        _setup_and_exec(plan)
+    except StepFailed as err:
+        _report(plan.sync_fd, err.step, err.message, err.exit_code)
+    except BaseException as err:  # noqa: BLE001 - e.g. KeyboardInterrupt forwarded too early
+        _report(plan.sync_fd, "init", f"{err.__class__.__name__}: {err}", 125)
+    os._exit(125)
+
+
+def run_joined(plan: ChildPlan) -> NoReturn:
+    """A process joining a live container: enter, restrict, exec."""
+    try:
+        _join_and_exec(plan)
+    except StepFailed as err:
+        _report(plan.sync_fd, err.step, err.message, err.exit_code)
+    except BaseException as err:  # noqa: BLE001
+        _report(plan.sync_fd, "join", f"{err.__class__.__name__}: {err}", 125)
+    os._exit(125)
+
+
+def _join_and_exec(plan: ChildPlan) -> None:
+    cfg = plan.config
+    steps = Steps(plan.sync_fd, plan.trace)
+    with steps.step("init"):
+        _become_init(plan)
+    with steps.step("wait for parent"):
+        _wait_for_go(plan.sync_fd)
+    with steps.step("console"):
+        # Before setns: the pty lives on the host and its fds are already open.
+        console.attach_child_stdio(plan.stdio)
+    with steps.step("setns"):
+        namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
+        os.close(plan.join_pidfd)
+        if not cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
+            os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+    with steps.step("rlimits"):
+        _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
+    if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
+        with steps.step("oom_score_adj"):
+            _write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+
+
+def _report(fd: int, step: str, message: str, exit_code: int) -> NoReturn:
+    try:
+        sync.send(fd, error=message, step=step, exit=exit_code)
+    finally:
+        os._exit(exit_code)
+
+
+def _setup_and_exec(plan: ChildPlan) -> None:
+    cfg = plan.config
+    steps = Steps(plan.sync_fd, plan.trace)
+    with steps.step("init"):
+        _become_init(plan)
+    with steps.step("wait for parent"):
+        _wait_for_go(plan.sync_fd)
+    with steps.step("join namespaces"):
+        _join_path_namespaces(cfg)
+    with steps.step("console"):
+        console.attach_child_stdio(plan.stdio)
+    if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
+        with steps.step("prepare rootfs"):
+            mount.prepare_root(cfg)
+        with steps.step("mounts"):
+            mount.mount_all(cfg)
+        with steps.step("devices"):
+            mount.create_devices(cfg, plan.stdio.console_fd)
+        with steps.step("pivot_root"):
+            mount.pivot_to_rootfs(cfg)
+    else:
+        with steps.step("chroot"):
+            os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+            os.chdir("/")
+    if cfg.hostname:  # type: ignore[attr-defined]
+        with steps.step("hostname"):
+            _native.sethostname(cfg.hostname)  # type: ignore[attr-defined]
+    if cfg.has_namespace("NEWNET") and not cfg.namespace("NEWNET").path:  # type: ignore[attr-defined]
+        with steps.step("loopback"):
+            network.bring_up_loopback()
+    with steps.step("sysctl"):
+        _write_sysctls(cfg.sysctl)  # type: ignore[attr-defined]
+    if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
+        with steps.step("restrict paths"):
+            mount.finish_rootfs(cfg)
+    with steps.step("rlimits"):
+        _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
+    if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
+        with steps.step("oom_score_adj"):
+            _write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+
+
+def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
+                     user: str, cwd: str) -> NoReturn:
+    """The part shared by create and join: who we are, what we may do, exec."""
+    with steps.step("user"):
+        ident = identity.resolve_user(user, cfg.additional_groups)  # type: ignore[attr-defined]
+    with steps.step("capabilities"):
+        caps = cfg.capabilities  # type: ignore[attr-defined]
+        capabilities.drop_bounding_set(caps)
+        capabilities.keep_caps_across_setuid(True)
+        identity.switch_user(ident)
+        capabilities.keep_caps_across_setuid(False)
+        capabilities.apply_capability_sets(caps)
+        if cfg.no_new_privileges:  # type: ignore[attr-defined]
+            capabilities.set_no_new_privileges()
+        # setuid cleared the parent-death signal; the container must still
+        # die with its supervisor.
+        _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")  # type: ignore[attr-defined]
+    env = build_environment(cfg.environment, extra_env, ident)  # type: ignore[attr-defined]
+    with steps.step("cwd"):
+        try:
+            os.chdir(cwd)
+        except OSError as err:
+            raise NsinitError("cwd", f"{cwd}: {err.strerror}") from None
+    with steps.step("signals"):
+        reset_signals()
+        _native.cloexec_from(3)
+    with steps.step("exec"):
+        exec_command(args, env)
+    raise AssertionError("unreachable")
+
+
+def _become_init(plan: ChildPlan) -> None:
+    # Die with the supervisor; if it is already gone, the sync read below
+    # sees EOF and we exit.
+    _native.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, label="prctl(PR_SET_PDEATHSIG)")
+    # Non-dumpable until execve: nothing in the container may ptrace us or
+    # open our /proc/PID/exe, the host's Python (the CVE-2019-5736 class).
+    _native.prctl(PR_SET_DUMPABLE, 0, label="prctl(PR_SET_DUMPABLE)")
+    console.close_fds(plan.close_after_clone)
+
+
+def _wait_for_go(fd: int) -> None:
+    message = sync.receive(fd)
+    if message is None:
+        os._exit(125)  # the supervisor died before releasing us
+    if not message.get("go"):
+        raise NsinitError("sync", f"unexpected message {message!r}")
+
+
+def _join_path_namespaces(cfg: object) -> None:
+    paths = {ns.type: ns.path for ns in cfg.namespaces  # type: ignore[attr-defined]
+             if ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY}
+    if not paths:
+        return
+    fds = namespaces.open_namespaces(paths)
+    try:
+        namespaces.enter_namespaces(fds)
+    finally:
+        namespaces.close_all(fds.values())
+
+
+def _write_sysctls(sysctl: tuple[tuple[str, str], ...]) -> None:
+    for key, value in sysctl:
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            _write_file(path, value)
+        except OSError as err:
+            raise NsinitError("sysctl", f"{key}: {err.strerror}") from None
+
+
+def _set_rlimits(rlimits: tuple[object, ...]) -> None:
+    for limit in rlimits:
+        try:
+            resource.setrlimit(limit.type, (limit.soft, limit.hard))  # type: ignore[attr-defined]
+        except (OSError, ValueError) as err:
+            raise NsinitError("rlimits", f"resource {limit.type}: soft {limit.soft} hard {limit.hard}: "  # type: ignore[attr-defined]
+                              f"{getattr(err, 'strerror', None) or err} (a hard limit can be lowered but "
+                              "not raised without CAP_SYS_RESOURCE)") from None
+
+
+def _write_file(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def build_environment(config_env: tuple[str, ...], extra: list[str], ident: identity.Identity) -> list[str]:
+    """The container's env: config, then --env, then HOME if still unset.
+
+    Nothing comes from the host's environment.
+    """
+    merged: dict[str, str] = {}
+    for entry in list(config_env) + list(extra):
+        key, _, value = entry.partition("=")
+        merged[key] = value
+    merged.setdefault("HOME", ident.home or "/")
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def reset_signals() -> None:
+    """Default dispositions and an empty mask, as a fresh process expects.
+
+    Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve;
+    a container must not inherit that from the runtime.
+    """
+    for signum in range(1, signal.NSIG):
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # 32/33 are reserved by glibc for threads; they cannot be set
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def find_executable(name: str, env: list[str]) -> str:
+    if "/" in name:
+        return name
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
+    found_not_executable = ""
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            found_not_executable = found_not_executable or candidate
+    if found_not_executable:
+        raise NsinitError("exec", f"{found_not_executable}: Permission denied", EXIT_CANNOT_EXECUTE)
+    raise NsinitError("exec", f"{name}: command not found", EXIT_NOT_FOUND)
+
+
+def exec_command(args: list[str], env: list[str]) -> NoReturn:
+    path = find_executable(args[0], env)
+    try:
+        os.execve(path, args, dict(e.split("=", 1) for e in env))
+    except OSError as err:
+        code = EXIT_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
+        raise NsinitError("exec", f"{path}: {err.strerror}", code) from None

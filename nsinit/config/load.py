@@ -1,0 +1,1481 @@
+"""Read container.json of any era into one normalised, validated Config.
+
+Three generations of libcontainer wrote this file (2014 docker pkg/libcontainer,
+mid-2014 docker/libcontainer, 2015 configs.Config) and later runc added more;
+see /work/shared/reference/nsinit-origins.md section 2.  Every form is accepted
+and folded into the model in ``nsinit.config.model``; everything that would
+only fail later, half-way through building a container, is rejected here with
+the field path that is wrong (``mounts[2].destination: must be an absolute
+path``).  Unknown keys are warnings, not errors: Go's decoder ignored them, and
+old files carry keys of retired features.
+
+This module is on the start-up path of every container, so it imports only
+small stdlib modules; ``ipaddress`` is imported inside the one function that
+checks addresses.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from typing import Any, NoReturn
+
+from nsinit.config import names
+from nsinit.config.defaults import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_DEVICES,
+    DEFAULT_ENVIRONMENT,
+    DEFAULT_MASK_PATHS,
+    DEFAULT_MOUNTS,
+    DEFAULT_NAMESPACES,
+    DEFAULT_PARENT_DEATH_SIGNAL,
+    DEFAULT_READONLY_PATHS,
+    MAX_ID_MAPPINGS,
+)
+from nsinit.config.model import (
+    CapabilitySets,
+    CgroupConfig,
+    CgroupResources,
+    Config,
+    DeviceConfig,
+    IdMap,
+    MountConfig,
+    NamespaceConfig,
+    NetworkConfig,
+    Rlimit,
+    RouteConfig,
+)
+from nsinit.errors import ConfigError
+
+CONFIG_FILE = "container.json"
+
+# Module attributes (not constants inlined in the checks) so tests can point
+# them at fake files.
+APPARMOR_ENABLED_FILE = "/sys/module/apparmor/parameters/enabled"
+SELINUX_FS = "/sys/fs/selinux"
+
+_CAP_SET_KEYS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+# Keys known at the top level, across all eras.
+_TOP_KEYS = frozenset({
+    "rootfs", "hostname", "namespaces", "capabilities", "capabilities_mask",
+    "mounts", "devices", "device_nodes", "mount_config", "environment", "user",
+    "additional_groups", "working_dir", "tty", "readonlyfs", "readonly_fs",
+    "no_pivot_root", "context", "apparmor_profile", "process_label",
+    "mount_label", "restrict_sys", "restrictions", "uid_mappings",
+    "gid_mappings", "mask_paths", "readonly_paths", "rlimits",
+    "no_new_privileges", "oom_score_adj", "sysctl", "system_properties",
+    "networks", "routes", "cgroups", "parent_death_signal", "version",
+    "labels", "hooks", "Hooks", "seccomp", "pivot_dir", "privatefs",
+    "rootPropagation", "umask",
+})
+# Known but not implemented: a warning when set, silence when zero/empty
+# (2015 configs write every key, so zero values are common and harmless).
+# Hooks was an untagged Go field, hence the capitalised spelling.
+_UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "seccomp", "pivot_dir", "privatefs", "rootPropagation", "umask")
+
+_MOUNT_CONFIG_KEYS = frozenset({"no_pivot_root", "readonly_fs", "mounts", "device_nodes", "mount_label"})
+_CONTEXT_KEYS = frozenset({"apparmor_profile", "process_label", "mount_label", "restrictions"})
+_NAMESPACE_KEYS = frozenset({"type", "path"})
+_OLD_NAMESPACE_KEYS = frozenset({"key", "value", "enabled", "file"})
+_MOUNT_KEYS = frozenset({
+    "source", "destination", "device", "type", "flags", "options", "data",
+    "writable", "private", "relabel", "premount_cmds", "postmount_cmds",
+    "propagation_flags",
+})
+_LATER_MOUNT_KEYS = ("flags", "options", "data", "propagation_flags")
+_DEVICE_KEYS = frozenset({
+    "type", "path", "major", "minor", "major_number", "minor_number",
+    "permissions", "cgroup_permissions", "file_mode", "uid", "gid", "allow",
+})
+_ID_MAP_KEYS = frozenset({"container_id", "host_id", "size"})
+_RLIMIT_KEYS = frozenset({"type", "soft", "hard"})
+_NETWORK_KEYS = frozenset({
+    "type", "name", "bridge", "host_interface_name", "prefix", "veth_prefix",
+    "mac_address", "address", "gateway", "ipv6_address", "ipv6_gateway", "mtu",
+    "txqueuelen", "path", "ns_path", "context", "hairpin_mode",
+})
+_NETWORK_CONTEXT_KEYS = frozenset({"bridge", "prefix", "nspath"})
+_ROUTE_KEYS = frozenset({"destination", "source", "gateway", "interface_name"})
+_THROTTLE_KEYS = (
+    "blkio_throttle_read_bps_device",
+    "blkio_throttle_write_bps_device",
+    "blkio_throttle_read_iops_device",
+    "blkio_throttle_write_iops_device",
+)
+# Resource keys of 2014-2015 libcontainer that nsinit does not implement.
+_UNSUPPORTED_RESOURCE_KEYS = (
+    "kernel_memory", "kernel_memory_tcp", "cpu_rt_runtime", "cpu_rt_period",
+    "blkio_leaf_weight", "blkio_weight_device", "net_prio_ifpriomap", "net_cls_classid",
+)
+_RESOURCE_KEYS = frozenset({
+    "memory", "memory_reservation", "memory_swap", "memory_swappiness",
+    "cpu_shares", "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems",
+    "pids_limit", "blkio_weight", "oom_kill_disable", "freezer",
+    "allow_all_devices", "device_access", "allowed_devices", "denied_devices",
+    "devices", "hugetlb_limit", *_THROTTLE_KEYS, *_UNSUPPORTED_RESOURCE_KEYS,
+})
+# systemd-driver settings: meaningless for the fs driver, accepted silently.
+_CGROUP_KEYS = frozenset({"name", "parent", "path", "resources", "slice", "unit_properties", "scope_prefix"})
+_HUGETLB_KEYS = frozenset({"page_size", "limit"})
+_THROTTLE_OBJECT_KEYS = frozenset({"major", "minor", "rate"})
+
+_NETWORK_TYPES = ("loopback", "veth", "netns")
+_NODE_TYPES = ("c", "b", "p")
+_RULE_TYPES = ("a", "c", "b")
+_VETH_RANDOM_CHARS = 7       # host veth name = prefix + 7 random hex chars
+_GO_RLIM_INFINITY = 2**64 - 1  # RLIM_INFINITY as Go's uint64 configs write it
+_ID_LIMIT = 2**32 - 1        # (uid_t)-1 is not a valid id, so ranges end below it
+
+
+# --- public API --------------------------------------------------------------
+
+def load_config(root: str, config_path: str | None = None) -> tuple[Config, list[str]]:
+    """Read <root>/container.json (or config_path); return (config, warnings)."""
+    path = os.path.abspath(config_path if config_path else os.path.join(root, CONFIG_FILE))
+    source = os.path.basename(path)
+    data = _read_json(path, source)
+    config, warnings = parse_config(data, source, os.path.dirname(path))
+    return replace(config, source=path), warnings
+
+
+def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[str]]:
+    """Normalise and validate decoded JSON; ``source`` names the file in errors.
+
+    Relative paths (rootfs, bind sources) are relative to ``base_dir``, the
+    directory holding the config file.
+    """
+    ctx = _Context(source, os.path.abspath(base_dir))
+    if not isinstance(data, dict):
+        ctx.fail("", "must be a JSON object")
+    ctx.check_keys(data, _TOP_KEYS, "")
+    for key in _UNSUPPORTED_TOP_KEYS:
+        _warn_if_set(ctx, data, key, "")
+    mount_config = _section(ctx, data, "mount_config", _MOUNT_CONFIG_KEYS)
+    context = _section(ctx, data, "context", _CONTEXT_KEYS)
+    # restrict_sys / restrictions (2014) are accepted and need no handling:
+    # the default mask and read-only paths and the read-only sysfs already do
+    # what they asked for.  version and labels are informational.
+
+    origin: dict[str, str] = {}
+
+    def pick(field: str, candidates: list[tuple[dict | None, str, str]]) -> Any:
+        value, origin[field] = _pick(ctx, candidates)
+        return value
+
+    raw_mounts = pick("mounts", [(data, "mounts", "mounts"), (mount_config, "mounts", "mount_config.mounts")])
+    raw_devices = pick("devices", [
+        (data, "devices", "devices"),
+        (data, "device_nodes", "device_nodes"),
+        (mount_config, "device_nodes", "mount_config.device_nodes"),
+    ])
+    readonlyfs = pick("readonlyfs", [
+        (data, "readonlyfs", "readonlyfs"),
+        (data, "readonly_fs", "readonly_fs"),
+        (mount_config, "readonly_fs", "mount_config.readonly_fs"),
+    ])
+    no_pivot_root = pick("no_pivot_root", [
+        (data, "no_pivot_root", "no_pivot_root"),
+        (mount_config, "no_pivot_root", "mount_config.no_pivot_root"),
+    ])
+    apparmor_profile = pick("apparmor_profile", [
+        (data, "apparmor_profile", "apparmor_profile"),
+        (context, "apparmor_profile", "context.apparmor_profile"),
+    ])
+    process_label = pick("process_label", [
+        (data, "process_label", "process_label"),
+        (context, "process_label", "context.process_label"),
+    ])
+    mount_label = pick("mount_label", [
+        (data, "mount_label", "mount_label"),
+        (mount_config, "mount_label", "mount_config.mount_label"),
+        (context, "mount_label", "context.mount_label"),
+    ])
+    raw_sysctl = pick("sysctl", [(data, "sysctl", "sysctl"), (data, "system_properties", "system_properties")])
+
+    config = Config(
+        source=source,
+        rootfs=_parse_rootfs(ctx, data.get("rootfs"), "rootfs"),
+        hostname=_parse_hostname(ctx, data.get("hostname"), "hostname"),
+        namespaces=_parse_namespaces(ctx, data.get("namespaces"), "namespaces"),
+        uid_mappings=_parse_id_mappings(ctx, data.get("uid_mappings"), "uid_mappings"),
+        gid_mappings=_parse_id_mappings(ctx, data.get("gid_mappings"), "gid_mappings"),
+        capabilities=_parse_capabilities(ctx, data),
+        mounts=_effective_mounts(_parse_mounts(ctx, raw_mounts, origin["mounts"])),
+        devices=_effective_devices(_parse_devices(ctx, raw_devices, origin["devices"])),
+        environment=_parse_environment(ctx, data.get("environment"), "environment"),
+        user=_parse_user(ctx, data.get("user"), "user"),
+        additional_groups=_parse_groups(ctx, data.get("additional_groups"), "additional_groups"),
+        working_dir=_parse_working_dir(ctx, data.get("working_dir"), "working_dir"),
+        tty=_opt_bool(ctx, data.get("tty"), "tty"),
+        readonlyfs=_opt_bool(ctx, readonlyfs, origin["readonlyfs"]),
+        no_pivot_root=_opt_bool(ctx, no_pivot_root, origin["no_pivot_root"]),
+        mask_paths=_parse_path_list(ctx, data.get("mask_paths"), "mask_paths", DEFAULT_MASK_PATHS),
+        readonly_paths=_parse_path_list(ctx, data.get("readonly_paths"), "readonly_paths", DEFAULT_READONLY_PATHS),
+        rlimits=_parse_rlimits(ctx, data.get("rlimits"), "rlimits"),
+        no_new_privileges=_opt_bool(ctx, data.get("no_new_privileges"), "no_new_privileges"),
+        oom_score_adj=_parse_oom_score_adj(ctx, data.get("oom_score_adj"), "oom_score_adj"),
+        sysctl=_parse_sysctl(ctx, raw_sysctl, origin["sysctl"]),
+        networks=_parse_networks(ctx, data.get("networks"), "networks"),
+        routes=_parse_routes(ctx, data.get("routes"), "routes"),
+        cgroups=_parse_cgroups(ctx, data.get("cgroups"), "cgroups"),
+        apparmor_profile=_opt_str(ctx, apparmor_profile, origin["apparmor_profile"]),
+        process_label=_opt_str(ctx, process_label, origin["process_label"]),
+        mount_label=_opt_str(ctx, mount_label, origin["mount_label"]),
+        parent_death_signal=_parse_parent_death_signal(ctx, data.get("parent_death_signal"), "parent_death_signal"),
+    )
+    _check_namespace_requirements(ctx, config, origin)
+    _check_security_modules(ctx, config, origin)
+    return config, ctx.warnings
+
+
+def config_to_dict(config: Config) -> dict:
+    """The config as JSON-ready data with later-era key names.
+
+    ``parse_config`` of the result gives back an equal Config: mounts and
+    devices are the effective lists, which replace the defaults when re-read.
+    """
+    return {
+        "rootfs": config.rootfs,
+        "hostname": config.hostname,
+        "namespaces": [{"type": ns.type, "path": ns.path} for ns in config.namespaces],
+        "uid_mappings": [_id_map_to_dict(m) for m in config.uid_mappings],
+        "gid_mappings": [_id_map_to_dict(m) for m in config.gid_mappings],
+        "capabilities": {key: list(getattr(config.capabilities, key)) for key in _CAP_SET_KEYS},
+        "mounts": [_mount_to_dict(m) for m in config.mounts],
+        "devices": [_device_to_dict(d) for d in config.devices],
+        "environment": list(config.environment),
+        "user": config.user,
+        "additional_groups": list(config.additional_groups),
+        "working_dir": config.working_dir,
+        "tty": config.tty,
+        "readonlyfs": config.readonlyfs,
+        "no_pivot_root": config.no_pivot_root,
+        "mask_paths": list(config.mask_paths),
+        "readonly_paths": list(config.readonly_paths),
+        "rlimits": [
+            {"type": names.RLIMIT_NAMES[r.type], "soft": r.soft, "hard": r.hard} for r in config.rlimits
+        ],
+        "no_new_privileges": config.no_new_privileges,
+        "oom_score_adj": config.oom_score_adj,
+        "sysctl": dict(config.sysctl),
+        "networks": [_network_to_dict(n) for n in config.networks],
+        "routes": [_route_to_dict(r) for r in config.routes],
+        "cgroups": None if config.cgroups is None else _cgroups_to_dict(config.cgroups),
+        "apparmor_profile": config.apparmor_profile,
+        "process_label": config.process_label,
+        "mount_label": config.mount_label,
+        "parent_death_signal": config.parent_death_signal,
+    }
+
+
+# --- reading -----------------------------------------------------------------
+
+def _read_json(path: str, source: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ConfigError(source, "", err.strerror or str(err)) from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(source, "", f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "invalid JSON: not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(source, "", "invalid JSON: nested too deeply") from None
+
+
+# --- helpers: context, field paths, types ------------------------------------
+
+class _Context:
+    """Where errors and warnings go while one config is parsed."""
+
+    def __init__(self, source: str, base_dir: str) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.warnings: list[str] = []
+
+    def fail(self, field: str, problem: str) -> NoReturn:
+        raise ConfigError(self.source, field, problem)
+
+    def warn(self, field: str, problem: str) -> None:
+        self.warnings.append(f"{self.source}: {field}: {problem}")
+
+    def check_keys(self, obj: dict, known: frozenset[str], path: str) -> None:
+        for key in obj:
+            if key not in known:
+                self.warnings.append(f'{self.source}: unknown key "{_child(path, key)}" ignored')
+
+
+def _child(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _item(path: str, index: int) -> str:
+    return f"{path}[{index}]"
+
+
+def _str(ctx: _Context, value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        ctx.fail(path, "must be a string")
+    # Every string ends up in a C call (mount, execve, sethostname) that would
+    # silently truncate it at a NUL.
+    if "\x00" in value:
+        ctx.fail(path, "must not contain NUL characters")
+    return value
+
+
+def _int(ctx: _Context, value: Any, path: str, lo: int | None = None, hi: int | None = None) -> int:
+    # bool is an int subclass in Python but never one in JSON.
+    if isinstance(value, bool) or not isinstance(value, int):
+        ctx.fail(path, "must be an integer")
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        ctx.fail(path, f"must be between {lo} and {hi}")
+    if lo is not None and value < lo:
+        ctx.fail(path, f"must be at least {lo}")
+    if hi is not None and value > hi:
+        ctx.fail(path, f"must be at most {hi}")
+    return value
+
+
+def _bool(ctx: _Context, value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        ctx.fail(path, "must be true or false")
+    return value
+
+
+def _list(ctx: _Context, value: Any, path: str) -> list:
+    if not isinstance(value, list):
+        ctx.fail(path, "must be a list")
+    return value
+
+
+def _obj(ctx: _Context, value: Any, path: str) -> dict:
+    if not isinstance(value, dict):
+        ctx.fail(path, "must be an object")
+    return value
+
+
+# JSON null counts as absent everywhere: Go wrote nil slices, maps and
+# pointers as null, meaning "not set".
+def _opt_str(ctx: _Context, value: Any, path: str, default: str = "") -> str:
+    return default if value is None else _str(ctx, value, path)
+
+
+def _opt_int(
+    ctx: _Context, value: Any, path: str, default: int = 0, lo: int | None = None, hi: int | None = None
+) -> int:
+    return default if value is None else _int(ctx, value, path, lo, hi)
+
+
+def _opt_bool(ctx: _Context, value: Any, path: str, default: bool = False) -> bool:
+    return default if value is None else _bool(ctx, value, path)
+
+
+def _opt_list(ctx: _Context, value: Any, path: str) -> list:
+    return [] if value is None else _list(ctx, value, path)
+
+
+def _section(ctx: _Context, data: dict, key: str, known: frozenset[str]) -> dict | None:
+    """A nested object of the top level (2014 mount_config, context), keys checked."""
+    value = data.get(key)
+    if value is None:
+        return None
+    obj = _obj(ctx, value, key)
+    ctx.check_keys(obj, known, key)
+    return obj
+
+
+def _pick(ctx: _Context, candidates: list[tuple[dict | None, str, str]]) -> tuple[Any, str]:
+    """The value of whichever synonym key is present, and its field path.
+
+    The eras spell one setting differently (readonly_fs, readonlyfs,
+    mount_config.readonly_fs); two spellings with different values is an error
+    rather than a silent choice.
+    """
+    found: tuple[Any, str] | None = None
+    for obj, key, path in candidates:
+        value = None if obj is None else obj.get(key)
+        if value is None:
+            continue
+        if found is None:
+            found = (value, path)
+        elif value != found[0]:
+            ctx.fail(path, f'conflicts with "{found[1]}"')
+    return found if found is not None else (None, candidates[0][2])
+
+
+def _is_set(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_is_set(v) for v in value.values())
+    if isinstance(value, list):
+        return bool(value)
+    return bool(value)
+
+
+def _warn_if_set(ctx: _Context, obj: dict, key: str, path: str) -> None:
+    if _is_set(obj.get(key)):
+        ctx.warn(_child(path, key), "not supported yet, ignored")
+
+
+def _clean_abs_path(ctx: _Context, value: Any, path: str, *, allow_dotdot: bool = False) -> str:
+    """An absolute path, normalised: no trailing slash, no "." or "//"."""
+    text = _str(ctx, value, path)
+    if not text.startswith("/"):
+        ctx.fail(path, "must be an absolute path")
+    if not allow_dotdot and ".." in text.split("/"):
+        ctx.fail(path, 'must not contain ".."')
+    # normpath keeps a leading "//" (POSIX leaves it implementation-defined).
+    return "/" + os.path.normpath(text).lstrip("/")
+
+
+# --- rootfs, hostname, process -----------------------------------------------
+
+def _parse_rootfs(ctx: _Context, value: Any, path: str) -> str:
+    text = _opt_str(ctx, value, path)
+    # Symlinks are resolved once here so every later step (pivot_root, mount
+    # targets resolved inside the rootfs) works on the same real path.
+    rootfs = os.path.realpath(os.path.join(ctx.base_dir, text))
+    if not os.path.exists(rootfs):
+        ctx.fail(path, f'"{rootfs}" does not exist')
+    if not os.path.isdir(rootfs):
+        ctx.fail(path, f'"{rootfs}" is not a directory')
+    return rootfs
+
+
+def _parse_hostname(ctx: _Context, value: Any, path: str) -> str:
+    hostname = _opt_str(ctx, value, path)
+    if len(hostname.encode()) > 64:  # HOST_NAME_MAX; sethostname fails with EINVAL
+        ctx.fail(path, "must be at most 64 bytes")
+    return hostname
+
+
+def _parse_environment(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_ENVIRONMENT
+    env = []
+    for i, item in enumerate(_list(ctx, value, path)):
+        entry = _str(ctx, item, _item(path, i))
+        key, sep, _ = entry.partition("=")
+        if not sep:
+            ctx.fail(_item(path, i), 'must be "NAME=VALUE"')
+        if not key:
+            ctx.fail(_item(path, i), "has an empty variable name")
+        env.append(entry)
+    return tuple(env)
+
+
+def _parse_user(ctx: _Context, value: Any, path: str) -> str:
+    if value is None:
+        return "root"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(_int(ctx, value, path, lo=0))
+    # 2014: "" meant root, like "root".
+    return _str(ctx, value, path) or "root"
+
+
+def _parse_groups(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
+    groups = []
+    for i, item in enumerate(_opt_list(ctx, value, path)):
+        if isinstance(item, int) and not isinstance(item, bool):
+            groups.append(str(_int(ctx, item, _item(path, i), lo=0)))  # 2015 wrote gids as ints
+            continue
+        group = _str(ctx, item, _item(path, i))
+        if not group:
+            ctx.fail(_item(path, i), "must not be empty")
+        groups.append(group)
+    return tuple(groups)
+
+
+def _parse_working_dir(ctx: _Context, value: Any, path: str) -> str:
+    text = _opt_str(ctx, value, path)
+    if not text:
+        return "/"
+    # ".." is harmless here: chdir happens after pivot_root, inside the container.
+    return _clean_abs_path(ctx, text, path, allow_dotdot=True)
+
+
+def _parse_path_list(ctx: _Context, value: Any, path: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    return tuple(_clean_abs_path(ctx, item, _item(path, i)) for i, item in enumerate(_list(ctx, value, path)))
+
+
+def _parse_oom_score_adj(ctx: _Context, value: Any, path: str) -> int | None:
+    return None if value is None else _int(ctx, value, path, lo=-1000, hi=1000)
+
+
+def _parse_parent_death_signal(ctx: _Context, value: Any, path: str) -> int:
+    # 0 = no signal: 2015 configs always write the key, with 0 for "unset".
+    return _opt_int(ctx, value, path, default=DEFAULT_PARENT_DEATH_SIGNAL, lo=0, hi=64)
+
+
+# --- namespaces --------------------------------------------------------------
+
+def _parse_namespaces(ctx: _Context, value: Any, path: str) -> tuple[NamespaceConfig, ...]:
+    if value is None:
+        return DEFAULT_NAMESPACES
+    if isinstance(value, dict):
+        # May 2014 form: {"NEWNS": true, "NEWUSER": false}.
+        entries = [
+            (_namespace_name(ctx, key, _child(path, key)), "", _bool(ctx, on, _child(path, key)), _child(path, key))
+            for key, on in value.items()
+        ]
+    elif isinstance(value, list):
+        entries = [_namespace_entry(ctx, item, _item(path, i)) for i, item in enumerate(value)]
+    else:
+        ctx.fail(path, "must be a list or an object")
+    namespaces: list[NamespaceConfig] = []
+    for name, ns_path, enabled, entry_path in entries:
+        if not enabled:
+            continue
+        if any(ns.type == name for ns in namespaces):
+            ctx.fail(entry_path, f'duplicate namespace "{name}"')
+        namespaces.append(NamespaceConfig(name, ns_path))
+    return tuple(namespaces)
+
+
+def _namespace_entry(ctx: _Context, item: Any, path: str) -> tuple[str, str, bool, str]:
+    """(name, path to join, enabled, field path) of one list entry."""
+    if isinstance(item, str):
+        return _namespace_name(ctx, item, path), "", True, path
+    obj = _obj(ctx, item, path)
+    if "key" in obj:
+        # March 2014 form {key, value, enabled, file}; value and file are the
+        # clone flag and /proc file name, which the tables already know.
+        ctx.check_keys(obj, _OLD_NAMESPACE_KEYS, path)
+        name = _namespace_name(ctx, obj["key"], _child(path, "key"))
+        return name, "", _opt_bool(ctx, obj.get("enabled"), _child(path, "enabled")), path
+    ctx.check_keys(obj, _NAMESPACE_KEYS, path)
+    if obj.get("type") is None:
+        ctx.fail(_child(path, "type"), "is required")
+    name = _namespace_name(ctx, obj["type"], _child(path, "type"))
+    ns_path = _opt_str(ctx, obj.get("path"), _child(path, "path"))
+    if ns_path and not ns_path.startswith("/"):
+        ctx.fail(_child(path, "path"), "must be an absolute path")
+    return name, ns_path, True, path
+
+
+def _namespace_name(ctx: _Context, value: Any, path: str) -> str:
+    text = _str(ctx, value, path)
+    name = text.upper()
+    if name not in names.NAMESPACE_CLONE_FLAGS:
+        ctx.fail(path, f'unknown namespace "{text}"')
+    return name
+
+
+# --- capabilities ------------------------------------------------------------
+
+def _parse_capabilities(ctx: _Context, data: dict) -> CapabilitySets:
+    caps = data.get("capabilities")
+    mask = data.get("capabilities_mask")
+    if caps is not None and mask is not None:
+        ctx.fail("capabilities_mask", 'cannot be combined with "capabilities"')
+    if mask is not None:
+        return _whitelist(_caps_kept_by_mask(ctx, mask, "capabilities_mask"))
+    if caps is None:
+        return _whitelist(DEFAULT_CAPABILITIES)
+    if isinstance(caps, list):
+        # From May 2014 a list is a whitelist (the Feb-Mar 2014 drop-list
+        # meaning was renamed capabilities_mask and is not guessed at).
+        return _whitelist(_cap_list(ctx, caps, "capabilities"))
+    if isinstance(caps, dict):
+        return _cap_sets(ctx, caps, "capabilities")
+    ctx.fail("capabilities", "must be a list or an object")
+
+
+def _whitelist(caps: list[str] | tuple[str, ...]) -> CapabilitySets:
+    # A plain list fills bounding, effective and permitted only.  Inheritable
+    # and ambient stay empty: runc used to fill inheritable too, so programs
+    # with inheritable file capabilities gained them on execve even for a
+    # non-root user (CVE-2022-29162).
+    allowed = _sorted_caps(caps)
+    return CapabilitySets(bounding=allowed, effective=allowed, permitted=allowed)
+
+
+def _sorted_caps(caps: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(caps), key=names.CAPABILITIES.__getitem__))
+
+
+def _cap_name(ctx: _Context, value: Any, path: str) -> str:
+    text = _str(ctx, value, path)
+    name = text.upper()
+    if not name.startswith("CAP_"):
+        name = "CAP_" + name
+    if name not in names.CAPABILITIES:
+        ctx.fail(path, f'unknown capability "{text}"')
+    return name
+
+
+def _cap_list(ctx: _Context, value: Any, path: str) -> list[str]:
+    return [_cap_name(ctx, item, _item(path, i)) for i, item in enumerate(_opt_list(ctx, value, path))]
+
+
+def _cap_sets(ctx: _Context, obj: dict, path: str) -> CapabilitySets:
+    """The object form; runc writes the keys capitalised (Go field names)."""
+    ctx.check_keys(obj, frozenset(_CAP_SET_KEYS) | {key.capitalize() for key in _CAP_SET_KEYS}, path)
+    sets: dict[str, list[str]] = {}
+    set_paths: dict[str, str] = {}
+    for key in _CAP_SET_KEYS:
+        value, set_paths[key] = _pick(ctx, [
+            (obj, key, _child(path, key)),
+            (obj, key.capitalize(), _child(path, key.capitalize())),
+        ])
+        sets[key] = _cap_list(ctx, value, set_paths[key])
+    # capset(2) refuses an effective capability that is not permitted, and
+    # PR_CAP_AMBIENT_RAISE one that is not both permitted and inheritable.
+    for i, name in enumerate(sets["effective"]):
+        if name not in sets["permitted"]:
+            ctx.fail(_item(set_paths["effective"], i), f'"{name}" must also be in the permitted set')
+    for i, name in enumerate(sets["ambient"]):
+        if name not in sets["permitted"] or name not in sets["inheritable"]:
+            ctx.fail(_item(set_paths["ambient"], i), f'"{name}" must also be in the permitted and inheritable sets')
+    return CapabilitySets(**{key: _sorted_caps(caps) for key, caps in sets.items()})
+
+
+def _caps_kept_by_mask(ctx: _Context, mask: Any, path: str) -> list[str]:
+    """2014 capabilities_mask: every capability except the dropped ones."""
+    dropped: set[str] = set()
+    if isinstance(mask, dict):
+        # May 2014: {"MKNOD": true, "SYS_ADMIN": false}; false drops.
+        for key, keep in mask.items():
+            name = _cap_name(ctx, key, _child(path, key))
+            if not _bool(ctx, keep, _child(path, key)):
+                dropped.add(name)
+    elif isinstance(mask, list):
+        for i, item in enumerate(mask):
+            if isinstance(item, dict):
+                # March 2014: {key, value, enabled}; enabled false drops.
+                ctx.check_keys(item, frozenset({"key", "value", "enabled"}), _item(path, i))
+                name = _cap_name(ctx, item.get("key"), _child(_item(path, i), "key"))
+                if not _opt_bool(ctx, item.get("enabled"), _child(_item(path, i), "enabled")):
+                    dropped.add(name)
+            else:
+                dropped.add(_cap_name(ctx, item, _item(path, i)))  # a plain drop-list
+    else:
+        ctx.fail(path, "must be a list or an object")
+    return [name for name in names.CAPABILITIES if name not in dropped]
+
+
+# --- uid/gid mappings --------------------------------------------------------
+
+def _parse_id_mappings(ctx: _Context, value: Any, path: str) -> tuple[IdMap, ...]:
+    items = _opt_list(ctx, value, path)
+    if len(items) > MAX_ID_MAPPINGS:
+        ctx.fail(path, f"must have at most {MAX_ID_MAPPINGS} entries")
+    maps: list[IdMap] = []
+    for i, item in enumerate(items):
+        entry_path = _item(path, i)
+        obj = _obj(ctx, item, entry_path)
+        ctx.check_keys(obj, _ID_MAP_KEYS, entry_path)
+        fields = {}
+        for key in ("container_id", "host_id", "size"):
+            if obj.get(key) is None:
+                ctx.fail(_child(entry_path, key), "is required")
+            fields[key] = _int(ctx, obj[key], _child(entry_path, key), lo=1 if key == "size" else 0)
+        mapping = IdMap(**fields)
+        for key in ("container_id", "host_id"):
+            if getattr(mapping, key) + mapping.size > _ID_LIMIT:
+                ctx.fail(_child(entry_path, "size"), "range goes past the largest id 4294967294")
+        # The kernel rejects a map whose ranges overlap on either side.
+        for j, other in enumerate(maps):
+            for key in ("container_id", "host_id"):
+                if _ranges_overlap(getattr(mapping, key), getattr(other, key), mapping.size, other.size):
+                    ctx.fail(_child(entry_path, key), f"overlaps {_item(path, j)}")
+        maps.append(mapping)
+    return tuple(maps)
+
+
+def _ranges_overlap(start_a: int, start_b: int, size_a: int, size_b: int) -> bool:
+    return start_a < start_b + size_b and start_b < start_a + size_a
+
+
+# --- mounts ------------------------------------------------------------------
+
+def _parse_mounts(ctx: _Context, value: Any, path: str) -> tuple[MountConfig, ...]:
+    mounts = []
+    for i, item in enumerate(_opt_list(ctx, value, path)):
+        mount = _parse_mount(ctx, item, _item(path, i))
+        if mount is not None:
+            mounts.append(mount)
+    return tuple(mounts)
+
+
+def _effective_mounts(configured: tuple[MountConfig, ...]) -> tuple[MountConfig, ...]:
+    """Default system mounts not mounted by the config itself, then the config's."""
+    taken = {m.destination for m in configured}
+    return tuple(m for m in DEFAULT_MOUNTS if m.destination not in taken) + configured
+
+
+def _parse_mount(ctx: _Context, item: Any, path: str) -> MountConfig | None:
+    obj = _obj(ctx, item, path)
+    ctx.check_keys(obj, _MOUNT_KEYS, path)
+    raw_device, device_path = _pick(ctx, [(obj, "device", _child(path, "device")), (obj, "type", _child(path, "type"))])
+    device = _opt_str(ctx, raw_device, device_path)
+    if device == "devtmpfs":
+        # April 2014 marker for "put a tmpfs on /dev"; the defaults always do.
+        return None
+    later_keys = [key for key in _LATER_MOUNT_KEYS if obj.get(key) is not None]
+    old_keys = [key for key in ("writable", "private") if key in obj]
+    if later_keys and old_keys:
+        ctx.fail(_child(path, old_keys[0]), f'cannot be combined with "{later_keys[0]}"')
+    if old_keys or (not later_keys and device in ("", "bind")):
+        device = device or "bind"
+        flags, propagation, data = _mount_2014(ctx, obj, path, device)
+    else:
+        flags, propagation, data = _mount_later(ctx, obj, path)
+    # A bind is a bind whatever the type says (OCI writes "none" + "rbind").
+    if flags & names.MS_BIND:
+        device = "bind"
+    elif device == "bind":
+        flags |= names.MS_BIND
+    if not device:
+        ctx.fail(_child(path, "device"), "is required")
+    _check_propagation(ctx, propagation, path)
+    for key in ("relabel", "premount_cmds", "postmount_cmds"):
+        _warn_if_set(ctx, obj, key, path)
+    destination = _mount_destination(ctx, obj.get("destination"), _child(path, "destination"))
+    source = _mount_source(ctx, obj.get("source"), _child(path, "source"), device)
+    return MountConfig(source, destination, device, flags, data, propagation)
+
+
+def _mount_2014(ctx: _Context, obj: dict, path: str, device: str) -> tuple[int, int, str]:
+    """{source, destination, writable, private}: a bind, read-only unless writable."""
+    writable = _opt_bool(ctx, obj.get("writable"), _child(path, "writable"))
+    private = _opt_bool(ctx, obj.get("private"), _child(path, "private"))
+    flags = names.MS_BIND | names.MS_REC if device == "bind" else 0
+    if not writable:
+        flags |= names.MS_RDONLY
+    return flags, (names.MS_PRIVATE | names.MS_REC) if private else 0, ""
+
+
+def _mount_later(ctx: _Context, obj: dict, path: str) -> tuple[int, int, str]:
+    """{device, flags, data} (2015) and OCI-style {type, options}."""
+    flags = propagation = 0
+    data = [_opt_str(ctx, obj.get("data"), _child(path, "data"))]
+    for key, options in (("flags", False), ("options", True)):
+        if obj.get(key) is not None:
+            flags, propagation, extra = _mount_flags(ctx, obj[key], _child(path, key), flags, propagation, options)
+            data.extend(extra)
+    for i, item in enumerate(_opt_list(ctx, obj.get("propagation_flags"), _child(path, "propagation_flags"))):
+        item_path = _item(_child(path, "propagation_flags"), i)
+        if isinstance(item, str):
+            if item.lower() not in names.MOUNT_PROPAGATION:
+                ctx.fail(item_path, f'unknown propagation "{item}"')
+            propagation |= names.MOUNT_PROPAGATION[item.lower()]
+        else:
+            bits = _int(ctx, item, item_path, lo=0)
+            if bits & ~(names.MS_PROPAGATION | names.MS_REC):
+                ctx.fail(item_path, "must be propagation flags only")
+            propagation |= bits
+    return flags, propagation, ",".join(part for part in data if part)
+
+
+def _mount_flags(
+    ctx: _Context, value: Any, path: str, flags: int, propagation: int, options: bool
+) -> tuple[int, int, list[str]]:
+    """Apply an int or a list of flag names; OCI options that are not flags are fs data."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (*_split_flag_bits(_int(ctx, value, path, lo=0), flags, propagation), [])
+    extra: list[str] = []
+    for i, item in enumerate(_list(ctx, value, path)):
+        item_path = _item(path, i)
+        if isinstance(item, int) and not isinstance(item, bool):
+            flags, propagation = _split_flag_bits(_int(ctx, item, item_path, lo=0), flags, propagation)
+            continue
+        text = _str(ctx, item, item_path)
+        name = text.lower()
+        if name in names.MOUNT_FLAGS:
+            flags |= names.MOUNT_FLAGS[name]
+        elif name in names.MOUNT_CLEAR_FLAGS:
+            flags &= ~names.MOUNT_CLEAR_FLAGS[name]
+        elif name in names.MOUNT_PROPAGATION:
+            propagation |= names.MOUNT_PROPAGATION[name]
+        elif options:
+            extra.append(text)
+        else:
+            ctx.fail(item_path, f'unknown mount flag "{text}"')
+    return flags, propagation, extra
+
+
+def _split_flag_bits(bits: int, flags: int, propagation: int) -> tuple[int, int]:
+    """Move propagation bits of a 2015 int out of the mount flags.
+
+    MS_REC goes with them (it makes the propagation change recursive) and
+    stays in the flags too, where it makes a bind recursive.
+    """
+    kinds = bits & names.MS_PROPAGATION
+    if kinds:
+        propagation |= kinds | (bits & names.MS_REC)
+    return flags | (bits & ~names.MS_PROPAGATION), propagation
+
+
+def _check_propagation(ctx: _Context, propagation: int, path: str) -> None:
+    kinds = propagation & names.MS_PROPAGATION
+    if kinds & (kinds - 1):
+        ctx.fail(path, "conflicting propagation flags (choose one of private, slave, shared, unbindable)")
+    if propagation and not kinds:
+        ctx.fail(path, "recursive propagation flag without private, slave, shared or unbindable")
+
+
+def _mount_destination(ctx: _Context, value: Any, path: str) -> str:
+    if value is None or value == "":
+        ctx.fail(path, "is required")
+    # Destinations are resolved inside the rootfs when mounting; ".." here is
+    # an obvious attempt to leave it.
+    destination = _clean_abs_path(ctx, value, path)
+    if destination == "/":
+        ctx.fail(path, "must not be the container root")
+    return destination
+
+
+def _mount_source(ctx: _Context, value: Any, path: str, device: str) -> str:
+    source = _opt_str(ctx, value, path)
+    if device != "bind":
+        return source or device  # "proc", "tmpfs", ...: only shown in /proc/mounts
+    if not source:
+        ctx.fail(path, "is required for a bind mount")
+    full = os.path.normpath(os.path.join(ctx.base_dir, source))
+    if not os.path.exists(full):
+        ctx.fail(path, f'"{full}" does not exist')
+    return full
+
+
+# --- devices -----------------------------------------------------------------
+
+def _parse_devices(ctx: _Context, value: Any, path: str) -> tuple[DeviceConfig, ...]:
+    devices: list[DeviceConfig] = []
+    for i, item in enumerate(_opt_list(ctx, value, path)):
+        device = _parse_device(ctx, item, _item(path, i), rule=False)
+        for j, other in enumerate(devices):
+            if other.path == device.path:
+                ctx.fail(_child(_item(path, i), "path"), f"duplicates {_item(path, j)}")
+        devices.append(device)
+    return tuple(devices)
+
+
+def _effective_devices(configured: tuple[DeviceConfig, ...]) -> tuple[DeviceConfig, ...]:
+    """Default nodes not redefined by the config, then the config's."""
+    taken = {d.path for d in configured}
+    return tuple(d for d in DEFAULT_DEVICES if d.path not in taken) + configured
+
+
+def _parse_device(ctx: _Context, item: Any, path: str, *, rule: bool) -> DeviceConfig:
+    """A node to create, or with ``rule`` a cgroup allow/deny rule (-1 = "*")."""
+    obj = _obj(ctx, item, path)
+    ctx.check_keys(obj, _DEVICE_KEYS, path)
+    kind = _device_type(ctx, obj.get("type"), _child(path, "type"), _RULE_TYPES if rule else _NODE_TYPES)
+    numbers = []
+    for key, old_key in (("major", "major_number"), ("minor", "minor_number")):
+        value, number_path = _pick(ctx, [(obj, key, _child(path, key)), (obj, old_key, _child(path, old_key))])
+        if value is None and not rule and kind != "p":
+            ctx.fail(number_path, "is required")
+        numbers.append(_opt_int(ctx, value, number_path, default=-1 if rule else 0, lo=-1 if rule else 0))
+    if rule:
+        dev_path = _opt_str(ctx, obj.get("path"), _child(path, "path"))
+    else:
+        dev_path = _device_path(ctx, obj.get("path"), _child(path, "path"))
+    permissions, perm_path = _pick(ctx, [
+        (obj, "permissions", _child(path, "permissions")),
+        (obj, "cgroup_permissions", _child(path, "cgroup_permissions")),
+    ])
+    permissions = _opt_str(ctx, permissions, perm_path, default="rwm")
+    if not permissions or set(permissions) - set("rwm") or len(set(permissions)) != len(permissions):
+        ctx.fail(perm_path, 'must be a combination of "r", "w" and "m"')
+    return DeviceConfig(
+        type=kind,
+        path=dev_path,
+        major=numbers[0],
+        minor=numbers[1],
+        permissions=permissions,
+        file_mode=_opt_int(ctx, obj.get("file_mode"), _child(path, "file_mode"), default=0o666, lo=0, hi=0o7777),
+        uid=_opt_int(ctx, obj.get("uid"), _child(path, "uid"), lo=0),
+        gid=_opt_int(ctx, obj.get("gid"), _child(path, "gid"), lo=0),
+    )
+
+
+def _device_type(ctx: _Context, value: Any, path: str, allowed: tuple[str, ...]) -> str:
+    if value is None:
+        ctx.fail(path, "is required")
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Go wrote the rune as a number: 99 = 'c', 98 = 'b', 112 = 'p'.
+        kind = chr(value) if 0 < value < 0x110000 else ""
+    else:
+        kind = _str(ctx, value, path)
+    if kind not in allowed:
+        ctx.fail(path, f'unknown device type "{value}" (expected {", ".join(allowed)})')
+    return kind
+
+
+def _device_path(ctx: _Context, value: Any, path: str) -> str:
+    if value is None or value == "":
+        ctx.fail(path, "is required")
+    dev_path = _clean_abs_path(ctx, value, path)
+    if not dev_path.startswith("/dev/"):
+        ctx.fail(path, "must be under /dev")
+    return dev_path
+
+
+# --- rlimits, sysctl ---------------------------------------------------------
+
+def _parse_rlimits(ctx: _Context, value: Any, path: str) -> tuple[Rlimit, ...]:
+    limits: list[Rlimit] = []
+    for i, item in enumerate(_opt_list(ctx, value, path)):
+        entry_path = _item(path, i)
+        obj = _obj(ctx, item, entry_path)
+        ctx.check_keys(obj, _RLIMIT_KEYS, entry_path)
+        number = _rlimit_type(ctx, obj.get("type"), _child(entry_path, "type"))
+        if any(limit.type == number for limit in limits):
+            ctx.fail(_child(entry_path, "type"), f'duplicate rlimit "{names.RLIMIT_NAMES[number]}"')
+        soft = _rlimit_value(ctx, obj.get("soft"), _child(entry_path, "soft"))
+        hard = _rlimit_value(ctx, obj.get("hard"), _child(entry_path, "hard"))
+        if hard != names.RLIM_INFINITY and (soft == names.RLIM_INFINITY or soft > hard):
+            ctx.fail(_child(entry_path, "soft"), "must not exceed the hard limit")
+        limits.append(Rlimit(number, soft, hard))
+    return tuple(limits)
+
+
+def _rlimit_type(ctx: _Context, value: Any, path: str) -> int:
+    if value is None:
+        ctx.fail(path, "is required")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in names.RLIMIT_NAMES:
+            ctx.fail(path, f"unknown rlimit {value}")
+        return value
+    text = _str(ctx, value, path)
+    name = text.upper()
+    if not name.startswith("RLIMIT_"):
+        name = "RLIMIT_" + name
+    if name not in names.RLIMITS:
+        ctx.fail(path, f'unknown rlimit "{text}"')
+    return names.RLIMITS[name]
+
+
+def _rlimit_value(ctx: _Context, value: Any, path: str) -> int:
+    if value is None:
+        ctx.fail(path, "is required")
+    if isinstance(value, str) and value.lower() in ("unlimited", "infinity"):
+        return names.RLIM_INFINITY
+    number = _int(ctx, value, path)
+    if number in (-1, _GO_RLIM_INFINITY):
+        return names.RLIM_INFINITY
+    if number < 0:
+        ctx.fail(path, 'must not be negative (use -1 or "unlimited")')
+    if number > _GO_RLIM_INFINITY:
+        ctx.fail(path, "is too large")
+    return number
+
+
+def _parse_sysctl(ctx: _Context, value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    entries = []
+    for key, setting in _obj(ctx, value, path).items():
+        key_path = _child(path, key)
+        # Keys become paths under /proc/sys; "/" or an empty segment could
+        # point the write anywhere in /proc.
+        if not key or "/" in key or "\x00" in key or "" in key.split(".") or key != key.strip():
+            ctx.fail(key_path, 'must be a dotted name such as "net.ipv4.ip_forward"')
+        if isinstance(setting, (int, float)) and not isinstance(setting, bool):
+            setting = str(setting)
+        entries.append((key, _str(ctx, setting, key_path)))
+    return tuple(entries)
+
+
+def _sysctl_namespace(key: str) -> str | None:
+    """The namespace that makes a sysctl private to the container, if any."""
+    if key.startswith("net."):
+        return "NEWNET"
+    if key.startswith(("kernel.msg", "kernel.shm", "fs.mqueue.")) or key == "kernel.sem":
+        return "NEWIPC"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "NEWUTS"
+    return None
+
+
+# --- networks and routes -----------------------------------------------------
+
+def _parse_networks(ctx: _Context, value: Any, path: str) -> tuple[NetworkConfig, ...]:
+    networks: list[NetworkConfig] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(_opt_list(ctx, value, path)):
+        network = _parse_network(ctx, item, _item(path, i))
+        ifname = "lo" if network.type == "loopback" else network.name
+        if ifname and ifname in seen:
+            ctx.fail(_child(_item(path, i), "name"), f'interface "{ifname}" duplicates {_item(path, seen[ifname])}')
+        if ifname:
+            seen[ifname] = i
+        networks.append(network)
+    return tuple(networks)
+
+
+def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
+    """2014 {type, context{bridge,prefix,nspath}}, mid-2014 {ns_path, veth_prefix}, 2015 flat form."""
+    obj = _obj(ctx, item, path)
+    ctx.check_keys(obj, _NETWORK_KEYS, path)
+    context = None
+    if obj.get("context") is not None:
+        context = _obj(ctx, obj["context"], _child(path, "context"))
+        ctx.check_keys(context, _NETWORK_CONTEXT_KEYS, _child(path, "context"))
+    _warn_if_set(ctx, obj, "hairpin_mode", path)
+
+    def text(key: str) -> str:
+        return _opt_str(ctx, obj.get(key), _child(path, key))
+
+    def synonym(*candidates: tuple[dict | None, str, str]) -> tuple[str, str]:
+        value, value_path = _pick(ctx, [(o, k, _child(path, p)) for o, k, p in candidates])
+        return _opt_str(ctx, value, value_path), value_path
+
+    kind = text("type")
+    if kind not in _NETWORK_TYPES:
+        ctx.fail(_child(path, "type"), f'unknown network type "{kind}"' if kind else "is required")
+    bridge, bridge_path = synonym((obj, "bridge", "bridge"), (context, "bridge", "context.bridge"))
+    prefix, prefix_path = synonym(
+        (obj, "prefix", "prefix"), (obj, "veth_prefix", "veth_prefix"), (context, "prefix", "context.prefix")
+    )
+    ns_path, ns_path_path = synonym(
+        (obj, "path", "path"), (obj, "ns_path", "ns_path"), (context, "nspath", "context.nspath")
+    )
+    network = NetworkConfig(
+        type=kind,
+        name=text("name") or ("eth0" if kind == "veth" else ""),
+        bridge=bridge,
+        host_interface_name=text("host_interface_name"),
+        prefix=prefix or "veth",
+        mac_address=text("mac_address"),
+        address=text("address"),
+        gateway=text("gateway"),
+        ipv6_address=text("ipv6_address"),
+        ipv6_gateway=text("ipv6_gateway"),
+        mtu=_opt_int(ctx, obj.get("mtu"), _child(path, "mtu"), lo=0),
+        txqueuelen=_opt_int(ctx, obj.get("txqueuelen"), _child(path, "txqueuelen"), lo=0),
+        path=ns_path,
+    )
+    if network.mtu and not 68 <= network.mtu <= 65535:  # IPv4 minimum, 16-bit maximum
+        ctx.fail(_child(path, "mtu"), "must be between 68 and 65535 (or 0 for the default)")
+    if kind == "veth" and not bridge:
+        ctx.fail(bridge_path, "is required for a veth network")
+    if kind == "netns" and not ns_path:
+        ctx.fail(ns_path_path, "is required for a netns network")
+    if ns_path and not ns_path.startswith("/"):
+        ctx.fail(ns_path_path, "must be an absolute path")
+    _check_ifname(ctx, network.name, _child(path, "name"))
+    _check_ifname(ctx, network.host_interface_name, _child(path, "host_interface_name"))
+    _check_ifname(ctx, network.bridge, bridge_path)
+    if len(network.prefix) + _VETH_RANDOM_CHARS > names.IFNAMSIZ_MAX:
+        limit = names.IFNAMSIZ_MAX - _VETH_RANDOM_CHARS
+        ctx.fail(prefix_path, f"must be at most {limit} characters ({_VETH_RANDOM_CHARS} random ones are appended)")
+    _check_ifname(ctx, network.prefix, prefix_path)
+    if network.mac_address:
+        _check_mac(ctx, network.mac_address, _child(path, "mac_address"))
+    if network.address or network.gateway or network.ipv6_address or network.ipv6_gateway:
+        _check_network_addresses(ctx, network, path)
+    return network
+
+
+def _check_ifname(ctx: _Context, name: str, path: str) -> None:
+    if not name:
+        return
+    if len(name.encode()) > names.IFNAMSIZ_MAX:
+        ctx.fail(path, f"must be at most {names.IFNAMSIZ_MAX} characters")
+    # dev_valid_name(): no "/", ":" or whitespace, not "." or "..".
+    if name in (".", "..") or any(ch in "/:" or ch.isspace() for ch in name):
+        ctx.fail(path, f'"{name}" is not a valid interface name')
+
+
+def _check_mac(ctx: _Context, mac: str, path: str) -> None:
+    parts = mac.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
+        ctx.fail(path, "must look like 02:42:ac:11:00:02")
+
+
+def _check_network_addresses(ctx: _Context, network: NetworkConfig, path: str) -> None:
+    import ipaddress  # costs an import only for configs that set addresses
+
+    for address_key, gateway_key, version in (("address", "gateway", 4), ("ipv6_address", "ipv6_gateway", 6)):
+        address = getattr(network, address_key)
+        gateway = getattr(network, gateway_key)
+        interface = None
+        if address:
+            address_path = _child(path, address_key)
+            try:
+                interface = ipaddress.ip_interface(address)
+            except ValueError:
+                interface = None
+            if interface is None or interface.version != version or "/" not in address:
+                example = _EXAMPLE_CIDR[version]
+                ctx.fail(address_path, f"must be an IPv{version} address with a prefix length, like {example}")
+        if gateway:
+            gateway_path = _child(path, gateway_key)
+            ip = _ip_address(ctx, ipaddress, gateway, gateway_path, version)
+            if interface is None:
+                ctx.fail(gateway_path, f'requires "{_child(path, address_key)}"')
+            if ip not in interface.network:
+                ctx.fail(gateway_path, f"is not inside {interface.network}")
+
+
+_EXAMPLE_CIDR = {4: "172.17.0.2/16", 6: "fd00::2/64"}
+
+
+def _ip_address(ctx: _Context, ipaddress: Any, text: str, path: str, version: int | None) -> Any:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        ip = None
+    if ip is None or (version is not None and ip.version != version):
+        ctx.fail(path, f"must be an IPv{version} address" if version else "must be an IP address")
+    return ip
+
+
+def _parse_routes(ctx: _Context, value: Any, path: str) -> tuple[RouteConfig, ...]:
+    routes = []
+    for i, item in enumerate(_opt_list(ctx, value, path)):
+        entry_path = _item(path, i)
+        obj = _obj(ctx, item, entry_path)
+        ctx.check_keys(obj, _ROUTE_KEYS, entry_path)
+        route = RouteConfig(
+            **{key: _opt_str(ctx, obj.get(key), _child(entry_path, key)) for key in sorted(_ROUTE_KEYS)}
+        )
+        _check_ifname(ctx, route.interface_name, _child(entry_path, "interface_name"))
+        if route.destination or route.source or route.gateway:
+            _check_route_addresses(ctx, route, entry_path)
+        routes.append(route)
+    return tuple(routes)
+
+
+def _check_route_addresses(ctx: _Context, route: RouteConfig, path: str) -> None:
+    import ipaddress  # see _check_network_addresses
+
+    if route.destination:
+        try:
+            ipaddress.ip_network(route.destination, strict=False)
+        except ValueError:
+            ctx.fail(_child(path, "destination"), "must be an IP network like 10.0.0.0/8")
+    for key in ("source", "gateway"):
+        if getattr(route, key):
+            _ip_address(ctx, ipaddress, getattr(route, key), _child(path, key), None)
+
+
+# --- cgroups -----------------------------------------------------------------
+
+def _parse_cgroups(ctx: _Context, value: Any, path: str) -> CgroupConfig | None:
+    if value is None:
+        return None
+    obj = _obj(ctx, value, path)
+    ctx.check_keys(obj, _CGROUP_KEYS | _RESOURCE_KEYS, path)
+    location = {key: _cgroup_path_part(ctx, obj.get(key), _child(path, key)) for key in ("name", "parent", "path")}
+    if obj.get("resources") is None:
+        resources = _parse_resources(ctx, obj, path)  # 2014/2015: limits sit in cgroups itself
+    else:
+        flat = [key for key in obj if key in _RESOURCE_KEYS]
+        if flat:
+            ctx.fail(_child(path, flat[0]), f'cannot be combined with "{_child(path, "resources")}"')
+        resources_path = _child(path, "resources")
+        resources_obj = _obj(ctx, obj["resources"], resources_path)
+        ctx.check_keys(resources_obj, _RESOURCE_KEYS, resources_path)
+        resources = _parse_resources(ctx, resources_obj, resources_path)
+    return CgroupConfig(resources=resources, **location)
+
+
+def _cgroup_path_part(ctx: _Context, value: Any, path: str) -> str:
+    text = _opt_str(ctx, value, path)
+    # The cgroup directory is made by joining these under the hierarchy root.
+    if ".." in text.split("/"):
+        ctx.fail(path, 'must not contain ".."')
+    return text
+
+
+def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
+    def count(key: str, *, unlimited: bool = False) -> int | None:
+        # Go configs write 0 for "not set"; writing 0 to memory.limit_in_bytes
+        # or pids.max would make the container unusable, so 0 means None.
+        value = _opt_int(ctx, obj.get(key), _child(path, key), lo=-1 if unlimited else 0)
+        return value or None
+
+    def cpu_list(key: str) -> str | None:
+        text = _opt_str(ctx, obj.get(key), _child(path, key))
+        if text:
+            _check_cpu_list(ctx, text, _child(path, key))
+        return text or None
+
+    def flag(key: str) -> bool | None:
+        return None if obj.get(key) is None else _bool(ctx, obj[key], _child(path, key))
+
+    for key in _UNSUPPORTED_RESOURCE_KEYS:
+        _warn_if_set(ctx, obj, key, path)
+    allowed, denied = _parse_device_rules(ctx, obj, path)
+    allow_all, allow_all_path = _pick(ctx, [
+        (obj, "allow_all_devices", _child(path, "allow_all_devices")),
+        (obj, "device_access", _child(path, "device_access")),  # March 2014 spelling
+    ])
+    return CgroupResources(
+        memory=count("memory"),
+        memory_reservation=count("memory_reservation"),
+        memory_swap=count("memory_swap", unlimited=True),
+        memory_swappiness=_parse_swappiness(ctx, obj.get("memory_swappiness"), _child(path, "memory_swappiness")),
+        cpu_shares=count("cpu_shares"),
+        cpu_quota=count("cpu_quota", unlimited=True),
+        cpu_period=count("cpu_period"),
+        cpuset_cpus=cpu_list("cpuset_cpus"),
+        cpuset_mems=cpu_list("cpuset_mems"),
+        pids_limit=count("pids_limit", unlimited=True),
+        blkio_weight=count("blkio_weight"),
+        oom_kill_disable=flag("oom_kill_disable"),
+        freezer=_parse_freezer(ctx, obj.get("freezer"), _child(path, "freezer")),
+        allow_all_devices=None if allow_all is None else _bool(ctx, allow_all, allow_all_path),
+        allowed_devices=allowed,
+        denied_devices=denied,
+        **{key: _parse_throttle(ctx, obj.get(key), _child(path, key)) for key in _THROTTLE_KEYS},
+        hugetlb_limit=_parse_hugetlb(ctx, obj.get("hugetlb_limit"), _child(path, "hugetlb_limit")),
+    )
+
+
+def _parse_swappiness(ctx: _Context, value: Any, path: str) -> int | None:
+    # -1 was Docker's "kernel default"; 0 is a real setting here (no swapping).
+    swappiness = _opt_int(ctx, value, path, default=-1, lo=-1, hi=100)
+    return None if swappiness == -1 else swappiness
+
+
+def _parse_freezer(ctx: _Context, value: Any, path: str) -> str | None:
+    state = _opt_str(ctx, value, path)
+    if state not in ("", "FROZEN", "THAWED"):
+        ctx.fail(path, 'must be "FROZEN" or "THAWED"')
+    return state or None
+
+
+def _parse_device_rules(
+    ctx: _Context, obj: dict, path: str
+) -> tuple[tuple[DeviceConfig, ...], tuple[DeviceConfig, ...]]:
+    """allowed_devices/denied_devices (2014-2015) and later {…, allow: bool} devices."""
+    allowed = []
+    denied = []
+    for key, target in (("allowed_devices", allowed), ("denied_devices", denied)):
+        for i, item in enumerate(_opt_list(ctx, obj.get(key), _child(path, key))):
+            target.append(_parse_device(ctx, item, _item(_child(path, key), i), rule=True))
+    for i, item in enumerate(_opt_list(ctx, obj.get("devices"), _child(path, "devices"))):
+        item_path = _item(_child(path, "devices"), i)
+        rule = _parse_device(ctx, item, item_path, rule=True)
+        allow = _opt_bool(ctx, item.get("allow"), _child(item_path, "allow"))
+        (allowed if allow else denied).append(rule)
+    return tuple(allowed), tuple(denied)
+
+
+def _check_cpu_list(ctx: _Context, text: str, path: str) -> None:
+    """The kernel's cpu-list grammar: "0-3,5,7-8"."""
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        valid = _is_decimal(first) and (not dash or (_is_decimal(last) and int(first) <= int(last)))
+        if not valid:
+            ctx.fail(path, f'"{text}" is not a list like "0-1,3"')
+
+
+def _is_decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _parse_throttle(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
+    """Throttle rules as "MAJOR:MINOR RATE" lines.
+
+    2015 wrote one string (possibly several lines), later runc a list of
+    {major, minor, rate} objects.
+    """
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = [line for line in _str(ctx, value, path).splitlines() if line.strip()]
+        item_paths = [path] * len(items)
+    else:
+        items = _list(ctx, value, path)
+        item_paths = [_item(path, i) for i in range(len(items))]
+    lines = []
+    for item, item_path in zip(items, item_paths):
+        if isinstance(item, dict):
+            ctx.check_keys(item, _THROTTLE_OBJECT_KEYS, item_path)
+            major, minor, rate = (
+                _int(ctx, item.get(key), _child(item_path, key), lo=0) for key in ("major", "minor", "rate")
+            )
+            lines.append(f"{major}:{minor} {rate}")
+            continue
+        line = _str(ctx, item, item_path).strip()
+        device, _, rate = line.partition(" ")
+        major, colon, minor = device.partition(":")
+        if not (colon and _is_decimal(major) and _is_decimal(minor) and _is_decimal(rate.strip())):
+            ctx.fail(item_path, f'"{line}" is not "MAJOR:MINOR RATE"')
+        lines.append(f"{major}:{minor} {rate.strip()}")
+    return tuple(lines)
+
+
+def _parse_hugetlb(ctx: _Context, value: Any, path: str) -> tuple[tuple[str, int], ...]:
+    limits = []
+    for i, item in enumerate(_opt_list(ctx, value, path)):
+        item_path = _item(path, i)
+        obj = _obj(ctx, item, item_path)
+        ctx.check_keys(obj, _HUGETLB_KEYS, item_path)
+        page_size = _opt_str(ctx, obj.get("page_size"), _child(item_path, "page_size"))
+        # It becomes part of a file name (hugetlb.2MB.limit_in_bytes).
+        if not (page_size.isascii() and page_size.isalnum()):
+            ctx.fail(_child(item_path, "page_size"), 'must be a page size such as "2MB"')
+        limit = _int(ctx, obj.get("limit"), _child(item_path, "limit"), lo=0)
+        limits.append((page_size, limit))
+    return tuple(limits)
+
+
+# --- rules across fields -----------------------------------------------------
+
+def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[str, str]) -> None:
+    """Settings that would change the host unless the container has the namespace."""
+
+    def need(namespace: str, field: str) -> None:
+        if not config.has_namespace(namespace):
+            ctx.fail(field, f"requires the {namespace} namespace")
+
+    if config.hostname:
+        need("NEWUTS", "hostname")
+    if config.uid_mappings:
+        need("NEWUSER", "uid_mappings")
+    if config.gid_mappings:
+        need("NEWUSER", "gid_mappings")
+    user_ns = config.namespace("NEWUSER")
+    if user_ns is not None and not user_ns.path:
+        # A new user namespace without maps leaves every id unmapped (nobody),
+        # and root in it could not even set up the mounts.
+        for field in ("uid_mappings", "gid_mappings"):
+            if not getattr(config, field):
+                ctx.fail(field, "is required by the NEWUSER namespace")
+    for i, network in enumerate(config.networks):
+        if network.type != "netns":  # netns networks join an existing namespace
+            need("NEWNET", _item("networks", i))
+    if config.routes:
+        need("NEWNET", "routes")
+    if config.mounts != DEFAULT_MOUNTS:
+        need("NEWNS", origin["mounts"])
+    if config.mask_paths != DEFAULT_MASK_PATHS:
+        need("NEWNS", "mask_paths")
+    if config.readonly_paths != DEFAULT_READONLY_PATHS:
+        need("NEWNS", "readonly_paths")
+    if config.readonlyfs:
+        need("NEWNS", origin["readonlyfs"])  # would remount the host's / read-only
+    for key, _ in config.sysctl:
+        namespace = _sysctl_namespace(key)
+        if namespace is None:
+            ctx.fail(_child(origin["sysctl"], key), "not namespaced, refusing to change the host")
+        need(namespace, _child(origin["sysctl"], key))
+
+
+def _check_security_modules(ctx: _Context, config: Config, origin: dict[str, str]) -> None:
+    """Labels the kernel cannot apply: failing now beats running unconfined."""
+    if config.apparmor_profile and not _apparmor_enabled():
+        ctx.fail(origin["apparmor_profile"], "AppArmor is not enabled on this kernel")
+    for field in ("process_label", "mount_label"):
+        if getattr(config, field) and not os.path.isdir(SELINUX_FS):
+            ctx.fail(origin[field], "SELinux is not enabled on this kernel")
+
+
+def _apparmor_enabled() -> bool:
+    try:
+        with open(APPARMOR_ENABLED_FILE, encoding="ascii", errors="replace") as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False  # no such file: AppArmor is not built in or not loaded
+
+
+# --- output ------------------------------------------------------------------
+
+def _single_bit_names() -> list[tuple[str, int]]:
+    """One name per mount flag bit (the first listed), in bit order."""
+    chosen: dict[int, str] = {}
+    for name, bits in names.MOUNT_FLAGS.items():
+        if bits & (bits - 1) == 0 and bits not in chosen:
+            chosen[bits] = name
+    return [(chosen[bits], bits) for bits in sorted(chosen)]
+
+
+_FLAG_NAMES = _single_bit_names()
+_PROPAGATION_NAMES = {bits: name for name, bits in reversed(list(names.MOUNT_PROPAGATION.items()))}
+
+
+def _mount_flag_names(flags: int, propagation: int) -> list[Any]:
+    out: list[Any] = []
+    rbind = names.MS_BIND | names.MS_REC
+    if flags & rbind == rbind:
+        out.append("rbind")
+        flags &= ~rbind
+    for name, bits in _FLAG_NAMES:
+        if flags & bits:
+            out.append(name)
+            flags &= ~bits
+    if flags:
+        out.append(flags)  # bits without a name stay a number
+    if propagation:
+        out.append(_PROPAGATION_NAMES[propagation])
+    return out
+
+
+def _mount_to_dict(mount: MountConfig) -> dict:
+    return {
+        "source": mount.source,
+        "destination": mount.destination,
+        "device": mount.device,
+        "flags": _mount_flag_names(mount.flags, mount.propagation),
+        "data": mount.data,
+    }
+
+
+def _device_to_dict(device: DeviceConfig) -> dict:
+    return {
+        "type": device.type,
+        "path": device.path,
+        "major": device.major,
+        "minor": device.minor,
+        "permissions": device.permissions,
+        "file_mode": device.file_mode,
+        "uid": device.uid,
+        "gid": device.gid,
+    }
+
+
+def _id_map_to_dict(mapping: IdMap) -> dict:
+    return {"container_id": mapping.container_id, "host_id": mapping.host_id, "size": mapping.size}
+
+
+def _network_to_dict(network: NetworkConfig) -> dict:
+    out: dict[str, Any] = {"type": network.type}
+    for key, default in _NETWORK_DEFAULTS.items():
+        value = getattr(network, key)
+        if value != default:
+            out[key] = value
+    return out
+
+
+_NETWORK_DEFAULTS = {
+    key: getattr(NetworkConfig("loopback"), key)
+    for key in NetworkConfig.__dataclass_fields__
+    if key != "type"
+}
+
+
+def _route_to_dict(route: RouteConfig) -> dict:
+    return {
+        "destination": route.destination,
+        "source": route.source,
+        "gateway": route.gateway,
+        "interface_name": route.interface_name,
+    }
+
+
+def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
+    resources: dict[str, Any] = {}
+    for key in CgroupResources.__dataclass_fields__:
+        value = getattr(cgroups.resources, key)
+        if value is None or value == ():
+            continue
+        if key in ("allowed_devices", "denied_devices"):
+            value = [_device_to_dict(d) for d in value]
+        elif key == "hugetlb_limit":
+            value = [{"page_size": size, "limit": limit} for size, limit in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        resources[key] = value
+    return {"name": cgroups.name, "parent": cgroups.parent, "path": cgroups.path, "resources": resources}

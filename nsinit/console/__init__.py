@@ -1,0 +1,191 @@
+"""The container's stdio: a pty when asked for, pipes when the host's stdio is a terminal.
+
+A container must never hold a host terminal: with it, TIOCSTI could type
+commands into the user's shell, and job-control signals would cross the
+boundary.  So a terminal on the host side is always relayed, never passed:
+through a pty of the container's own (``tty``), or through pipes.
+Plain files and pipes (scripts, CI) pass straight through at no cost.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import termios
+import tty as _tty
+from dataclasses import dataclass, field
+
+TIOCSCTTY = 0x540E
+
+
+@dataclass
+class Stdio:
+    """What the child dups onto 0, 1, 2, and what the parent relays."""
+
+    child_fds: tuple[int, int, int] = (0, 1, 2)
+    console_fd: int | None = None            # pty slave, child side
+    master_fd: int | None = None             # pty master, parent side
+    relays: list[tuple[int, int]] = field(default_factory=list)  # (read end, write end) in the parent
+    child_only: list[int] = field(default_factory=list)          # close in the parent after clone
+    parent_only: list[int] = field(default_factory=list)         # close in the child after clone
+    saved_termios: list | None = None  # type: ignore[type-arg]
+
+    @property
+    def needs_relay(self) -> bool:
+        return bool(self.relays)
+
+
+def prepare_stdio(use_tty: bool) -> Stdio:
+    if use_tty:
+        return _prepare_pty()
+    return _prepare_passthrough()
+
+
+def _prepare_pty() -> Stdio:
+    master, slave = os.openpty()
+    os.set_inheritable(slave, False)
+    stdio = Stdio(child_fds=(slave, slave, slave), console_fd=slave, master_fd=master,
+                  child_only=[slave], parent_only=[master])
+    _copy_window_size(0, master)
+    stdio.relays = [(0, master), (master, 1)]
+    return stdio
+
+
+def _prepare_passthrough() -> Stdio:
+    stdio = Stdio()
+    fds = [0, 1, 2]
+    for fd in (0, 1, 2):
+        if not _isatty(fd):
+            continue
+        r, w = os.pipe2(os.O_CLOEXEC)
+        if fd == 0:
+            fds[0] = r
+            stdio.relays.append((0, w))
+            stdio.child_only.append(r)
+            stdio.parent_only.append(w)
+        else:
+            fds[fd] = w
+            stdio.relays.append((r, fd))
+            stdio.child_only.append(w)
+            stdio.parent_only.append(r)
+    stdio.child_fds = (fds[0], fds[1], fds[2])
+    return stdio
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _copy_window_size(src: int, dst: int) -> None:
+    if not _isatty(src):
+        return
+    size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+    fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+
+
+def attach_child_stdio(stdio: Stdio) -> None:
+    """In the child: new session, the pty as controlling terminal, fds 0-2."""
+    os.setsid()
+    if stdio.console_fd is not None:
+        fcntl.ioctl(stdio.console_fd, TIOCSCTTY, 0)
+    for target, fd in enumerate(stdio.child_fds):
+        if fd != target:
+            os.dup2(fd, target)
+
+
+def close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError as err:
+            # EBADF: already closed by an earlier cleanup path.
+            if err.errno != errno.EBADF:
+                raise
+
+
+def enter_raw_mode(stdio: Stdio) -> None:
+    if stdio.master_fd is not None and _isatty(0):
+        stdio.saved_termios = termios.tcgetattr(0)
+        _tty.setraw(0)
+
+
+def restore_terminal(stdio: Stdio) -> None:
+    if stdio.saved_termios is not None:
+        termios.tcsetattr(0, termios.TCSADRAIN, stdio.saved_termios)
+        stdio.saved_termios = None
+
+
+def on_window_change(stdio: Stdio) -> None:
+    if stdio.master_fd is not None:
+        _copy_window_size(0, stdio.master_fd)
+
+
+def relay(stdio: Stdio, wakeup_fd: int, child_exited: "callable[[], bool]") -> None:  # type: ignore[valid-type]
+    """Copy data between host and container fds until the container's side is done.
+
+    ``wakeup_fd`` is the signal wakeup pipe: a SIGCHLD makes select return
+    so we notice the exit even when no data flows.
+    """
+    sources = {src: dst for src, dst in stdio.relays}
+    container_side = {src for src in sources if src not in (0,)}
+    while container_side:
+        readable, _, _ = select.select(list(sources) + [wakeup_fd], [], [], 1.0)
+        if wakeup_fd in readable:
+            _drain(wakeup_fd)
+        for src in readable:
+            if src == wakeup_fd:
+                continue
+            try:
+                data = os.read(src, 65536)
+            except OSError as err:
+                # EIO from a pty master means every slave fd is closed.
+                if err.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                _stop_source(stdio, sources, container_side, src)
+                continue
+            _write_all(sources[src], data)
+        if child_exited() and not readable:
+            break
+
+
+def _stop_source(stdio: Stdio, sources: dict[int, int], container_side: set[int], src: int) -> None:
+    dst = sources.pop(src)
+    container_side.discard(src)
+    if src == 0 and stdio.master_fd is None:
+        os.close(dst)  # EOF on host stdin becomes EOF on the container's stdin pipe
+        stdio.parent_only.remove(dst)
+    elif src == 0 and stdio.master_fd is not None:
+        # Send EOF the way a terminal would: ^D at the start of a line.
+        _write_all(stdio.master_fd, b"\x04")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as err:
+            if err.errno in (errno.EPIPE, errno.EIO):
+                return  # the reader went away; nothing left to deliver
+            raise
+        view = view[n:]
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def ignore_sigpipe_writes() -> None:
+    """Python already ignores SIGPIPE; kept explicit because relays depend on it."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)

@@ -1,0 +1,186 @@
+"""Who the container command runs as: resolve a ``user`` spec, then switch to it.
+
+Runs in the container child after pivot_root, so ``/etc`` is the container's
+and every import is at the top.  The ``pwd``/``grp`` modules are deliberately
+not used: they ask the host's NSS (nscd, sssd, LDAP ...), not the files inside
+the container image, and could load host libraries into the container.
+
+Semantics follow libcontainer's ``user.GetExecUser``:
+
+* ``""``/``"root"`` is uid 0 (the passwd entry of "root"/uid 0 when there is
+  one, else gid 0 and home ``/`` as libcontainer's defaults);
+* the user part matches a passwd entry by name or by uid; a number not in
+  passwd (or with no passwd file) is used as is, with home ``/`` and gid 0;
+* the group part matches a group entry by name or gid; a number not in the
+  group file is used as is;
+* supplementary groups (every group listing the user's name) are only taken
+  in the implicit form, without a group part -- with ``user:group`` the
+  caller asked for exactly that group, as ``docker run -u user:group`` does;
+* ``additional_groups`` (names or numbers) are always added.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from nsinit.errors import NsinitError
+
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to setres*id
+
+
+@dataclass(frozen=True)
+class Identity:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    name: str  # "" for a numeric uid with no passwd entry
+
+
+@dataclass(frozen=True)
+class _PasswdEntry:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
+class _GroupEntry:
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+def _read_lines(path: str) -> list[list[str]] | None:
+    """Colon-split, non-comment lines of ``path``; None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            rows.append(line.split(":"))
+    return rows
+
+
+def _parse_id(text: str) -> int | None:
+    """A non-negative decimal id, or None when ``text`` is not one."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+def _read_passwd(path: str) -> list[_PasswdEntry] | None:
+    rows = _read_lines(path)
+    if rows is None:
+        return None
+    entries = []
+    for fields in rows:
+        fields += [""] * (7 - len(fields))
+        uid, gid = _parse_id(fields[2]), _parse_id(fields[3])
+        if uid is None or gid is None:
+            continue  # a malformed line; libcontainer skips these too
+        entries.append(_PasswdEntry(fields[0], uid, gid, fields[5]))
+    return entries
+
+
+def _read_group(path: str) -> list[_GroupEntry] | None:
+    rows = _read_lines(path)
+    if rows is None:
+        return None
+    entries = []
+    for fields in rows:
+        fields += [""] * (4 - len(fields))
+        gid = _parse_id(fields[2])
+        if gid is None:
+            continue  # malformed line
+        members = tuple(m.strip() for m in fields[3].split(",") if m.strip())
+        entries.append(_GroupEntry(fields[0], gid, members))
+    return entries
+
+
+def _check_range(kind: str, value: int) -> int:
+    if value > _MAX_ID:
+        raise NsinitError("user", f"{kind} {value} is out of range (0-{_MAX_ID})")
+    return value
+
+
+def _lookup_group(spec: str, groups: list[_GroupEntry] | None, group_path: str) -> int:
+    gid = _parse_id(spec)
+    for entry in groups or ():
+        if entry.name == spec or entry.gid == gid:
+            return entry.gid
+    if gid is None:
+        where = (f"not in {group_path} of the container" if groups is not None
+                 else f"the container has no {group_path}")
+        raise NsinitError("user", f'unknown group "{spec}" ({where})')
+    return _check_range("gid", gid)
+
+
+def resolve_user(spec: str, additional_groups: Sequence[str] = (), etc: str = "/etc") -> Identity:
+    """The Identity for ``spec`` from ``<etc>/passwd`` and ``<etc>/group``."""
+    passwd_path = os.path.join(etc, "passwd")
+    group_path = os.path.join(etc, "group")
+    # Messages name the files as the container sees them: ``etc`` is the
+    # container's /etc even when a caller (or a test) reaches it another way.
+    shown_passwd, shown_group = "/etc/passwd", "/etc/group"
+
+    user_part, sep, group_part = spec.partition(":")
+    user_part = user_part or "0"  # no user: root, whatever its passwd name is
+    numeric = _parse_id(user_part)
+    passwd = _read_passwd(passwd_path)
+    groups = _read_group(group_path)
+
+    entry = None
+    for candidate in passwd or ():
+        if candidate.name == user_part or candidate.uid == numeric:
+            entry = candidate
+            break
+
+    if entry is not None:
+        uid, gid, home, name = entry.uid, entry.gid, entry.home or "/", entry.name
+    elif user_part == "root" or numeric == 0:
+        uid, gid, home, name = 0, 0, "/", "root"
+    else:
+        if numeric is None:
+            where = (f"not in {shown_passwd} of the container" if passwd is not None
+                     else f"the container has no {shown_passwd}")
+            raise NsinitError("user", f'unknown user "{user_part}" ({where})')
+        uid, gid, home, name = _check_range("uid", numeric), 0, "/", ""
+
+    supplementary: list[int] = []
+    if sep and group_part:
+        gid = _lookup_group(group_part, groups, shown_group)
+    elif name:
+        supplementary = [g.gid for g in groups or () if name in g.members]
+
+    for extra in additional_groups:
+        supplementary.append(_lookup_group(str(extra), groups, shown_group))
+
+    unique = tuple(dict.fromkeys(supplementary))
+    return Identity(uid=uid, gid=gid, groups=unique, home=home, name=name)
+
+
+def switch_user(identity: Identity) -> None:
+    """setgroups, then setresgid, then setresuid -- in that order because both
+    group calls need CAP_SETGID, which setresuid to a non-root uid takes away
+    (unless PR_SET_KEEPCAPS, and even then the effective set is cleared).
+
+    Setting all three of real/effective/saved ids leaves no saved uid 0 that
+    the container command could switch back to.
+    """
+    steps = (
+        (f"setgroups({list(identity.groups)})", os.setgroups, (list(identity.groups),)),
+        (f"setresgid({identity.gid})", os.setresgid, (identity.gid,) * 3),
+        (f"setresuid({identity.uid})", os.setresuid, (identity.uid,) * 3),
+    )
+    for label, call, args in steps:
+        try:
+            call(*args)
+        except OSError as err:
+            raise OSError(err.errno, f"{label}: {os.strerror(err.errno)}") from None

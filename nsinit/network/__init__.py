@@ -1,0 +1,23 @@
+"""Container networking.
+
+Loopback is brought up from inside the child with one ioctl: no netlink
+library needed, so a loopback-only container pays nothing for pyroute2.
+veth networks are configured from the parent (see the networking issue).
+"""
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def bring_up_loopback() -> None:
+    """Set IFF_UP on ``lo`` in the current network namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
