@@ -1,3 +1,3 @@
-from nsinit.cli import main
+from nsinit.cli import run
 
-raise SystemExit(main())
+run()

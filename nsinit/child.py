@@ -99,14 +99,16 @@ def _join_and_exec(plan: ChildPlan) -> None:
         _become_init(plan)
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
-    with steps.step("console"):
-        # Before setns: the pty lives on the host and its fds are already open.
-        console.attach_child_stdio(plan.stdio)
     with steps.step("setns"):
         namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
         os.close(plan.join_pidfd)
         if not cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
             os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+    with steps.step("console"):
+        if plan.stdio.pty_in_container:
+            # setns put us in the container's mounts: this is its devpts.
+            _open_console(plan, "/dev/pts/ptmx")
+        console.attach_child_stdio(plan.stdio)
     with steps.step("rlimits"):
         _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
     if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
@@ -129,17 +131,30 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         _become_init(plan)
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
+    if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]
+        with steps.step("user namespace"):
+            # Until now we ran as the host's uid 0, which the maps need not
+            # cover; files we create would get unmappable owners (EOVERFLOW).
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
     with steps.step("join namespaces"):
         _join_path_namespaces(cfg)
-    with steps.step("console"):
-        console.attach_child_stdio(plan.stdio)
+    if not plan.stdio.pty_in_container:
+        with steps.step("console"):
+            console.attach_child_stdio(plan.stdio)
     if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
         with steps.step("prepare rootfs"):
             mount.prepare_root(cfg)
         with steps.step("mounts"):
             mount.mount_all(cfg)
+        if plan.stdio.pty_in_container:
+            with steps.step("console"):
+                _open_console(plan, os.path.join(os.path.realpath(cfg.rootfs), "dev/pts/ptmx"))  # type: ignore[attr-defined]
         with steps.step("devices"):
             mount.create_devices(cfg, plan.stdio.console_fd)
+        if plan.stdio.pty_in_container:
+            with steps.step("console"):
+                console.attach_child_stdio(plan.stdio)
         with steps.step("pivot_root"):
             mount.pivot_to_rootfs(cfg)
     else:
@@ -212,6 +227,16 @@ def _wait_for_go(fd: int) -> None:
         os._exit(125)  # the supervisor died before releasing us
     if not message.get("go"):
         raise NsinitError("sync", f"unexpected message {message!r}")
+
+
+def _open_console(plan: ChildPlan, ptmx: str) -> None:
+    """Make the pty in the container's devpts; its master goes to the supervisor."""
+    master, slave = console.open_container_pty(ptmx)
+    try:
+        sync.send(plan.sync_fd, console=True, pass_fd=master)
+    finally:
+        os.close(master)
+    console.use_child_pty(plan.stdio, slave)
 
 
 def _join_path_namespaces(cfg: object) -> None:

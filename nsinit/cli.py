@@ -7,6 +7,11 @@ Usage:
   nsinit [options] kill [--all] [SIGNAL]
   nsinit [options] config
   nsinit [options] spec [--rootless] [--force]
+  nsinit [options] pause
+  nsinit [options] resume
+  nsinit [options] stats [--json]
+  nsinit [options] update [--memory BYTES] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] [--pids-limit N]
+  nsinit [options] oom
   nsinit rootfs DIR
   nsinit (-h | --help)
   nsinit --version
@@ -24,6 +29,11 @@ Options:
   --all            Signal every process of the container, not just PID 1.
   --force          Overwrite an existing container.json.
   --rootless       Write a config with a user namespace mapping.
+  --memory BYTES   Memory limit: bytes, or with a K/M/G suffix; -1 = unlimited.
+  --cpu-quota N    CPU time (µs) per period the container may use; -1 = unlimited.
+  --cpu-period N   Length of a CPU quota period in µs (1000..1000000).
+  --cpu-shares N   Relative CPU weight (2..262144, default 1024).
+  --pids-limit N   Maximum number of processes; -1 = unlimited.
 
 Exit status of exec: the command's own status, 128+N when a signal N killed
 it, 125 when nsinit itself failed, 126 when the command cannot be executed,
@@ -33,9 +43,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
-from nsinit.errors import EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NsinitError
+from nsinit.errors import EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NsinitError, describe_oserror
 
 # exec's own options that take a value: everything after them and their
 # value, up to the first other word, still belongs to nsinit.
@@ -79,9 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     except NsinitError as err:
         print(f"nsinit: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # A syscall failed outside any named step: still one line, no traceback.
+        print(f"nsinit: {describe_oserror(err)}", file=sys.stderr)
+        return EXIT_NSINIT_FAILED
     except KeyboardInterrupt:
         print("nsinit: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """Entry point of the command: main(), then a fast exit.
+
+    Everything nsinit must undo is undone inside main(); tearing down the
+    interpreter afterwards only costs time (about 9 ms here), so once the
+    output is flushed we leave with os._exit.
+    """
+    try:
+        code = main()
+    except SystemExit as exit_:  # docopt's --help, --version and usage errors
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if exit_.code is not None and not isinstance(exit_.code, int):
+            print(exit_.code, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def dispatch(args: dict[str, Any]) -> int:
@@ -93,15 +126,20 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_exec(args)
     from nsinit.container import Container
 
-    container = Container.load(args["--root"], args["--config"])
     if args["config"]:
-        return cmd_config(container)
+        return cmd_config(Container.load(args["--root"], args["--config"]))
+    # The commands below act on the running container through its recorded
+    # state; they need no container.json (it may even have changed since).
+    container = Container.attach(args["--root"])
     if args["state"]:
         return cmd_state(container, args["--json"])
     if args["ps"]:
         return cmd_ps(container, args["--json"])
     if args["kill"]:
-        return cmd_kill(container, args["SIGNAL"] or "TERM", args["--all"])
+        return cmd_kill(container, "TERM" if args["SIGNAL"] is None else args["SIGNAL"], args["--all"])
+    for name in ("pause", "resume", "stats", "update", "oom"):
+        if args[name]:
+            return _cgroup_command(name, container, args)
     raise NsinitError("usage", "unknown command")
 
 
@@ -141,38 +179,91 @@ def cmd_config(container: Any) -> int:
 def cmd_spec(args: dict[str, Any]) -> int:
     import json
 
+    from nsinit.errors import describe_oserror
     from nsinit.rootfs import DEFAULT_ROOTFS_CONFIG
 
     path = args["--config"] or os.path.join(args["--root"], "container.json")
-    if os.path.exists(path) and not args["--force"]:
-        raise NsinitError("spec", f"{path} exists (use --force to overwrite)", EXIT_COMMAND_FAILED)
     spec: dict[str, Any] = json.loads(json.dumps(DEFAULT_ROOTFS_CONFIG))
     if args["--rootless"]:
         spec["namespaces"].append({"type": "NEWUSER"})
         spec["uid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
         spec["gid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
-    with open(path, "w") as f:
-        f.write(json.dumps(spec, indent=2) + "\n")
+    # "x" (O_EXCL) rather than exists()-then-open: two specs at once cannot
+    # both think the file was theirs to write.
+    try:
+        with open(path, "w" if args["--force"] else "x") as f:
+            f.write(json.dumps(spec, indent=2) + "\n")
+    except FileExistsError:
+        raise NsinitError("spec", f"{path} exists (use --force to overwrite)", EXIT_COMMAND_FAILED) from None
+    except OSError as err:
+        raise NsinitError("spec", describe_oserror(err), EXIT_COMMAND_FAILED) from None
     return 0
 
 
+@contextmanager
+def _root_locked(container: Any) -> Iterator[None]:
+    """Hold the root dir's lock while reading the state files.
+
+    Then a creation is never caught between its steps, so a lifecycle
+    command cannot mistake a container being born for stale files and
+    remove them.  The wait is bounded all the same: ``kill`` must work even
+    while a slow creation holds the lock.
+    """
+    from nsinit.errors import describe_oserror
+    from nsinit.state import RootLock
+
+    lock = RootLock(container.root)
+    try:
+        try:
+            if not lock.try_acquire(_LOCK_WAIT_SECONDS):
+                container.warn(f"{container.root} stays locked; going on without the lock")
+        except OSError as err:
+            raise NsinitError("state", describe_oserror(err), EXIT_COMMAND_FAILED) from None
+        yield
+    finally:
+        lock.release()
+
+
+_LOCK_WAIT_SECONDS = 2.0
+
+
 def cmd_state(container: Any, as_json: bool) -> int:
-    current = container.require_state()
+    with _root_locked(container):
+        current = container.require_state()
     if as_json:
         print(current.to_json())
         return 0
     print(f"status     {current.status}")
     print(f"pid        {current.init_pid}")
+    print(f"started    {_start_time_text(current.init_start_time)}")
     print(f"created    {current.created}")
+    print(f"root       {current.root}")
     for name, inode in sorted(current.namespace_inodes.items()):
         print(f"namespace  {name:<10} {inode}")
+    for name, path in sorted(current.cgroup_paths.items()):
+        print(f"cgroup     {name:<10} {path}")
     return 0
+
+
+def _start_time_text(ticks: int) -> str:
+    """Clock ticks after boot, as the kernel records it, and as a UTC time."""
+    import time
+
+    text = f"{ticks} (clock ticks after boot)"
+    try:
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return text  # no wall-clock time to add; the ticks alone are still right
+    when = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when))}, {text}"
 
 
 def cmd_ps(container: Any, as_json: bool) -> int:
     import json
 
-    rows = container.processes()
+    with _root_locked(container):
+        rows = container.processes()
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -183,8 +274,102 @@ def cmd_ps(container: Any, as_json: bool) -> int:
 
 
 def cmd_kill(container: Any, signame: str, every: bool) -> int:
-    container.signal(parse_signal(signame), all_processes=every)
+    signum = parse_signal(signame)
+    # Under the lock: the pid is checked (start time, namespaces) and
+    # signalled before a new container could take over this directory.
+    with _root_locked(container):
+        container.signal(signum, all_processes=every)
     return 0
+
+
+def _cgroup_command(name: str, container: Any, args: dict[str, Any]) -> int:
+    """pause, resume, stats, update, oom: failures exit 1, like the other
+    lifecycle commands (the manager's errors default to exec's 125)."""
+    try:
+        if name == "pause":
+            container.pause()
+        elif name == "resume":
+            container.resume()
+        elif name == "stats":
+            cmd_stats(container, args["--json"])
+        elif name == "update":
+            cmd_update(container, args)
+        else:
+            cmd_oom(container)
+    except NsinitError as err:
+        err.exit_code = EXIT_COMMAND_FAILED
+        raise
+    return 0
+
+
+def cmd_stats(container: Any, as_json: bool) -> None:
+    import json
+
+    stats = container.stats()
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    cpu, memory, pids = stats["cpu_stats"], stats["memory_stats"], stats["pids_stats"]
+    usage, throttling = cpu["cpu_usage"], cpu["throttling_data"]
+    print(f"cpu      total {usage['total_usage'] / 1e9:.3f} s  user {usage['usage_in_usermode'] / 1e9:.3f} s  "
+          f"system {usage['usage_in_kernelmode'] / 1e9:.3f} s  "
+          f"throttled {throttling['throttled_periods']} of {throttling['periods']} periods")
+    mem = memory["usage"]
+    print(f"memory   usage {_size(mem['usage'])}  max {_size(mem['max_usage'])}  limit {_size(mem['limit'])}  "
+          f"failcnt {mem['failcnt']}  cache {_size(memory['cache'])}")
+    print(f"pids     current {pids['current']}  limit {pids['limit'] or 'none'}")
+    totals = {"Read": 0, "Write": 0}
+    for entry in stats["blkio_stats"]["io_service_bytes_recursive"]:
+        if entry["op"] in totals:
+            totals[entry["op"]] += entry["value"]
+    print(f"blkio    read {_size(totals['Read'])}  write {_size(totals['Write'])}")
+    for iface in stats["interfaces"]:
+        print(f"{iface['name']:<8} rx {_size(iface['rx_bytes'])} ({iface['rx_packets']} packets)  "
+              f"tx {_size(iface['tx_bytes'])} ({iface['tx_packets']} packets)  "
+              f"errors {iface['rx_errors']}/{iface['tx_errors']}  dropped {iface['rx_dropped']}/{iface['tx_dropped']}")
+
+
+def _size(value: int) -> str:
+    if value >= 2**62:
+        return "unlimited"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024  # type: ignore[assignment]
+    return str(value)
+
+
+_UPDATE_OPTIONS = {"--memory": "memory", "--cpu-quota": "cpu_quota", "--cpu-period": "cpu_period",
+                   "--cpu-shares": "cpu_shares", "--pids-limit": "pids_limit"}
+
+
+def cmd_update(container: Any, args: dict[str, Any]) -> None:
+    changes = {field: parse_amount(option, args[option])
+               for option, field in _UPDATE_OPTIONS.items() if args[option] is not None}
+    if not changes:
+        raise NsinitError("update", "nothing to change (give --memory, --cpu-quota, --cpu-period, "
+                          "--cpu-shares or --pids-limit)")
+    container.update(**changes)
+
+
+def parse_amount(option: str, text: str) -> int:
+    """An integer, -1, or for --memory a size with a K/M/G suffix (powers of 1024)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} if option == "--memory" else {}
+    body, scale = text.strip(), 1
+    if body[-1:].lower() in units:
+        body, scale = body[:-1], units[body[-1].lower()]
+    if body.lstrip("-").isdigit() and body.isascii():
+        return int(body) * scale
+    example = " (e.g. 268435456, 256M, -1)" if option == "--memory" else ""
+    raise NsinitError("update", f'{option}: "{text}" is not a number{example}')
+
+
+def cmd_oom(container: Any) -> None:
+    events = container.oom_events()
+    # On stderr: stdout carries only the events, one line each.
+    print("nsinit: watching for OOM kills until the container exits", file=sys.stderr, flush=True)
+    for count in events:
+        print(f"oom kill {count}", flush=True)
 
 
 def parse_signal(text: str) -> int:

@@ -41,12 +41,18 @@ def trace_line(step: str, ms: float) -> None:
 class Container:
     """The container whose files live in ``root`` (container.json, pid, state.json)."""
 
-    def __init__(self, root: str, config: Config, *, trace: bool = False,
+    def __init__(self, root: str, config: Config | None, *, trace: bool = False,
                  warn: Callable[[str], None] | None = None) -> None:
         self.root = os.path.abspath(root)
         self.config = config
         self.trace = trace
         self.warn = warn or (lambda text: sys.stderr.write(f"nsinit: warning: {text}\n"))
+
+    @classmethod
+    def attach(cls, root: str = ".") -> "Container":
+        """A handle on the container running in ``root``, for lifecycle
+        commands: they read its recorded state, not container.json."""
+        return cls(root, None)
 
     @classmethod
     def load(cls, root: str = ".", config_path: str | None = None, *, trace: bool = False,
@@ -87,12 +93,70 @@ class Container:
             except ProcessLookupError:
                 pass  # exited since we listed it
 
+    # -- cgroups: pause, resume, stats, update, oom ------------------------
+    # pause/resume/update rewrite state.json, so they hold the root lock
+    # (a flock: callers must not hold it already).
+    def cgroups(self, current: state.State | None = None):  # type: ignore[no-untyped-def]
+        """The live container's cgroup manager (nsinit.cgroups.Manager)."""
+        from nsinit import cgroups
+
+        return cgroups.load_manager((current or self.require_state()).cgroup_paths)
+
+    def pause(self) -> None:
+        """Freeze every process; ``status`` becomes "paused" for every reader."""
+        self._set_frozen(True)
+
+    def resume(self) -> None:
+        self._set_frozen(False)
+
+    def _set_frozen(self, frozen: bool) -> None:
+        with state.RootLock(self.root):
+            current = self.require_state()
+            manager = self.cgroups(current)
+            if frozen:
+                manager.freeze()
+            else:
+                manager.thaw()
+            current.status = "paused" if frozen else "running"
+            state.update_state(self.root, current)
+
+    def stats(self) -> dict:
+        """Cgroup statistics (libcontainer's shape) plus ``interfaces``:
+        host veth counters turned round to the container's view."""
+        current = self.require_state()
+        out = self.cgroups(current).stats()
+        out["interfaces"] = [interface_stats(entry) for entry in current.network_state
+                             if isinstance(entry, dict) and entry.get("host_interface_name")]
+        return out
+
+    def update(self, **resources: object) -> None:
+        """Apply limits (CgroupResources field names) live, and record them
+        in state.json's config so ``nsinit state`` and later updates see them."""
+        from nsinit.config.model import CgroupResources
+
+        changes = {key: value for key, value in resources.items() if value is not None}
+        with state.RootLock(self.root):
+            current = self.require_state()
+            applied = self.cgroups(current).update(CgroupResources(**changes))  # type: ignore[arg-type]
+            config = current.config
+            recorded = config.get("cgroups") or {"name": "", "parent": "", "path": "", "resources": {}}
+            recorded.setdefault("resources", {}).update(applied or changes)
+            config["cgroups"] = recorded
+            state.update_state(self.root, current)
+
+    def oom_events(self):  # type: ignore[no-untyped-def]
+        """An iterator yielding 1, 2, ... per OOM kill until the container's
+        cgroup is removed.  Registered before it returns: no OOM is missed."""
+        return self.cgroups().oom_events()
+
     # -- running ---------------------------------------------------------
     def run(self, process: Process) -> int:
         """Create the container with ``process`` as PID 1, or join the live one.
 
         Returns the process's exit status (128+N when killed by signal N).
         """
+        if self.config is None:
+            raise NsinitError("exec", "no container.json loaded (use Container.load)")
         lock = state.RootLock(self.root).acquire()
         try:
             current = self.state()
@@ -137,7 +201,7 @@ class _Launch:
         cfg, proc = self.config, self.process
         use_tty = cfg.tty if proc.tty is None else proc.tty
         with self.step_timer("stdio"):
-            self.stdio = console.prepare_stdio(use_tty)
+            self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"))
             self.undo.callback(console.close_fds, self.stdio.parent_only)
             self.undo.callback(console.restore_terminal, self.stdio)
         parent_fd, child_fd = sync.socket_pair()
@@ -159,6 +223,21 @@ class _Launch:
         os.close(plan.sync_fd)
         console.close_fds(self.stdio.child_only)
         self.pidfd = os.pidfd_open(pid)
+        self.forward_signals()
+
+    def forward_signals(self) -> None:
+        """From now on, signals meant for nsinit go to the child.
+
+        Installed right after clone, not after the exec: a SIGTERM that
+        arrives during setup must stop the container, not kill nsinit and
+        leave the container behind without its supervisor.
+        """
+        def forward(signum: int, _frame: object) -> None:
+            if not self.reaped:
+                signal.pidfd_send_signal(self.pidfd, signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+        self.undo.callback(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
 
     def release_child(self) -> None:
         """Send ``go``; wait until the child has exec'd (EOF) or failed."""
@@ -170,25 +249,20 @@ class _Launch:
             if "trace" in message:
                 trace_line(message["trace"], message["ms"])
                 continue
+            if "console" in message and "fd" in message:
+                console.adopt_master(self.stdio, message["fd"])
+                continue
             if "error" in message:
                 raise NsinitError(message["step"], message["error"], message["exit"])
 
     def supervise(self) -> int:
         stdio = self.stdio
         exited: list[int] = []
-
-        def forward(signum: int, _frame: object) -> None:
-            if not exited:
-                signal.pidfd_send_signal(self.pidfd, signum)
-
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
         try:
             if stdio.needs_relay:
                 return self._wait_with_relay(stdio, exited)
             return self._wait(exited)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             console.restore_terminal(stdio)
 
     def _wait(self, exited: list[int]) -> int:
@@ -229,8 +303,8 @@ class _Launch:
 
         After a normal exit it only closes the pidfd."""
         if self.pid > 0 and not self.reaped:
-            # Through the pidfd: the pid itself is only ours until reaped.
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            # An unreaped child keeps its pid, so os.kill cannot hit a stranger.
+            os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
             self.reaped = True
         self.close_own_fds()
@@ -247,10 +321,15 @@ class _Creation(_Launch):
     def __init__(self, container: Container, process: Process, lock: state.RootLock) -> None:
         super().__init__(container, process)
         self.lock = lock
+        self.cgroup_paths: dict[str, str] = {}
+        self.network_state: list[dict[str, object]] = []
 
     def run(self) -> int:
         with self.undo:
             self.start_child()
+            self.write_id_maps()
+            self.apply_cgroups()
+            self.setup_networks()
             self.record_child()
             self.release_child()
             # Joiners may come in only now that the init has exec'd: before,
@@ -272,11 +351,44 @@ class _Creation(_Launch):
                     child.run(plan)  # never returns
         self.adopt_child(pid, plan)
 
-    def record_child(self) -> None:
+    def write_id_maps(self) -> None:
         cfg = self.config
         if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:
             with self.step_timer("id maps"):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
+
+    def apply_cgroups(self) -> None:
+        """The init enters its cgroups before it runs any code of the user's,
+        so nothing it starts can escape the limits."""
+        from nsinit import cgroups
+
+        with self.step_timer("cgroups"):
+            manager = cgroups.manager_for(self.config, self.container.root)
+            self.undo.callback(self.remove_cgroups, manager)
+            manager.create()
+            manager.add(self.pid)
+        self.cgroup_paths = manager.paths
+
+    def remove_cgroups(self, manager: "cgroups.Manager") -> None:  # type: ignore[name-defined] # noqa: F821
+        self.kill_child()  # a cgroup with a live process in it cannot be removed
+        manager.destroy()
+
+    def setup_networks(self) -> None:
+        from nsinit.network import netns
+
+        # Checked here, not at load: `nsinit kill` must work after the
+        # namespace file is gone while the container still holds it.
+        netns.check_network_namespace(self.config)
+        if not any(n.type == "veth" for n in self.config.networks) and not self.config.routes:
+            return  # loopback is the child's job; pyroute2 is only paid for veth
+        from nsinit.network import veth
+
+        with self.step_timer("network"):
+            self.network_state = veth.setup_networks(self.config, self.pid)
+            self.undo.callback(veth.teardown_networks, self.network_state)
+
+    def record_child(self) -> None:
+        cfg = self.config
         with self.step_timer("state"):
             start_time = state.read_start_time(self.pid)
             if start_time is None:
@@ -287,10 +399,20 @@ class _Creation(_Launch):
                 root=self.container.root, rootfs=cfg.rootfs,
                 namespace_paths=namespaces.namespace_paths(self.pid, names),
                 namespace_inodes=namespaces.namespace_inodes(self.pid, names),
+                cgroup_paths=self.cgroup_paths, network_state=self.network_state,
                 config=config_to_dict(cfg),
             )
             state.write_state(self.container.root, record)
-            self.undo.callback(state.remove_state, self.container.root, self.pid)
+            self.undo.callback(self.remove_record)
+
+    def remove_record(self) -> None:
+        """Remove pid/state; under the root lock, which a failed creation
+        still holds and a finished one takes again."""
+        if self.lock.held:
+            state.remove_state(self.container.root, self.pid)
+            return
+        with state.RootLock(self.container.root):
+            state.remove_state(self.container.root, self.pid)
 
 
 class _Join(_Launch):
@@ -310,6 +432,7 @@ class _Join(_Launch):
         with self.undo:
             self.pin_init()
             self.start_child()
+            self.enter_cgroups()
             self.release_child()
             status = self.supervise()
             self.undo.close()
@@ -326,6 +449,16 @@ class _Join(_Launch):
         if not state.is_alive(current.init_pid, current.init_start_time):
             raise NoContainerError("join", f"container init {current.init_pid} exited")
 
+    def enter_cgroups(self) -> None:
+        """Into the container's cgroups before ``go``: the joined process
+        runs none of the user's code outside them (moby#10046)."""
+        if not self.current.cgroup_paths:
+            return
+        from nsinit import cgroups
+
+        with self.step_timer("cgroups"):
+            cgroups.load_manager(self.current.cgroup_paths).add(self.pid)
+
     def start_child(self) -> None:
         kinds = [name for name in self.current.namespace_inodes]
         for_children = [k for k in kinds if k in namespaces.FOR_CHILDREN_ONLY]
@@ -333,10 +466,13 @@ class _Join(_Launch):
         plan.join_pidfd = self.init_pidfd
         plan.join_flags = namespaces.flags_for(k for k in kinds if k not in namespaces.FOR_CHILDREN_ONLY)
         with self.step_timer("clone"):
-            with namespaces.PidfdNamespaces(self.init_pidfd, for_children):
-                pid = _native.clone(0)
-                if pid == 0:
-                    child.run_joined(plan)  # never returns
+            try:
+                with namespaces.PidfdNamespaces(self.init_pidfd, for_children):
+                    pid = _native.clone(0)
+                    if pid == 0:
+                        child.run_joined(plan)  # never returns
+            except ProcessLookupError:
+                raise NoContainerError("join", f"container init {self.current.init_pid} exited") from None
         self.adopt_child(pid, plan)
 
 
@@ -394,3 +530,18 @@ def describe_process(pid: int) -> dict[str, object]:
     except OSError:
         pass  # exited while we looked
     return {"pid": pid, "container_pid": container_pid, "command": command}
+
+
+def interface_stats(entry: dict) -> dict[str, object]:
+    """Counters of a veth's host end, as the container sees them: what the
+    host end transmits, the container receives (libcontainer swaps them)."""
+    host = str(entry["host_interface_name"])
+    out: dict[str, object] = {"name": entry.get("name") or host, "host_interface_name": host}
+    for direction, host_direction in (("rx", "tx"), ("tx", "rx")):
+        for counter in ("bytes", "packets", "errors", "dropped"):
+            try:
+                with open(f"/sys/class/net/{host}/statistics/{host_direction}_{counter}") as f:
+                    out[f"{direction}_{counter}"] = int(f.read())
+            except (OSError, ValueError):
+                out[f"{direction}_{counter}"] = 0  # the link went away with the container
+    return out

@@ -1,22 +1,37 @@
-"""What a running container leaves in its root directory, and whether it is alive.
+"""Where a container's record lives, and whether it is alive.
 
-``pid`` holds the init's host pid (the 2014 contract: its presence means a
-container runs here); ``state.json`` holds everything else.  Both are written
-atomically (temp file + rename) so a reader never sees half a file.  A pid on
-its own proves nothing: pids are reused, so a container is live only when its
-pid exists *and* has the start time we recorded (nsinit-origins §7.2).
+The record is kept twice.  The authoritative copy is ``state.json`` in a
+private directory, ``/run/nsinit/<dev>-<inode of the root dir>`` (0700): the
+root directory is usually the container's own ``/``, and its root user must
+not be able to forge what nsinit later trusts (which pid to join, which
+cgroups to signal) or to flock it and block every ``nsinit exec``.  The
+2014 contract is kept too: ``pid`` and ``state.json`` appear in the root
+directory while the container runs, for people and scripts to read; nsinit
+itself never trusts them.
+
+A pid on its own proves nothing: pids are reused, so a container is live
+only when its pid exists, has the start time we recorded (nsinit-origins
+§7.2), and still has the namespaces we recorded, none of them nsinit's own.
+Files are written atomically (temp file + rename).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
+
+from nsinit.config.names import NAMESPACE_PROC_FILES
+from nsinit.errors import NsinitError, describe_oserror
 
 PID_FILE = "pid"
 STATE_FILE = "state.json"
+# Root's private state; NSINIT_RUN_DIR moves it (tests, unprivileged use).
+RUN_DIR = os.environ.get("NSINIT_RUN_DIR", "/run/nsinit")
 
 
 class StaleStateError(Exception):
@@ -45,8 +60,12 @@ def read_start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat (start time in clock ticks), or None if gone.
 
     Parsed after the last ')' because the command name may itself contain
-    spaces and parentheses.
+    spaces and parentheses (``comm`` is up to 15 bytes of anything but NUL):
+    splitting the whole line on spaces shifts every later field
+    (nsinit-origins §7.2).
     """
+    if pid <= 0:
+        return None  # /proc/0 does not exist, and /proc/-1 is no pid either
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
@@ -63,69 +82,191 @@ def is_alive(pid: int, start_time: int) -> bool:
 
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
+    # The public copies go into a directory the container's root can write
+    # to: whatever sits at the temp name (a symlink to a host file) is
+    # removed, and O_EXCL | O_NOFOLLOW refuse one planted again meanwhile;
+    # nothing is ever written through it.
+    _unlink(tmp)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        with open(fd, "w") as f:
+            f.write(text)
+        os.rename(tmp, path)
+    except BaseException:
+        # A half-written temp file must not stay behind in the root dir.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # the original error is the one to report
+        raise
+
+
+def private_dir(root: str) -> str:
+    """The root directory's private state directory (not created here).
+
+    Named by device and inode, not by path: the same directory reached by
+    two paths (a symlink, a bind mount) is one container.
+    """
+    st = os.stat(root)
+    return os.path.join(RUN_DIR, f"{st.st_dev:x}-{st.st_ino:x}")
+
+
+def ensure_private_dir(root: str) -> str:
+    os.makedirs(RUN_DIR, mode=0o700, exist_ok=True)
+    path = private_dir(root)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    return path
 
 
 def write_state(root: str, state: State) -> None:
-    # state.json first: once `pid` exists, readers expect the state beside it.
-    _write_atomic(os.path.join(root, STATE_FILE), state.to_json())
+    text = state.to_json()
+    _write_atomic(os.path.join(ensure_private_dir(root), STATE_FILE), text)
+    # The public copies, state.json first: once `pid` exists, readers
+    # expect the state beside it.
+    _write_atomic(os.path.join(root, STATE_FILE), text)
     _write_atomic(os.path.join(root, PID_FILE), str(state.init_pid))
 
 
 def update_state(root: str, state: State) -> None:
-    _write_atomic(os.path.join(root, STATE_FILE), state.to_json())
+    text = state.to_json()
+    _write_atomic(os.path.join(private_dir(root), STATE_FILE), text)
+    _write_atomic(os.path.join(root, STATE_FILE), text)
 
 
 def remove_state(root: str, pid: int | None = None) -> None:
-    """Delete pid and state.json; with ``pid``, only if they still name that pid.
+    """Delete the record and the public files; with ``pid``, only if the
+    record is still that pid's (a newer container may own the dir by now).
 
-    The check keeps a dying supervisor from removing the files of a newer
-    container created in the same directory after its own had been reaped.
+    Call with the RootLock held.  With ``pid`` (a container's end) the
+    private directory goes too, and the lock's waiters notice that and
+    start over (see RootLock); without, it stays for the caller's new
+    container.
     """
-    if pid is not None:
-        try:
-            with open(os.path.join(root, PID_FILE)) as f:
-                if f.read().strip() != str(pid):
-                    return
-        except FileNotFoundError:
-            pass
+    private = private_dir(root)
+    if pid is not None and _recorded_init_pid(os.path.join(private, STATE_FILE)) not in (pid, None):
+        return
+    # The public files are removed unread: only the private record says
+    # whose they are (a newer container writes its record before them, under
+    # the lock we hold), and reading what the container's root may have put
+    # there (a FIFO, a device) could hang or worse.
     for name in (PID_FILE, STATE_FILE):
-        try:
-            os.unlink(os.path.join(root, name))
-        except FileNotFoundError:
-            pass
+        _unlink(os.path.join(root, name))
+    _unlink(os.path.join(private, STATE_FILE))
+    if pid is None:
+        return  # clearing stale files for a new container: keep the locked dir
+    _rmdir_if_empty(private)
+
+
+def _rmdir_if_empty(path: str) -> None:
+    """Remove a private dir; one that is gone or not empty (a writer's
+    temp file left by a SIGKILL) is no error: it is only not removed."""
+    try:
+        os.rmdir(path)
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            raise NsinitError("state", f"cannot remove {describe_oserror(err)}") from None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise NsinitError("state", f"cannot remove {describe_oserror(err)}") from None
+
+
+def _recorded_init_pid(path: str) -> object:
+    """init_pid from state.json; None when there is no readable one."""
+    try:
+        with open(path, "rb") as f:
+            raw = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return raw.get("init_pid") if isinstance(raw, dict) else None
 
 
 def load_state(root: str) -> State | None:
-    """The recorded state, or None when no container was ever recorded here.
+    """The live container's record, or None when no container runs here.
 
-    Raises StaleStateError when files exist but are garbage, disagree, or
-    describe a process that is gone or is no longer the container's init.
+    Raises StaleStateError when something is recorded but does not describe
+    a live container init: garbage, a process that is gone, a reused pid,
+    or public files with no private record behind them (a container that
+    ended without cleaning up, or files planted in the directory).
     """
-    pid_path = os.path.join(root, PID_FILE)
-    state_path = os.path.join(root, STATE_FILE)
-    has_pid, has_state = os.path.exists(pid_path), os.path.exists(state_path)
-    if not has_pid and not has_state:
-        return None
+    private_state = os.path.join(private_dir(root), STATE_FILE)
     try:
-        with open(pid_path) as f:
-            pid = int(f.read().strip())
-        with open(state_path) as f:
-            raw = json.load(f)
-        state = State(**raw)
-    except FileNotFoundError as err:
-        raise StaleStateError(f"{os.path.basename(err.filename)} is missing") from None
-    except (ValueError, TypeError) as err:
-        raise StaleStateError(f"unreadable state ({err.__class__.__name__})") from None
-    if state.init_pid != pid:
-        raise StaleStateError(f"pid file says {pid}, state.json says {state.init_pid}")
+        with open(private_state, "rb") as f:
+            raw = json.loads(f.read())
+    except FileNotFoundError:
+        if any(os.path.lexists(os.path.join(root, n)) for n in (PID_FILE, STATE_FILE)):
+            raise StaleStateError("pid/state.json without a live container") from None
+        return None
+    except OSError as err:
+        raise StaleStateError(f"state.json: {err.strerror}") from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        raise StaleStateError("state.json is not valid JSON (truncated?)") from None
+    state = _state_from_json(raw)
+    pid = state.init_pid
     if not is_alive(pid, state.init_start_time):
         if read_start_time(pid) is None:
             raise StaleStateError(f"container init {pid} is gone")
         raise StaleStateError(f"pid {pid} now belongs to another process")
+    _check_namespaces(state)
     return state
+
+
+def _state_from_json(raw: object) -> State:
+    if not isinstance(raw, dict):
+        raise StaleStateError("state.json does not hold an object")
+    known = {f.name for f in dataclass_fields(State)}
+    required = {f.name for f in dataclass_fields(State) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - raw.keys())
+    if missing:
+        raise StaleStateError(f"state.json lacks {', '.join(missing)}")
+    # Keys of a newer nsinit are ignored rather than making a live container
+    # unjoinable.
+    state = State(**{k: v for k, v in raw.items() if k in known})
+    for name in ("init_pid", "init_start_time"):
+        value = getattr(state, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise StaleStateError(f"state.json: {name} is not an integer")
+    inodes = state.namespace_inodes
+    if not isinstance(inodes, dict) or not all(
+            isinstance(v, int) and k in NAMESPACE_PROC_FILES for k, v in inodes.items()):
+        raise StaleStateError("state.json: namespace_inodes is malformed")
+    return state
+
+
+def _check_namespaces(state: State) -> None:
+    """The start time proves the pid was not reused; the namespaces prove it
+    is a container init at all.  Every recorded namespace must still be the
+    init's, and one the container created (not joined by path) can never be
+    nsinit's own: a pid file naming a host process is refused here, whatever
+    start time sits beside it.  A zombie init has lost its namespace links,
+    so it counts as gone."""
+    joined_by_path = {ns.get("type") for ns in state.config.get("namespaces", [])
+                      if isinstance(ns, dict) and ns.get("path")} if isinstance(state.config, dict) else set()
+    pid = state.init_pid
+    for name, inode in sorted(state.namespace_inodes.items()):
+        proc_name = NAMESPACE_PROC_FILES[name]
+        try:
+            actual = os.stat(f"/proc/{pid}/ns/{proc_name}").st_ino
+        except (FileNotFoundError, ProcessLookupError):
+            raise StaleStateError(f"container init {pid} has exited") from None
+        if actual != inode:
+            raise StaleStateError(f"pid {pid} is not the container's init (its {proc_name} namespace differs)")
+        if name in joined_by_path:
+            continue
+        try:
+            own = os.stat(f"/proc/self/ns/{proc_name}").st_ino
+        except OSError:
+            continue  # nsinit runs without that namespace type; nothing to compare
+        if actual == own:
+            raise StaleStateError(f"pid {pid} is not a container's init (it shares nsinit's own {proc_name} namespace)")
 
 
 def now_iso() -> str:
@@ -133,21 +274,87 @@ def now_iso() -> str:
 
 
 class RootLock:
-    """flock on the root directory itself: serialises create-or-join decisions.
+    """flock on the private state directory: serialises create-or-join.
 
-    Locking the directory (not a lock file inside it) leaves nothing behind.
-    The fd is close-on-exec and the container child closes it right after
-    clone, so only the supervisor holds the lock.
+    The directory is removed when its container ends, and on release when
+    nothing is recorded in it, so after getting the lock we check that the
+    path still names the directory we locked; if not, it went while we
+    waited, and we start over on the new one.  The fd is close-on-exec
+    and the container child closes it right after clone, so only the
+    supervisor holds the lock.
     """
 
     def __init__(self, root: str) -> None:
-        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root = root
+        self.fd = -1
+        self.path = ""
+
+    def _open(self) -> bool:
+        """Open the private dir; False if it went (a container's end) between
+        being made sure of and being opened: then start over."""
+        path = ensure_private_dir(self.root)
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        self.path = path
+        return True
+
+    def _still_current(self, path: str) -> bool:
+        try:
+            return os.stat(path).st_ino == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            return False
 
     def acquire(self) -> "RootLock":
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if not self.try_acquire(None):
+            raise AssertionError("unreachable: no timeout")
         return self
 
+    def try_acquire(self, timeout: float | None) -> bool:
+        """Get the lock; with ``timeout``, give up after that many seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._open():
+                if self._lock(deadline) and self._still_current(self.path):
+                    return True
+                self._close()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _lock(self, deadline: float | None) -> bool:
+        if deadline is None:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            return True
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+
+    @property
+    def held(self) -> bool:
+        return self.fd >= 0
+
     def release(self) -> None:
+        """Let go of the lock.  A directory with no record in it goes too,
+        so locking leaves nothing behind in RUN_DIR; only while its path
+        still names the directory we locked: after a container's end, that
+        may be a newer directory, locked by a waiter that started over."""
+        if self.fd < 0:
+            return
+        try:
+            if self._still_current(self.path):
+                os.rmdir(self.path)
+        except OSError:
+            pass  # not empty: a container is recorded there (or an empty dir stays; harmless)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

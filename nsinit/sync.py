@@ -23,13 +23,32 @@ def socket_pair() -> tuple[int, int]:
     return a.detach(), b.detach()
 
 
-def send(fd: int, **message: Any) -> None:
-    os.write(fd, json.dumps(message).encode())
+def send(fd: int, *, pass_fd: int = -1, **message: Any) -> None:
+    """Send one message; ``pass_fd`` rides along as SCM_RIGHTS (the
+    container's pty master travels to the supervisor this way)."""
+    data = json.dumps(message).encode()
+    if pass_fd < 0:
+        os.write(fd, data)
+        return
+    sock = socket.socket(fileno=fd)
+    try:
+        socket.send_fds(sock, [data], [pass_fd])
+    finally:
+        sock.detach()
 
 
 def receive(fd: int) -> dict[str, Any] | None:
-    """The next message, or None at EOF."""
-    data = os.read(fd, MAX_MESSAGE)
+    """The next message, or None at EOF.  A passed fd arrives as ``"fd"``."""
+    sock = socket.socket(fileno=fd)
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1, socket.MSG_CMSG_CLOEXEC)
+    finally:
+        sock.detach()
     if not data:
+        for extra in fds:
+            os.close(extra)
         return None
-    return json.loads(data)
+    message: dict[str, Any] = json.loads(data)
+    if fds:
+        message["fd"] = fds[0]
+    return message

@@ -2,8 +2,9 @@
 
 Integration tests build real containers from a busybox rootfs made by
 ``nsinit rootfs``.  After every such test, ``no_residue`` checks that nothing
-was left behind: pid/state files, mounts under the test's directories,
-processes running from the rootfs.
+was left behind: pid/state files, nsinit's private state dirs (under
+``state.RUN_DIR``), mounts under the test's directories, processes running
+from the rootfs.
 """
 from __future__ import annotations
 
@@ -43,10 +44,20 @@ def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def rootfs(busybox_template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the busybox rootfs for one test (symlinks kept)."""
+    """A fresh copy of the busybox rootfs for one test (symlinks and owners kept)."""
     target = tmp_path / "rootfs"
     shutil.copytree(busybox_template, target, symlinks=True)
+    if is_root():
+        _copy_owners(busybox_template, target)  # copytree does not: /home/user is 1000's
     return target
+
+
+def _copy_owners(source: Path, target: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(source):
+        rel = os.path.relpath(dirpath, source)
+        for name in (".", *dirnames, *filenames):
+            st = os.lstat(os.path.join(dirpath, name))
+            os.lchown(os.path.join(target, rel, name), st.st_uid, st.st_gid)
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -55,27 +66,127 @@ def mounts_under(path: Path) -> list[str]:
         return [line for line in f if line.split()[4].startswith(prefix)]
 
 
+def _directory_ids(path: Path, depth: int) -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of ``path`` and the directories up to ``depth`` below it."""
+    ids: set[tuple[int, int]] = set()
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return ids
+    if not os.path.isdir(path) or os.path.islink(path):
+        return ids
+    ids.add((st.st_dev, st.st_ino))
+    if depth > 0:
+        for child in path.iterdir():
+            ids |= _directory_ids(child, depth - 1)
+    return ids
+
+
 def processes_rooted_in(path: Path) -> list[int]:
+    """Processes whose root directory is ``path`` or a directory just below it.
+
+    Compared by inode: after pivot_root, readlink(/proc/PID/root) of a
+    container process says "/" (its root mount is not in our namespace).
+    """
     prefix = str(path)
+    roots = _directory_ids(path, 2)
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{entry}/root").startswith(prefix):
+            st = os.stat(f"/proc/{entry}/root")
+            if (st.st_dev, st.st_ino) in roots or os.readlink(f"/proc/{entry}/root").startswith(prefix):
                 found.append(int(entry))
         except OSError:
-            continue
+            continue  # exited, a zombie, or a kernel thread
+    return found
+
+
+def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """nsinit's stderr, line by line; a Python traceback there is always a bug."""
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.splitlines()
+
+
+@pytest.fixture
+def no_residue(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    yield
+    leftovers = [p for p in ("pid", "state.json") if os.path.lexists(tmp_path / "rootfs" / p)]
+    assert not leftovers, f"files left in the root dir: {leftovers}"
+    assert not private_dirs_left(tmp_path), f"private state left: {private_dirs_left(tmp_path)}"
+    assert not mounts_under(tmp_path), "mounts left on the host"
+    assert not processes_rooted_in(tmp_path), "container processes left running"
+    prefix = getattr(request.node, "link_prefix", None)
+    if prefix:
+        assert not links_left(prefix), f"network interfaces left on the host: {links_left(prefix)}"
+    assert not cgroups_left(tmp_path), f"cgroups left on the host: {cgroups_left(tmp_path)}"
+
+
+def private_dirs_left(tmp_path: Path) -> list[str]:
+    """nsinit's private state dirs (under state.RUN_DIR) of this test's root
+    dirs: ``tmp_path`` and the directories just below it (rootfs, ...).
+    Named by device and inode, so only this test's, whatever else runs."""
+    from nsinit import state
+
+    roots = [tmp_path, *(p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink())]
+    return [path for path in (state.private_dir(str(root)) for root in roots) if os.path.lexists(path)]
+
+
+def cgroups_left(tmp_path: Path, depth: int = 3) -> list[str]:
+    """cgroup dirs named "*nsinit*" that belong to this test, in any hierarchy.
+
+    Only this test's: other test sessions may run containers meanwhile.  A
+    default name carries the hash of the root dir; a test that names its
+    cgroup puts ``tmp_path.name`` in the name.
+    """
+    from nsinit.cgroups import default_name
+
+    tags = (default_name(str(tmp_path / "rootfs")).rsplit("-", 1)[1], tmp_path.name)
+    found = []
+    base = Path("/sys/fs/cgroup")
+    if not base.is_dir():
+        return found
+    for hierarchy in base.iterdir():
+        stack = [(hierarchy, 0)]
+        while stack:
+            directory, level = stack.pop()
+            try:
+                children = [c for c in directory.iterdir() if c.is_dir()]
+            except OSError:
+                continue  # removed while we looked
+            for child in children:
+                if "nsinit" in child.name and any(tag in child.name for tag in tags):
+                    found.append(str(child))
+                if level + 1 < depth:
+                    stack.append((child, level + 1))
     return found
 
 
 @pytest.fixture
-def no_residue(tmp_path: Path):  # type: ignore[no-untyped-def]
-    yield
-    leftovers = [p for p in ("pid", "state.json") if (tmp_path / "rootfs" / p).exists()]
-    assert not leftovers, f"files left in the root dir: {leftovers}"
-    assert not mounts_under(tmp_path), "mounts left on the host"
-    assert not processes_rooted_in(tmp_path), "container processes left running"
+def link_prefix(request: pytest.FixtureRequest) -> str:
+    """A name prefix, unique to this test, for every host interface it makes
+    (veth prefixes, bridges); ``no_residue`` checks none is left."""
+    import secrets
+
+    prefix = "nt" + secrets.token_hex(2)
+    request.node.link_prefix = prefix
+    return prefix
+
+
+def links_named(prefix: str) -> list[str]:
+    return sorted(name for name in os.listdir("/sys/class/net") if name.startswith(prefix))
+
+
+def links_left(prefix: str, grace: float = 2.0) -> list[str]:
+    """Interfaces still named ``prefix*`` after ``grace`` seconds: the kernel
+    removes a veth asynchronously once its peer's namespace is gone."""
+    import time
+
+    deadline = time.monotonic() + grace
+    while links_named(prefix) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return links_named(prefix)
 
 
 class Nsinit:

@@ -224,7 +224,9 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
         mount_label=_opt_str(ctx, mount_label, origin["mount_label"]),
         parent_death_signal=_parse_parent_death_signal(ctx, data.get("parent_death_signal"), "parent_death_signal"),
     )
+    config = _join_netns_networks(ctx, config)
     _check_namespace_requirements(ctx, config, origin)
+    _check_route_next_hops(ctx, config)
     _check_security_modules(ctx, config, origin)
     return config, ctx.warnings
 
@@ -999,16 +1001,34 @@ def _sysctl_namespace(key: str) -> str | None:
 
 def _parse_networks(ctx: _Context, value: Any, path: str) -> tuple[NetworkConfig, ...]:
     networks: list[NetworkConfig] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}        # interface names inside the container
+    host_seen: dict[str, str] = {}   # fixed host veth names and bridges, on the host
     for i, item in enumerate(_opt_list(ctx, value, path)):
-        network = _parse_network(ctx, item, _item(path, i))
+        entry_path = _item(path, i)
+        network = _parse_network(ctx, item, entry_path)
         ifname = "lo" if network.type == "loopback" else network.name
         if ifname and ifname in seen:
-            ctx.fail(_child(_item(path, i), "name"), f'interface "{ifname}" duplicates {_item(path, seen[ifname])}')
+            ctx.fail(_child(entry_path, "name"), f'interface "{ifname}" duplicates {_item(path, seen[ifname])}')
         if ifname:
             seen[ifname] = i
+        if network.type == "veth":
+            _check_host_names(ctx, network, entry_path, host_seen)
         networks.append(network)
     return tuple(networks)
+
+
+def _check_host_names(ctx: _Context, network: NetworkConfig, path: str, seen: dict[str, str]) -> None:
+    """Host-side names: a fixed veth name must be unique and must not be a
+    bridge's name (several networks may share one bridge)."""
+    host_name, bridge = network.host_interface_name, network.bridge
+    host_path, bridge_path = _child(path, "host_interface_name"), _child(path, "bridge")
+    if host_name and host_name in seen:
+        ctx.fail(host_path, f'interface "{host_name}" duplicates {seen[host_name]}')
+    if host_name:
+        seen[host_name] = host_path
+    if seen.get(bridge, bridge_path).endswith(".host_interface_name"):
+        ctx.fail(bridge_path, f'"{bridge}" is the host veth of {seen[bridge]}')
+    seen.setdefault(bridge, bridge_path)
 
 
 def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
@@ -1068,10 +1088,15 @@ def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
         limit = names.IFNAMSIZ_MAX - _VETH_RANDOM_CHARS
         ctx.fail(prefix_path, f"must be at most {limit} characters ({_VETH_RANDOM_CHARS} random ones are appended)")
     _check_ifname(ctx, network.prefix, prefix_path)
+    if kind == "veth" and network.name == "lo":
+        ctx.fail(_child(path, "name"), '"lo" is the loopback interface every network namespace has')
     if network.mac_address:
         _check_mac(ctx, network.mac_address, _child(path, "mac_address"))
     if network.address or network.gateway or network.ipv6_address or network.ipv6_gateway:
         _check_network_addresses(ctx, network, path)
+    if network.ipv6_address and network.mtu and network.mtu < 1280:
+        # The kernel turns IPv6 off on a link below the IPv6 minimum MTU.
+        ctx.fail(_child(path, "mtu"), "must be at least 1280 with an IPv6 address")
     return network
 
 
@@ -1089,6 +1114,10 @@ def _check_mac(ctx: _Context, mac: str, path: str) -> None:
     parts = mac.split(":")
     if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
         ctx.fail(path, "must look like 02:42:ac:11:00:02")
+    # The kernel refuses a multicast or all-zero address for an interface
+    # (is_valid_ether_addr), half-way through creating the veth pair.
+    if int(parts[0], 16) & 1 or mac.replace(":", "") == "000000000000":
+        ctx.fail(path, "must be a unicast address (even first byte, not all zeros), like 02:42:ac:11:00:02")
 
 
 def _check_network_addresses(ctx: _Context, network: NetworkConfig, path: str) -> None:
@@ -1114,6 +1143,8 @@ def _check_network_addresses(ctx: _Context, network: NetworkConfig, path: str) -
                 ctx.fail(gateway_path, f'requires "{_child(path, address_key)}"')
             if ip not in interface.network:
                 ctx.fail(gateway_path, f"is not inside {interface.network}")
+            if ip == interface.ip:
+                ctx.fail(gateway_path, f'must differ from "{_child(path, address_key)}"')
 
 
 _EXAMPLE_CIDR = {4: "172.17.0.2/16", 6: "fd00::2/64"}
@@ -1148,14 +1179,18 @@ def _parse_routes(ctx: _Context, value: Any, path: str) -> tuple[RouteConfig, ..
 def _check_route_addresses(ctx: _Context, route: RouteConfig, path: str) -> None:
     import ipaddress  # see _check_network_addresses
 
+    versions: list[tuple[int, str]] = []
     if route.destination:
         try:
-            ipaddress.ip_network(route.destination, strict=False)
+            versions.append((ipaddress.ip_network(route.destination, strict=False).version, "destination"))
         except ValueError:
             ctx.fail(_child(path, "destination"), "must be an IP network like 10.0.0.0/8")
     for key in ("source", "gateway"):
         if getattr(route, key):
-            _ip_address(ctx, ipaddress, getattr(route, key), _child(path, key), None)
+            versions.append((_ip_address(ctx, ipaddress, getattr(route, key), _child(path, key), None).version, key))
+    for version, key in versions[1:]:
+        if version != versions[0][0]:
+            ctx.fail(_child(path, key), f'is IPv{version} but "{_child(path, versions[0][1])}" is IPv{versions[0][0]}')
 
 
 # --- cgroups -----------------------------------------------------------------
@@ -1324,6 +1359,33 @@ def _parse_hugetlb(ctx: _Context, value: Any, path: str) -> tuple[tuple[str, int
 
 # --- rules across fields -----------------------------------------------------
 
+def _join_netns_networks(ctx: _Context, config: Config) -> Config:
+    """A netns network (``{"type": "netns", "path": P}``) means: run in the
+    existing network namespace P.  The container's init joins namespaces
+    given by path already, so the network becomes the NEWNET namespace's
+    path (added if namespaces lacks NEWNET; 2014 configs listed NEWNET *and*
+    the netns network, and the child then setns'd out of its new one).
+    """
+    joined = [(i, n.path) for i, n in enumerate(config.networks) if n.type == "netns"]
+    if not joined:
+        return config
+    first, path = joined[0]
+    for i, other in joined[1:]:
+        if os.path.normpath(other) != os.path.normpath(path):
+            ctx.fail(_child(_item("networks", i), "path"),
+                     f'joins "{other}" but {_item("networks", first)} joins "{path}"')
+    current = config.namespace("NEWNET")
+    if current is not None and current.path and os.path.normpath(current.path) != os.path.normpath(path):
+        ctx.fail(_child(_item("networks", first), "path"),
+                 f'"{path}" conflicts with the NEWNET namespace path "{current.path}"')
+    joined_ns = NamespaceConfig("NEWNET", path)
+    if current is None:
+        namespaces = config.namespaces + (joined_ns,)
+    else:  # keep NEWNET where the config listed it
+        namespaces = tuple(joined_ns if ns.type == "NEWNET" else ns for ns in config.namespaces)
+    return replace(config, namespaces=namespaces)
+
+
 def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[str, str]) -> None:
     """Settings that would change the host unless the container has the namespace."""
 
@@ -1362,6 +1424,13 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
         if namespace is None:
             ctx.fail(_child(origin["sysctl"], key), "not namespaced, refusing to change the host")
         need(namespace, _child(origin["sysctl"], key))
+
+
+def _check_route_next_hops(ctx: _Context, config: Config) -> None:
+    # Without either the kernel has nowhere to send the packets (ENODEV).
+    for i, route in enumerate(config.routes):
+        if not route.gateway and not route.interface_name:
+            ctx.fail(_item("routes", i), 'needs a "gateway" or an "interface_name"')
 
 
 def _check_security_modules(ctx: _Context, config: Config, origin: dict[str, str]) -> None:

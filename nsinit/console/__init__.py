@@ -18,6 +18,8 @@ import tty as _tty
 from dataclasses import dataclass, field
 
 TIOCSCTTY = 0x540E
+TIOCSPTLCK = 0x40045431  # unlockpt()
+TIOCGPTPEER = 0x5441     # open the slave of a master fd, without a path
 
 
 @dataclass
@@ -31,16 +33,50 @@ class Stdio:
     child_only: list[int] = field(default_factory=list)          # close in the parent after clone
     parent_only: list[int] = field(default_factory=list)         # close in the child after clone
     saved_termios: list | None = None  # type: ignore[type-arg]
+    # The pty is made by the child in the container's own devpts, so that
+    # `tty` says /dev/pts/0 inside and the host's devpts never enters it.
+    pty_in_container: bool = False
 
     @property
     def needs_relay(self) -> bool:
         return bool(self.relays)
 
 
-def prepare_stdio(use_tty: bool) -> Stdio:
+def prepare_stdio(use_tty: bool, container_devpts: bool = True) -> Stdio:
+    """Parent side, before clone.  With ``container_devpts`` the pty is
+    opened later by the child (see open_container_pty); without a mount
+    namespace there is no devpts of the container's, so a host pty is used."""
+    if use_tty and container_devpts:
+        return Stdio(pty_in_container=True)
     if use_tty:
         return _prepare_pty()
     return _prepare_passthrough()
+
+
+def open_container_pty(ptmx_path: str) -> tuple[int, int]:
+    """In the child, after the container's devpts is mounted: (master, slave)."""
+    master = os.open(ptmx_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        os.close(master)
+        raise
+    return master, slave
+
+
+def use_child_pty(stdio: Stdio, slave: int) -> None:
+    """In the child: the slave from open_container_pty becomes fds 0-2 and the console."""
+    stdio.console_fd = slave
+    stdio.child_fds = (slave, slave, slave)
+
+
+def adopt_master(stdio: Stdio, master: int) -> None:
+    """In the parent: relay through the master the child sent us."""
+    stdio.master_fd = master
+    stdio.parent_only.append(master)
+    stdio.relays = [(0, master), (master, 1)]
+    _copy_window_size(0, master)
 
 
 def _prepare_pty() -> Stdio:

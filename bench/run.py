@@ -1,0 +1,1299 @@
+#!/usr/bin/env python3
+"""nsinit's benchmark suite: nsinit against runc, crun, bubblewrap and unshare.
+
+    sudo python3 bench/run.py [--quick] [--json FILE]
+
+Installs the peers from Debian if missing, builds one busybox rootfs with
+``nsinit rootfs``, gives runc and crun an OCI bundle for the same tree and
+the same namespaces, then times every case *interleaved* (one run of each
+runtime per round, the starting runtime rotating), so that drift on the
+machine (page cache, CPU frequency, a neighbour's load) hits every runtime
+alike.  Every run of every runtime goes through one launcher:
+``os.posix_spawn`` + ``os.waitpid``, timed with ``time.perf_counter``.
+
+The whole suite runs inside one private mount namespace in which the empty
+cgroup2 mount at /sys/fs/cgroup/unified is unmounted: crun refuses the
+hybrid layout otherwise, and all runtimes must see the same host.
+
+See bench/README.md for what each case measures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stats  # noqa: E402  (bench/stats.py, beside this file)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_JSON = os.path.join(REPO, "bench", "results", "latest.json")
+INNER_MARK = "NSINIT_BENCH_INNER"          # set once re-executed under unshare -m
+PEER_PACKAGES = {"runc": "runc", "crun": "crun", "bwrap": "bubblewrap", "hyperfine": "hyperfine",
+                 "time": "time"}  # /usr/bin/time: peak RSS (see peak_rss)
+RSS_RUNS = 3                                # /usr/bin/time runs per row, after the timed rounds
+RUN_TIMEOUT = 30                            # seconds; one run of anything
+SLEEP_ARGS = ["/bin/sleep", "1000000"]
+TARGETS = {
+    "create_vs_runc": 0.8, "create_vs_crun_stretch": 1.0,
+    "join_vs_runc_exec": 1.0, "join_vs_crun_exec_stretch": 1.5,
+    "veth_median_ms": 60.0, "supervisor_rss_mb": 12.0,
+}
+
+
+def log(text: str) -> None:
+    sys.stderr.write(f"bench: {text}\n")
+    sys.stderr.flush()
+
+
+class BenchError(Exception):
+    """Setup of the suite failed; the text says what to do."""
+
+
+# --- one launcher for every runtime ----------------------------------------------
+
+class RunFailed(Exception):
+    def __init__(self, argv: Sequence[str], status: str, stderr: str) -> None:
+        tail = stderr.strip().splitlines()[-3:]
+        super().__init__(f"{' '.join(argv)}: {status}" + (": " + " | ".join(tail) if tail else ""))
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _on_alarm(_signum: int, _frame: object) -> None:
+    raise _Timeout()
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt()  # the same cleanup as Ctrl-C
+
+
+@dataclass
+class Launcher:
+    """posix_spawn + waitpid: the least overhead Python offers, the same for all.
+
+    stdin and stdout are /dev/null; stderr goes to a file that is read only
+    when a run fails.
+    """
+
+    env: dict[str, str]
+    errfile: str
+
+    def spawn(self, argv: Sequence[str]) -> int:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, self.errfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+        ]
+        return os.posix_spawn(argv[0], list(argv), self.env, file_actions=actions)
+
+    def wait(self, pid: int, argv: Sequence[str], timeout: int = RUN_TIMEOUT) -> int:
+        """The wait status; kills the run after ``timeout`` s."""
+        signal.alarm(timeout)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except _Timeout:
+            stop_child(pid)
+            raise RunFailed(argv, f"timed out after {timeout} s", self.read_err()) from None
+        except KeyboardInterrupt:
+            stop_child(pid)
+            raise
+        finally:
+            signal.alarm(0)
+        return status
+
+    def run(self, argv: Sequence[str], timeout: int = RUN_TIMEOUT) -> float:
+        """Run to completion, return the seconds it took; RunFailed unless exit 0."""
+        start = time.perf_counter()
+        pid = self.spawn(argv)
+        status = self.wait(pid, argv, timeout)
+        elapsed = time.perf_counter() - start
+        if status != 0:
+            raise RunFailed(argv, describe_status(status), self.read_err())
+        return elapsed
+
+    def read_err(self) -> str:
+        try:
+            with open(self.errfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+def stop_child(pid: int, grace: float = 5.0) -> None:
+    """Interrupt a run and reap it before anything it made is cleaned up.
+
+    SIGINT first: nsinit turns it into KeyboardInterrupt and undoes its steps
+    (a SIGTERM or SIGKILL in mid-setup would leave its cgroup behind, and a
+    run still going could re-create the bridge the cleanup just removed).
+    """
+    for signum in (signal.SIGINT, signal.SIGKILL):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # exited on its own; still to be reaped below
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return  # already reaped
+            if done:
+                return
+            time.sleep(0.01)
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def quiet(argv: Sequence[str], check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+    """Untimed helper commands (setup, cleanup, probes)."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.returncode}")
+    return result
+
+
+# --- rows and interleaved measurement ----------------------------------------------
+
+@dataclass
+class Row:
+    """One runtime (or floor, or reference) in a case.
+
+    ``argvs(i)`` are run in sequence and timed together (the veth floor
+    needs four processes); ``prepare`` and ``cleanup`` are not timed.
+    """
+
+    name: str
+    kind: str                                   # "nsinit", "peer", "floor", "reference"
+    argvs: Callable[[int], list[list[str]]]
+    prepare: Callable[[int], None] | None = None
+    cleanup: Callable[[int], None] | None = None
+    note: str = ""
+    samples: list[float] = field(default_factory=list)
+    peak_rss_kb: list[int] = field(default_factory=list)
+    failures: int = 0
+    error: str = ""                             # set: the row is unavailable
+
+    def result(self) -> dict[str, object]:
+        out: dict[str, object] = {"kind": self.kind, "note": self.note, "failures": self.failures}
+        if self.samples:
+            out.update({k: v * 1000 for k, v in stats.summarize(self.samples).as_dict().items() if k != "n"})
+            out["n"] = len(self.samples)
+            out["samples_ms"] = [round(s * 1000, 3) for s in self.samples]
+        if self.peak_rss_kb:
+            out["peak_rss_kb_median"] = stats.median(self.peak_rss_kb)
+        if self.error:
+            out["unavailable"] = self.error
+        return out
+
+    def median(self) -> float | None:
+        return stats.median(self.samples) if self.samples else None
+
+
+def measure(launcher: Launcher, rows: list[Row], rounds: int, warmup: int, time_tool: str = "",
+            gap: float = 0.0) -> None:
+    """Interleave the rows for ``warmup + rounds`` rounds; keep the last ``rounds``.
+
+    ``gap`` seconds pass (untimed) before every run, so that deferred kernel
+    work of the previous run does not land in the next one's time, and one
+    runtime's cgroup migration does not make the next one's cheap: the first
+    write to a v1 cgroup.procs waits for an RCU grace period (~10-15 ms
+    here) unless another migration happened within the last grace period.
+
+    A row that fails on its very first run is marked unavailable with the
+    error and dropped; later failures are counted and reported.  Then, with
+    ``time_tool``, a few untimed runs per row measure peak RSS.
+    """
+    by_name = {row.name: row for row in rows}
+    count = {row.name: 0 for row in rows}
+    for name in stats.interleaved_schedule([r.name for r in rows], warmup + rounds):
+        row = by_name[name]
+        if row.error:
+            continue
+        i = count[name]
+        count[name] += 1
+        try:
+            if row.prepare:
+                row.prepare(i)
+            if gap:
+                time.sleep(gap)
+            elapsed = 0.0
+            for argv in row.argvs(i):
+                elapsed += launcher.run(argv)
+        except (RunFailed, BenchError) as err:
+            row.failures += 1
+            if i == 0:
+                row.error = str(err)
+                log(f"{row.name}: unavailable: {err}")
+            elif row.failures <= 3:
+                log(f"{row.name}: run {i} failed: {err}")
+            continue
+        finally:
+            if row.cleanup:
+                row.cleanup(i)
+        if i >= warmup:
+            row.samples.append(elapsed)
+    if time_tool:
+        for row in rows:
+            if not row.error:
+                peak_rss(launcher, row, count[row.name], time_tool)
+
+
+def peak_rss(launcher: Launcher, row: Row, first_index: int, time_tool: str) -> None:
+    """Peak RSS per run, by ``/usr/bin/time -f %M`` (max over the row's processes).
+
+    Not wait4's ru_maxrss of the timed runs: posix_spawn's child shares the
+    bench's memory until execve, and the kernel carries that (Python-sized)
+    high-water mark across execve, so every runtime would show the bench's
+    RSS.  time(1) is a small C program that forks, so its child starts small.
+    """
+    out = os.path.join(os.path.dirname(launcher.errfile), "rss")
+    for k in range(RSS_RUNS):
+        i = first_index + k
+        peak = 0
+        try:
+            if row.prepare:
+                row.prepare(i)
+            for argv in row.argvs(i):
+                launcher.run([time_tool, "-f", "%M", "-o", out, *argv])
+                with open(out) as f:
+                    peak = max(peak, int(f.read().split()[-1]))
+        except (RunFailed, BenchError, ValueError, IndexError) as err:
+            log(f"{row.name}: peak RSS run failed: {err}")
+            continue
+        finally:
+            if row.cleanup:
+                row.cleanup(i)
+        row.peak_rss_kb.append(peak)
+
+
+# --- the environment: peers, namespace, workspace -----------------------------------
+
+def install_peers() -> dict[str, str]:
+    """Install runc, crun, bubblewrap, hyperfine from Debian if missing."""
+    missing = [pkg for tool, pkg in PEER_PACKAGES.items()
+               if not (shutil.which(tool) or (tool == "time" and os.access("/usr/bin/time", os.X_OK)))]
+    if missing:
+        log(f"installing {' '.join(missing)} (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        cmd = ["apt-get", "install", "-y", "-qq", *missing]
+        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+    paths = {}
+    for tool in list(PEER_PACKAGES) + ["unshare", "nsenter", "ip"]:
+        found = "/usr/bin/time" if tool == "time" and os.access("/usr/bin/time", os.X_OK) else shutil.which(tool)
+        if not found:
+            raise BenchError(f"{tool} not found after installing the peers")
+        paths[tool] = found
+    return paths
+
+
+def reexec_in_private_mount_namespace() -> None:
+    """Run the rest of the suite under ``unshare -m --propagation private``."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        raise BenchError("unshare (util-linux) not found")
+    env = dict(os.environ, **{INNER_MARK: "1"})
+    os.execve(unshare, [unshare, "-m", "--propagation", "private", sys.executable,
+                        os.path.abspath(__file__), *sys.argv[1:]], env)
+
+
+HIDDEN_CGROUP2 = "/sys/fs/cgroup/unified"
+
+
+def hide_cgroup2_mount() -> bool:
+    """crun 1.8 rejects the hybrid layout while the (empty) cgroup2 mount is
+    visible; in our private mount namespace only, unmount it.  True if done."""
+    with open("/proc/self/mountinfo") as f:
+        mounted = any(line.split()[4] == HIDDEN_CGROUP2 for line in f)
+    if mounted:
+        quiet(["umount", HIDDEN_CGROUP2])
+    return mounted
+
+
+def crun_tmpfs_leftovers(prefix: str) -> list[str]:
+    """With cgroup2 unmounted, /sys/fs/cgroup/unified is a plain directory of
+    the host's /sys/fs/cgroup tmpfs, and crun (which still treats it as the
+    unified hierarchy) leaves ID/cgroup.procs there as an ordinary file.
+    Hidden from the host under its cgroup2 mount, but real: we remove ours."""
+    try:
+        return sorted(os.path.join(HIDDEN_CGROUP2, d) for d in os.listdir(HIDDEN_CGROUP2) if d.startswith(prefix))
+    except OSError:
+        return []
+
+
+def remove_crun_tmpfs_leftover(path: str) -> None:
+    for name in os.listdir(path):
+        os.unlink(os.path.join(path, name))  # regular files on tmpfs, not cgroup files
+    os.rmdir(path)
+
+
+@dataclass
+class NsinitLaunch:
+    """How ``nsinit`` is started, and by which interpreter."""
+
+    command: list[str]          # what the bench runs: the real console script
+    found: str                  # what `nsinit` on PATH is
+    shim: str = ""              # the pyenv shim, if `nsinit` on PATH is one
+    interpreter: str = ""       # the script's #! interpreter (real path)
+
+    def argv(self, *args: str) -> list[str]:
+        return [*self.command, *args]
+
+
+def _is_pyenv_shim(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2048)
+    except OSError:
+        return False
+    return b"pyenv" in head and head.startswith(b"#!") and b"python" not in head.split(b"\n", 1)[0]
+
+
+def _shebang_interpreter(path: str) -> str:
+    with open(path, "rb") as f:
+        first = f.readline().decode(errors="replace").strip()
+    if not first.startswith("#!"):
+        return ""
+    words = first[2:].split()
+    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+        return shutil.which(words[1]) or words[1]
+    return words[0] if words else ""
+
+
+def _pyenv_shim() -> str:
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    path = os.path.join(root, "shims", "nsinit")
+    return path if os.path.isfile(path) and _is_pyenv_shim(path) else ""
+
+
+def resolve_nsinit(explicit: str | None, env: dict[str, str]) -> NsinitLaunch:
+    """The real entry script behind ``nsinit``: a pyenv shim adds bash and
+    ``pyenv exec`` that a user of a system install does not pay.
+
+    Started through pyenv's python3 shim, the bench's PATH already begins
+    with the version's bin directory, so the shim is looked up by name too.
+    """
+    found = explicit or shutil.which("nsinit", path=env.get("PATH")) or _pyenv_shim()
+    if not found:
+        raise BenchError("nsinit not found on PATH: run ./scripts/install (or pass --nsinit PATH)")
+    found = os.path.abspath(found)
+    shim = "" if explicit else _pyenv_shim()
+    script = found
+    if _is_pyenv_shim(found):
+        shim = found
+        result = quiet(["pyenv", "which", "nsinit"], check=False)
+        if result.returncode != 0 or not result.stdout.strip():
+            raise BenchError(f"{found} is a pyenv shim and `pyenv which nsinit` failed")
+        script = result.stdout.strip()
+    interpreter = _shebang_interpreter(script)
+    return NsinitLaunch(command=[os.path.realpath(script)], found=found, shim=shim,
+                        interpreter=os.path.realpath(interpreter) if interpreter else "")
+
+
+@dataclass
+class Workspace:
+    """Everything the bench makes on disk, under one temporary directory."""
+
+    top: str
+    prefix: str                 # in every name the bench gives: root dirs, ids, netns
+    rootfs: str = ""
+    roots: dict[str, str] = field(default_factory=dict)     # nsinit root dirs by purpose
+    bundle_true: str = ""
+    bundle_sleep: str = ""
+    runc_state: str = ""
+    crun_state: str = ""
+
+    def root(self, name: str, config: dict) -> str:
+        # The prefix in the directory name puts it in nsinit's default cgroup
+        # name too, so residue is told apart from other users' containers.
+        path = os.path.join(self.top, "roots", f"{self.prefix}-{name}")
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "container.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        self.roots[name] = path
+        return path
+
+
+def nsinit_config(rootfs: str, networks: list[dict] | None = None) -> dict:
+    """The rootfs's own container.json, pointed at the shared rootfs."""
+    with open(os.path.join(rootfs, "container.json")) as f:
+        config = json.load(f)
+    config["rootfs"] = rootfs
+    if networks is not None:
+        config["networks"] = networks
+    return config
+
+
+def write_oci_bundle(runc: str, directory: str, rootfs: str, args: list[str]) -> dict:
+    """``runc spec``, edited to match nsinit's default container.json.
+
+    Same namespaces (pid, ipc, uts, mount, network; no user, no cgroup ns),
+    no terminal, the same rootfs (by absolute path, nothing copied),
+    read-write like nsinit's default, hostname as nsinit's, no cgroup mount
+    (nsinit mounts none); runc's default capabilities and masked paths stay.
+    """
+    os.makedirs(directory, exist_ok=True)
+    spec_path = os.path.join(directory, "config.json")
+    if os.path.exists(spec_path):
+        os.unlink(spec_path)
+    quiet([runc, "spec", "--bundle", directory])
+    with open(spec_path) as f:
+        spec = json.load(f)
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = list(args)
+    spec["root"] = {"path": rootfs, "readonly": False}
+    spec["hostname"] = "nsinit"
+    wanted = ["pid", "ipc", "uts", "mount", "network"]
+    spec["linux"]["namespaces"] = [{"type": t} for t in wanted]
+    spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    with open(spec_path, "w") as f:
+        json.dump(spec, f, indent=2)
+    return spec
+
+
+# --- residue ----------------------------------------------------------------
+
+def _cgroup_dirs(match: Callable[[str], bool], max_depth: int = 4) -> list[str]:
+    found = []
+    base = "/sys/fs/cgroup"
+    for dirpath, dirnames, _ in os.walk(base):
+        depth = dirpath[len(base):].count("/")
+        if dirpath == base and os.path.basename(HIDDEN_CGROUP2) in dirnames:
+            dirnames.remove(os.path.basename(HIDDEN_CGROUP2))  # tmpfs, see crun_tmpfs_leftovers
+        if depth >= max_depth:
+            dirnames[:] = []
+        for d in dirnames:
+            if match(d):
+                found.append(os.path.join(dirpath, d))
+    return found
+
+
+def _links() -> list[str]:
+    result = quiet(["ip", "-o", "link", "show"], check=False)
+    names = []
+    for line in result.stdout.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) >= 2:
+            names.append(parts[1].strip().split("@")[0])
+    return names
+
+
+def residue(ws: Workspace, veth_prefix: str, paths: dict[str, str]) -> dict[str, list[str]]:
+    """What the runs left behind: must all be empty (apart from the baseline).
+
+    Only what carries the bench's own names counts (its id prefix, its veth
+    prefix, its directories): other people's containers may come and go on
+    the same host while the bench runs.
+    """
+    id_prefix = ws.prefix
+    out: dict[str, list[str]] = {}
+    leftover = []
+    for root in [ws.rootfs, *ws.roots.values()]:
+        for name in os.listdir(root):
+            if name in ("pid", "state.json") or name.startswith(("pid.tmp", "state.json.tmp")):
+                leftover.append(os.path.join(root, name))
+    out["pid/state files"] = leftover
+    out["cgroups with the bench's ids"] = _cgroup_dirs(lambda d: id_prefix in d)
+    out["crun's files in the hidden cgroup2 dir (removed by the bench)"] = crun_tmpfs_leftovers(id_prefix)
+    out[f"links named {veth_prefix}*"] = [n for n in _links() if n.startswith(veth_prefix)]
+    with open("/proc/self/mountinfo") as f:
+        out["mounts under the bench dir"] = [line.split()[4] for line in f
+                                             if line.split()[4].startswith(ws.top)]
+    containers = []
+    for tool, state_dir in (("runc", ws.runc_state), ("crun", ws.crun_state)):
+        if state_dir and os.path.isdir(state_dir):
+            listed = quiet([paths[tool], "--root", state_dir, "list", "-q"], check=False).stdout
+            containers += [f"{tool}:{c}" for c in listed.split()]
+    out["runc/crun containers"] = containers
+    netns_dir = "/run/netns"
+    out["netns made by the bench"] = sorted(
+        n for n in (os.listdir(netns_dir) if os.path.isdir(netns_dir) else []) if n.startswith(id_prefix))
+    rooted = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/root").startswith(ws.rootfs):
+                    rooted.append(entry)
+            except OSError:
+                continue  # gone, or a kernel thread
+    out["processes rooted in the rootfs"] = rooted
+    return out
+
+
+def new_residue(now: dict[str, list[str]], baseline: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {key: [v for v in values if v not in baseline.get(key, [])] for key, values in now.items()}
+
+
+def settled_residue(ws: Workspace, veth_prefix: str, paths: dict[str, str],
+                    baseline: dict[str, list[str]], settle: float = 3.0) -> dict[str, object]:
+    """Residue right away and, if any, after up to ``settle`` s: a net
+    namespace (and the veth end in it) is freed by the kernel asynchronously."""
+    first = new_residue(residue(ws, veth_prefix, paths), baseline)
+    if not any(first.values()):
+        return {"items": first, "total": 0, "settled_after_ms": 0}
+    start = time.monotonic()
+    current = first
+    while time.monotonic() - start < settle:
+        time.sleep(0.1)
+        current = new_residue(residue(ws, veth_prefix, paths), baseline)
+        if not any(current.values()):
+            break
+    return {"items": current, "total": sum(len(v) for v in current.values()),
+            "right_after": {k: len(v) for k, v in first.items() if v},
+            "settled_after_ms": round((time.monotonic() - start) * 1000)}
+
+
+# --- the suite ------------------------------------------------------------------
+
+class Suite:
+    def __init__(self, args: argparse.Namespace, paths: dict[str, str], cleanup: ExitStack,
+                 cgroup2_hidden: bool) -> None:
+        self.args = args
+        self.cgroup2_hidden = cgroup2_hidden
+        self.crun_leftovers_removed = 0
+        self.paths = paths
+        self.cleanup = cleanup
+        self.rounds = args.iterations or (15 if args.quick else 60)
+        self.warmup = 2 if args.quick else 3
+        self.many = args.containers or (20 if args.quick else 100)
+        self.id_prefix = f"nsb{os.getpid()}"
+        env = dict(os.environ)
+        # Users have .pyc caches; this shell's PYTHONDONTWRITEBYTECODE=1 would
+        # make every nsinit run compile its modules from source.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.pop(INNER_MARK, None)
+        self.env = env
+        self.nsinit = resolve_nsinit(args.nsinit, env)
+        self.veth_prefix = f"veth{os.getpid() % 0x10000:04x}"   # 8 chars: 7 random ones follow
+        self.ws = Workspace(top=tempfile.mkdtemp(prefix="nsinit-bench-"), prefix=self.id_prefix)
+        cleanup.callback(self.remove_workspace)
+        self.launcher = Launcher(env=env, errfile=os.path.join(self.ws.top, "stderr"))
+        self.results: dict[str, object] = {}
+        self.sleepers: dict[int, str] = {}      # nsinit supervisor pid -> its root dir
+        self.baseline: dict[str, list[str]] = {}
+        self.bridge = ""
+
+    # -- setup ------------------------------------------------------------
+    def setup(self) -> None:
+        ws = self.ws
+        ws.rootfs = os.path.join(ws.top, "rootfs")
+        log(f"workspace {ws.top}; building the busybox rootfs with `nsinit rootfs`")
+        self.launcher.run(self.nsinit.argv("rootfs", ws.rootfs), timeout=120)
+        base = nsinit_config(ws.rootfs)
+        for name in ("create", "join", "seq", "par0", "par1", "profile"):
+            ws.root(name, base)
+        ws.bundle_true = os.path.join(ws.top, "bundle-true")
+        ws.bundle_sleep = os.path.join(ws.top, "bundle-sleep")
+        write_oci_bundle(self.paths["runc"], ws.bundle_true, ws.rootfs, ["/bin/true"])
+        write_oci_bundle(self.paths["runc"], ws.bundle_sleep, ws.rootfs, SLEEP_ARGS)
+        ws.runc_state = os.path.join(ws.top, "runc-state")
+        ws.crun_state = os.path.join(ws.top, "crun-state")
+        self.cleanup.callback(self.delete_oci_containers)
+        self.cleanup.callback(self.stop_sleepers)
+        # Warm the .pyc cache and the page cache once, untimed.
+        self.launcher.run(self.nsinit.argv("--root", ws.roots["create"], "exec", "/bin/true"))
+        # `python3 -m nsinit` and `-c "import nsinit"` put the cwd first on
+        # sys.path: run them where no nsinit/ directory can shadow the install.
+        os.chdir(ws.top)
+        self.baseline = residue(ws, self.veth_prefix, self.paths)
+
+    def remove_workspace(self) -> None:
+        if self.args.keep:
+            log(f"kept {self.ws.top}")
+            return
+        with open("/proc/self/mountinfo") as f:
+            mounted = sorted((line.split()[4] for line in f if line.split()[4].startswith(self.ws.top)),
+                             reverse=True)
+        for point in mounted:  # never let rmtree walk into a leaked mount
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        os.chdir("/")
+        shutil.rmtree(self.ws.top, ignore_errors=True)
+
+    def oci(self, tool: str, *args: str) -> list[str]:
+        state = self.ws.runc_state if tool == "runc" else self.ws.crun_state
+        return [self.paths[tool], "--root", state, *args]
+
+    def oci_delete(self, tool: str, cid: str) -> None:
+        quiet(self.oci(tool, "delete", "-f", cid), check=False)
+        if tool == "crun" and self.cgroup2_hidden:
+            leftover = os.path.join(HIDDEN_CGROUP2, cid)
+            if os.path.isdir(leftover):
+                remove_crun_tmpfs_leftover(leftover)
+                self.crun_leftovers_removed += 1
+
+    def delete_oci_containers(self) -> None:
+        for tool in ("runc", "crun"):
+            state = self.ws.runc_state if tool == "runc" else self.ws.crun_state
+            if os.path.isdir(state):
+                for cid in quiet(self.oci(tool, "list", "-q"), check=False).stdout.split():
+                    self.oci_delete(tool, cid)
+        if self.cgroup2_hidden:
+            for path in crun_tmpfs_leftovers(self.id_prefix):
+                remove_crun_tmpfs_leftover(path)
+                self.crun_leftovers_removed += 1
+
+    def stop_sleepers(self) -> None:
+        for supervisor, root in list(self.sleepers.items()):
+            try:
+                with open(os.path.join(root, "pid")) as f:
+                    init = int(f.read().strip())
+            except (OSError, ValueError):
+                init = 0  # not recorded yet: stop_nsinit_sleeper interrupts the supervisor
+            self.stop_nsinit_sleeper(supervisor, init)
+
+    def cid(self, row: str, i: int) -> str:
+        return f"{self.id_prefix}-{row}-{i}"
+
+    # -- case 1 -------------------------------------------------------------
+    def case_create(self) -> None:
+        ws, p = self.ws, self.paths
+        root = ws.roots["create"]
+        rows = [
+            Row("nsinit", "nsinit", lambda i: [self.nsinit.argv("--root", root, "exec", "/bin/true")],
+                note="console script, run directly (no pyenv shim)"),
+            Row("runc", "peer", lambda i: [self.oci("runc", "run", "--bundle", ws.bundle_true, self.cid("runc", i))],
+                cleanup=lambda i: self.oci_delete("runc", self.cid("runc", i))),
+            Row("crun", "peer", lambda i: [self.oci("crun", "run", "--bundle", ws.bundle_true, self.cid("crun", i))],
+                cleanup=lambda i: self.oci_delete("crun", self.cid("crun", i))),
+            Row("bwrap", "peer", lambda i: [[p["bwrap"], "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                                             "--unshare-net", "--bind", ws.rootfs, "/", "--proc", "/proc",
+                                             "--dev", "/dev", "/bin/true"]]),
+            Row("unshare (floor)", "floor",
+                lambda i: [[p["unshare"], "-m", "-u", "-i", "-n", "-p", "-f", "--mount-proc",
+                            f"--root={ws.rootfs}", "/bin/true"]],
+                note="5 new namespaces + fork + mount /proc + chroot + exec; no pivot_root, /dev, "
+                     "masks or capability drop"),
+        ]
+        if self.nsinit.shim:
+            rows.append(Row("nsinit via pyenv shim", "reference",
+                            lambda i: [[self.nsinit.shim, "--root", root, "exec", "/bin/true"]],
+                            note=f"{self.nsinit.shim}: bash + `pyenv exec` before the same script"))
+        if self.nsinit.interpreter:
+            rows.append(Row("python3 -m nsinit", "reference",
+                            lambda i: [[self.nsinit.interpreter, "-m", "nsinit", "--root", root, "exec", "/bin/true"]]))
+        self.run_case("create", "1. create + run /bin/true", rows)
+
+    # -- case 2 -------------------------------------------------------------
+    def start_nsinit_sleeper(self, root: str) -> tuple[int, int]:
+        """(supervisor pid, container init pid) of ``nsinit exec sleep``."""
+        argv = self.nsinit.argv("--root", root, "exec", *SLEEP_ARGS)
+        launcher = Launcher(env=self.env, errfile=os.path.join(self.ws.top, "sleeper.err"))
+        supervisor = launcher.spawn(argv)
+        self.sleepers[supervisor] = root
+        pid_file = os.path.join(root, "pid")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(supervisor, os.WNOHANG)
+            if done:
+                del self.sleepers[supervisor]
+                raise RunFailed(argv, describe_status(status), launcher.read_err())
+            try:
+                with open(pid_file) as f:
+                    init = int(f.read().strip())
+                # The lock is released once the init has exec'd: joining
+                # before would only wait on it.
+                if os.readlink(f"/proc/{init}/exe").endswith("busybox"):
+                    return supervisor, init
+            except (FileNotFoundError, ValueError, OSError):
+                pass  # not written yet / init not exec'd yet
+            time.sleep(0.01)
+        raise RunFailed(argv, "no pid file after 15 s", launcher.read_err())
+
+    def stop_nsinit_sleeper(self, supervisor: int, init: int) -> dict[str, object]:
+        """SIGKILL the init (a PID 1 ignores SIGTERM from outside); the
+        supervisor must then exit by itself and remove its files and cgroup.
+        Killing the supervisor instead would leave both behind."""
+        if init > 0:
+            try:
+                os.kill(init, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # already gone
+        start = time.monotonic()
+        while init > 0 and time.monotonic() - start < 10:
+            done, status = os.waitpid(supervisor, os.WNOHANG)
+            if done:
+                del self.sleepers[supervisor]
+                return {"supervisor_exit": describe_status(status),
+                        "supervisor_exit_ms": round((time.monotonic() - start) * 1000, 1)}
+            time.sleep(0.005)
+        stop_child(supervisor)
+        del self.sleepers[supervisor]
+        return {"supervisor_exit": "did not exit after its init's death: interrupted"}
+
+    def case_join(self) -> None:
+        ws, p = self.ws, self.paths
+        root = ws.roots["join"]
+        try:
+            supervisor, init = self.start_nsinit_sleeper(root)
+        except RunFailed as err:
+            self.results["join"] = {"title": "2. join", "unavailable": str(err)}
+            return
+        runc_id, crun_id = self.cid("runc", 999999), self.cid("crun", 999999)
+        started = []
+        for tool, cid in (("runc", runc_id), ("crun", crun_id)):
+            try:
+                self.launcher.run(self.oci(tool, "run", "-d", "--bundle", ws.bundle_sleep, cid))
+                started.append((tool, cid))
+            except RunFailed as err:
+                log(f"{tool} run -d: {err}")
+        try:
+            self.results["resident"] = self.resident_memory(supervisor, init)
+            self.results["trace_join"] = self.trace_runs(root, count=5)
+            rows = [
+                Row("nsinit exec (join)", "nsinit", lambda i: [self.nsinit.argv("--root", root, "exec", "/bin/true")]),
+                Row("runc exec", "peer", lambda i: [self.oci("runc", "exec", runc_id, "/bin/true")]),
+                Row("crun exec", "peer", lambda i: [self.oci("crun", "exec", crun_id, "/bin/true")]),
+                Row("nsenter (floor)", "floor",
+                    lambda i: [[p["nsenter"], "-t", str(init), "-m", "-u", "-i", "-n", "-p", "/bin/true"]],
+                    note="setns into nsinit's container + fork + exec; no cgroup, caps or user switch"),
+            ]
+            self.run_case("join", "2. join + run /bin/true in a running container", rows)
+        finally:
+            self.results["join_stop"] = self.stop_nsinit_sleeper(supervisor, init)
+            for tool, cid in started:
+                self.oci_delete(tool, cid)
+
+    # -- case 3 -------------------------------------------------------------
+    def make_bridge(self) -> tuple[str, str, str]:
+        """A bench-only bridge on a subnet no host route or address uses."""
+        used = []
+        for cmd in (["ip", "-j", "-4", "route", "show", "table", "all"], ["ip", "-j", "-4", "addr", "show"]):
+            for entry in json.loads(quiet(cmd).stdout or "[]"):
+                if "dst" in entry:
+                    used.append(entry["dst"])
+                for addr in entry.get("addr_info", []):
+                    used.append(f"{addr['local']}/{addr['prefixlen']}")
+        subnet = stats.choose_free_subnet(used)
+        hosts = subnet.hosts()
+        gateway, address = str(next(hosts)), str(next(hosts))
+        self.bridge = f"nsbench{os.getpid() % 100000}"
+        quiet(["ip", "link", "add", self.bridge, "type", "bridge"])
+        self.cleanup.callback(lambda: quiet(["ip", "link", "del", self.bridge], check=False))
+        quiet(["ip", "addr", "add", f"{gateway}/{subnet.prefixlen}", "dev", self.bridge])
+        quiet(["ip", "link", "set", self.bridge, "up"])
+        return str(subnet), gateway, f"{address}/{subnet.prefixlen}"
+
+    def case_veth(self) -> None:
+        ws, p = self.ws, self.paths
+        subnet, gateway, address = self.make_bridge()
+        veth = {"type": "veth", "name": "eth0", "bridge": self.bridge, "address": address,
+                "gateway": gateway, "prefix": self.veth_prefix}
+        root = ws.root("veth", nsinit_config(ws.rootfs, [{"type": "loopback"}, veth]))
+        plain = ws.roots["create"]
+        batch_dir = os.path.join(ws.top, "ip-batch")
+        os.makedirs(batch_dir, exist_ok=True)
+
+        def names(i: int) -> tuple[str, str]:
+            return f"{self.id_prefix}-{i}", f"{self.veth_prefix}{i:07x}"
+
+        def write_batches(i: int) -> None:
+            netns, host_end = names(i)
+            files = {
+                "host": [f"netns add {netns}",
+                         f"link add {host_end} type veth peer name eth0 netns {netns}",
+                         f"link set {host_end} master {self.bridge} up"],
+                "inside": ["link set lo up", f"addr add {address} dev eth0", "link set eth0 up",
+                           f"route add default via {gateway}"],
+                "down": [f"link del {host_end}", f"netns del {netns}"],
+            }
+            for name, lines in files.items():
+                with open(os.path.join(batch_dir, name), "w") as f:
+                    f.write("\n".join(lines) + "\n")
+
+        def floor_argvs(i: int, command: Sequence[str] = ("/bin/true",)) -> list[list[str]]:
+            netns, _ = names(i)
+            return [
+                [p["ip"], "-b", os.path.join(batch_dir, "host")],
+                [p["ip"], "-n", netns, "-b", os.path.join(batch_dir, "inside")],
+                [p["nsenter"], f"--net=/run/netns/{netns}", p["unshare"], "-m", "-u", "-i", "-p", "-f",
+                 "--mount-proc", f"--root={ws.rootfs}", *command],
+                [p["ip"], "-b", os.path.join(batch_dir, "down")],
+            ]
+
+        def floor_cleanup(i: int) -> None:
+            netns, host_end = names(i)
+            if os.path.exists(f"/run/netns/{netns}"):  # only after a failed run
+                quiet(["ip", "link", "del", host_end], check=False)
+                quiet(["ip", "netns", "del", netns], check=False)
+
+        rows = [
+            Row("nsinit + veth", "nsinit", lambda i: [self.nsinit.argv("--root", root, "exec", "/bin/true")],
+                note=f"veth on bridge {self.bridge}, {address} via {gateway}"),
+            Row("ip + unshare (floor)", "floor", floor_argvs, prepare=write_batches, cleanup=floor_cleanup,
+                note="ip -b: netns add, veth add + peer into netns, master bridge, up; "
+                     "ip -n -b: lo up, addr, eth0 up, default route; nsenter --net + unshare + chroot "
+                     "/bin/true; ip -b: link del, netns del (4 processes)"),
+            Row("nsinit, loopback only", "reference",
+                lambda i: [self.nsinit.argv("--root", plain, "exec", "/bin/true")],
+                note="the same nsinit without veth: the difference is the veth's cost"),
+        ]
+        # A config that is accepted but not applied must not produce numbers:
+        # each row first shows its eth0, with the address, from inside.
+        show = ["/sbin/ip", "-4", "addr", "show", "dev", "eth0"]  # busybox ip
+        rows[0].error = self.check_veth([self.nsinit.argv("--root", root, "exec", *show)], address)
+        try:
+            write_batches(10**6)
+            rows[1].error = self.check_veth(floor_argvs(10**6, show), address)
+        finally:
+            floor_cleanup(10**6)
+        self.run_case("veth", f"3. create with a veth network on a bridge ({subnet})", rows)
+        if not rows[0].error:
+            self.results["trace_veth"] = self.trace_runs(root, count=5)
+            self.results["importtime_veth"] = self.importtime_runs(root, count=3)
+        self.results["veth"]["residue"] = settled_residue(ws, self.veth_prefix, p, self.baseline)  # type: ignore[index]
+
+    def check_veth(self, argvs: list[list[str]], address: str) -> str:
+        """'' when every command succeeds and together they print ``address``; else the error."""
+        output = ""
+        for argv in argvs:
+            result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=RUN_TIMEOUT)
+            if result.returncode != 0:
+                return f"{' '.join(argv)}: exit status {result.returncode}: " + \
+                    " | ".join(result.stderr.strip().splitlines()[-3:])
+            output += result.stdout
+        if address.split("/")[0] not in output:
+            return f"eth0 inside has no {address}: {' '.join(output.split())[:200]}"
+        return ""
+
+    # -- case 4 (the part not measured by cases 1 and 2) --------------------------
+    def resident_memory(self, supervisor: int, init: int) -> dict[str, object]:
+        def status_kb(pid: int) -> dict[str, int]:
+            out = {}
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
+                        out[key] = int(value.split()[0])
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith(("Pss:", "Private_Dirty:")):
+                            key, value = line.split()[:2]
+                            out[key.rstrip(":")] = int(value)
+            except OSError:
+                pass  # smaps_rollup needs 4.14; the VmRSS figures stand alone
+            return out
+
+        time.sleep(0.2)  # let the supervisor settle into waitpid
+        return {"supervisor_pid": supervisor, "supervisor_kb": status_kb(supervisor),
+                "container_init_kb": status_kb(init)}
+
+    # -- case 5 -------------------------------------------------------------
+    def case_many(self) -> None:
+        n = self.many
+        ws = self.ws
+        out: dict[str, object] = {"title": f"5. {n} containers, sequentially and 2 at a time", "n": n}
+        lanes = {
+            "nsinit": lambda lane, i: self.nsinit.argv("--root", ws.roots["seq" if lane < 0 else f"par{lane}"],
+                                                      "exec", "/bin/true"),
+            "crun": lambda lane, i: self.oci("crun", "run", "--bundle", ws.bundle_true, self.cid(f"many{lane}", i)),
+            "runc": lambda lane, i: self.oci("runc", "run", "--bundle", ws.bundle_true, self.cid(f"many{lane}", i)),
+        }
+        for name, argv_for in lanes.items():
+            row: dict[str, object] = {}
+            before = residue(ws, self.veth_prefix, self.paths)
+            try:
+                row["sequential_s"] = self.run_sequential(n, argv_for)
+                row["parallel2_s"] = self.run_parallel(n, argv_for)
+            except RunFailed as err:
+                row["error"] = str(err)
+            row["residue"] = settled_residue(ws, self.veth_prefix, self.paths, before)
+            if name != "nsinit":
+                self.delete_oci_containers()  # after the check: it must not hide residue
+            out[name] = row
+        self.results["many"] = out
+
+    def run_sequential(self, n: int, argv_for: Callable[[int, int], list[str]]) -> float:
+        start = time.perf_counter()
+        for i in range(n):
+            self.launcher.run(argv_for(-1, i))
+        return time.perf_counter() - start
+
+    def run_parallel(self, n: int, argv_for: Callable[[int, int], list[str]], lanes: int = 2) -> float:
+        """``n`` runs, ``lanes`` at a time, from this one thread: waitpid(-1)
+        reaps whichever finishes first and starts that lane's next run."""
+        pending = {lane: list(range(lane, n, lanes)) for lane in range(lanes)}
+        running: dict[int, tuple[int, list[str]]] = {}
+        start = time.perf_counter()
+        for lane in range(lanes):
+            if pending[lane]:
+                argv = argv_for(lane, pending[lane].pop(0))
+                running[self.launcher.spawn(argv)] = (lane, argv)
+        try:
+            while running:
+                signal.alarm(RUN_TIMEOUT)
+                try:
+                    pid, status = os.waitpid(-1, 0)
+                finally:
+                    signal.alarm(0)
+                if pid not in running:
+                    continue  # not one of ours (cannot happen: no other children now)
+                lane, argv = running.pop(pid)
+                if status != 0:
+                    raise RunFailed(argv, describe_status(status), self.launcher.read_err())
+                if pending[lane]:
+                    argv = argv_for(lane, pending[lane].pop(0))
+                    running[self.launcher.spawn(argv)] = (lane, argv)
+        except (_Timeout, RunFailed, KeyboardInterrupt):
+            for pid in running:
+                stop_child(pid)
+            raise
+        return time.perf_counter() - start
+
+    # -- where nsinit's time goes --------------------------------------------------
+    def trace_runs(self, root: str, count: int) -> dict[str, object]:
+        """``nsinit --trace exec /bin/true``, ``count`` times: median per step."""
+        runs, walls = [], []
+        for _ in range(count):
+            argv = self.nsinit.argv("--root", root, "--trace", "exec", "/bin/true")
+            elapsed = self.launcher.run(argv)
+            walls.append(elapsed * 1000)
+            runs.append(stats.parse_trace(self.launcher.read_err()))
+        steps = stats.median_by_key(runs)
+        # The child's "wait for parent" is the parent's cgroups/network/state
+        # steps seen from the other side: counting it would count them twice.
+        return {"wall_ms_median": stats.median(walls), "steps_ms": steps,
+                "steps_total_ms": sum(ms for step, ms in steps if step != "wait for parent")}
+
+    def profile(self) -> None:
+        """Interleaved rows whose differences are the interpreter, site and its
+        .pth files, nsinit's imports and nsinit's own work; then --trace and
+        -X importtime."""
+        root = self.ws.roots["profile"]
+        interp = self.nsinit.interpreter or sys.executable
+        out: dict[str, object] = {"trace_create": self.trace_runs(root, count=7)}
+        dirs = self.import_dirs(interp)
+        prelude = f"import sys; sys.path += {dirs!r}; "  # where site would put them: after the stdlib
+        imports = "import docopt, nsinit.cli, nsinit.container"
+        main = "from nsinit.cli import main; sys.exit(main())"
+        rows = [
+            Row("python3 -S -c pass", "reference", lambda i: [[interp, "-S", "-c", "pass"]],
+                note="the interpreter alone"),
+            Row("python3 -c pass", "reference", lambda i: [[interp, "-c", "pass"]],
+                note="+ site: every .pth in site-packages"),
+            Row("python3 -S, imports only", "reference", lambda i: [[interp, "-S", "-c", prelude + imports]],
+                note=f"the interpreter + what `nsinit exec` imports ({imports}), no .pth"),
+            Row("nsinit, python3 -S", "reference",
+                lambda i: [[interp, "-S", "-c", prelude + main, "--root", root, "exec", "/bin/true"]],
+                note="the same nsinit code with no site/.pth processing; sys.path: " + ", ".join(dirs)),
+            Row("nsinit exec /bin/true", "nsinit", lambda i: [self.nsinit.argv("--root", root, "exec", "/bin/true")],
+                note="as users start it"),
+        ]
+        self.run_case("startup", "where nsinit's time goes (interleaved)", rows)
+        if all(row.samples for row in rows):
+            # Medians and minima: under load the minima are the steadier estimate.
+            for key, pick in (("decomposition_ms", stats.median), ("decomposition_min_ms", min)):
+                m = {row.name: pick(row.samples) * 1000 for row in rows}
+                out[key] = [
+                    ("interpreter (python3 -S -c pass)", m["python3 -S -c pass"]),
+                    ("site + .pth files", m["python3 -c pass"] - m["python3 -S -c pass"]),
+                    ("imports", m["python3 -S, imports only"] - m["python3 -S -c pass"]),
+                    ("nsinit's work: parse, config, steps, container, exit",
+                     m["nsinit, python3 -S"] - m["python3 -S, imports only"]),
+                    ("total as users start it", m["nsinit exec /bin/true"]),
+                ]
+        out.update(self.importtime_runs(root, count=5))
+        self.results["profile"] = out
+
+    def importtime_runs(self, root: str, count: int) -> dict[str, object]:
+        """``python3 -X importtime -m nsinit exec /bin/true``: medians by group."""
+        interp = self.nsinit.interpreter or sys.executable
+        samples = []
+        site_children: list[list[tuple[str, float]]] = []
+        for _ in range(count):
+            argv = [interp, "-X", "importtime", "-m", "nsinit", "--root", root, "exec", "/bin/true"]
+            self.launcher.run(argv)
+            records = stats.parse_importtime(self.launcher.read_err())
+            samples.append(records)
+            site_children.append(_site_children(records))
+        return {
+            "importtime_groups_ms": stats.median_by_key([list(stats.import_groups(r).items()) for r in samples]),
+            "importtime_top_self_ms": stats.median_by_key([stats.top_self(r, 12) for r in samples])[:12],
+            "site_pth_ms": stats.median_by_key(site_children),
+        }
+
+    def import_dirs(self, interp: str) -> list[str]:
+        """Where nsinit, docopt and cffi come from: sys.path for ``-S`` runs."""
+        probe = ("import os, nsinit, docopt, cffi, _cffi_backend\n"
+                 "for m in (nsinit, docopt, cffi, _cffi_backend):\n"
+                 "    up = 2 if m.__file__.endswith('__init__.py') else 1\n"
+                 "    print(os.path.abspath(os.path.join(m.__file__, *['..'] * up)))\n")
+        result = quiet([interp, "-c", probe])
+        return list(dict.fromkeys(result.stdout.split()))
+
+    # -- running a case and reporting ---------------------------------------------
+    def run_case(self, key: str, title: str, rows: list[Row]) -> None:
+        log(f"{title}: {self.rounds} rounds of {len(rows)} rows, {self.warmup} warm-up, "
+            f"{self.args.gap_ms:g} ms gap")
+        measure(self.launcher, rows, self.rounds, self.warmup,
+                self.paths["time"] if key != "startup" else "", gap=self.args.gap_ms / 1000)
+        self.results[key] = {"title": title, "rounds": self.rounds, "warmup": self.warmup,
+                             "rows": {row.name: row.result() for row in rows}}
+        print_case(self.results[key])  # type: ignore[arg-type]
+
+
+def _site_children(records: list[stats.ImportRecord]) -> list[tuple[str, float]]:
+    """The direct imports of ``site``: which .pth file costs what."""
+    out = []
+    for index, rec in enumerate(records):
+        if rec.name == "site" and rec.depth == 0:
+            # -X importtime prints children before their parent.
+            j = index - 1
+            while j >= 0 and records[j].depth > 0:
+                if records[j].depth == 1:
+                    out.append((records[j].name, records[j].cumulative_us / 1000))
+                j -= 1
+            break
+    return sorted(out, key=lambda kv: -kv[1])[:6]
+
+
+# --- output -------------------------------------------------------------------
+
+def _reference(rows: dict[str, dict], *names: str) -> float | None:
+    for name in names:
+        row = rows.get(name)
+        if row and "median" in row:
+            return row["median"]  # type: ignore[return-value]
+    return None
+
+
+def print_case(case: dict[str, object]) -> None:
+    rows: dict[str, dict] = case["rows"]  # type: ignore[assignment]
+    crun = _reference(rows, "crun", "crun exec")
+    runc = _reference(rows, "runc", "runc exec")
+    print(f"\n{case['title']}  ({case['rounds']} rounds interleaved, {case['warmup']} warm-up)")
+    print(f"  {'':26} {'median':>8} {'min':>8} {'max':>8} {'x crun':>7} {'x runc':>7} {'peak RSS':>9}")
+    for name, row in rows.items():
+        if "median" not in row:
+            print(f"  {name:26} unavailable: {row.get('unavailable', 'no samples')}")
+            continue
+        rss = row.get("peak_rss_kb_median")
+        print(f"  {name:26} {row['median']:8.1f} {row['min']:8.1f} {row['max']:8.1f} "
+              f"{stats.format_ratio(stats.ratio(row['median'], crun)):>7} "
+              f"{stats.format_ratio(stats.ratio(row['median'], runc)):>7} "
+              f"{(f'{rss / 1024:.1f} MB' if rss else '-'):>9}"
+              + (f"  ({row['failures']} failed)" if row.get("failures") else ""))
+    sys.stdout.flush()
+
+
+def _listing(pairs: Sequence[tuple[str, float]], digits: int = 1, by_size: bool = True, limit: int = 10) -> str:
+    ordered = sorted(pairs, key=lambda kv: -kv[1]) if by_size else list(pairs)
+    return ", ".join(f"{name} {value:.{digits}f}" for name, value in ordered[:limit])
+
+
+def print_summary(results: dict[str, object]) -> None:
+    print("\n(all times in ms)")
+    resident = results.get("resident")
+    if isinstance(resident, dict):
+        sup = {k: v / 1024 for k, v in resident["supervisor_kb"].items()}
+        print("\n4. memory (MB)")
+        create = results.get("create", {}).get("rows", {}).get("nsinit", {})  # type: ignore[union-attr]
+        if create.get("peak_rss_kb_median"):
+            peak = create["peak_rss_kb_median"] / 1024
+            print(f"  peak RSS of `nsinit exec /bin/true` (/usr/bin/time %M): {peak:.1f}")
+        print(f"  supervisor while its container sleeps: VmRSS {sup.get('VmRSS', 0):.1f} "
+              f"(anon {sup.get('RssAnon', 0):.1f}, file {sup.get('RssFile', 0):.1f}), "
+              f"PSS {sup.get('Pss', 0):.1f}, private dirty {sup.get('Private_Dirty', 0):.1f}")
+        print("  runc/crun: no resident process per container (their init is reparented)")
+    many = results.get("many")
+    if isinstance(many, dict):
+        n = many["n"]
+        print(f"\n{many['title']} (ms)")
+        print(f"  {'':10} {'sequential':>10} {'per run':>8} {'2 parallel':>10} {'per run':>8}  residue")
+        for name in ("nsinit", "crun", "runc"):
+            row = many.get(name)
+            if not isinstance(row, dict):
+                continue
+            if "error" in row:
+                print(f"  {name:10} failed: {row['error']}")
+                continue
+            seq, par = row["sequential_s"] * 1000, row["parallel2_s"] * 1000
+            print(f"  {name:10} {seq:10.0f} {seq / n:8.1f} {par:10.0f} {par / n:8.1f}  {_residue_text(row['residue'])}")
+    profile = results.get("profile")
+    if isinstance(profile, dict):
+        print("\nwhere nsinit's time goes (ms)")
+        for key, label in (("trace_create", "create"), ("trace_join", "join"), ("trace_veth", "veth")):
+            trace = profile.get(key) or results.get(key)
+            if isinstance(trace, dict):
+                print(f"  --trace {label} (wall {trace['wall_ms_median']:.1f}, steps total without 'wait for parent' "
+                      f"{trace['steps_total_ms']:.1f}): {_listing(trace['steps_ms'], 2, limit=8)}")
+        if profile.get("decomposition_ms"):
+            print(f"  medians, interleaved: {_listing(profile['decomposition_ms'], by_size=False)}")
+            print(f"  minima, interleaved:  {_listing(profile['decomposition_min_ms'], by_size=False)}")
+        print(f"  -X importtime by top-level import: {_listing(profile['importtime_groups_ms'])}")
+        veth_imports = results.get("importtime_veth")
+        if isinstance(veth_imports, dict):
+            print(f"  -X importtime with veth: {_listing(veth_imports['importtime_groups_ms'])}")
+        print(f"  site's imports (.pth files): {_listing(profile['site_pth_ms'], limit=6)}")
+        print(f"  largest own import times: {_listing(profile['importtime_top_self_ms'])}")
+    targets = results.get("targets")
+    if isinstance(targets, dict):
+        print("\ntargets (issue 6; reported, not asserted)")
+        for name, t in targets.items():
+            print(f"  {name:34} {t['text']}")
+    final = results.get("final_residue")
+    if isinstance(final, dict):
+        print(f"\nresidue at the end: {_residue_text(final)}")
+
+
+def _residue_text(res: dict) -> str:
+    if not res.get("total"):
+        return "none" + (f" (after {res['settled_after_ms']} ms)" if res.get("settled_after_ms") else "")
+    return "; ".join(f"{k}: {len(v)} ({', '.join(v[:3])})" for k, v in res["items"].items() if v)
+
+
+def evaluate_targets(results: dict[str, object]) -> dict[str, dict[str, object]]:
+    def rows(case: str) -> dict[str, dict]:
+        c = results.get(case)
+        return c.get("rows", {}) if isinstance(c, dict) else {}  # type: ignore[return-value]
+
+    def check(value: float | None, limit: float, unit: str, strict: bool = False) -> dict[str, object]:
+        if value is None:
+            return {"value": None, "limit": limit, "met": None, "text": "not measured"}
+        met = value < limit if strict else value <= limit
+        return {"value": value, "limit": limit, "met": met,
+                "text": f"{value:.2f}{unit} vs {'<' if strict else '≤'} {limit}{unit}: {'met' if met else 'NOT met'}"}
+
+    create, join, veth = rows("create"), rows("join"), rows("veth")
+    ns = _reference(create, "nsinit")
+    nj = _reference(join, "nsinit exec (join)")
+    out = {
+        "create ≤ 0.8x runc": check(stats.ratio(ns, _reference(create, "runc")), TARGETS["create_vs_runc"], "x"),
+        "create ≤ 1.0x crun (stretch)": check(stats.ratio(ns, _reference(create, "crun")),
+                                              TARGETS["create_vs_crun_stretch"], "x"),
+        "join < 1.0x runc exec": check(stats.ratio(nj, _reference(join, "runc exec")),
+                                       TARGETS["join_vs_runc_exec"], "x", strict=True),
+        "join ≤ 1.5x crun exec (stretch)": check(stats.ratio(nj, _reference(join, "crun exec")),
+                                                 TARGETS["join_vs_crun_exec_stretch"], "x"),
+        "veth container ≤ 60 ms": check(_reference(veth, "nsinit + veth"), TARGETS["veth_median_ms"], " ms"),
+    }
+    resident = results.get("resident")
+    rss = resident["supervisor_kb"].get("VmRSS") / 1024 if isinstance(resident, dict) else None  # type: ignore[index]
+    out["supervisor RSS ≤ 12 MB"] = check(rss, TARGETS["supervisor_rss_mb"], " MB")
+    return out
+
+
+def describe_machine(suite: Suite, cgroup_note: str) -> dict[str, object]:
+    def first_line(argv: list[str]) -> str:
+        result = quiet(argv, check=False)
+        return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else ""
+
+    git = quiet(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+    dirty = quiet(["git", "-C", REPO, "status", "--porcelain", "nsinit"], check=False).stdout.strip()
+    python = quiet([suite.nsinit.interpreter or sys.executable, "-VV"], check=False).stdout.strip()
+    return {
+        "kernel": platform.release(), "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
+        "nsinit_git": git + (" + uncommitted changes in nsinit/" if dirty else ""),
+        "nsinit_found_on_path": suite.nsinit.found, "nsinit_pyenv_shim": suite.nsinit.shim,
+        "nsinit_command": suite.nsinit.command, "nsinit_interpreter": suite.nsinit.interpreter,
+        "nsinit_python": python,
+        "runc": first_line(["runc", "--version"]), "crun": first_line(["crun", "--version"]),
+        "bwrap": first_line(["bwrap", "--version"]), "unshare": first_line(["unshare", "--version"]),
+        "cgroup2_mount": cgroup_note, "workspace": suite.ws.top,
+        "env_removed": ["PYTHONDONTWRITEBYTECODE"],
+        "oci_bundle_edits": "runc spec; terminal false; args; root = the nsinit rootfs (absolute, rw); "
+                            "hostname nsinit; namespaces pid ipc uts mount network; no /sys/fs/cgroup mount",
+    }
+
+
+# --- main ---------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="15 rounds per case, 20 containers in case 5")
+    parser.add_argument("--json", default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
+    parser.add_argument("--iterations", type=int, default=0, help="rounds per case (default 60, --quick 15)")
+    parser.add_argument("--containers", type=int, default=0, help="case 5 count (default 100, --quick 20)")
+    parser.add_argument("--cases", default="create,join,veth,many,profile",
+                        help="comma-separated subset of create,join,veth,many,profile")
+    parser.add_argument("--gap-ms", type=float, default=50.0,
+                        help="idle time before every timed run (default 50; see measure())")
+    parser.add_argument("--nsinit", help="the nsinit command to benchmark (default: `nsinit` on PATH)")
+    parser.add_argument("--keep", action="store_true", help="keep the workspace for inspection")
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
+    args.json = os.path.abspath(args.json)
+    if os.geteuid() != 0:
+        log("needs root (namespaces, mounts, a bridge): sudo python3 bench/run.py")
+        return 2
+    if os.environ.get(INNER_MARK) != "1":
+        try:
+            install_peers()
+            reexec_in_private_mount_namespace()  # does not return
+        except (BenchError, subprocess.CalledProcessError) as err:
+            log(str(err))
+            return 1
+    # SIGTERM gets the same cleanup as Ctrl-C.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    with ExitStack() as cleanup:
+        try:
+            paths = install_peers()
+            hidden = hide_cgroup2_mount()
+            cgroup_note = "unmounted in the bench's mount namespace" if hidden else "not mounted"
+            suite = Suite(args, paths, cleanup, hidden)
+            suite.setup()
+            results: dict[str, object] = {"machine": describe_machine(suite, cgroup_note),
+                                          "quick": args.quick}
+            suite.results = results
+            load = os.getloadavg()[0]
+            if load > 0.5 * (os.cpu_count() or 1):
+                log(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: "
+                    "absolute times will be noisy; compare ratios")
+            log(f"nsinit runs as {' '.join(suite.nsinit.command)}"
+                + (f" (PATH has the pyenv shim {suite.nsinit.shim})" if suite.nsinit.shim else ""))
+            steps: dict[str, Callable[[], None]] = {
+                "create": suite.case_create, "join": suite.case_join, "veth": suite.case_veth,
+                "many": suite.case_many, "profile": suite.profile,
+            }
+            for name in cases:
+                if name not in steps:
+                    raise BenchError(f"unknown case {name!r}")
+                steps[name]()
+            results["targets"] = evaluate_targets(results)
+            suite.stop_sleepers()
+            suite.delete_oci_containers()
+            if suite.bridge:
+                quiet(["ip", "link", "del", suite.bridge], check=False)
+            results["final_residue"] = settled_residue(suite.ws, suite.veth_prefix, paths, suite.baseline)
+            results["crun_tmpfs_leftovers_removed"] = suite.crun_leftovers_removed
+            results["loadavg_at_end"] = os.getloadavg()
+            print_summary(results)
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2, default=str)
+            log(f"results written to {args.json}")
+        except KeyboardInterrupt:
+            log("interrupted: cleaning up")
+            return 130
+        except (BenchError, RunFailed) as err:
+            log(f"failed: {err}")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

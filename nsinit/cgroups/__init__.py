@@ -1,0 +1,55 @@
+"""The container's cgroup: limits, device rules, freezer, stats, OOM events.
+
+Two calls start it all::
+
+    manager = manager_for(config, root)    # create flow: then create(), add(pid)
+    manager = load_manager(state.cgroup_paths)   # join and lifecycle commands
+
+Every container gets a cgroup, limits or not: the device rules (deny all but
+the defaults) are a security default, and the cgroup is what lets nsinit
+kill, freeze and account for every process of the container.
+
+The v1 manager is used whenever v1 controllers are mounted (v1 and hybrid
+hosts); the v2 manager on a pure cgroup2 host.  See layout.py.
+"""
+from __future__ import annotations
+
+from nsinit.cgroups import layout
+from nsinit.cgroups.manager import DEFAULT_PARENT, Manager, cgroup_path, default_name
+from nsinit.config.model import CgroupResources
+from nsinit.errors import NsinitError
+
+__all__ = ["Manager", "manager_for", "load_manager", "cgroup_path", "default_name", "DEFAULT_PARENT"]
+
+
+def manager_for(config: object, root: str, lay: layout.Layout | None = None) -> Manager:
+    """The manager for a container about to be created from ``config`` in ``root``."""
+    cgroups = getattr(config, "cgroups", None)
+    path, explicit = cgroup_path(cgroups, root)
+    resources = cgroups.resources if cgroups is not None else CgroupResources()
+    devices = tuple(getattr(config, "devices", ()))
+    lay = lay or layout.detect()
+    if lay.v1:
+        from nsinit.cgroups.v1 import V1Manager
+
+        return V1Manager.for_layout(lay, path, resources=resources, devices=devices, explicit=explicit)
+    if lay.unified:
+        from nsinit.cgroups.v2 import V2Manager
+
+        return V2Manager.for_mount(lay.unified, path, resources=resources, devices=devices, explicit=explicit)
+    raise NsinitError("cgroups", "no cgroup hierarchy is mounted (no cgroup or cgroup2 in /proc/self/mountinfo)")
+
+
+def load_manager(cgroup_paths: dict[str, str]) -> Manager:
+    """The manager of a live container, from state.json's cgroup_paths."""
+    if not cgroup_paths:
+        raise NsinitError("cgroups", "the container has no cgroup recorded in state.json")
+    if set(cgroup_paths) == {"unified"}:
+        from nsinit.cgroups.v2 import V2Manager
+
+        unified = layout.detect().unified or ""
+        inside = unified and cgroup_paths["unified"].startswith(unified.rstrip("/") + "/")
+        return V2Manager(cgroup_paths, mount=unified if inside else "", owned=True)
+    from nsinit.cgroups.v1 import V1Manager
+
+    return V1Manager(cgroup_paths, owned=True)

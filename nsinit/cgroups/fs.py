@@ -1,0 +1,112 @@
+"""Reading and writing cgroupfs files, making and removing cgroup directories.
+
+Both managers go through these few functions, so the unit tests can stand a
+temp directory in for cgroupfs and play the kernel's part by wrapping them.
+
+cgroupfs files are written with one ``write(2)`` and without O_CREAT: a
+missing interface file then fails with ENOENT (controller absent) instead of
+silently creating a plain file, and the kernel sees the whole value at once.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+# EBUSY from rmdir: the last task has exited but the kernel has not yet
+# unlinked it from the cgroup.  Short, doubling waits, bounded (~0.6 s).
+RMDIR_RETRIES = 6
+RMDIR_FIRST_DELAY = 0.01
+# Waiting for a killed cgroup to empty, and for a freeze to complete.
+EMPTY_TIMEOUT = 5.0
+FREEZE_TIMEOUT = 5.0
+POLL_INTERVAL = 0.005
+
+
+def write_file(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
+
+
+def read_int(path: str) -> int:
+    return int(read_file(path).strip())
+
+
+def read_optional(path: str) -> str | None:
+    try:
+        return read_file(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def make_dir(path: str) -> None:
+    """mkdir one cgroup (the parent must exist); EEXIST is the caller's business."""
+    os.mkdir(path, 0o755)
+
+
+def remove_dir(path: str, retries: int = RMDIR_RETRIES) -> None:
+    """rmdir one cgroup, retrying EBUSY a few times; a missing one is fine."""
+    delay = RMDIR_FIRST_DELAY
+    for attempt in range(retries + 1):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY or attempt == retries:
+                raise
+        time.sleep(delay)
+        delay *= 2
+
+
+def subtree_bottom_up(path: str) -> list[str]:
+    """``path`` and every cgroup below it, deepest first (rmdir order).
+
+    A container with write access to its cgroupfs may have made sub-cgroups;
+    they must go before their parent can.
+    """
+    found: list[str] = []
+    for dirpath, _dirs, _files in os.walk(path, topdown=False):
+        found.append(dirpath)
+    return found if found else [path]
+
+
+def procs(path: str) -> list[int]:
+    """Pids in this cgroup (not its children); empty if it does not exist."""
+    text = read_optional(os.path.join(path, "cgroup.procs"))
+    return [int(word) for word in text.split()] if text else []
+
+
+def procs_recursive(path: str) -> list[int]:
+    pids: list[int] = []
+    for cgroup in subtree_bottom_up(path):
+        pids.extend(procs(cgroup))
+    return pids
+
+
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # exited on its own since cgroup.procs was read
+
+
+def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)

@@ -1,0 +1,304 @@
+"""veth networks, configured from the supervisor before the init is released.
+
+For each ``{"type": "veth"}`` network one veth pair is created: the host end
+(``host_interface_name``, or the prefix plus 7 random hex characters) joins
+the bridge, gets the MTU and txqueuelen and comes up; the peer is created
+directly inside the container's network namespace under its final name
+(``eth0``), then gets its addresses, comes up and gets the default routes.
+``routes`` follow.  All of it happens while the init still waits for ``go``,
+so the command never sees a half-configured network.
+
+The container's side is reached through a netlink socket opened inside its
+namespace (``Rtnl(netns_fd)``): no helper process, no ``ip netns exec``.
+
+Cleanup (nsinit-origins §7.5: 2014 leaked the pair on errors): deleting one
+end of a veth pair deletes both, so only host ends are tracked.  On a failed
+setup every host end made so far is deleted before the error is raised; after
+the container exits ``teardown_networks`` deletes any still there.  If the
+supervisor is SIGKILLed, the init dies with it (parent-death signal), its
+namespace goes, and the kernel deletes the pair -- unless the namespace is a
+persistent one joined by path, which outlives the container.
+
+Bridges are shared with other containers and perhaps the host's own setup:
+nsinit creates a missing one (and says so) but never changes or deletes one.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import secrets
+import sys
+from typing import Any, NoReturn
+
+from nsinit.errors import NsinitError
+from nsinit.network import rtnl
+from nsinit.network.rtnl import Link, Rtnl
+
+STEP = "network"
+RANDOM_HEX_CHARS = 7          # widened from 4 in 2014-10 after name collisions
+NAME_ATTEMPTS = 10            # random host names tried before giving up
+
+
+def setup_networks(config: Any, pid: int) -> list[dict[str, Any]]:
+    """Create and configure the veth networks and routes of ``config`` for the
+    init ``pid``; return one state record per veth network.
+
+    Raises NsinitError("network", "<field>: <problem>") after deleting every
+    host veth it created.
+    """
+    try:
+        rtnl.load()
+    except ImportError as err:
+        raise NsinitError(STEP, f"veth networks need the Python package pyroute2: {err}") from None
+    netns_path = container_netns_path(config, pid)
+    try:
+        netns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise NsinitError(STEP, f"{netns_path}: {err.strerror}") from None
+    created: list[str] = []   # host ends, in creation order
+    try:
+        with Rtnl() as host:
+            try:
+                with Rtnl(netns_fd) as inside:
+                    return _configure(config, host, inside, netns_fd, created)
+            except BaseException:
+                _delete_host_ends(host, created)
+                raise
+    except OSError as err:
+        raise NsinitError(STEP, f"netlink: {err.strerror or err}") from None
+    finally:
+        os.close(netns_fd)
+
+
+def teardown_networks(records: list[dict[str, Any]]) -> None:
+    """Delete the host ends of ``records`` that still exist.  Idempotent.
+
+    Normally the kernel has already removed them with the container's
+    namespace (or is about to: namespace cleanup runs asynchronously).
+    Failures are reported as warnings, not raised: this runs after the
+    container exited, and its exit status must still reach the caller.
+    """
+    veths = [r for r in records if r.get("type") == "veth" and r.get("host_interface_name")]
+    if not veths:
+        return
+    try:
+        with Rtnl() as host:
+            for record in veths:
+                link = host.get_link(record["host_interface_name"])
+                # The same name and index: still ours, not a namesake made since.
+                if link is None or link.kind != "veth" or link.index != record.get("host_interface_index"):
+                    continue
+                _delete_link(host, link)
+    except OSError as err:
+        _warn(f"could not remove host veth interfaces {[r['host_interface_name'] for r in veths]}: "
+              f"{err.strerror or err}")
+
+
+def container_netns_path(config: Any, pid: int) -> str:
+    """The network namespace the init runs in: the one it joins by path
+    (it has not joined yet: it waits for ``go``), else its own new one."""
+    ns = config.namespace("NEWNET")
+    if ns is not None and ns.path:
+        return ns.path
+    return f"/proc/{pid}/ns/net"
+
+
+# --- the steps ---------------------------------------------------------------
+
+def _configure(config: Any, host: Rtnl, inside: Rtnl, netns_fd: int, created: list[str]) -> list[dict[str, Any]]:
+    ns = config.namespace("NEWNET")
+    if ns is not None and not ns.path:
+        # The init brings lo up too (with an ioctl, for loopback-only
+        # containers); doing it here first lets routes via lo be added.
+        _bring_up_loopback(inside)
+    veths = [(f"networks[{i}]", n) for i, n in enumerate(config.networks) if n.type == "veth"]
+    for path, network in veths:
+        _check_host_side(host, network, path)
+    records = [_setup_veth(host, inside, netns_fd, network, path, created) for path, network in veths]
+    for i, route in enumerate(config.routes):
+        _add_configured_route(inside, route, f"routes[{i}]")
+    return records
+
+
+def _check_host_side(host: Rtnl, network: Any, path: str) -> None:
+    """What the host already has that would make this network fail: checked
+    for every network before anything is created (a bridge made for the
+    first network would otherwise stay behind when the second fails)."""
+    bridge = host.get_link(network.bridge)
+    if bridge is not None and bridge.kind != "bridge":
+        _fail(f"{path}.bridge", f"{network.bridge} is not a bridge")
+    if network.host_interface_name and host.get_link(network.host_interface_name) is not None:
+        _fail(f"{path}.host_interface_name", f'"{network.host_interface_name}" already exists on the host')
+
+
+def _bring_up_loopback(inside: Rtnl) -> None:
+    lo = inside.get_link("lo")
+    if lo is not None:
+        inside.set_up(lo.index)
+
+
+def _setup_veth(host: Rtnl, inside: Rtnl, netns_fd: int, network: Any, path: str,
+                created: list[str]) -> dict[str, Any]:
+    bridge = _ensure_bridge(host, network, path)
+    host_end = _create_pair(host, network, path, bridge, netns_fd, created)
+    peer = inside.get_link(network.name)
+    if peer is None:
+        _fail(f"{path}.name", f'"{network.name}" vanished from the container right after it was created')
+    for key in ("address", "ipv6_address"):
+        text = getattr(network, key)
+        if text:
+            try:
+                inside.add_address(peer.index, ipaddress.ip_interface(text))
+            except OSError as err:
+                _fail(f"{path}.{key}", f"{text}: {err.strerror}")
+    try:
+        inside.set_up(peer.index)
+    except OSError as err:
+        _fail(f"{path}.name", f"cannot bring up {network.name}: {err.strerror}")
+    for key, default in (("gateway", "0.0.0.0/0"), ("ipv6_gateway", "::/0")):
+        text = getattr(network, key)
+        if text:
+            try:
+                inside.add_route(ipaddress.ip_network(default), gateway=ipaddress.ip_address(text), oif=peer.index)
+            except OSError as err:
+                _fail(f"{path}.{key}", f"default route via {text}: {err.strerror}")
+    peer = inside.get_link(network.name) or peer   # the MAC the kernel chose, if none was set
+    return {
+        "type": "veth",
+        "name": network.name,
+        "host_interface_name": host_end.name,
+        "host_interface_index": host_end.index,
+        "bridge": network.bridge,
+        "address": network.address,
+        "gateway": network.gateway,
+        "ipv6_address": network.ipv6_address,
+        "ipv6_gateway": network.ipv6_gateway,
+        "mac_address": peer.mac_address,
+        "mtu": peer.mtu,
+    }
+
+
+def _ensure_bridge(host: Rtnl, network: Any, path: str) -> Link:
+    name = network.bridge
+    field = f"{path}.bridge"
+    link = host.get_link(name)
+    if link is None:
+        try:
+            host.create_bridge(name)
+        except OSError as err:
+            if err.errno != errno.EEXIST:
+                _fail(field, f"cannot create bridge {name}: {err.strerror}")
+            # Another nsinit created it a moment ago; it configures it.
+        else:
+            link = _configure_new_bridge(host, network, field)
+        link = link or host.get_link(name)
+        if link is None:
+            _fail(field, f"bridge {name} vanished right after it was created")
+    if link.kind != "bridge":
+        _fail(field, f"{name} is not a bridge")
+    return link
+
+
+def _configure_new_bridge(host: Rtnl, network: Any, field: str) -> Link:
+    """Gateway addresses (with the container's prefix length) and up."""
+    link = host.get_link(network.bridge)
+    if link is None:
+        _fail(field, f"bridge {network.bridge} vanished right after it was created")
+    addresses = []
+    for address_key, gateway_key in (("address", "gateway"), ("ipv6_address", "ipv6_gateway")):
+        gateway = getattr(network, gateway_key)
+        if gateway:
+            prefix_length = ipaddress.ip_interface(getattr(network, address_key)).network.prefixlen
+            addresses.append(ipaddress.ip_interface(f"{gateway}/{prefix_length}"))
+    try:
+        for address in addresses:
+            host.add_address(link.index, address)
+        host.set_up(link.index)
+    except OSError as err:
+        # The bridge stays: nsinit never deletes one (another container may
+        # already have joined it).
+        _fail(field, f"created bridge {network.bridge} but could not configure it: {err.strerror}")
+    described = ", ".join(str(a) for a in addresses) or "no address"
+    sys.stderr.write(f"nsinit: created bridge {network.bridge} ({described})\n")
+    return link
+
+
+def _create_pair(host: Rtnl, network: Any, path: str, bridge: Link, netns_fd: int,
+                 created: list[str]) -> Link:
+    fixed = network.host_interface_name
+    for _ in range(1 if fixed else NAME_ATTEMPTS):
+        name = fixed or network.prefix + secrets.token_hex(4)[:RANDOM_HEX_CHARS]
+        try:
+            host.create_veth(name, master=bridge.index, mtu=network.mtu, txqueuelen=network.txqueuelen,
+                             peer_name=network.name, peer_netns_fd=netns_fd, peer_mac=network.mac_address)
+        except OSError as err:
+            if err.errno != errno.EEXIST:
+                _fail(path, f"cannot create veth pair {name}/{network.name}: {err.strerror}")
+            if host.get_link(name) is None:
+                _fail(f"{path}.name", f'"{network.name}" already exists in the container\'s network namespace')
+            if fixed:
+                _fail(f"{path}.host_interface_name", f'"{name}" already exists on the host')
+            continue  # a random name taken: try another
+        created.append(name)
+        link = host.get_link(name)
+        if link is None:
+            _fail(f"{path}.host_interface_name", f"{name} vanished right after it was created")
+        return link
+    _fail(f"{path}.prefix", f'no free interface name "{network.prefix}…" after {NAME_ATTEMPTS} tries')
+
+
+def _add_configured_route(inside: Rtnl, route: Any, path: str) -> None:
+    """A ``routes`` entry: {destination, source, gateway, interface_name}.
+
+    An empty destination is the default route of the family the other
+    addresses have (IPv4 if none does).
+    """
+    gateway = ipaddress.ip_address(route.gateway) if route.gateway else None
+    source = ipaddress.ip_address(route.source) if route.source else None
+    if route.destination:
+        destination = ipaddress.ip_network(route.destination, strict=False)
+    else:
+        family = (gateway or source or ipaddress.ip_address("0.0.0.0")).version
+        destination = ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
+    oif = 0
+    if route.interface_name:
+        link = inside.get_link(route.interface_name)
+        if link is None:
+            _fail(f"{path}.interface_name", f'no interface "{route.interface_name}" in the container')
+        oif = link.index
+    try:
+        inside.add_route(destination, gateway=gateway, source=source, oif=oif)
+    except OSError as err:
+        via = f" via {gateway}" if gateway else ""
+        dev = f" dev {route.interface_name}" if route.interface_name else ""
+        _fail(path, f"{destination}{via}{dev}: {err.strerror}")
+
+
+# --- cleanup and errors ------------------------------------------------------
+
+def _delete_host_ends(host: Rtnl, names: list[str]) -> None:
+    """Rollback after a failed setup; must not mask the error that caused it."""
+    for name in reversed(names):
+        try:
+            link = host.get_link(name)
+            if link is not None and link.kind == "veth":
+                _delete_link(host, link)
+        except OSError as err:
+            _warn(f"could not remove host veth {name}: {err.strerror or err}")
+
+
+def _delete_link(host: Rtnl, link: Link) -> None:
+    try:
+        host.delete_link(link.index)
+    except OSError as err:
+        if err.errno != errno.ENODEV:  # ENODEV: the kernel removed it meanwhile
+            raise
+
+
+def _fail(field: str, problem: str) -> NoReturn:
+    raise NsinitError(STEP, f"{field}: {problem}")
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"nsinit: warning: {text}\n")

@@ -1,0 +1,416 @@
+"""Real cgroups, real containers through the CLI (root).
+
+This host is hybrid: v1 controllers plus a controller-less cgroup2 mount, so
+containers get the v1 manager; the v2 manager's core-file parts (procs,
+freeze, kill, events) and its eBPF device program run against the cgroup2
+mount directly.  ``no_residue`` checks after every test that no cgroup of
+the test is left in any hierarchy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import Nsinit, cgroups_left, needs_root, stderr_lines
+
+pytestmark = needs_root
+
+MiB = 1024 * 1024
+WAIT_FOR_GO = "while [ ! -e /go ]; do sleep 0.02; done"
+
+
+def cgroup_paths(nsinit: Nsinit) -> dict[str, str]:
+    return json.loads((nsinit.root / "state.json").read_text())["cgroup_paths"]
+
+
+def read(path: str) -> str:
+    return Path(path).read_text().strip()
+
+
+@contextmanager
+def running(nsinit: Nsinit, script: str, *, go: bool = False) -> Iterator[subprocess.Popen[str]]:
+    """A container running ``script``; killed on the way out if still alive.
+
+    ``go``: the script first waits for /go, which leaving the block creates.
+    """
+    proc = nsinit.popen("exec", "/bin/sh", "-c", f"{WAIT_FOR_GO}; {script}" if go else script)
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / "pid").exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        yield proc
+        if go:
+            (nsinit.root / "go").touch()
+    finally:
+        if proc.poll() is None and not go:
+            nsinit.run("resume")   # a frozen init would not die of the SIGKILL
+            nsinit.run("kill", "KILL")
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.communicate()
+
+
+# --- where the container is, and that it goes ---------------------------------
+
+def test_every_hierarchy_gets_the_default_cgroup_and_loses_it(nsinit: Nsinit, tmp_path: Path) -> None:
+    result = nsinit.sh("cat /proc/self/cgroup")
+    assert result.returncode == 0, result.stderr
+    from nsinit.cgroups import default_name
+
+    name = default_name(str(nsinit.root))
+    lines = dict(line.split(":", 2)[1:] for line in result.stdout.splitlines())
+    for controller in ("memory", "pids", "devices", "freezer", "cpuset", "blkio"):
+        assert lines[controller] == f"/nsinit/{name}", lines
+    assert not cgroups_left(tmp_path)
+
+
+def test_state_shows_the_cgroup_paths_and_join_enters_them(nsinit: Nsinit) -> None:
+    with running(nsinit, "sleep 30") as _:
+        paths = cgroup_paths(nsinit)
+        state = nsinit.run("state")
+        for name, path in paths.items():
+            assert f"cgroup     {name:<10} {path}" in state.stdout
+        joined = nsinit.exec("cat", "/proc/self/cgroup")
+        assert f"memory:{paths['memory'].split('/memory', 1)[1]}" in joined.stdout
+
+
+def test_ten_runs_leave_no_cgroup(nsinit: Nsinit, tmp_path: Path) -> None:
+    for _ in range(10):
+        assert nsinit.exec("/bin/true").returncode == 0
+        assert not cgroups_left(tmp_path)
+
+
+# --- limits ------------------------------------------------------------------
+
+def test_memory_limit_oom_kills_and_oom_reports_it(nsinit: Nsinit) -> None:
+    # No swap on top (memory_swap == memory), so the allocation cannot
+    # escape into swap; the shell holds the whole string in memory.
+    nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
+    hog = 'x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived'
+    with running(nsinit, hog, go=True) as proc:
+        assert read(os.path.join(cgroup_paths(nsinit)["memory"], "memory.limit_in_bytes")) == str(16 * MiB)
+        watcher = nsinit.popen("oom")
+        assert "watching for OOM kills" in watcher.stderr.readline()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGKILL, (out, err)
+    assert "survived" not in out
+    report, _ = watcher.communicate(timeout=10)   # ends when the container's cgroup goes
+    assert watcher.returncode == 0
+    assert report.splitlines()[0] == "oom kill 1"
+
+
+def test_pids_limit_bounds_a_fork_loop(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"pids_limit": 10})
+    # The inner shell dies at its first failed fork; /forks tells how far it got.
+    loop = ('sh -c \'i=0; while [ $i -lt 30 ]; do sleep 30 & i=$((i+1)); echo $i > /forks; done\' 2>/dev/null;'
+            ' read n < /forks; echo forked $n; kill -9 -1')
+    result = nsinit.sh(loop)
+    forked = int(result.stdout.split()[-1])
+    assert 0 < forked < 10, result.stdout   # PID 1 and the inner shell count too
+
+
+def test_cpu_and_cpuset_limits_in_files_and_stats(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"cpu_shares": 512, "cpu_quota": 20000, "cpu_period": 100000,
+                           "cpuset_cpus": "0", "cpuset_mems": "0", "pids_limit": 64})
+    with running(nsinit, "while true; do :; done"):
+        paths = cgroup_paths(nsinit)
+        assert read(f"{paths['cpu']}/cpu.shares") == "512"
+        assert read(f"{paths['cpu']}/cpu.cfs_quota_us") == "20000"
+        assert read(f"{paths['cpu']}/cpu.cfs_period_us") == "100000"
+        assert read(f"{paths['cpuset']}/cpuset.cpus") == "0"
+        assert read(f"{paths['cpuset']}/cpuset.mems") == "0"
+        time.sleep(0.3)   # let it burn some (throttled) CPU
+        result = nsinit.run("stats", "--json")
+        assert result.returncode == 0, result.stderr
+        stats = json.loads(result.stdout)
+        human = nsinit.run("stats").stdout
+    assert stats["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+    assert len(stats["cpu_stats"]["cpu_usage"]["percpu_usage"]) == os.cpu_count()
+    assert stats["pids_stats"]["limit"] == 64 and stats["pids_stats"]["current"] >= 1
+    assert stats["memory_stats"]["usage"]["usage"] > 0
+    assert human.startswith("cpu      total ") and "pids     current" in human
+
+
+def test_stats_json_shape(nsinit: Nsinit) -> None:
+    with running(nsinit, "sleep 30"):
+        stats = json.loads(nsinit.run("stats", "--json").stdout)
+    assert set(stats) >= {"cpu_stats", "memory_stats", "pids_stats", "blkio_stats", "interfaces"}
+    assert set(stats["cpu_stats"]["cpu_usage"]) == {"total_usage", "percpu_usage", "usage_in_kernelmode",
+                                                    "usage_in_usermode"}
+    assert set(stats["cpu_stats"]["throttling_data"]) == {"periods", "throttled_periods", "throttled_time"}
+    assert set(stats["memory_stats"]["usage"]) == {"usage", "max_usage", "failcnt", "limit"}
+    assert {"cache", "stats"} <= set(stats["memory_stats"]) and "rss" in stats["memory_stats"]["stats"]
+    assert set(stats["pids_stats"]) == {"current", "limit"}
+    assert "io_service_bytes_recursive" in stats["blkio_stats"]
+    assert stats["interfaces"] == []   # loopback only: no host veth to count
+
+
+def test_stats_count_the_host_veth_from_the_container_side(nsinit: Nsinit, link_prefix: str) -> None:
+    bridge, host = f"{link_prefix}b", f"{link_prefix}h"
+    nsinit.config(networks=[{"type": "loopback"},
+                            {"type": "veth", "name": "eth0", "bridge": bridge, "host_interface_name": host,
+                             "address": "10.254.77.2/24"}])
+
+    def host_counters() -> dict[str, int]:
+        return {f"{d}_{c}": int(read(f"/sys/class/net/{host}/statistics/{d}_{c}"))
+                for d in ("rx", "tx") for c in ("bytes", "packets")}
+
+    try:
+        # ARP for a neighbour nobody answers: the container transmits, the host end receives.
+        with running(nsinit, "ping -c 2 -W 1 10.254.77.9 >/dev/null 2>&1; sleep 30"):
+            nsinit.wait_for(lambda: host_counters()["rx_packets"] > 0)
+            before = host_counters()
+            stats = json.loads(nsinit.run("stats", "--json").stdout)
+            after = host_counters()
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    [iface] = stats["interfaces"]
+    assert iface["name"] == "eth0" and iface["host_interface_name"] == host
+    for mine, theirs in (("tx", "rx"), ("rx", "tx")):
+        for counter in ("bytes", "packets"):
+            value = iface[f"{mine}_{counter}"]
+            assert before[f"{theirs}_{counter}"] <= value <= after[f"{theirs}_{counter}"], (mine, counter)
+    assert iface["tx_packets"] > 0
+
+
+def test_update_changes_live_limits_and_records_them(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": 32 * MiB, "memory_swap": 32 * MiB})
+    with running(nsinit, "sleep 30"):
+        paths = cgroup_paths(nsinit)
+        result = nsinit.run("update", "--memory", "64M", "--pids-limit", "50", "--cpu-quota", "30000",
+                            "--cpu-period", "60000", "--cpu-shares", "256")
+        assert result.returncode == 0, result.stderr
+        assert read(f"{paths['memory']}/memory.limit_in_bytes") == str(64 * MiB)
+        assert read(f"{paths['memory']}/memory.memsw.limit_in_bytes") == str(64 * MiB)   # still no swap
+        assert read(f"{paths['pids']}/pids.max") == "50"
+        assert read(f"{paths['cpu']}/cpu.cfs_quota_us") == "30000"
+        assert read(f"{paths['cpu']}/cpu.cfs_period_us") == "60000"
+        assert read(f"{paths['cpu']}/cpu.shares") == "256"
+        recorded = json.loads(nsinit.run("state", "--json").stdout)["config"]["cgroups"]["resources"]
+        assert recorded["memory"] == 64 * MiB and recorded["memory_swap"] == 64 * MiB
+        assert recorded["pids_limit"] == 50
+        bad = nsinit.run("update", "--memory", "4096")
+        assert bad.returncode == 1
+        assert stderr_lines(bad) == ["nsinit: cgroups: cgroups.memory: 4096 bytes is below the minimum "
+                                     "of 6291456 (6 MiB)"]
+        assert read(f"{paths['memory']}/memory.limit_in_bytes") == str(64 * MiB)
+        below_usage = nsinit.run("update", "--pids-limit", "abc")
+        assert below_usage.returncode == 1 and "--pids-limit" in below_usage.stderr
+
+
+# --- devices -----------------------------------------------------------------
+
+def test_device_rules_deny_a_host_device_and_allow_the_defaults(nsinit: Nsinit) -> None:
+    script = ("mknod /dev/lc c 10 237 && echo mknod ok; "
+              "cat /dev/lc 2>&1; echo ok > /dev/null && echo null ok; head -c 3 /dev/zero | wc -c")
+    result = nsinit.sh(script)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "mknod ok"    # c *:* m: nodes may be made ...
+    assert "Operation not permitted" in lines[1]   # ... but not opened without a rule
+    assert lines[2:] == ["null ok", "3"]
+
+
+def test_configured_device_rules(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"allowed_devices": [{"type": "c", "major": 10, "minor": 237, "permissions": "rw"}],
+                           "denied_devices": [{"type": "c", "major": 1, "minor": 9, "permissions": "rwm"}]})
+    result = nsinit.sh("mknod /dev/lc c 10 237; cat /dev/lc 2>&1; head -c1 /dev/urandom 2>&1 >/dev/null; true")
+    lines = result.stdout.splitlines()
+    # loop-control opens (reading it then fails with EINVAL): the cgroup let it through.
+    assert "Operation not permitted" not in lines[0]
+    assert "Operation not permitted" in lines[1]   # urandom denied
+
+
+def test_allow_all_devices(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"allow_all_devices": True})
+    result = nsinit.sh("mknod /dev/lc c 10 237; cat /dev/lc 2>&1; true")
+    assert "Operation not permitted" not in result.stdout
+
+
+# --- freezer -----------------------------------------------------------------
+
+def test_pause_freezes_resume_thaws_and_state_shows_it(nsinit: Nsinit) -> None:
+    counter = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.01; done"
+    count = nsinit.root / "count"
+    with running(nsinit, counter):
+        nsinit.wait_for(lambda: count.exists() and count.read_text().strip() != "")
+        assert nsinit.run("pause").returncode == 0
+        frozen_at = count.read_text()
+        time.sleep(0.3)
+        assert count.read_text() == frozen_at
+        assert "status     paused" in nsinit.run("state").stdout       # another process sees it
+        assert read(f"{cgroup_paths(nsinit)['freezer']}/freezer.state") == "FROZEN"
+        assert nsinit.run("resume").returncode == 0
+        nsinit.wait_for(lambda: count.read_text() not in ("", frozen_at), timeout=5)
+        assert "status     running" in nsinit.run("state").stdout
+
+
+def test_a_paused_container_refuses_joins_and_outlives_its_supervisor_until_resumed(
+        nsinit: Nsinit, tmp_path: Path) -> None:
+    with running(nsinit, "sleep 30") as proc:
+        init = int((nsinit.root / "pid").read_text())
+        assert nsinit.run("pause").returncode == 0
+        joined = nsinit.exec("/bin/true", timeout=10)   # would freeze before its exec
+        assert joined.returncode == 125
+        assert stderr_lines(joined) == ["nsinit: cgroups: the container is paused (nsinit resume first)"]
+        proc.send_signal(signal.SIGKILL)   # the supervisor
+        proc.wait(timeout=10)
+        # Frozen, the init cannot act on its parent-death SIGKILL: still paused.
+        assert "status     paused" in nsinit.run("state").stdout
+        assert nsinit.run("resume").returncode == 0
+        nsinit.wait_for(lambda: _is_zombie_or_gone(init))
+    # The next create finds the stale files and the stale cgroup and removes both.
+    result = nsinit.exec("/bin/true")
+    assert result.returncode == 0, result.stderr
+    assert not cgroups_left(tmp_path)
+
+
+# --- cleanup -----------------------------------------------------------------
+
+def test_stragglers_without_a_pid_namespace_are_killed_at_exit(nsinit: Nsinit, tmp_path: Path) -> None:
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWNS", "NEWUTS", "NEWIPC", "NEWNET")])
+    result = nsinit.sh("sleep 60 & echo $!")
+    assert result.returncode == 0, result.stderr
+    straggler = int(result.stdout.split()[-1])   # a host pid: no pid namespace
+    assert not os.path.exists(f"/proc/{straggler}") or _is_zombie_or_gone(straggler)
+    assert not cgroups_left(tmp_path)
+
+
+def _is_zombie_or_gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_sigkilled_supervisor_leaves_a_cgroup_the_next_create_removes(nsinit: Nsinit, tmp_path: Path) -> None:
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWNS", "NEWUTS", "NEWIPC", "NEWNET")])
+    proc = nsinit.popen("exec", "/bin/sh", "-c", "sleep 60 & echo $! > /straggler; exec sleep 60")
+    try:
+        straggler_file = nsinit.root / "straggler"
+        nsinit.wait_for(lambda: straggler_file.exists() and straggler_file.read_text().strip() != "")
+        paths = cgroup_paths(nsinit)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        straggler = int(straggler_file.read_text())
+        assert os.path.isdir(paths["memory"])   # what a SIGKILLed nsinit leaves ...
+        assert straggler in [int(p) for p in read(f"{paths['pids']}/cgroup.procs").split()]
+        result = nsinit.exec("/bin/true")   # ... the next create in that dir cleans up
+        assert result.returncode == 0, result.stderr
+        assert _is_zombie_or_gone(straggler)
+        assert not any(os.path.isdir(p) for p in paths.values())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cleanup_after_setup_failures(nsinit: Nsinit, tmp_path: Path) -> None:
+    # The kernel refuses the limit after the directories exist.
+    nsinit.config(cgroups={"blkio_throttle_read_bps_device": "259:250 1000"})
+    result = nsinit.exec("/bin/true")
+    assert result.returncode == 125
+    assert stderr_lines(result) == ["nsinit: cgroups: cgroups.blkio_throttle_read_bps_device: cannot set "
+                                    "blkio.throttle.read_bps_device to 259:250 1000: No such device"]
+    assert not cgroups_left(tmp_path)
+    # The child fails after the cgroup was made and joined.
+    nsinit.config(cgroups=None)
+    result = nsinit.exec("/no/such/command")
+    assert result.returncode == 127
+    assert not cgroups_left(tmp_path)
+
+
+@pytest.mark.parametrize("cgroups, message", [
+    ({"memory": -5}, "cgroups.memory"),
+    ({"cpuset_cpus": "99"}, "cgroups.cpuset_cpus: CPU 99 does not exist (online: "),
+    ({"memory": 4096}, "cgroups.memory: 4096 bytes is below the minimum"),
+    ({"allowed_devices": [{"type": "x", "major": 1, "minor": 1}]}, "cgroups.allowed_devices[0].type"),
+    ({"pids_limit": "ten"}, "cgroups.pids_limit"),
+    ({"cpu_shares": 1}, "cgroups.cpu_shares: 1 is not between 2 and 262144"),
+])
+def test_bad_input_is_one_line_exit_125_nothing_created(nsinit: Nsinit, tmp_path: Path,
+                                                         cgroups: dict, message: str) -> None:
+    nsinit.config(cgroups=cgroups)
+    result = nsinit.exec("/bin/true")
+    assert result.returncode == 125
+    lines = stderr_lines(result)
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not cgroups_left(tmp_path)
+    assert not (nsinit.root / "state.json").exists()
+
+
+def test_lifecycle_commands_without_a_container_exit_1(nsinit: Nsinit) -> None:
+    for command in (["pause"], ["resume"], ["stats"], ["update", "--pids-limit", "5"], ["oom"]):
+        result = nsinit.run(*command)
+        assert result.returncode == 1, command
+        assert stderr_lines(result) == [f"nsinit: state: no running container in {nsinit.root}"]
+
+
+# --- the v2 manager on this host's cgroup2 mount (core files only) ------------
+
+def _unified_mount() -> str:
+    from nsinit.cgroups import layout
+
+    mount = layout.detect().unified
+    if mount is None:
+        pytest.skip("no cgroup2 mount on this host")
+    return mount
+
+
+@contextmanager
+def v2_manager(tmp_path: Path, **resources: object):  # type: ignore[no-untyped-def]
+    from nsinit.cgroups.v2 import V2Manager
+    from nsinit.config.model import CgroupResources
+
+    m = V2Manager.for_mount(_unified_mount(), f"/nsinit/nsinit-v2-{tmp_path.name}-{os.getpid()}",
+                            resources=CgroupResources(**resources), devices=(), explicit="")  # type: ignore[arg-type]
+    m.create()
+    try:
+        yield m
+    finally:
+        m.destroy()
+
+
+@pytest.mark.usefixtures("no_residue")
+def test_v2_procs_freeze_kill_on_the_unified_mount(tmp_path: Path) -> None:
+    with v2_manager(tmp_path) as m:
+        sleeper = subprocess.Popen(["sleep", "30"])
+        try:
+            m.add(sleeper.pid)
+            assert read(f"{m.path}/cgroup.procs") == str(sleeper.pid)
+            m.freeze()
+            assert "frozen 1" in read(f"{m.path}/cgroup.events").splitlines() and m.is_frozen()
+            assert m.stats()["cpu_stats"]["cpu_usage"]["total_usage"] >= 0
+            m.thaw()
+            assert "frozen 0" in read(f"{m.path}/cgroup.events").splitlines() and not m.is_frozen()
+            m.freeze()   # destroy must kill a frozen cgroup too
+        finally:
+            m.destroy()  # cgroup.kill, wait for "populated 0", rmdir
+            assert sleeper.wait(timeout=10) == -signal.SIGKILL
+    assert not os.path.exists(m.path)
+
+
+@pytest.mark.usefixtures("no_residue")
+def test_v2_device_program_on_the_unified_mount(tmp_path: Path) -> None:
+    node = tmp_path / "lc"
+    os.mknod(node, 0o600 | 0o020000, os.makedev(10, 237))
+    probe = ("import sys\nsys.stdin.readline()\n"
+             f"for path in ('/dev/null', {str(node)!r}):\n"
+             "    try:\n        open(path, 'rb').close(); print(path, 'ok')\n"
+             "    except OSError as e: print(path, e.strerror)\n")
+    with v2_manager(tmp_path) as m:
+        child = subprocess.Popen([sys.executable, "-c", probe], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        m.add(child.pid)
+        out, _ = child.communicate("go\n", timeout=10)
+    assert out.splitlines() == ["/dev/null ok", f"{node} Operation not permitted"]
