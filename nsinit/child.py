@@ -15,7 +15,7 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 from nsinit import _native, capabilities, console, identity, mount, namespaces, network, sync
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
@@ -71,25 +71,24 @@ class Steps:
 
 
 def run(plan: ChildPlan) -> NoReturn:
-    """Never returns: execs the command or exits after reporting the failure."""
+    """The new container's init.  Never returns: execs or exits after
+    reporting the failure."""
+    _guarded(plan, _setup_and_exec, "init")
+
+
+def _guarded(plan: ChildPlan, body: "Callable[[ChildPlan], None]", what: str) -> NoReturn:
     try:
-        _setup_and_exec(plan)
+        body(plan)
     except StepFailed as err:
         _report(plan.sync_fd, err.step, err.message, err.exit_code)
     except BaseException as err:  # noqa: BLE001 - e.g. KeyboardInterrupt forwarded too early
-        _report(plan.sync_fd, "init", f"{err.__class__.__name__}: {err}", 125)
+        _report(plan.sync_fd, what, f"{err.__class__.__name__}: {err}", 125)
     os._exit(125)
 
 
 def run_joined(plan: ChildPlan) -> NoReturn:
     """A process joining a live container: enter, restrict, exec."""
-    try:
-        _join_and_exec(plan)
-    except StepFailed as err:
-        _report(plan.sync_fd, err.step, err.message, err.exit_code)
-    except BaseException as err:  # noqa: BLE001
-        _report(plan.sync_fd, "join", f"{err.__class__.__name__}: {err}", 125)
-    os._exit(125)
+    _guarded(plan, _join_and_exec, "join")
 
 
 def _join_and_exec(plan: ChildPlan) -> None:
@@ -109,11 +108,6 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts: this is its devpts.
             _open_console(plan, "/dev/pts/ptmx")
         console.attach_child_stdio(plan.stdio)
-    with steps.step("rlimits"):
-        _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
-    if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
-        with steps.step("oom_score_adj"):
-            _write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
 
 
@@ -172,17 +166,17 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
-    with steps.step("rlimits"):
-        _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
-    if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
-        with steps.step("oom_score_adj"):
-            _write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
 
 
 def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
                      user: str, cwd: str) -> NoReturn:
-    """The part shared by create and join: who we are, what we may do, exec."""
+    """The part shared by create and join: limits, who we are, what we may do, exec."""
+    with steps.step("rlimits"):
+        _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
+    if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
+        with steps.step("oom_score_adj"):
+            _write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
     with steps.step("user"):
         ident = identity.resolve_user(user, cfg.additional_groups)  # type: ignore[attr-defined]
     with steps.step("capabilities"):

@@ -70,6 +70,8 @@ class Container:
             return state.load_state(self.root)
         except state.StaleStateError as err:
             self.warn(f"removing stale container files in {self.root}: {err}")
+            if err.record is not None:
+                remove_leftovers(err.record)
             state.remove_state(self.root)
             return None
 
@@ -492,6 +494,21 @@ class _Timer:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if self.enabled and exc_type is None:
             trace_line(self.name, (time.monotonic() - self.start) * 1000)
+
+
+def remove_leftovers(record: state.State) -> None:
+    """What a container whose supervisor was SIGKILLed leaves: its cgroups
+    (with any process still in them, and thawed if it was paused) and host
+    veths that nothing removed (the kernel removes them with the netns,
+    unless something else keeps that alive)."""
+    if record.cgroup_paths:
+        from nsinit import cgroups
+
+        cgroups.load_manager(record.cgroup_paths).destroy()
+    if any(entry.get("host_interface_name") for entry in record.network_state if isinstance(entry, dict)):
+        from nsinit.network import veth
+
+        veth.teardown_networks(record.network_state)
 
 
 def container_pids(current: state.State) -> list[int]:

@@ -35,7 +35,13 @@ RUN_DIR = os.environ.get("NSINIT_RUN_DIR", "/run/nsinit")
 
 
 class StaleStateError(Exception):
-    """The files exist but do not describe a live container; the text says why."""
+    """The files exist but do not describe a live container; the text says why.
+
+    ``record`` is set when nsinit's own private record was readable: the
+    container it describes is gone, but its cgroups or veths may not be.
+    """
+
+    record: "State | None" = None
 
 
 @dataclass
@@ -210,13 +216,23 @@ def load_state(root: str) -> State | None:
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         raise StaleStateError("state.json is not valid JSON (truncated?)") from None
     state = _state_from_json(raw)
+    try:
+        _check_alive(state)
+    except StaleStateError as err:
+        # Our own record of a container that is gone: the caller can still
+        # remove what it left behind (cgroups, host veths).
+        err.record = state
+        raise
+    return state
+
+
+def _check_alive(state: State) -> None:
     pid = state.init_pid
     if not is_alive(pid, state.init_start_time):
         if read_start_time(pid) is None:
             raise StaleStateError(f"container init {pid} is gone")
         raise StaleStateError(f"pid {pid} now belongs to another process")
     _check_namespaces(state)
-    return state
 
 
 def _state_from_json(raw: object) -> State:

@@ -315,6 +315,30 @@ def test_sigkilled_supervisor_leaves_a_cgroup_the_next_create_removes(nsinit: Ns
             proc.wait()
 
 
+def test_a_named_cgroup_left_by_a_sigkilled_supervisor_goes_with_the_stale_record(
+        nsinit: Nsinit, tmp_path: Path) -> None:
+    # A configured name is not swept by the next create (it may be another
+    # container's); nsinit's own record of the dead container is what
+    # authorises removing it, at the first command that finds it stale.
+    nsinit.config(cgroups={"name": f"stale-{tmp_path.name}", "parent": "nsinit"})
+    proc = nsinit.popen("exec", "/bin/sh", "-c", "exec sleep 60")
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / "pid").exists())
+        paths = cgroup_paths(nsinit)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        nsinit.wait_for(lambda: not Path(f"{paths['pids']}/cgroup.procs").read_text().strip())
+        assert os.path.isdir(paths["memory"])
+        result = nsinit.run("state")
+        assert result.returncode == 1
+        assert "removing stale container files" in result.stderr
+        assert not any(os.path.isdir(p) for p in paths.values())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_cleanup_after_setup_failures(nsinit: Nsinit, tmp_path: Path) -> None:
     # The kernel refuses the limit after the directories exist.
     nsinit.config(cgroups={"blkio_throttle_read_bps_device": "259:250 1000"})
