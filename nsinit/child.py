@@ -14,7 +14,7 @@ import resource
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, NoReturn
 
 from nsinit import _native, capabilities, console, identity, mount, namespaces, network, sync
@@ -39,6 +39,8 @@ class ChildPlan:
     trace: bool = False
     join_pidfd: int = -1     # joining: the live init, pinned by a pidfd
     join_flags: int = 0      # joining: namespaces to enter through it
+    cgroup_files: list[str] = field(default_factory=list)  # write "0" to move in
+    unshare_cgroupns: bool = False
 
 
 class StepFailed(Exception):
@@ -96,6 +98,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("init"):
         _become_init(plan)
+    with steps.step("cgroups"):
+        attach_to_cgroups(plan.cgroup_files)  # host paths: before setns
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
     with steps.step("setns"):
@@ -123,6 +127,11 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("init"):
         _become_init(plan)
+    with steps.step("cgroups"):
+        attach_to_cgroups(plan.cgroup_files)
+        if plan.unshare_cgroupns:
+            _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
+        sync.send(plan.sync_fd, attached=True)
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
     if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]
@@ -213,6 +222,19 @@ def _become_init(plan: ChildPlan) -> None:
     # open our /proc/PID/exe, the host's Python (the CVE-2019-5736 class).
     _native.prctl(PR_SET_DUMPABLE, 0, label="prctl(PR_SET_DUMPABLE)")
     console.close_fds(plan.close_after_clone)
+
+
+def attach_to_cgroups(files: list[str]) -> None:
+    """Move this (single-threaded) process into its cgroups by writing "0".
+
+    Done by the child itself rather than by the parent writing its pid:
+    see Manager.self_attach_files for the cost this avoids.
+    """
+    for path in files:
+        try:
+            _write_file(path, "0")
+        except OSError as err:
+            raise NsinitError("cgroups", f"{path}: {err.strerror}") from None
 
 
 def _wait_for_go(fd: int) -> None:

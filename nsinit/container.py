@@ -244,9 +244,18 @@ class _Launch:
     def release_child(self) -> None:
         """Send ``go``; wait until the child has exec'd (EOF) or failed."""
         sync.send(self.sync_fd, go=True)
+        self.read_child_messages(until=None)
+
+    def read_child_messages(self, until: str | None) -> None:
+        """Handle the child's messages until one carries ``until`` (or, for
+        None, until EOF: the exec closed the child's end)."""
         while True:
             message = sync.receive(self.sync_fd)
             if message is None:
+                if until is None:
+                    return
+                raise NsinitError("init", "the container's init exited during setup")
+            if until is not None and message.get(until):
                 return
             if "trace" in message:
                 trace_line(message["trace"], message["ms"])
@@ -324,13 +333,15 @@ class _Creation(_Launch):
         super().__init__(container, process)
         self.lock = lock
         self.cgroup_paths: dict[str, str] = {}
+        self.cgroup_files: list[str] = []
         self.network_state: list[dict[str, object]] = []
 
     def run(self) -> int:
         with self.undo:
+            self.create_cgroups()
             self.start_child()
+            self.wait_until_attached()
             self.write_id_maps()
-            self.apply_cgroups()
             self.setup_networks()
             self.record_child()
             self.release_child()
@@ -345,13 +356,25 @@ class _Creation(_Launch):
     def start_child(self) -> None:
         cfg = self.config
         plan = self.prepare_plan([self.lock.fd])
+        plan.cgroup_files = self.cgroup_files
+        flags = cfg.clone_flags()
+        if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
+            # The cgroup namespace is rooted where its creator stands when it
+            # is made: the child makes it once it is in its own cgroups.
+            flags &= ~namespaces.CLONE_FLAGS["NEWCGROUP"]
+            plan.unshare_cgroupns = True
         path_namespaces = {ns.type: ns.path for ns in cfg.namespaces if ns.path}
         with self.step_timer("clone"):
             with namespaces.ParentNamespaces(path_namespaces):
-                pid = _native.clone(cfg.clone_flags())
+                pid = _native.clone(flags)
                 if pid == 0:
                     child.run(plan)  # never returns
         self.adopt_child(pid, plan)
+
+    def wait_until_attached(self) -> None:
+        """The child moves itself into its cgroups (and cgroup namespace)
+        first thing; the namespaces recorded in state.json come after."""
+        self.read_child_messages(until="attached")
 
     def write_id_maps(self) -> None:
         cfg = self.config
@@ -359,16 +382,17 @@ class _Creation(_Launch):
             with self.step_timer("id maps"):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
 
-    def apply_cgroups(self) -> None:
-        """The init enters its cgroups before it runs any code of the user's,
-        so nothing it starts can escape the limits."""
+    def create_cgroups(self) -> None:
+        """Before clone: the cgroups exist with their limits, so the init
+        can enter them before it runs any code of the user's, and nothing it
+        starts can escape the limits."""
         from nsinit import cgroups
 
         with self.step_timer("cgroups"):
             manager = cgroups.manager_for(self.config, self.container.root)
             self.undo.callback(self.remove_cgroups, manager)
             manager.create()
-            manager.add(self.pid)
+            self.cgroup_files = manager.self_attach_files()
         self.cgroup_paths = manager.paths
 
     def remove_cgroups(self, manager: "cgroups.Manager") -> None:  # type: ignore[name-defined] # noqa: F821
@@ -434,7 +458,6 @@ class _Join(_Launch):
         with self.undo:
             self.pin_init()
             self.start_child()
-            self.enter_cgroups()
             self.release_child()
             status = self.supervise()
             self.undo.close()
@@ -451,20 +474,20 @@ class _Join(_Launch):
         if not state.is_alive(current.init_pid, current.init_start_time):
             raise NoContainerError("join", f"container init {current.init_pid} exited")
 
-    def enter_cgroups(self) -> None:
-        """Into the container's cgroups before ``go``: the joined process
-        runs none of the user's code outside them (moby#10046)."""
+    def cgroup_files(self) -> list[str]:
+        """Where the joined process moves itself, first thing after clone:
+        it runs none of the user's code outside them (moby#10046)."""
         if not self.current.cgroup_paths:
-            return
+            return []
         from nsinit import cgroups
 
-        with self.step_timer("cgroups"):
-            cgroups.load_manager(self.current.cgroup_paths).add(self.pid)
+        return cgroups.load_manager(self.current.cgroup_paths).self_attach_files()
 
     def start_child(self) -> None:
         kinds = [name for name in self.current.namespace_inodes]
         for_children = [k for k in kinds if k in namespaces.FOR_CHILDREN_ONLY]
         plan = self.prepare_plan([])
+        plan.cgroup_files = self.cgroup_files()
         plan.join_pidfd = self.init_pidfd
         plan.join_flags = namespaces.flags_for(k for k in kinds if k not in namespaces.FOR_CHILDREN_ONLY)
         with self.step_timer("clone"):

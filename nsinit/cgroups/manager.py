@@ -203,6 +203,12 @@ class Manager:
     def add(self, pid: int) -> None:
         raise NotImplementedError
 
+    def self_attach_files(self) -> list[str]:
+        """Files into which a single-threaded process writes "0" to move
+        itself into this cgroup (the container's init and joined processes
+        do that themselves; see nsinit.child.attach_to_cgroups)."""
+        raise NotImplementedError
+
     def destroy(self) -> None:
         raise NotImplementedError
 

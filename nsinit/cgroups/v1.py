@@ -217,6 +217,14 @@ class V1Manager(Manager):
         for directory in self.dirs():
             self.add_to(directory, pid)
 
+    def self_attach_files(self) -> list[str]:
+        # "tasks", not "cgroup.procs": moving only the calling thread skips
+        # the kernel's global threadgroup rwsem and its RCU grace period
+        # (about 11 ms per container here, against 0.3 ms).  The mover is
+        # single-threaded, so the thread is the whole process.
+        self.refuse_if_frozen()
+        return [os.path.join(directory, "tasks") for directory in self.dirs()]
+
     def kill_all(self, directories: list[str]) -> None:
         """SIGKILL every process, frozen first so none can fork meanwhile.
 

@@ -223,6 +223,10 @@ class V2Manager(Manager):
         self.refuse_if_frozen()
         self.add_to(self.path, pid)
 
+    def self_attach_files(self) -> list[str]:
+        self.refuse_if_frozen()
+        return [self.file("cgroup.procs")]
+
     def populated(self) -> bool:
         events = read_events(self.file("cgroup.events"))
         if "populated" in events:

@@ -438,3 +438,24 @@ def test_v2_device_program_on_the_unified_mount(tmp_path: Path) -> None:
         m.add(child.pid)
         out, _ = child.communicate("go\n", timeout=10)
     assert out.splitlines() == ["/dev/null ok", f"{node} Operation not permitted"]
+
+
+def test_cgroup_namespace_is_rooted_at_the_containers_cgroup(nsinit: Nsinit) -> None:
+    # The init enters its cgroups before it makes its cgroup namespace, so
+    # inside, its own cgroup is the root of every hierarchy.
+    data = json.loads((nsinit.root / "container.json").read_text())
+    nsinit.config(namespaces=data["namespaces"] + [{"type": "NEWCGROUP"}])
+    result = nsinit.sh("cat /proc/self/cgroup")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.split(":")[1] in ("memory", "pids")]
+    assert len(lines) == 2
+    assert all(line.split(":", 2)[2] == "/" for line in lines), result.stdout
+
+
+def test_joined_process_enters_the_cgroups_by_itself(nsinit: Nsinit) -> None:
+    with running(nsinit, "sleep 30"):
+        paths = cgroup_paths(nsinit)
+        result = nsinit.sh("cat /proc/self/cgroup")
+        assert result.returncode == 0, result.stderr
+        memory = next(line for line in result.stdout.splitlines() if line.split(":")[1] == "memory")
+        assert paths["memory"].endswith(memory.split(":", 2)[2])
