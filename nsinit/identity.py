@@ -31,6 +31,7 @@ _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to setres*id
 
 @dataclass(frozen=True)
 class Identity:
+    """Who the container process runs as, resolved from the container's /etc."""
     uid: int
     gid: int
     groups: tuple[int, ...]
@@ -40,6 +41,7 @@ class Identity:
 
 @dataclass(frozen=True)
 class _PasswdEntry:
+    """One line of the container's /etc/passwd."""
     name: str
     uid: int
     gid: int
@@ -48,6 +50,7 @@ class _PasswdEntry:
 
 @dataclass(frozen=True)
 class _GroupEntry:
+    """One line of the container's /etc/group."""
     name: str
     gid: int
     members: tuple[str, ...]

@@ -46,6 +46,7 @@ class StaleStateError(Exception):
 
 @dataclass
 class State:
+    """What nsinit records about a running container (state.json)."""
     init_pid: int
     init_start_time: int
     created: str

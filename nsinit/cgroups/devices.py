@@ -25,6 +25,7 @@ from nsinit.config.model import CgroupResources, DeviceConfig
 
 @dataclass(frozen=True)
 class Rule:
+    """One device cgroup rule: type, major, minor, access."""
     type: str      # "a" (all), "c" or "b"
     major: int     # -1 = any ("*")
     minor: int     # -1 = any

@@ -33,6 +33,7 @@ V1_CONTROLLERS = frozenset({
 
 @dataclass
 class Layout:
+    """Which cgroup hierarchies this host mounts, and where."""
     # controller -> mount point of its v1 hierarchy (co-mounted controllers share one)
     v1: dict[str, str] = field(default_factory=dict)
     unified: str | None = None   # mount point of the cgroup2 hierarchy, if any

@@ -14,6 +14,7 @@ from nsinit.config.names import NAMESPACE_CLONE_FLAGS
 
 @dataclass(frozen=True)
 class NamespaceConfig:
+    """A namespace to create, or with ``path`` to join."""
     type: str          # "NEWNS", "NEWUTS", ... (keys of names.NAMESPACE_CLONE_FLAGS)
     path: str = ""     # non-empty: setns(2) into this existing namespace instead of creating one
 
@@ -29,6 +30,7 @@ class IdMap:
 
 @dataclass(frozen=True)
 class MountConfig:
+    """One mount, in the order the child performs it."""
     source: str
     destination: str   # absolute, normalised, inside the container
     # "bind", "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2"
@@ -72,6 +74,7 @@ class CapabilitySets:
 
 @dataclass(frozen=True)
 class Rlimit:
+    """A resource limit set in the container (RLIMIT_* number)."""
     type: int          # RLIMIT_* number (names.RLIMITS)
     soft: int          # -1 (resource.RLIM_INFINITY) = unlimited
     hard: int
@@ -79,6 +82,7 @@ class Rlimit:
 
 @dataclass(frozen=True)
 class NetworkConfig:
+    """One network of the container: loopback, veth or netns."""
     type: str                      # "loopback", "veth" or "netns"
     name: str = ""                 # interface name inside the container ("eth0" for veth)
     bridge: str = ""               # veth: host bridge the host end joins
@@ -96,6 +100,7 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class RouteConfig:
+    """A route added in the container's network namespace."""
     destination: str = ""
     source: str = ""
     gateway: str = ""
@@ -132,6 +137,7 @@ class CgroupResources:
 
 @dataclass(frozen=True)
 class CgroupConfig:
+    """Where the container's cgroup goes and what limits it gets."""
     name: str = ""
     parent: str = ""
     path: str = ""
@@ -141,6 +147,7 @@ class CgroupConfig:
 # kw_only: the field order follows the config file, not "defaults last".
 @dataclass(frozen=True, kw_only=True)
 class Config:
+    """The whole normalised container.json; nothing downstream reads raw JSON."""
     # Where the config was read from; metadata only, so two configs with the
     # same content compare equal (the `nsinit config` round trip relies on it).
     source: str = field(compare=False)

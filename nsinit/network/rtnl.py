@@ -63,6 +63,7 @@ _ATTR = struct.Struct("=HH")        # struct nlattr
 
 @dataclass(frozen=True)
 class Link:
+    """A network interface as netlink reports it."""
     index: int
     name: str
     kind: str            # IFLA_INFO_KIND: "bridge", "veth", ... ("" for physical devices)
