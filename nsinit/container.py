@@ -155,27 +155,55 @@ class Container:
     def run(self, process: Process) -> int:
         """Create the container with ``process`` as PID 1, or join the live one.
 
-        Returns the process's exit status (128+N when killed by signal N).
+        This is ``nsinit exec``.  Returns the process's exit status (128+N
+        when killed by signal N).
         """
+        return self._launch(process, create=True, join=True)
+
+    def create(self, process: Process) -> int:
+        """Create the container with ``process`` as PID 1; an error if one runs."""
+        return self._launch(process, create=True, join=False)
+
+    def join(self, process: Process) -> int:
+        """Run ``process`` in the live container; an error if none runs."""
+        return self._launch(process, create=False, join=True)
+
+    def _launch(self, process: Process, *, create: bool, join: bool) -> int:
         if self.config is None:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
         lock = state.RootLock(self.root).acquire()
         try:
             current = self.state()
             if current is not None:
+                if not join:
+                    raise NsinitError("create", f"a container already runs in {self.root} (pid {current.init_pid})")
+                # The pidfd taken by the join pins the init from here on.
                 lock.release()
-                return self.join(process, current)
-            return self.create(process, lock)
+                return _Join(self, process, current).run()
+            if not create:
+                raise NoContainerError("join", f"no running container in {self.root}")
+            # The creation releases the lock once the init has exec'd.
+            return _Creation(self, process, lock).run()
         finally:
             lock.release()
 
-    def join(self, process: Process, current: state.State) -> int:
-        """Run ``process`` inside the live container described by ``current``."""
-        return _Join(self, process, current).run()
+    def destroy(self, grace: float = 2.0) -> None:
+        """Kill every process of the container; its supervisor then removes
+        what it made (cgroups, veths, state).  If no supervisor does so
+        within ``grace`` seconds (it was killed too), the dead container's
+        record is cleaned up here."""
+        self.signal(signal.SIGKILL, all_processes=True)
+        record = os.path.join(state.private_dir(self.root), state.STATE_FILE)
+        deadline = time.monotonic() + grace
+        while os.path.exists(record) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with state.RootLock(self.root):
+            if self.state() is not None:
+                raise NsinitError("destroy", f"the container in {self.root} still runs after SIGKILL")
 
-    def create(self, process: Process, lock: state.RootLock) -> int:
-        """Create the container; ``lock`` is released once the init has exec'd."""
-        return _Creation(self, process, lock).run()
+    def set(self, **resources: object) -> None:
+        """libcontainer's name for update(): change cgroup limits live."""
+        self.update(**resources)
 
 
 class _Launch:
