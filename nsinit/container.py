@@ -246,6 +246,19 @@ class _Launch:
             trace=self.container.trace,
         )
 
+    def clone(self, flags: int) -> int:
+        """clone() for the flows; refuses a multi-threaded caller.
+
+        Only the calling thread exists in the child: a lock another thread
+        held (malloc's, the import lock) would stay locked there for ever,
+        and setns into a mount or user namespace fails outright.
+        """
+        threads = len(os.listdir("/proc/self/task"))
+        if threads > 1:
+            raise NsinitError("clone", f"the calling process has {threads} threads; "
+                                       "creating or joining a container needs a single-threaded caller")
+        return _native.clone(flags)
+
     def adopt_child(self, pid: int, plan: child.ChildPlan) -> None:
         """Parent side right after clone: remember the child, drop its fds."""
         self.pid = pid
@@ -394,7 +407,7 @@ class _Creation(_Launch):
         path_namespaces = {ns.type: ns.path for ns in cfg.namespaces if ns.path}
         with self.step_timer("clone"):
             with namespaces.ParentNamespaces(path_namespaces):
-                pid = _native.clone(flags)
+                pid = self.clone(flags)
                 if pid == 0:
                     child.run(plan)  # never returns
         self.adopt_child(pid, plan)
@@ -521,7 +534,7 @@ class _Join(_Launch):
         with self.step_timer("clone"):
             try:
                 with namespaces.PidfdNamespaces(self.init_pidfd, for_children):
-                    pid = _native.clone(0)
+                    pid = self.clone(0)
                     if pid == 0:
                         child.run_joined(plan)  # never returns
             except ProcessLookupError:

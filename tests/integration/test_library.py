@@ -59,3 +59,20 @@ def test_join_without_a_container_is_an_error(nsinit: Nsinit) -> None:
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"join: no running container in {nsinit.root} 1"
+
+
+def test_a_multi_threaded_caller_is_refused(nsinit: Nsinit) -> None:
+    result = run_python(nsinit, """
+        import threading
+        done = threading.Event()
+        threading.Thread(target=done.wait).start()
+        try:
+            Container.load(root).run(Process(["/bin/true"]))
+        except NsinitError as err:
+            print(err)
+        finally:
+            done.set()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("clone: the calling process has 2 threads")
+    assert not (nsinit.root / "pid").exists()
