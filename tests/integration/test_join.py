@@ -139,9 +139,6 @@ def test_joined_process_is_in_the_init_cgroups(nsinit: Nsinit, start: Callable[.
 
 def test_joined_process_is_in_configured_cgroups(nsinit: Nsinit, start: Callable[..., Live],
                                                   tmp_path: Path) -> None:
-    cgroups = pytest.importorskip("nsinit.cgroups")
-    if not hasattr(cgroups, "manager_for"):
-        pytest.skip("nsinit.cgroups is not wired into the create flow yet")
     name = f"nsinit-join-{os.getpid()}-{tmp_path.name}"
     nsinit.config(cgroups={"name": name})
     live = start()

@@ -358,8 +358,6 @@ def test_taken_host_interface_name(nsinit: Nsinit, host_link: Callable[..., str]
 
 
 def test_netns_path_that_is_not_a_network_namespace(nsinit: Nsinit) -> None:
-    if "check_network_namespace" not in (Path(__file__).parents[2] / "nsinit" / "container.py").read_text():
-        pytest.skip("container.py does not call nsinit.network.netns.check_network_namespace yet")
     uts = f"/proc/{os.getpid()}/ns/uts"
     nsinit.config(networks=[{"type": "netns", "path": uts}])
     assert_one_line_failure(nsinit, f"networks[0].path: {uts} is a uts namespace, not a network namespace")
