@@ -31,6 +31,9 @@ ffibuilder.cdef(
     int nsi_openat2(int dirfd, const char *path, uint64_t flags,
                     uint64_t mode, uint64_t resolve);
     int nsi_close_range(unsigned int first, unsigned int last, unsigned int flags);
+    int nsi_bpf_load_device_program(const void *insns, unsigned int insn_count,
+                                    const char *license, char *log, unsigned int log_size);
+    int nsi_bpf_attach_device_program(int cgroup_fd, int prog_fd);
     """
 )
 ffibuilder.set_source(

@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/bpf.h>
 #include <linux/capability.h>
 #include <linux/sched.h>
 
@@ -129,4 +130,37 @@ static int nsi_openat2(int dirfd, const char *path, uint64_t flags,
 static int nsi_close_range(unsigned int first, unsigned int last, unsigned int flags)
 {
     return syscall(SYS_close_range, first, last, flags);
+}
+
+/*
+ * bpf(2) for the cgroup v2 device controller: load a BPF_PROG_TYPE_CGROUP_DEVICE
+ * program (instructions built by nsinit/cgroups/devices.py) and attach it.
+ * The verifier's log goes to the caller's buffer.
+ */
+static int nsi_bpf_load_device_program(const void *insns, unsigned int insn_count,
+                                       const char *license, char *log, unsigned int log_size)
+{
+    union bpf_attr attr;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    attr.insn_cnt = insn_count;
+    attr.insns = (uint64_t)(uintptr_t)insns;
+    attr.license = (uint64_t)(uintptr_t)license;
+    attr.log_level = log_size ? 1 : 0;
+    attr.log_size = log_size;
+    attr.log_buf = (uint64_t)(uintptr_t)log;
+    strncpy(attr.prog_name, "nsinit_devices", sizeof(attr.prog_name) - 1);
+    return syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+}
+
+static int nsi_bpf_attach_device_program(int cgroup_fd, int prog_fd)
+{
+    union bpf_attr attr;
+
+    memset(&attr, 0, sizeof(attr));
+    attr.target_fd = cgroup_fd;
+    attr.attach_bpf_fd = prog_fd;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    return syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr));
 }

@@ -111,3 +111,22 @@ def cloexec_from(first: int) -> None:
     """Mark every fd >= first close-on-exec (close_range CLOEXEC)."""
     if lib.nsi_close_range(first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) < 0:
         _raise("close_range")
+
+
+def bpf_load_device_program(program: bytes, license: str = "Apache-2.0") -> int:
+    """Load a cgroup device program (raw instructions); its fd.  A refusal
+    by the verifier carries the verifier's last line."""
+    log = ffi.new("char[]", 16384)
+    insns = ffi.from_buffer(program)
+    fd = lib.nsi_bpf_load_device_program(insns, len(program) // 8, license.encode(), log, 16384)
+    if fd < 0:
+        err = ffi.errno
+        lines = ffi.string(log).decode(errors="replace").strip().splitlines()
+        detail = f" ({lines[-1]})" if lines else ""
+        raise OSError(err, f"bpf(BPF_PROG_LOAD): {os.strerror(err)}{detail}")
+    return int(fd)
+
+
+def bpf_attach_device_program(cgroup_fd: int, prog_fd: int) -> None:
+    if lib.nsi_bpf_attach_device_program(cgroup_fd, prog_fd) < 0:
+        _raise("bpf(BPF_PROG_ATTACH)")

@@ -189,59 +189,22 @@ def bpf_program(allow_all: bool, rules: list[Rule]) -> bytes:
     return b"".join(code)
 
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
-_BPF_PROG_LOAD = 5
-_BPF_PROG_ATTACH = 8
-_BPF_PROG_TYPE_CGROUP_DEVICE = 15
-_BPF_CGROUP_DEVICE = 6
-_ATTR_SIZE = 128   # zero tail beyond the fields we set is what the kernel requires
-
-
-def _bpf(cmd: int, attr: bytes) -> int:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    number = _SYS_BPF.get(os.uname().machine)
-    if number is None:
-        raise OSError(0, f"bpf(2) syscall number unknown for {os.uname().machine}")
-    buf = ctypes.create_string_buffer(attr.ljust(_ATTR_SIZE, b"\0"), _ATTR_SIZE)
-    result = libc.syscall(ctypes.c_long(number), ctypes.c_int(cmd), buf, ctypes.c_uint(_ATTR_SIZE))
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"bpf: {os.strerror(err)}")
-    return result
-
-
 def attach_device_program(cgroup_dir: str, allow_all: bool, rules: list[Rule]) -> None:
     """Load the program and attach it to ``cgroup_dir`` (a cgroup2 directory).
 
     Attached without BPF_F_ALLOW_MULTI, so nothing below can add a program
     that widens access; the cgroup holds the program after our fds close.
     """
-    import ctypes
+    from nsinit import _native
 
-    program = bpf_program(allow_all, rules)
-    insns = ctypes.create_string_buffer(program, len(program))
-    license = ctypes.create_string_buffer(b"Apache-2.0")
-    log = ctypes.create_string_buffer(16384)
-    name = b"nsinit_devices".ljust(16, b"\0")
-    attr = struct.pack(
-        "<IIQQIIQII16sII",
-        _BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8,
-        ctypes.addressof(insns), ctypes.addressof(license),
-        1, len(log), ctypes.addressof(log),
-        0, 0, name, 0, 0,
-    )
     try:
-        prog_fd = _bpf(_BPF_PROG_LOAD, attr)
+        prog_fd = _native.bpf_load_device_program(bpf_program(allow_all, rules))
     except OSError as err:
-        verifier = log.value.decode(errors="replace").strip().splitlines()
-        detail = f" ({verifier[-1]})" if verifier else ""
-        raise OSError(err.errno, f"loading the device program: {err.strerror}{detail}") from None
+        raise OSError(err.errno, f"loading the device program: {err.strerror}") from None
     try:
         cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            _bpf(_BPF_PROG_ATTACH, struct.pack("<IIII", cgroup_fd, prog_fd, _BPF_CGROUP_DEVICE, 0))
+            _native.bpf_attach_device_program(cgroup_fd, prog_fd)
         except OSError as err:
             raise OSError(err.errno, f"attaching the device program: {err.strerror}") from None
         finally:
