@@ -10,8 +10,8 @@ own nodes (config.devices), then ``resources.allowed_devices``; after it
 cgroup v1 takes the rules as lines written to devices.deny/devices.allow.
 cgroup v2 has no device files: an eBPF program of type CGROUP_DEVICE,
 attached to the cgroup, answers each access.  It is built here instruction
-by instruction and loaded with bpf(2) through ctypes (no native helper
-needed: it is two syscalls).
+by instruction; the C helper makes the two bpf(2) calls that load and
+attach it (nsinit._native).
 """
 from __future__ import annotations
 
