@@ -394,6 +394,23 @@ class _Creation(_Launch):
             return status
         raise AssertionError("unreachable")
 
+    def create_cgroups(self) -> None:
+        """Before clone: the cgroups exist with their limits, so the init
+        can enter them before it runs any code of the user's, and nothing it
+        starts can escape the limits."""
+        from nsinit import cgroups
+
+        with self.step_timer("cgroups"):
+            manager = cgroups.manager_for(self.config, self.container.root)
+            self.undo.callback(self.remove_cgroups, manager)
+            manager.create()
+            self.cgroup_files = manager.self_attach_files()
+        self.cgroup_paths = manager.paths
+
+    def remove_cgroups(self, manager: "cgroups.Manager") -> None:  # type: ignore[name-defined] # noqa: F821
+        self.kill_child()  # a cgroup with a live process in it cannot be removed
+        manager.destroy()
+
     def start_child(self) -> None:
         cfg = self.config
         plan = self.prepare_plan([self.lock.fd])
@@ -422,23 +439,6 @@ class _Creation(_Launch):
         if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:
             with self.step_timer("id maps"):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
-
-    def create_cgroups(self) -> None:
-        """Before clone: the cgroups exist with their limits, so the init
-        can enter them before it runs any code of the user's, and nothing it
-        starts can escape the limits."""
-        from nsinit import cgroups
-
-        with self.step_timer("cgroups"):
-            manager = cgroups.manager_for(self.config, self.container.root)
-            self.undo.callback(self.remove_cgroups, manager)
-            manager.create()
-            self.cgroup_files = manager.self_attach_files()
-        self.cgroup_paths = manager.paths
-
-    def remove_cgroups(self, manager: "cgroups.Manager") -> None:  # type: ignore[name-defined] # noqa: F821
-        self.kill_child()  # a cgroup with a live process in it cannot be removed
-        manager.destroy()
 
     def setup_networks(self) -> None:
         from nsinit.network import netns

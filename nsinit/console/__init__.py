@@ -16,6 +16,7 @@ import signal
 import termios
 import tty as _tty
 from dataclasses import dataclass, field
+from typing import Callable
 
 TIOCSCTTY = 0x540E
 TIOCSPTLCK = 0x40045431  # unlockpt()
@@ -161,7 +162,7 @@ def on_window_change(stdio: Stdio) -> None:
         _copy_window_size(0, stdio.master_fd)
 
 
-def relay(stdio: Stdio, wakeup_fd: int, child_exited: "callable[[], bool]") -> None:  # type: ignore[valid-type]
+def relay(stdio: Stdio, wakeup_fd: int, child_exited: Callable[[], bool]) -> None:
     """Copy data between host and container fds until the container's side is done.
 
     ``wakeup_fd`` is the signal wakeup pipe: a SIGCHLD makes select return
