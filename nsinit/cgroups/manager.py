@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import contextmanager
 from typing import Iterator
 
 from nsinit.cgroups import fs, layout
@@ -202,6 +203,24 @@ class Manager:
 
     def add(self, pid: int) -> None:
         raise NotImplementedError
+
+    @contextmanager
+    def creating(self) -> Iterator[list[str]]:
+        """Around a create(): the caller appends each directory it makes to
+        the yielded list.  If the block fails, those go again, deepest first
+        (only what we made: nothing has joined it yet, nothing to kill);
+        if it succeeds, the manager owns the cgroup from then on."""
+        made: list[str] = []
+        try:
+            yield made
+        except BaseException:
+            for directory in reversed(made):
+                try:
+                    fs.remove_dir(directory)
+                except OSError:
+                    pass  # a shared parent another container uses meanwhile
+            raise
+        self.owned = True
 
     def self_attach_files(self) -> list[str]:
         """Files into which a single-threaded process writes "0" to move

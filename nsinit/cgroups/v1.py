@@ -54,8 +54,7 @@ class V1Manager(Manager):
             raise NsinitError("cgroups", "the devices controller is not mounted, so device access cannot be "
                               "restricted; set cgroups.allow_all_devices to run without that")
         self.clear_stale()
-        made: list[str] = []
-        try:
+        with self.creating() as made:
             for directory in self.dirs():
                 mount = self.mount_of(directory)
                 prepare = self.init_cpuset if directory == self.paths.get("cpuset") else None
@@ -67,15 +66,6 @@ class V1Manager(Manager):
                 except OSError as err:
                     raise NsinitError("cgroups", f"devices: cannot write \"{line}\" to {name}: "
                                       f"{err.strerror}") from None
-        except BaseException:
-            # Only what we made: nothing has joined it yet, nothing to kill.
-            for directory in reversed(made):
-                try:
-                    fs.remove_dir(directory)
-                except OSError:
-                    pass  # a shared parent another container uses meanwhile
-            raise
-        self.owned = True
 
     def mount_of(self, directory: str) -> str:
         for name, path in self.paths.items():

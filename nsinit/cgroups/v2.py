@@ -113,8 +113,7 @@ class V2Manager(Manager):
         self.check(self.resources)
         allow_all, rules = devices.container_rules(self.devices, self.resources)
         self.clear_stale()
-        made: list[str] = []
-        try:
+        with self.creating() as made:
             self.make_chain(self.mount, self.path, made)
             self.enable_controllers(self.resources)
             self.write_limits(self.resources, updating=False)
@@ -125,14 +124,6 @@ class V2Manager(Manager):
                     raise NsinitError("cgroups", f"devices: {err.strerror}; cgroup v2 device rules need "
                                       "bpf(2) (CONFIG_CGROUP_BPF, CAP_SYS_ADMIN); set "
                                       "cgroups.allow_all_devices to run without them") from None
-        except BaseException:
-            for directory in reversed(made):
-                try:
-                    fs.remove_dir(directory)
-                except OSError:
-                    pass  # a shared parent another container uses meanwhile
-            raise
-        self.owned = True
 
     def clear_stale(self) -> None:
         if not os.path.isdir(self.path):
