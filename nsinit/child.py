@@ -188,6 +188,9 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
             _write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
     with steps.step("user"):
         ident = identity.resolve_user(user, cfg.additional_groups)  # type: ignore[attr-defined]
+    if cfg.apparmor_profile or cfg.process_label:  # type: ignore[attr-defined]
+        with steps.step("security label"):
+            apply_security_labels(cfg.apparmor_profile, cfg.process_label)  # type: ignore[attr-defined]
     with steps.step("capabilities"):
         caps = cfg.capabilities  # type: ignore[attr-defined]
         capabilities.drop_bounding_set(caps)
@@ -243,6 +246,28 @@ def _wait_for_go(fd: int) -> None:
         os._exit(125)  # the supervisor died before releasing us
     if not message.get("go"):
         raise NsinitError("sync", f"unexpected message {message!r}")
+
+
+def apply_security_labels(apparmor_profile: str, process_label: str) -> None:
+    """The LSM label the command is exec'd into (the loader has checked that
+    the kernel has the LSM).  Set for the exec, not for us: our own remaining
+    steps run as before, the command starts confined."""
+    if apparmor_profile:
+        # aa_change_onexec(): the AppArmor-specific file where it exists
+        # (Linux 5.1+, stacked LSMs), else the shared one.
+        _write_first(("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"), f"exec {apparmor_profile}")
+    if process_label:
+        _write_first(("/proc/self/attr/exec",), process_label)
+
+
+def _write_first(paths: tuple[str, ...], value: str) -> None:
+    for path in paths:
+        try:
+            _write_file(path, value)
+            return
+        except FileNotFoundError:
+            continue
+    raise NsinitError("security label", f"none of {', '.join(paths)} exists")
 
 
 def _open_console(plan: ChildPlan, ptmx: str) -> None:

@@ -1440,6 +1440,9 @@ def _check_security_modules(ctx: _Context, config: Config, origin: dict[str, str
     for field in ("process_label", "mount_label"):
         if getattr(config, field) and not os.path.isdir(SELINUX_FS):
             ctx.fail(origin[field], "SELinux is not enabled on this kernel")
+    if config.mount_label:
+        # Refused rather than ignored: the mounts would carry no context.
+        ctx.fail(origin["mount_label"], "SELinux mount labels are not supported yet")
 
 
 def _apparmor_enabled() -> bool:

@@ -286,3 +286,27 @@ def test_no_new_privileges(nsinit: Nsinit, enabled: bool) -> None:
     nsinit.config(no_new_privileges=enabled)
     fields = status_fields(ok(nsinit.exec("cat", "/proc/self/status")))
     assert fields["NoNewPrivs"] == ("1" if enabled else "0")
+
+
+def _apparmor_enabled() -> bool:
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _apparmor_enabled(), reason="this kernel has no AppArmor")
+def test_apparmor_profile_is_applied_at_exec(nsinit: Nsinit) -> None:
+    nsinit.config(apparmor_profile="unconfined")
+    result = nsinit.sh("cat /proc/self/attr/current")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "unconfined"
+
+
+@pytest.mark.skipif(_apparmor_enabled(), reason="this kernel has AppArmor")
+def test_apparmor_profile_without_apparmor_is_refused(nsinit: Nsinit) -> None:
+    nsinit.config(apparmor_profile="docker-default")
+    result = nsinit.exec("/bin/true")
+    assert result.returncode == 125
+    assert result.stderr.strip() == ("nsinit: container.json: apparmor_profile: "
+                                     "AppArmor is not enabled on this kernel")
