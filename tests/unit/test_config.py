@@ -675,7 +675,12 @@ def test_selinux_labels_need_selinux(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "container.json: mount_config.mount_label: SELinux is not enabled on this kernel"
     )
     (tmp_path / "selinux").mkdir()
-    assert cfg(tmp_path, mount_label="l").mount_label == "l"
+    label = "system_u:system_r:svirt_lxc_net_t:s0"
+    assert cfg(tmp_path, process_label=label).process_label == label
+    # Mount labels are refused even with SELinux, rather than silently not applied.
+    assert error(tmp_path, {"mount_label": "l"}) == (
+        "container.json: mount_label: SELinux mount labels are not supported yet"
+    )
 
 
 # --- warnings ----------------------------------------------------------------
@@ -728,7 +733,7 @@ def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ],
         "devices": [{"type": "b", "path": "/dev/loop0", "major": 7, "minor": 0, "permissions": "rw"}],
         "rlimits": [{"type": "NOFILE", "soft": 1024, "hard": -1}],
-        "sysctl": {"net.ipv4.ip_forward": "1"}, "oom_score_adj": 100, "mount_label": "l",
+        "sysctl": {"net.ipv4.ip_forward": "1"}, "oom_score_adj": 100, "process_label": "l",
         "networks": [{"type": "loopback"}, {"type": "veth", "bridge": "br0", "address": "10.0.0.2/24", "mtu": 1400}],
         "routes": [{"destination": "10.1.0.0/16", "gateway": "10.0.0.1"}],
         "cgroups": {"name": "c", "allowed_devices": [{"type": "c", "major": 1, "minor": -1}],
