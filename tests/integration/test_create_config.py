@@ -310,3 +310,20 @@ def test_apparmor_profile_without_apparmor_is_refused(nsinit: Nsinit) -> None:
     assert result.returncode == 125
     assert result.stderr.strip() == ("nsinit: container.json: apparmor_profile: "
                                      "AppArmor is not enabled on this kernel")
+
+
+def test_time_and_cgroup_namespaces_are_created_and_joined(nsinit: Nsinit) -> None:
+    kinds = ("NEWNS", "NEWUTS", "NEWIPC", "NEWPID", "NEWNET", "NEWTIME", "NEWCGROUP")
+    nsinit.config(namespaces=[{"type": t} for t in kinds])
+    host = {name: os.readlink(f"/proc/self/ns/{name}") for name in ("time", "cgroup")}
+    init = nsinit.popen("exec", "/bin/sh", "-c", "touch /ready; exec sleep 30")
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / "ready").exists())
+        result = nsinit.sh("for n in time cgroup; do readlink /proc/self/ns/$n; readlink /proc/1/ns/$n; done")
+        assert result.returncode == 0, result.stderr
+        own_time, init_time, own_cgroup, init_cgroup = result.stdout.split()
+        assert own_time == init_time != host["time"]
+        assert own_cgroup == init_cgroup != host["cgroup"]
+    finally:
+        nsinit.run("kill", "KILL")
+        init.communicate(timeout=10)
