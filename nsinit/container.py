@@ -441,11 +441,13 @@ class _Creation(_Launch):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
 
     def setup_networks(self) -> None:
-        from nsinit.network import netns
+        joined = self.config.namespace("NEWNET")
+        if joined is not None and joined.path:
+            from nsinit.network import netns
 
-        # Checked here, not at load: `nsinit kill` must work after the
-        # namespace file is gone while the container still holds it.
-        netns.check_network_namespace(self.config)
+            # Checked here, not at load: `nsinit kill` must work after the
+            # namespace file is gone while the container still holds it.
+            netns.check_network_namespace(self.config)
         if not any(n.type == "veth" for n in self.config.networks) and not self.config.routes:
             return  # loopback is the child's job; pyroute2 is only paid for veth
         from nsinit.network import veth
