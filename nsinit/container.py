@@ -7,7 +7,9 @@ earlier one is undone in reverse order before the error is raised.
 """
 from __future__ import annotations
 
+import errno
 import os
+import select
 import signal
 import sys
 import time
@@ -17,7 +19,7 @@ from typing import Callable
 
 from nsinit import _native, child, console, namespaces, state, sync
 from nsinit.config import Config, config_to_dict, load_config
-from nsinit.errors import NoContainerError, NsinitError
+from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -68,6 +70,8 @@ class Container:
         """The live container's state, or None (stale files are reported and removed)."""
         try:
             return state.load_state(self.root)
+        except state.ContainerStoppedError:
+            return None  # ending: its own nsinit is removing it right now
         except state.StaleStateError as err:
             self.warn(f"removing stale container files in {self.root}: {err}")
             if err.record is not None:
@@ -171,9 +175,27 @@ class Container:
     def _launch(self, process: Process, *, create: bool, join: bool) -> int:
         if self.config is None:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
+        for _attempt in range(3):
+            try:
+                return self._launch_once(process, create=create, join=join)
+            except ContainerGoneError:
+                if not create:
+                    raise
+                # It ended between our decision and the join: decide again.
+        return self._launch_once(process, create=create, join=join)
+
+    def _launch_once(self, process: Process, *, create: bool, join: bool) -> int:
         lock = state.RootLock(self.root).acquire()
         try:
-            current = self.state()
+            try:
+                current = state.load_state(self.root)
+            except state.ContainerStoppedError as stopped:
+                # Its supervisor needs the lock to finish: let go, wait, retry.
+                lock.release()
+                state.wait_for_removal(self.root, stopped.record, timeout=5.0)
+                raise ContainerGoneError("exec", str(stopped)) from None
+            except state.StaleStateError:
+                current = self.state()  # reports and removes it
             if current is not None:
                 if not join:
                     raise NsinitError("create", f"a container already runs in {self.root} (pid {current.init_pid})")
@@ -401,15 +423,37 @@ class _Creation(_Launch):
         from nsinit import cgroups
 
         with self.step_timer("cgroups"):
-            manager = cgroups.manager_for(self.config, self.container.root)
-            self.undo.callback(self.remove_cgroups, manager)
-            manager.create()
-            self.cgroup_files = manager.self_attach_files()
-        self.cgroup_paths = manager.paths
+            self.manager = cgroups.manager_for(self.config, self.container.root)
+            self.undo.callback(self.tear_down)
+            self.manager.create()
+            self.cgroup_files = self.manager.self_attach_files()
+        self.cgroup_paths = self.manager.paths
 
-    def remove_cgroups(self, manager: "cgroups.Manager") -> None:  # type: ignore[name-defined] # noqa: F821
+    def tear_down(self) -> None:
+        """Undo the container, whether it failed to start or has ended: the
+        init dead, then host veths, cgroups and last the record.
+
+        Under the root lock, and only while the record is still ours: while
+        this supervisor waited for the lock, another nsinit may have found
+        the record stale, cleaned up, and started a container whose cgroups
+        have the same path.  Removing the record last keeps a new creation
+        from starting while the old cgroups still exist.
+        """
         self.kill_child()  # a cgroup with a live process in it cannot be removed
-        manager.destroy()
+        if self.lock.held:  # creation failed: nobody else can have stepped in
+            self._remove_everything()
+            return
+        with state.RootLock(self.container.root):
+            if state.recorded_init_pid(self.container.root) == self.pid:
+                self._remove_everything()
+
+    def _remove_everything(self) -> None:
+        if self.network_state:
+            from nsinit.network import veth
+
+            veth.teardown_networks(self.network_state)
+        self.manager.destroy()
+        state.remove_state(self.container.root, self.pid)
 
     def start_child(self) -> None:
         cfg = self.config
@@ -453,8 +497,7 @@ class _Creation(_Launch):
         from nsinit.network import veth
 
         with self.step_timer("network"):
-            self.network_state = veth.setup_networks(self.config, self.pid)
-            self.undo.callback(veth.teardown_networks, self.network_state)
+            self.network_state = veth.setup_networks(self.config, self.pid)  # undone by tear_down
 
     def record_child(self) -> None:
         cfg = self.config
@@ -470,18 +513,9 @@ class _Creation(_Launch):
                 namespace_inodes=namespaces.namespace_inodes(self.pid, names),
                 cgroup_paths=self.cgroup_paths, network_state=self.network_state,
                 config=config_to_dict(cfg),
+                supervisor_pid=os.getpid(), supervisor_start_time=state.read_start_time(os.getpid()) or 0,
             )
-            state.write_state(self.container.root, record)
-            self.undo.callback(self.remove_record)
-
-    def remove_record(self) -> None:
-        """Remove pid/state; under the root lock, which a failed creation
-        still holds and a finished one takes again."""
-        if self.lock.held:
-            state.remove_state(self.container.root, self.pid)
-            return
-        with state.RootLock(self.container.root):
-            state.remove_state(self.container.root, self.pid)
+            state.write_state(self.container.root, record)  # undone by tear_down
 
 
 class _Join(_Launch):
@@ -499,9 +533,25 @@ class _Join(_Launch):
 
     def run(self) -> int:
         with self.undo:
-            self.pin_init()
-            self.start_child()
-            self.release_child()
+            try:
+                self.pin_init()
+                self.start_child()
+                self.release_child()
+            except (NsinitError, OSError) as err:
+                # Whatever failed (setns: ESRCH, clone into a dying pid
+                # namespace: ENOMEM, our child killed with that namespace:
+                # ECONNRESET, ...), the cause is the container's end if its
+                # init is gone by now.  The kernel stops pid allocation in
+                # the namespace before the init's exit shows on its pidfd,
+                # so for those errors we give the exit a moment to show.
+                dying = isinstance(err, OSError) and err.errno in (errno.ENOMEM, errno.ESRCH,
+                                                                   errno.ECONNRESET, errno.EPIPE)
+                # Reap our child first: a dying pid namespace's init does not
+                # finish exiting while a zombie of the namespace is unreaped.
+                self.kill_child()
+                if self.init_exited(wait=1.0 if dying else 0.05):
+                    raise self.gone() from None
+                raise
             status = self.supervise()
             self.undo.close()
             return status
@@ -512,10 +562,19 @@ class _Join(_Launch):
         try:
             self.init_pidfd = os.pidfd_open(current.init_pid)
         except ProcessLookupError:
-            raise NoContainerError("join", f"container init {current.init_pid} exited") from None
+            raise self.gone() from None
         self.undo.callback(os.close, self.init_pidfd)
         if not state.is_alive(current.init_pid, current.init_start_time):
-            raise NoContainerError("join", f"container init {current.init_pid} exited")
+            raise self.gone()
+
+    def init_exited(self, wait: float) -> bool:
+        """A pidfd becomes readable when its process exits (zombie or not)."""
+        if self.init_pidfd < 0:
+            return True
+        return bool(select.select([self.init_pidfd], [], [], wait)[0])
+
+    def gone(self) -> ContainerGoneError:
+        return ContainerGoneError("join", f"container init {self.current.init_pid} exited")
 
     def cgroup_files(self) -> list[str]:
         """Where the joined process moves itself, first thing after clone:
@@ -540,7 +599,7 @@ class _Join(_Launch):
                     if pid == 0:
                         child.run_joined(plan)  # never returns
             except ProcessLookupError:
-                raise NoContainerError("join", f"container init {self.current.init_pid} exited") from None
+                raise self.gone() from None
         self.adopt_child(pid, plan)
 
 

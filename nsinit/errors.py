@@ -51,6 +51,11 @@ class NoContainerError(NsinitError):
     exit_code = EXIT_COMMAND_FAILED
 
 
+class ContainerGoneError(NoContainerError):
+    """The container ended while a process was joining it; ``nsinit exec``
+    then decides again (and creates a new one)."""
+
+
 def describe_oserror(err: OSError) -> str:
     """strerror plus the file name when the OSError carries one."""
     text = err.strerror or str(err)

@@ -34,6 +34,15 @@ STATE_FILE = "state.json"
 RUN_DIR = os.environ.get("NSINIT_RUN_DIR", "/run/nsinit")
 
 
+class ContainerStoppedError(Exception):
+    """The init has exited and its supervisor, still alive, is removing the
+    container: not stale, not running either."""
+
+    def __init__(self, record: "State") -> None:
+        super().__init__(f"container init {record.init_pid} has exited; its nsinit is cleaning up")
+        self.record = record
+
+
 class StaleStateError(Exception):
     """The files exist but do not describe a live container; the text says why.
 
@@ -57,6 +66,8 @@ class State:
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     network_state: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
+    supervisor_pid: int = 0          # the creating nsinit, which removes all this at the end
+    supervisor_start_time: int = 0
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -186,6 +197,12 @@ def _unlink(path: str) -> None:
         raise NsinitError("state", f"cannot remove {describe_oserror(err)}") from None
 
 
+def recorded_init_pid(root: str) -> object:
+    """init_pid of the private record, None without one.  No liveness check:
+    for a supervisor asking whether the record is still its own."""
+    return _recorded_init_pid(os.path.join(private_dir(root), STATE_FILE))
+
+
 def _recorded_init_pid(path: str) -> object:
     """init_pid from state.json; None when there is no readable one."""
     try:
@@ -220,11 +237,29 @@ def load_state(root: str) -> State | None:
     try:
         _check_alive(state)
     except StaleStateError as err:
+        if supervisor_alive(state):
+            raise ContainerStoppedError(state) from None
         # Our own record of a container that is gone: the caller can still
         # remove what it left behind (cgroups, host veths).
         err.record = state
         raise
     return state
+
+
+def supervisor_alive(record: State) -> bool:
+    return bool(record.supervisor_pid) and is_alive(record.supervisor_pid, record.supervisor_start_time)
+
+
+def wait_for_removal(root: str, record: State, timeout: float) -> bool:
+    """Wait (without the lock) until the supervisor of ``record`` has removed
+    it, or has died; False on timeout."""
+    path = os.path.join(private_dir(root), STATE_FILE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _recorded_init_pid(path) != record.init_pid or not supervisor_alive(record):
+            return True
+        time.sleep(0.005)
+    return False
 
 
 def _check_alive(state: State) -> None:

@@ -459,3 +459,18 @@ def test_joined_process_enters_the_cgroups_by_itself(nsinit: Nsinit) -> None:
         assert result.returncode == 0, result.stderr
         memory = next(line for line in result.stdout.splitlines() if line.split(":")[1] == "memory")
         assert paths["memory"].endswith(memory.split(":", 2)[2])
+
+
+def test_containers_ending_and_starting_in_one_dir_do_not_undo_each_other(nsinit: Nsinit) -> None:
+    # Each exec either creates the container or joins it, and one ends while
+    # the next begins; every creation reuses the same cgroup path.  A
+    # supervisor tearing down must never remove its successor's cgroups or
+    # record, or the successor fails (its cgroup gone) or leaks.
+    # A process that joined dies with the init it joined (SIGKILL, 137); none
+    # may fail in nsinit itself (125) or say anything.
+    procs = [nsinit.popen("exec", "/bin/sh", "-c", "sleep 0.05") for _ in range(12)]
+    results = [(p.wait(timeout=60), p.communicate()) for p in procs]
+    for code, (_, err) in results:
+        assert code in (0, 128 + signal.SIGKILL), err
+        assert err == ""
+    assert any(code == 0 for code, _ in results)

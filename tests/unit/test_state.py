@@ -812,3 +812,26 @@ def test_root_lock_open_failure_is_an_oserror(tmp_path: Path) -> None:
         lock.try_acquire(0.05)
     assert info.value.errno == errno.ENOENT
     assert not lock.held
+
+
+def test_an_ended_container_whose_supervisor_lives_is_stopped_not_stale(tmp_path: Path) -> None:
+    # The init exited; its nsinit (here: this test process) is about to
+    # remove everything.  Nobody else may treat that as stale and clean up.
+    proc = subprocess.Popen(["true"])
+    proc.wait(timeout=5)
+    record = make_state(proc.pid, 12345, supervisor_pid=os.getpid(), supervisor_start_time=own_start_time())
+    plant_record(tmp_path, record.to_json())
+    with pytest.raises(state.ContainerStoppedError) as stopped:
+        state.load_state(str(tmp_path))
+    assert stopped.value.record.init_pid == proc.pid
+    assert state.wait_for_removal(str(tmp_path), stopped.value.record, timeout=0.05) is False
+    (private(tmp_path) / "state.json").unlink()
+    assert state.wait_for_removal(str(tmp_path), stopped.value.record, timeout=0.05) is True
+
+
+def test_an_ended_container_whose_supervisor_died_is_stale(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=5)
+    record = make_state(gone.pid, 12345, supervisor_pid=gone.pid, supervisor_start_time=1)
+    plant_record(tmp_path, record.to_json())
+    assert "is gone" in stale_reason(tmp_path)
