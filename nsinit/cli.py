@@ -142,7 +142,8 @@ def run() -> None:
         code = 1  # our reader went away (`nsinit ps | head`); nothing to tell it
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None when started with that fd closed
+                stream.flush()
         except BrokenPipeError:
             pass  # same: the output has nowhere to go
     os._exit(code)

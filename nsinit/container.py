@@ -175,6 +175,7 @@ class Container:
     def _launch(self, process: Process, *, create: bool, join: bool) -> int:
         if self.config is None:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
+        console.ensure_std_fds()
         for _attempt in range(3):
             try:
                 return self._launch_once(process, create=create, join=join)

@@ -43,6 +43,24 @@ class Stdio:
         return bool(self.relays)
 
 
+def ensure_std_fds() -> None:
+    """Open /dev/null on any of fds 0, 1, 2 that is closed.
+
+    Called before nsinit opens anything: otherwise its own fds (the lock,
+    the sync socket) would take those numbers and be handed to the
+    container as its stdio.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open("/dev/null", os.O_RDWR)  # the lowest free number: fd itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # it is stdio: it must survive execve
+
+
 def prepare_stdio(use_tty: bool, container_devpts: bool = True) -> Stdio:
     """Parent side, before clone.  With ``container_devpts`` the pty is
     opened later by the child (see open_container_pty); without a mount

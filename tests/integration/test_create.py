@@ -312,3 +312,14 @@ def test_library_api_returns_the_exit_status(nsinit: Nsinit) -> None:
     assert result.returncode == 7, result.stderr
     assert result.stdout == "nsinit\n"
     assert stderr_lines(result) == []
+
+
+def test_a_closed_stdin_becomes_dev_null_not_an_nsinit_fd(nsinit: Nsinit) -> None:
+    # With fd 0 closed, nsinit's own first fd (its lock, say) would take
+    # number 0 and reach the container as its stdin.
+    result = subprocess.run(
+        [sys.executable, "-m", "nsinit", "exec", "/bin/sh", "-c", "readlink /proc/$$/fd/0"],
+        cwd=nsinit.root, capture_output=True, text=True, timeout=30,
+        preexec_fn=lambda: os.close(0))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "/dev/null"
