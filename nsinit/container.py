@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nsinit import _native, child, console, namespaces, state, sync
-from nsinit.config import Config, config_to_dict, load_config
-from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
+from nsinit.config import Config, config_to_dict, load_config, parse_config
+from nsinit.errors import ConfigError, ContainerGoneError, NoContainerError, NsinitError
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -531,6 +531,11 @@ class _Join(_Launch):
         super().__init__(container, process)
         self.current = current
         self.init_pidfd = -1
+        # The joined process gets what the container was created with, from
+        # nsinit's private record, never from container.json now: that file
+        # usually sits in the rootfs, where the container's root can rewrite
+        # it (to hand the next joined process every capability, say).
+        self.config = recorded_config(current)
 
     def run(self) -> int:
         with self.undo:
@@ -620,6 +625,14 @@ class _Timer:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if self.enabled and exc_type is None:
             trace_line(self.name, (time.monotonic() - self.start) * 1000)
+
+
+def recorded_config(record: state.State) -> Config:
+    try:
+        config, _ = parse_config(record.config, "recorded config", record.root)
+    except ConfigError as err:
+        raise NsinitError("join", f"the container's recorded config no longer loads: {err.message}") from None
+    return config
 
 
 def remove_leftovers(record: state.State) -> None:

@@ -512,3 +512,28 @@ def test_concurrent_execs_in_an_empty_dir_make_one_container(nsinit: Nsinit) -> 
     assert len(set(pids)) == count
     assert len({pid_ns for _, pid_ns, _ in reports}) == 1
     assert {cmd.strip() for _, _, cmd in reports} == {f"/bin/sh -c {script}"}
+
+
+def test_a_join_ignores_a_container_json_rewritten_from_inside(nsinit: Nsinit) -> None:
+    # container.json sits in the rootfs: the container's root can rewrite it.
+    # A joined process must get what the container was created with.
+    import json as _json
+
+    forged = _json.loads((nsinit.root / "container.json").read_text())
+    forged["capabilities"] = ["SYS_ADMIN", "SYS_MODULE"]
+    forged["user"] = "root"
+    nsinit.config(user="user")
+    init = nsinit.popen("exec", "/bin/sh", "-c", "touch /tmp/ready; exec sleep 30")
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / "tmp" / "ready").exists())
+        (nsinit.root / "container.json").write_text(_json.dumps(forged))
+        result = nsinit.sh("id -u; grep CapBnd /proc/self/status")
+        assert result.returncode == 0, result.stderr
+        uid, capbnd = result.stdout.split("\n")[:2]
+        assert uid == "1000"
+        from nsinit.capabilities import names_to_mask
+        from nsinit.config.defaults import DEFAULT_CAPABILITIES
+        assert int(capbnd.split()[1], 16) == names_to_mask(DEFAULT_CAPABILITIES)
+    finally:
+        nsinit.run("kill", "KILL")
+        init.communicate(timeout=10)
