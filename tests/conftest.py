@@ -226,14 +226,19 @@ class Nsinit:
                                 stdin=subprocess.DEVNULL, **kw)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
-        import time
+        wait_until(predicate, timeout)
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.02)
-        raise AssertionError("timed out waiting")
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    """Poll ``predicate`` every 20 ms; fail the test after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-from conftest import Nsinit, stderr_lines
+from conftest import Nsinit, stderr_lines, wait_until  # noqa: F401 (re-exported to the tests)
 
 READY = "touch /tmp/ready"
 
@@ -116,13 +115,6 @@ def start(nsinit: Nsinit) -> Iterator[Callable[..., Live]]:
             live.stop()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def private_dir(root: Path) -> Path:
