@@ -46,7 +46,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from nsinit.errors import EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NsinitError, describe_oserror
+from nsinit.errors import EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NoContainerError, NsinitError, describe_oserror
 
 # exec's own options that take a value: everything after them and their
 # value, up to the first other word, still belongs to nsinit.
@@ -260,8 +260,14 @@ _LOCK_WAIT_SECONDS = 2.0
 
 
 def cmd_state(container: Any, as_json: bool) -> int:
+    """Exit 0 for a live container (running or paused); otherwise one line
+    (or a JSON object with the status) and exit 1."""
     with _root_locked(container):
-        current = container.require_state()
+        status, current, why = container.status(report_stale=True)
+    if status == "stopped":
+        raise NsinitError("state", f"stopped: {why}", EXIT_COMMAND_FAILED)
+    if current is None:  # none, or stale (reported and removed just now)
+        raise NoContainerError("state", f"no running container in {container.root}")
     if as_json:
         print(current.to_json())
         return 0

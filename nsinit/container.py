@@ -68,16 +68,26 @@ class Container:
     # -- queries ---------------------------------------------------------
     def state(self) -> state.State | None:
         """The live container's state, or None (stale files are reported and removed)."""
+        return self.status(report_stale=True)[1]
+
+    def status(self, *, report_stale: bool = False) -> tuple[str, state.State | None, str]:
+        """(status, state, why) where status is "running", "paused", "stopped"
+        (its init exited; its own nsinit is removing it), "stale" (what a dead
+        container left: removed now, with its cgroups and veths) or "none"."""
         try:
-            return state.load_state(self.root)
-        except state.ContainerStoppedError:
-            return None  # ending: its own nsinit is removing it right now
+            current = state.load_state(self.root)
+        except state.ContainerStoppedError as stopped:
+            return "stopped", stopped.record, str(stopped)
         except state.StaleStateError as err:
-            self.warn(f"removing stale container files in {self.root}: {err}")
+            if report_stale:
+                self.warn(f"removing stale container files in {self.root}: {err}")
             if err.record is not None:
                 remove_leftovers(err.record)
             state.remove_state(self.root)
-            return None
+            return "stale", None, str(err)
+        if current is None:
+            return "none", None, f"no container in {self.root}"
+        return current.status, current, ""
 
     def require_state(self) -> state.State:
         current = self.state()

@@ -291,3 +291,28 @@ def test_spec_into_a_missing_directory_is_one_line(tmp_path: Path) -> None:
 def test_spec_to_a_named_config_file(empty: Nsinit) -> None:
     ok(empty.run("--config", "other.json", "spec"))
     assert (empty.root / "other.json").exists() and not (empty.root / "container.json").exists()
+
+
+def test_state_of_a_container_whose_nsinit_is_still_cleaning_up_is_stopped(nsinit: Nsinit) -> None:
+    # Its init has exited, its supervisor (here: a stand-in process) lives:
+    # "stopped", and nobody but that supervisor may remove the record.
+    from nsinit import state as state_module
+
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=5)
+    supervisor = subprocess.Popen(["sleep", "30"])
+    try:
+        record = state_module.State(
+            init_pid=dead.pid, init_start_time=1, created="2026-01-01T00:00:00Z",
+            root=str(nsinit.root), rootfs=str(nsinit.root),
+            supervisor_pid=supervisor.pid,
+            supervisor_start_time=state_module.read_start_time(supervisor.pid) or 0)
+        with planted_record(nsinit.root, record.to_json()) as planted:
+            result = nsinit.run("state")
+            assert result.returncode == 1
+            assert stderr_lines(result) == [
+                f"nsinit: state: stopped: container init {dead.pid} has exited; its nsinit is cleaning up"]
+            assert planted.exists()
+    finally:
+        supervisor.kill()
+        supervisor.wait(timeout=5)
