@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nsinit import _native, child, console, namespaces, state, sync
+from nsinit.state import State
 from nsinit.config import Config, config_to_dict, load_config, parse_config
 from nsinit.errors import ConfigError, ContainerGoneError, NoContainerError, NsinitError
 
@@ -66,11 +67,11 @@ class Container:
         return container
 
     # -- queries ---------------------------------------------------------
-    def state(self) -> state.State | None:
+    def state(self) -> State | None:
         """The live container's state, or None (stale files are reported and removed)."""
         return self.status(report_stale=True)[1]
 
-    def status(self, *, report_stale: bool = False) -> tuple[str, state.State | None, str]:
+    def status(self, *, report_stale: bool = False) -> tuple[str, State | None, str]:
         """(status, state, why) where status is "running", "paused", "stopped"
         (its init exited; its own nsinit is removing it), "stale" (what a dead
         container left: removed now, with its cgroups and veths) or "none"."""
@@ -89,7 +90,7 @@ class Container:
             return "none", None, f"no container in {self.root}"
         return current.status, current, ""
 
-    def require_state(self) -> state.State:
+    def require_state(self) -> State:
         current = self.state()
         if current is None:
             raise NoContainerError("state", f"no running container in {self.root}")
@@ -112,7 +113,7 @@ class Container:
     # -- cgroups: pause, resume, stats, update, oom ------------------------
     # pause/resume/update rewrite state.json, so they hold the root lock
     # (a flock: callers must not hold it already).
-    def cgroups(self, current: state.State | None = None):  # type: ignore[no-untyped-def]
+    def cgroups(self, current: State | None = None):  # type: ignore[no-untyped-def]
         """The live container's cgroup manager (nsinit.cgroups.Manager)."""
         from nsinit import cgroups
 
@@ -247,8 +248,10 @@ class _Launch:
     """
 
     def __init__(self, container: Container, process: Process) -> None:
+        if container.config is None:
+            raise NsinitError("exec", "no container.json loaded (use Container.load)")
         self.container = container
-        self.config = container.config
+        self.config: Config = container.config
         self.process = process
         self.pid = 0
         self.pidfd = -1
@@ -517,7 +520,7 @@ class _Creation(_Launch):
             if start_time is None:
                 raise NsinitError("state", "container init exited before it was recorded")
             names = [ns.type for ns in cfg.namespaces]
-            record = state.State(
+            record = State(
                 init_pid=self.pid, init_start_time=start_time, created=state.now_iso(),
                 root=self.container.root, rootfs=cfg.rootfs,
                 namespace_paths=namespaces.namespace_paths(self.pid, names),
@@ -537,7 +540,7 @@ class _Join(_Launch):
     with that pidfd then enters all of them atomically.
     """
 
-    def __init__(self, container: Container, process: Process, current: state.State) -> None:
+    def __init__(self, container: Container, process: Process, current: State) -> None:
         super().__init__(container, process)
         self.current = current
         self.init_pidfd = -1
@@ -637,7 +640,7 @@ class _Timer:
             trace_line(self.name, (time.monotonic() - self.start) * 1000)
 
 
-def recorded_config(record: state.State) -> Config:
+def recorded_config(record: State) -> Config:
     try:
         config, _ = parse_config(record.config, "recorded config", record.root)
     except ConfigError as err:
@@ -645,7 +648,7 @@ def recorded_config(record: state.State) -> Config:
     return config
 
 
-def remove_leftovers(record: state.State) -> None:
+def remove_leftovers(record: State) -> None:
     """What a container whose supervisor was SIGKILLed leaves: its cgroups
     (with any process still in them, and thawed if it was paused) and host
     veths that nothing removed (the kernel removes them with the netns,
@@ -660,7 +663,7 @@ def remove_leftovers(record: state.State) -> None:
         veth.teardown_networks(record.network_state)
 
 
-def container_pids(current: state.State) -> list[int]:
+def container_pids(current: State) -> list[int]:
     """Host pids sharing the init's namespace (pid ns, else mount ns).
 
     The namespace inode, not the process tree, decides membership: a joined

@@ -220,7 +220,7 @@ def _v2_io(blkio: dict, path: str) -> None:
 
 
 def _v2_hugetlb(directory: str) -> dict:
-    out = {}
+    out: dict[str, dict[str, int]] = {}
     if not os.path.isdir(directory):
         return out
     for name in sorted(os.listdir(directory)):

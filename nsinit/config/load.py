@@ -1284,8 +1284,8 @@ def _parse_device_rules(
     ctx: _Context, obj: dict, path: str
 ) -> tuple[tuple[DeviceConfig, ...], tuple[DeviceConfig, ...]]:
     """allowed_devices/denied_devices (2014-2015) and later {…, allow: bool} devices."""
-    allowed = []
-    denied = []
+    allowed: list[DeviceConfig] = []
+    denied: list[DeviceConfig] = []
     for key, target in (("allowed_devices", allowed), ("denied_devices", denied)):
         for i, item in enumerate(_opt_list(ctx, obj.get(key), _child(path, key))):
             target.append(_parse_device(ctx, item, _item(_child(path, key), i), rule=True))
@@ -1334,11 +1334,12 @@ def _parse_throttle(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
             lines.append(f"{major}:{minor} {rate}")
             continue
         line = _str(ctx, item, item_path).strip()
-        device, _, rate = line.partition(" ")
-        major, colon, minor = device.partition(":")
-        if not (colon and _is_decimal(major) and _is_decimal(minor) and _is_decimal(rate.strip())):
+        device, _, rate_text = line.partition(" ")
+        major_text, colon, minor_text = device.partition(":")
+        rate_text = rate_text.strip()
+        if not (colon and _is_decimal(major_text) and _is_decimal(minor_text) and _is_decimal(rate_text)):
             ctx.fail(item_path, f'"{line}" is not "MAJOR:MINOR RATE"')
-        lines.append(f"{major}:{minor} {rate.strip()}")
+        lines.append(f"{major_text}:{minor_text} {rate_text}")
     return tuple(lines)
 
 
