@@ -244,3 +244,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
 @pytest.fixture
 def nsinit(rootfs: Path, no_residue: None) -> Nsinit:
     return Nsinit(rootfs)
+
+
+@pytest.fixture
+def sleeper():  # type: ignore[no-untyped-def]
+    """A plain host process (sleep 30), killed after the test."""
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)

@@ -400,14 +400,9 @@ def test_stale_record_of_a_dead_init_is_replaced(nsinit: Nsinit, start: Callable
 
 
 @pytest.fixture
-def bystander():  # type: ignore[no-untyped-def]
+def bystander(sleeper: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
     """An unrelated host process that a faked pid file names."""
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
+    return sleeper
 
 
 def start_time_of(pid: int) -> int:

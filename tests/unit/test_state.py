@@ -77,14 +77,6 @@ def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-@pytest.fixture
-def sleeper():  # type: ignore[no-untyped-def]
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 # -- start time --------------------------------------------------------------
