@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import termios
 import tty as _tty
 from dataclasses import dataclass, field
@@ -239,8 +238,3 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
-
-
-def ignore_sigpipe_writes() -> None:
-    """Python already ignores SIGPIPE; kept explicit because relays depend on it."""
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
