@@ -21,12 +21,14 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import MISSING, asdict, dataclass, field
-from dataclasses import fields as dataclass_fields
-from typing import Any
 
 from nsinit.config.names import NAMESPACE_PROC_FILES
 from nsinit.errors import NsinitError, describe_oserror
+from nsinit.record import asdict, field, fields, record
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 PID_FILE = "pid"
 STATE_FILE = "state.json"
@@ -53,7 +55,7 @@ class StaleStateError(Exception):
     record: "State | None" = None
 
 
-@dataclass
+@record
 class State:
     """What nsinit records about a running container (state.json)."""
     init_pid: int
@@ -274,8 +276,8 @@ def _check_alive(state: State) -> None:
 def _state_from_json(raw: object) -> State:
     if not isinstance(raw, dict):
         raise StaleStateError("state.json does not hold an object")
-    known = {f.name for f in dataclass_fields(State)}
-    required = {f.name for f in dataclass_fields(State) if f.default is MISSING and f.default_factory is MISSING}
+    known = {f.name for f in fields(State)}
+    required = {f.name for f in fields(State) if f.required}
     missing = sorted(required - raw.keys())
     if missing:
         raise StaleStateError(f"state.json lacks {', '.join(missing)}")

@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_MESSAGE = 65536
 

@@ -17,7 +17,8 @@ names: distributions mount hierarchies at different places.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+from nsinit.record import field, record
 
 MOUNTINFO = "/proc/self/mountinfo"
 CPU_ONLINE = "/sys/devices/system/cpu/online"
@@ -31,7 +32,7 @@ V1_CONTROLLERS = frozenset({
 })
 
 
-@dataclass
+@record
 class Layout:
     """Which cgroup hierarchies this host mounts, and where."""
     # controller -> mount point of its v1 hierarchy (co-mounted controllers share one)

@@ -1,25 +1,25 @@
 """The normalised container configuration.
 
 Every era of container.json (2014 libcontainer through later runc) is loaded
-into these frozen dataclasses by ``nsinit.config.load``; nothing downstream
+into these frozen records (nsinit.record) by ``nsinit.config.load``; nothing downstream
 reads raw JSON.  Collections are tuples so a Config is immutable and hashable:
 the create and join flows can pass it around without defensive copies.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 from nsinit.config.names import NAMESPACE_CLONE_FLAGS
+from nsinit.record import field, record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NamespaceConfig:
     """A namespace to create, or with ``path`` to join."""
     type: str          # "NEWNS", "NEWUTS", ... (keys of names.NAMESPACE_CLONE_FLAGS)
     path: str = ""     # non-empty: setns(2) into this existing namespace instead of creating one
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IdMap:
     """One line of /proc/PID/uid_map or gid_map."""
 
@@ -28,7 +28,7 @@ class IdMap:
     size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountConfig:
     """One mount, in the order the child performs it."""
     source: str
@@ -43,7 +43,7 @@ class MountConfig:
     propagation: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeviceConfig:
     """A device node to create, or (in cgroup rules) a device to allow/deny.
 
@@ -61,7 +61,7 @@ class DeviceConfig:
     gid: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CapabilitySets:
     """Canonical "CAP_X" names, each set sorted by capability number."""
 
@@ -72,7 +72,7 @@ class CapabilitySets:
     ambient: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rlimit:
     """A resource limit set in the container (RLIMIT_* number)."""
     type: int          # RLIMIT_* number (names.RLIMITS)
@@ -80,7 +80,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetworkConfig:
     """One network of the container: loopback, veth or netns."""
     type: str                      # "loopback", "veth" or "netns"
@@ -98,7 +98,7 @@ class NetworkConfig:
     path: str = ""                 # netns: namespace file to join
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RouteConfig:
     """A route added in the container's network namespace."""
     destination: str = ""
@@ -107,7 +107,7 @@ class RouteConfig:
     interface_name: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupResources:
     """Limits; None (or an empty tuple) means "leave the kernel's value"."""
 
@@ -135,7 +135,7 @@ class CgroupResources:
     hugetlb_limit: tuple[tuple[str, int], ...] = ()   # (page size such as "2MB", limit)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupConfig:
     """Where the container's cgroup goes and what limits it gets."""
     name: str = ""
@@ -145,7 +145,7 @@ class CgroupConfig:
 
 
 # kw_only: the field order follows the config file, not "defaults last".
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Config:
     """The whole normalised container.json; nothing downstream reads raw JSON."""
     # Where the config was read from; metadata only, so two configs with the

@@ -29,11 +29,14 @@ import ipaddress
 import os
 import secrets
 import sys
-from typing import Any, NoReturn
 
 from nsinit.errors import NsinitError
 from nsinit.network import rtnl
 from nsinit.network.rtnl import Link, Rtnl
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 STEP = "network"
 RANDOM_HEX_CHARS = 7          # widened from 4 in 2014-10 after name collisions

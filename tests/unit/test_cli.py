@@ -15,6 +15,7 @@ from nsinit.errors import NsinitError
     (["exec", "--tty", "-u", "user", "sh", "-c", "x"], ["exec", "--tty", "-u", "user", "--", "sh", "-c", "x"]),
     (["--root", "/r", "exec", "-e", "A=1", "ls", "-l"], ["--root", "/r", "exec", "-e", "A=1", "--", "ls", "-l"]),
     (["exec", "--", "ls", "-l"], ["exec", "--", "ls", "-l"]),
+    (["exec", "--root", "r", "ls"], ["exec", "--root", "r", "--", "ls"]),   # global option after exec
     (["state", "--json"], ["state", "--json"]),
 ])
 def test_the_container_command_keeps_its_own_options(argv: list[str], expected: list[str]) -> None:
@@ -29,6 +30,48 @@ def test_exec_is_parsed_with_its_own_pattern_only() -> None:
     assert args["exec"] and args["--trace"]
     assert args["COMMAND"] == "sh" and args["ARG"] == ["-c", "echo"]
     assert args["--env"] == ["A=1", "B=2"]
+
+
+PLAIN_EXEC_LINES = [
+    ["exec", "/bin/true"],
+    ["--root", "/x", "--trace", "exec", "/bin/true", "-a"],
+    ["exec", "-t", "-e", "A=1", "--env", "B=2", "sh", "-c", "x"],
+    ["exec", "--root", "r", "-u", "1:2", "--cwd", "/tmp", "ls"],
+    ["--config", "c.json", "exec", "-T", "--", "-weird"],
+    ["-t", "exec", "--user", "nobody", "id"],
+]
+DOCOPT_ONLY_LINES = [
+    ["exec", "--tty", "--no-tty", "sh"],        # exclusive: docopt reports it
+    ["exec", "--trace", "--trace", "sh"],       # repeated
+    ["--root", "exec", "exec", "sh"],           # a root dir named "exec"
+    ["exec", "-tT", "sh"],                      # stacked short flags
+    ["exec", "--us", "x", "sh"],                # abbreviation
+    ["exec", "--user=x", "sh"],
+    ["exec", "-u", "-1", "sh"],                 # value that looks like an option
+    ["exec"],
+    ["exec", "--help"],
+    ["state", "--json"],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN_EXEC_LINES)
+def test_plain_exec_lines_parse_as_docopt_parses_them(argv: list[str]) -> None:
+    words = cli.protect_command(argv)
+    fast = cli.parse_plain_exec(words)
+    assert fast is not None
+    assert fast == dict(docopt(cli.usage_for(words), argv=words))
+
+
+@pytest.mark.parametrize("argv", DOCOPT_ONLY_LINES)
+def test_other_lines_are_left_to_docopt(argv: list[str]) -> None:
+    assert cli.parse_plain_exec(cli.protect_command(argv)) is None
+
+
+def test_the_plain_parse_does_not_share_its_lists() -> None:
+    first = cli.parse_plain_exec(["exec", "-e", "A=1", "--", "sh"])
+    second = cli.parse_plain_exec(["exec", "--", "sh"])
+    assert first is not None and second is not None
+    assert first["--env"] == ["A=1"] and second["--env"] == []
 
 
 def test_other_commands_get_the_whole_usage() -> None:

@@ -1,0 +1,42 @@
+"""What `nsinit exec` imports before it creates a container.
+
+Every module imported on this path is paid for by every container start, so
+the heavy ones are kept off it on purpose (see nsinit/record.py and
+cli.parse_plain_exec).  This checks the modules a fresh interpreter holds
+after parsing a plain exec line and loading container.json — no timing.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import _cffi_backend
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+PROBE = """
+import json, sys
+sys.path[:0] = [{repo!r}, {site!r}]
+from nsinit import cli
+args = cli.parse_plain_exec(cli.protect_command(["--root", {root!r}, "exec", "/bin/true"]))
+from nsinit.container import Container
+Container.load(args["--root"], args["--config"])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+KEPT_OFF = ("typing", "dataclasses", "inspect", "ast", "docopt", "pyroute2", "subprocess", "ipaddress")
+
+
+def test_plain_exec_path_imports_no_heavy_modules(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "container.json").write_text(json.dumps({"hostname": "probe"}))
+    # The launcher puts the package and site-packages (for cffi's backend) on the path.
+    site = str(pathlib.Path(_cffi_backend.__file__).parent)
+    code = PROBE.format(repo=str(REPO), site=site, root=str(tmp_path))
+    # -I -S: the way the installed launcher starts, without site-packages' .pth files.
+    probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    loaded = set(json.loads(probe.stdout))
+    assert "nsinit.container" in loaded and "nsinit.config.model" in loaded
+    assert not loaded & set(KEPT_OFF)
