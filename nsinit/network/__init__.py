@@ -7,8 +7,9 @@ veth networks are configured from the parent (see the networking issue).
 from __future__ import annotations
 
 import fcntl
-import socket
 import struct
+
+import _socket  # not socket.py: see nsinit/sync.py
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -17,7 +18,10 @@ IFF_UP = 0x1
 
 def bring_up_loopback() -> None:
     """Set IFF_UP on ``lo`` in the current network namespace."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        sock.close()
