@@ -27,7 +27,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import secrets
 import sys
 
 from nsinit.errors import NsinitError
@@ -231,7 +230,8 @@ def _create_pair(host: Rtnl, network: Any, path: str, bridge: Link, netns_fd: in
                  created: list[str]) -> Link:
     fixed = network.host_interface_name
     for _ in range(1 if fixed else NAME_ATTEMPTS):
-        name = fixed or network.prefix + secrets.token_hex(4)[:RANDOM_HEX_CHARS]
+        # os.urandom, not secrets: the same kernel bytes, without hashlib's import (~5 ms).
+        name = fixed or network.prefix + os.urandom(4).hex()[:RANDOM_HEX_CHARS]
         try:
             host.create_veth(name, master=bridge.index, mtu=network.mtu, txqueuelen=network.txqueuelen,
                              peer_name=network.name, peer_netns_fd=netns_fd, peer_mac=network.mac_address)
