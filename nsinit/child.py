@@ -15,13 +15,15 @@ import signal
 import time
 from contextlib import contextmanager
 
-from nsinit import _native, capabilities, console, identity, mount, namespaces, network, sync
+from nsinit import _native, console, namespaces, sync
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
 from nsinit.record import field, record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Callable, Iterator, NoReturn
+
+    from nsinit import identity
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -97,6 +99,7 @@ def run_joined(plan: ChildPlan) -> NoReturn:
 
 
 def _join_and_exec(plan: ChildPlan) -> None:
+    import_step_modules("identity", "capabilities")  # before setns leaves the host's files
     cfg = plan.config
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("init"):
@@ -118,6 +121,18 @@ def _join_and_exec(plan: ChildPlan) -> None:
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
 
 
+def import_step_modules(*names: str) -> None:
+    """Load modules only the child runs, while nsinit's files are reachable.
+
+    After pivot_root, or a setns into the container's mount namespace, an
+    ``import`` would search the container's filesystem (and find nothing,
+    or the container's own nsinit).  The supervisor never loads these
+    modules: it stays resident as long as the container, so it stays small.
+    """
+    for name in names:
+        __import__(f"nsinit.{name}")
+
+
 def _report(fd: int, step: str, message: str, exit_code: int) -> NoReturn:
     try:
         sync.send(fd, error=message, step=step, exit=exit_code)
@@ -126,6 +141,9 @@ def _report(fd: int, step: str, message: str, exit_code: int) -> NoReturn:
 
 
 def _setup_and_exec(plan: ChildPlan) -> None:
+    import_step_modules("mount", "network", "identity", "capabilities")  # before pivot_root
+    from nsinit import mount, network
+
     cfg = plan.config
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("init"):
@@ -184,6 +202,8 @@ def _setup_and_exec(plan: ChildPlan) -> None:
 def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
                      user: str, cwd: str) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
+    from nsinit import capabilities, identity  # already loaded: see import_step_modules
+
     with steps.step("rlimits"):
         _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
     if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]

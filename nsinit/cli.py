@@ -241,7 +241,7 @@ def cmd_exec(args: dict[str, Any]) -> int:
     for entry in args["--env"]:
         if "=" not in entry or entry.startswith("="):
             raise NsinitError("--env", f'"{entry}" is not KEY=VALUE')
-    container = Container.load(args["--root"], args["--config"], trace=args["--trace"])
+    container = Container.for_exec(args["--root"], args["--config"], trace=args["--trace"])
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty)
     return container.run(process)

@@ -18,12 +18,13 @@ from contextlib import ExitStack
 from nsinit import _native, child, console, namespaces, state, sync
 from nsinit.record import field, record
 from nsinit.state import State
-from nsinit.config import Config, config_to_dict, load_config, parse_config
 from nsinit.errors import ConfigError, ContainerGoneError, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Callable
+
+    from nsinit.config.model import Config
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -53,6 +54,8 @@ class Container:
         self.config = config
         self.trace = trace
         self.warn = warn or (lambda text: sys.stderr.write(f"nsinit: warning: {text}\n"))
+        self.config_path: str | None = None
+        self.read_config_on_create = False
 
     @classmethod
     def attach(cls, root: str = ".") -> "Container":
@@ -63,11 +66,32 @@ class Container:
     @classmethod
     def load(cls, root: str = ".", config_path: str | None = None, *, trace: bool = False,
              warn: Callable[[str], None] | None = None) -> "Container":
-        config, warnings = load_config(root, config_path)
-        container = cls(root, config, trace=trace, warn=warn)
-        for text in warnings:
-            container.warn(text)
+        """The container of ``root`` with container.json read now (errors and
+        warnings at once)."""
+        container = cls(root, None, trace=trace, warn=warn)
+        container.config_path = config_path
+        container.read_config()
         return container
+
+    @classmethod
+    def for_exec(cls, root: str = ".", config_path: str | None = None, *, trace: bool = False,
+                 warn: Callable[[str], None] | None = None) -> "Container":
+        """A handle for ``run``: container.json is read only if the container
+        must be created.  A join takes the config recorded at creation, so it
+        neither pays for parsing the file nor fails on a later edit of it."""
+        container = cls(root, None, trace=trace, warn=warn)
+        container.config_path = config_path
+        container.read_config_on_create = True
+        return container
+
+    def read_config(self) -> Config:
+        from nsinit.config.load import load_config
+
+        config, warnings = load_config(self.root, self.config_path)
+        for text in warnings:
+            self.warn(text)
+        self.config = config
+        return config
 
     # -- queries ---------------------------------------------------------
     def state(self) -> State | None:
@@ -187,7 +211,7 @@ class Container:
         return self._launch(process, create=False, join=True)
 
     def _launch(self, process: Process, *, create: bool, join: bool) -> int:
-        if self.config is None:
+        if self.config is None and not self.read_config_on_create:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
         console.ensure_std_fds()
         for _attempt in range(3):
@@ -219,8 +243,9 @@ class Container:
                 return _Join(self, process, current).run()
             if not create:
                 raise NoContainerError("join", f"no running container in {self.root}")
+            config = self.config if self.config is not None else self.read_config()
             # The creation releases the lock once the init has exec'd.
-            return _Creation(self, process, lock).run()
+            return _Creation(self, process, config, lock).run()
         finally:
             lock.release()
 
@@ -250,11 +275,9 @@ class _Launch:
     raises, leaving the ``with`` runs them in reverse order.
     """
 
-    def __init__(self, container: Container, process: Process) -> None:
-        if container.config is None:
-            raise NsinitError("exec", "no container.json loaded (use Container.load)")
+    def __init__(self, container: Container, process: Process, config: Config) -> None:
         self.container = container
-        self.config: Config = container.config
+        self.config = config
         self.process = process
         self.pid = 0
         self.pidfd = -1
@@ -409,8 +432,9 @@ class _Launch:
 class _Creation(_Launch):
     """One create flow.  Parent side of the steps in nsinit/child.py."""
 
-    def __init__(self, container: Container, process: Process, lock: state.RootLock) -> None:
-        super().__init__(container, process)
+    def __init__(self, container: Container, process: Process, config: Config,
+                 lock: state.RootLock) -> None:
+        super().__init__(container, process, config)
         self.lock = lock
         self.cgroup_paths: dict[str, str] = {}
         self.cgroup_files: list[str] = []
@@ -518,6 +542,8 @@ class _Creation(_Launch):
 
     def record_child(self) -> None:
         cfg = self.config
+        from nsinit.config.load import config_to_dict  # loaded already: the creation read container.json
+
         with self.step_timer("state"):
             start_time = state.read_start_time(self.pid)
             if start_time is None:
@@ -544,14 +570,13 @@ class _Join(_Launch):
     """
 
     def __init__(self, container: Container, process: Process, current: State) -> None:
-        super().__init__(container, process)
-        self.current = current
-        self.init_pidfd = -1
         # The joined process gets what the container was created with, from
         # nsinit's private record, never from container.json now: that file
         # usually sits in the rootfs, where the container's root can rewrite
         # it (to hand the next joined process every capability, say).
-        self.config = recorded_config(current)
+        super().__init__(container, process, recorded_config(current))
+        self.current = current
+        self.init_pidfd = -1
 
     def run(self) -> int:
         with self.undo:
@@ -644,6 +669,8 @@ class _Timer:
 
 
 def recorded_config(record: State) -> Config:
+    from nsinit.config.load import parse_config
+
     try:
         config, _ = parse_config(record.config, "recorded config", record.root)
     except ConfigError as err:

@@ -532,3 +532,16 @@ def test_a_join_ignores_a_container_json_rewritten_from_inside(nsinit: Nsinit) -
     finally:
         nsinit.run("kill", "KILL")
         init.communicate(timeout=10)
+
+
+def test_a_join_does_not_read_container_json(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    # `exec` decides create-or-join first and reads container.json only to
+    # create: an unreadable file neither slows nor breaks a join.
+    live = start()
+    (nsinit.root / "container.json").write_text("{ not json")
+    assert ok(nsinit.exec("/bin/echo", "joined")).strip() == "joined"
+    assert live.alive()
+    live.stop()
+    created = nsinit.exec("/bin/true")
+    assert created.returncode == 125
+    assert "container.json" in created.stderr and len(stderr_lines(created)) == 1
