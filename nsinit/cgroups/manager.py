@@ -302,12 +302,10 @@ class Manager:
         if failure is not None:
             raise NsinitError("cgroups", f"cannot remove {failure.filename}: {failure.strerror}")
 
-    def make_chain(self, mount: str, directory: str, made: list[str], prepare=None) -> None:  # type: ignore[no-untyped-def]
+    def make_chain(self, mount: str, directory: str, made: list[str]) -> None:
         """mkdir ``directory`` and any missing ancestors below ``mount``.
 
-        ``prepare(dir)`` runs on each new directory before its child is made
-        (cpuset needs cpus and mems before anything can live below).  A
-        concurrent destroy may rmdir an empty shared parent between our
+        A concurrent destroy may rmdir an empty shared parent between our
         mkdirs (ENOENT): start again, a few times.
         """
         relative = os.path.relpath(directory, mount)
@@ -324,8 +322,6 @@ class Manager:
                             raise
                         continue
                     made.append(current)
-                    if prepare is not None:
-                        prepare(current)
                 return
             except FileNotFoundError:
                 if attempt == 4:

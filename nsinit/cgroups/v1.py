@@ -60,8 +60,9 @@ class V1Manager(Manager):
         with self.creating() as made:
             for directory in self.dirs():
                 mount = self.mount_of(directory)
-                prepare = self.init_cpuset if directory == self.paths.get("cpuset") else None
-                self.make_chain(mount, directory, made, prepare)
+                self.make_chain(mount, directory, made)
+                if directory == self.paths.get("cpuset"):
+                    self.init_cpuset_chain(mount, directory)
             self.write_limits(self.resources, updating=False)
             for name, line in devices.v1_writes(allow_all, rules):
                 try:
@@ -106,9 +107,23 @@ class V1Manager(Manager):
             self.kill_all(existing)
         self.remove_dirs(existing)
 
-    def init_cpuset(self, directory: str) -> None:
+    def init_cpuset_chain(self, mount: str, directory: str) -> None:
         """A new cpuset cgroup starts with no CPUs and no memory nodes, and
-        adding a task to it fails (ENOSPC): start from the parent's."""
+        adding a task to it fails (ENOSPC): each level of the chain gets its
+        parent's, top-down.
+
+        Every level, not only those this creation made: a concurrent creation
+        may have just made the shared parent and not filled it yet (found by
+        the bench running two lanes of containers).  Done once the whole
+        chain exists, since our own cgroup keeps its ancestors from removal.
+        """
+        current = mount
+        for part in os.path.relpath(directory, mount).split(os.sep):
+            current = os.path.join(current, part)
+            self.init_cpuset(current)
+
+    def init_cpuset(self, directory: str) -> None:
+        """Copy the parent's cpus and mems into ``directory`` if it has none."""
         parent = os.path.dirname(directory)
         for name in ("cpuset.cpus", "cpuset.mems"):
             if fs.read_file(os.path.join(directory, name)).strip():

@@ -474,3 +474,36 @@ def test_containers_ending_and_starting_in_one_dir_do_not_undo_each_other(nsinit
         assert code in (0, 128 + signal.SIGKILL), err
         assert err == ""
     assert any(code == 0 for code, _ in results)
+
+
+def test_two_roots_creating_in_parallel_share_the_parent_cgroup_safely(nsinit: Nsinit, tmp_path: Path) -> None:
+    # Two containers in two root dirs share the default "nsinit" parent
+    # cgroup: one may make it (cpuset: empty until filled in) or remove it
+    # while the other makes its own cgroup under it.  The bench's two lanes
+    # once hit an empty cpuset (ENOSPC on joining it); every run must pass.
+    config = json.loads((nsinit.root / "container.json").read_text())
+    config["rootfs"] = str(nsinit.root)
+    lanes = []
+    for lane in ("lane-a", "lane-b"):
+        (tmp_path / lane).mkdir()
+        (tmp_path / lane / "container.json").write_text(json.dumps(config))
+        lanes.append(tmp_path / lane)
+    failures: list[str] = []
+
+    def run_lane(root: Path) -> None:
+        for _ in range(20):
+            result = subprocess.run([sys.executable, "-m", "nsinit", "--root", str(root), "exec", "/bin/true"],
+                                    capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+            if result.returncode != 0:
+                failures.append(result.stderr.strip())
+
+    import threading
+
+    threads = [threading.Thread(target=run_lane, args=(root,)) for root in lanes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert cgroups_left(tmp_path) == []
