@@ -521,7 +521,8 @@ class _Creation(_Launch):
 
     def write_id_maps(self) -> None:
         cfg = self.config
-        if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:
+        user_ns = cfg.namespace("NEWUSER")
+        if user_ns is not None and not user_ns.path:
             with self.step_timer("id maps"):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
 

@@ -6,6 +6,8 @@ and exits with ``exit_code``; nothing else reaches the terminal.
 """
 from __future__ import annotations
 
+import os
+
 # Exit codes of nsinit's own failures, chosen as docker/podman do so that a
 # script can tell them from the container command's own status.
 EXIT_NSINIT_FAILED = 125   # bad config, setup step failed, bad usage of exec
@@ -62,3 +64,9 @@ def describe_oserror(err: OSError) -> str:
     if err.filename is not None:
         return f"{err.filename}: {text}"
     return text
+
+
+def errno_text(err: OSError) -> str:
+    """The bare system message of ``err`` ("Operation not permitted"),
+    even when its strerror already names a syscall (see nsinit._native)."""
+    return os.strerror(err.errno) if err.errno is not None else str(err)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from nsinit.errors import NsinitError
+from nsinit.errors import NsinitError, errno_text
 from nsinit.record import record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -189,4 +189,4 @@ def switch_user(identity: Identity) -> None:
         try:
             call(*args)
         except OSError as err:
-            raise OSError(err.errno, f"{label}: {os.strerror(err.errno)}") from None
+            raise OSError(err.errno, f"{label}: {errno_text(err)}") from None

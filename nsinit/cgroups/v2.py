@@ -186,12 +186,12 @@ class V2Manager(Manager):
         if r.cpu_quota is not None or r.cpu_period is not None:
             quota = None if r.cpu_quota is None else ("max" if r.cpu_quota == -1 else str(r.cpu_quota))
             if r.cpu_period is None:
-                value = quota  # one number: the kernel keeps the period
+                cpu_max = quota  # one number: the kernel keeps the period
             else:
                 if quota is None:
                     quota = (fs.read_optional(self.file("cpu.max")) or "max").split()[0]
-                value = f"{quota} {r.cpu_period}"
-            self.write("cpu_quota" if r.cpu_quota is not None else "cpu_period", self.file("cpu.max"), value)  # type: ignore[arg-type]
+                cpu_max = f"{quota} {r.cpu_period}"
+            self.write("cpu_quota" if r.cpu_quota is not None else "cpu_period", self.file("cpu.max"), cpu_max)  # type: ignore[arg-type]
         if r.pids_limit is not None:
             self.write("pids_limit", self.file("pids.max"), "max" if r.pids_limit == -1 else str(r.pids_limit))
         if r.blkio_weight is not None:

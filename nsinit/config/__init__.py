@@ -35,7 +35,23 @@ _HOMES = {
                                   "NetworkConfig", "Rlimit", "RouteConfig")},
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "CapabilitySets",
+    "CgroupConfig",
+    "CgroupResources",
+    "Config",
+    "DEFAULT_CAPABILITIES",
+    "DeviceConfig",
+    "IdMap",
+    "MountConfig",
+    "NamespaceConfig",
+    "NetworkConfig",
+    "Rlimit",
+    "RouteConfig",
+    "config_to_dict",
+    "load_config",
+    "parse_config",
+]
 
 
 def __getattr__(name: str) -> object:

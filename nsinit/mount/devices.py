@@ -11,7 +11,7 @@ import os
 import stat
 
 from nsinit import _native
-from nsinit.errors import NsinitError
+from nsinit.errors import NsinitError, errno_text
 from nsinit.mount.flags import MS_BIND
 from nsinit.mount.paths import components, fd_path, inside, open_in_root
 from nsinit.mount.rootfs import open_destination, open_root, rootfs_path
@@ -72,7 +72,7 @@ def make_node(root_fd: int, device) -> None:  # type: ignore[no-untyped-def]
             _call("unlink", shown, os.unlink, name, dir_fd=dir_fd)
             _call("mknod", shown, os.mknod, name, mode, rdev, dir_fd=dir_fd)
         except OSError as err:
-            raise OSError(err.errno, f"mknod({shown}): {os.strerror(err.errno)}") from None
+            raise OSError(err.errno, f"mknod({shown}): {errno_text(err)}") from None
         _call("chown", shown, os.chown, name, device.uid, device.gid, dir_fd=dir_fd,
               follow_symlinks=False)
     finally:
@@ -108,7 +108,7 @@ def make_dev_links(root_fd: int) -> None:
         except FileNotFoundError:
             pass  # nothing to replace
         except OSError as err:
-            raise OSError(err.errno, f"unlink(/dev/ptmx): {os.strerror(err.errno)}") from None
+            raise OSError(err.errno, f"unlink(/dev/ptmx): {errno_text(err)}") from None
         _call("symlink", "/dev/ptmx", os.symlink, "pts/ptmx", "ptmx", dir_fd=dev_fd)
         links = list(_DEV_SYMLINKS)
         if os.path.exists("/proc/kcore"):  # same kernel: the host's answer is the container's
@@ -120,7 +120,7 @@ def make_dev_links(root_fd: int) -> None:
                 pass  # the image provides it (/dev not a tmpfs); keep theirs, as nsinit did
             except OSError as err:
                 raise OSError(err.errno, f"symlink(/dev/{name}): "
-                                         f"{os.strerror(err.errno)}") from None
+                                         f"{errno_text(err)}") from None
     finally:
         os.close(dev_fd)
 
@@ -148,4 +148,4 @@ def _call(syscall: str, shown: str, func, *args, **kwargs) -> None:  # type: ign
     try:
         func(*args, **kwargs)
     except OSError as err:
-        raise OSError(err.errno, f"{syscall}({shown}): {os.strerror(err.errno)}") from None
+        raise OSError(err.errno, f"{syscall}({shown}): {errno_text(err)}") from None

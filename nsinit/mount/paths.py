@@ -21,7 +21,7 @@ import os
 import stat
 
 from nsinit import _native
-from nsinit.errors import NsinitError
+from nsinit.errors import NsinitError, errno_text
 
 # The kernel's own limit (MAXSYMLINKS) on symlinks followed in one lookup.
 MAX_SYMLINKS = 40
@@ -200,7 +200,7 @@ def _make(dir_fd: int, name: str, shown: str, as_file: bool) -> bool:
         return False
     except OSError as err:
         call = "open" if as_file else "mkdir"
-        raise OSError(err.errno, f"{call}({shown}): {os.strerror(err.errno)}") from None
+        raise OSError(err.errno, f"{call}({shown}): {errno_text(err)}") from None
     try:
         os.fchmod(fd, mode)
     finally:
@@ -213,7 +213,7 @@ def _readlink(dir_fd: int, name: str, shown: str) -> str:
         return os.readlink(name, dir_fd=dir_fd)
     except OSError as err:
         # EINVAL: not a symlink after all, so something raced us; say so.
-        raise OSError(err.errno, f"readlink({shown}): {os.strerror(err.errno)}") from None
+        raise OSError(err.errno, f"readlink({shown}): {errno_text(err)}") from None
 
 
 def _not_a_directory(root_fd: int, path: str, parent: list[str] | None = None) -> NsinitError:

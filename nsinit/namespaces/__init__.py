@@ -10,6 +10,7 @@ import os
 
 from nsinit import _native
 from nsinit.config.names import NAMESPACE_CLONE_FLAGS, NAMESPACE_PROC_FILES
+from nsinit.errors import errno_text
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def enter_namespaces(fds: dict[str, int], names: Sequence[str] = JOIN_ORDER) -> 
             try:
                 _native.setns(fd, CLONE_FLAGS[name])
             except OSError as err:
-                raise OSError(err.errno, f"setns({PROC_NAMES[name]}): {os.strerror(err.errno)}") from None
+                raise OSError(err.errno, f"setns({PROC_NAMES[name]}): {errno_text(err)}") from None
 
 
 def write_id_maps(pid: int, uid_maps: Sequence[object], gid_maps: Sequence[object]) -> None:
@@ -90,7 +91,7 @@ def _write_map(path: str, entries: Sequence[object]) -> None:
     try:
         os.write(fd, text.encode())  # the kernel needs the whole map in one write
     except OSError as err:
-        raise OSError(err.errno, f"write {path}: {os.strerror(err.errno)}") from None
+        raise OSError(err.errno, f"write {path}: {errno_text(err)}") from None
     finally:
         os.close(fd)
 
