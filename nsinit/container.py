@@ -629,9 +629,9 @@ class _Join(_Launch):
         it runs none of the user's code outside them (moby#10046)."""
         if not self.current.cgroup_paths:
             return []
-        from nsinit import cgroups
+        from nsinit.cgroups import membership
 
-        return cgroups.load_manager(self.current.cgroup_paths).self_attach_files()
+        return membership.files_to_join(self.current.cgroup_paths)
 
     def start_child(self) -> None:
         kinds = [name for name in self.current.namespace_inodes]

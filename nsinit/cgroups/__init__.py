@@ -14,16 +14,32 @@ hosts); the v2 manager on a pure cgroup2 host.  See layout.py.
 """
 from __future__ import annotations
 
-from nsinit.cgroups import layout
-from nsinit.cgroups.manager import DEFAULT_PARENT, Manager, cgroup_path, default_name
-from nsinit.config.model import CgroupResources
 from nsinit.errors import NsinitError
 
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from nsinit.cgroups.layout import Layout
+    from nsinit.cgroups.manager import Manager
+
+# The package itself imports nothing heavy: a join only needs
+# nsinit.cgroups.membership, and importing that runs this file first.
 __all__ = ["Manager", "manager_for", "load_manager", "cgroup_path", "default_name", "DEFAULT_PARENT"]
 
 
-def manager_for(config: object, root: str, lay: layout.Layout | None = None) -> Manager:
+def __getattr__(name: str) -> object:
+    if name in ("Manager", "cgroup_path", "default_name", "DEFAULT_PARENT"):
+        from nsinit.cgroups import manager
+
+        return getattr(manager, name)
+    raise AttributeError(f"module 'nsinit.cgroups' has no attribute {name!r}")
+
+
+def manager_for(config: object, root: str, lay: Layout | None = None) -> Manager:
     """The manager for a container about to be created from ``config`` in ``root``."""
+    from nsinit.cgroups import layout
+    from nsinit.cgroups.manager import cgroup_path
+    from nsinit.config.model import CgroupResources
+
     cgroups = getattr(config, "cgroups", None)
     path, explicit = cgroup_path(cgroups, root)
     resources = cgroups.resources if cgroups is not None else CgroupResources()
@@ -45,6 +61,7 @@ def load_manager(cgroup_paths: dict[str, str]) -> Manager:
     if not cgroup_paths:
         raise NsinitError("cgroups", "the container has no cgroup recorded in state.json")
     if set(cgroup_paths) == {"unified"}:
+        from nsinit.cgroups import layout
         from nsinit.cgroups.v2 import V2Manager
 
         unified = layout.detect().unified or ""

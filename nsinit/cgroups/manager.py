@@ -15,7 +15,7 @@ import errno
 import os
 from contextlib import contextmanager
 
-from nsinit.cgroups import fs, layout
+from nsinit.cgroups import fs, layout, membership
 from nsinit.config.model import CgroupResources, DeviceConfig
 from nsinit.errors import NsinitError, describe_oserror
 from nsinit.record import fields
@@ -230,7 +230,7 @@ class Manager:
         """Files into which a single-threaded process writes "0" to move
         itself into this cgroup (the container's init and joined processes
         do that themselves; see nsinit.child.attach_to_cgroups)."""
-        raise NotImplementedError
+        return membership.files_to_join(self.paths)
 
     def destroy(self) -> None:
         raise NotImplementedError
@@ -242,7 +242,7 @@ class Manager:
         raise NotImplementedError
 
     def is_frozen(self) -> bool:
-        raise NotImplementedError
+        return membership.is_frozen(self.paths)
 
     def stats(self) -> dict:
         raise NotImplementedError
@@ -270,10 +270,7 @@ class Manager:
                               f"{describe_write(err)}") from None
 
     def refuse_if_frozen(self) -> None:
-        """A process added to a frozen cgroup freezes at once: a joined
-        process would hang before its exec until someone resumes."""
-        if self.is_frozen():
-            raise NsinitError("cgroups", "the container is paused (nsinit resume first)")
+        membership.refuse_if_frozen(self.paths)
 
     def add_to(self, directory: str, pid: int) -> None:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 from nsinit.cgroups import devices, fs
+from nsinit.cgroups.membership import read_events
 from nsinit.cgroups.manager import (
     FIELD_CONTROLLERS,
     Manager,
@@ -52,17 +53,6 @@ def shares_to_weight(shares: int) -> int:
 def blkio_weight_to_io_weight(weight: int) -> int:
     """blkio.weight (10..1000) to io.weight (1..10000), as runc maps it."""
     return 1 + ((weight - 10) * 9999) // 990
-
-
-def read_events(path: str) -> dict[str, int]:
-    """A flat keyed file (cgroup.events, memory.events ...) as {key: number}; {} if missing."""
-    text = fs.read_optional(path) or ""
-    out = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().isdigit():
-            out[key] = int(value)
-    return out
 
 
 class V2Manager(Manager):
@@ -217,9 +207,6 @@ class V2Manager(Manager):
         self.refuse_if_frozen()
         self.add_to(self.path, pid)
 
-    def self_attach_files(self) -> list[str]:
-        self.refuse_if_frozen()
-        return [self.file("cgroup.procs")]
 
     def populated(self) -> bool:
         events = read_events(self.file("cgroup.events"))
@@ -276,9 +263,6 @@ class V2Manager(Manager):
 
     def thaw(self) -> None:
         self.set_frozen(False)
-
-    def is_frozen(self) -> bool:
-        return read_events(self.file("cgroup.events")).get("frozen") == 1
 
     # -- live changes, reports ---------------------------------------------
     def update(self, resources: CgroupResources) -> dict[str, object]:
