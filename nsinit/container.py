@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from nsinit import _native, child, console, namespaces, state, sync
 from nsinit.record import field, record
 from nsinit.state import State
-from nsinit.errors import ConfigError, ContainerGoneError, NoContainerError, NsinitError
+from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -543,7 +543,7 @@ class _Creation(_Launch):
 
     def record_child(self) -> None:
         cfg = self.config
-        from nsinit.config.load import config_to_dict  # loaded already: the creation read container.json
+        from nsinit.config.recorded import config_to_dict
 
         with self.step_timer("state"):
             start_time = state.read_start_time(self.pid)
@@ -670,12 +670,14 @@ class _Timer:
 
 
 def recorded_config(record: State) -> Config:
-    from nsinit.config.load import parse_config
+    from nsinit.config.recorded import config_from_dict
 
     try:
-        config, _ = parse_config(record.config, "recorded config", record.root)
-    except ConfigError as err:
-        raise NsinitError("join", f"the container's recorded config no longer loads: {err.message}") from None
+        config = config_from_dict(record.config)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        # Only a record written by another nsinit version gets here.
+        raise NsinitError("join", f"the container's recorded config does not load "
+                                  f"({err.__class__.__name__}: {err})") from None
     return config
 
 

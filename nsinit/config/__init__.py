@@ -12,7 +12,8 @@ from __future__ import annotations
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from nsinit.config.defaults import DEFAULT_CAPABILITIES
-    from nsinit.config.load import config_to_dict, load_config, parse_config
+    from nsinit.config.load import load_config, parse_config
+    from nsinit.config.recorded import config_to_dict
     from nsinit.config.model import (
         CapabilitySets,
         CgroupConfig,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "DEFAULT_CAPABILITIES": "defaults",
-    "config_to_dict": "load", "load_config": "load", "parse_config": "load",
+    "config_to_dict": "recorded", "load_config": "load", "parse_config": "load",
     **{name: "model" for name in ("CapabilitySets", "CgroupConfig", "CgroupResources", "Config",
                                   "DeviceConfig", "IdMap", "MountConfig", "NamespaceConfig",
                                   "NetworkConfig", "Rlimit", "RouteConfig")},

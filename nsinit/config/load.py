@@ -43,8 +43,9 @@ from nsinit.config.model import (
     Rlimit,
     RouteConfig,
 )
+from nsinit.config.recorded import CAP_SET_KEYS
 from nsinit.errors import ConfigError
-from nsinit.record import fields, replace
+from nsinit.record import replace
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ CONFIG_FILE = "container.json"
 APPARMOR_ENABLED_FILE = "/sys/module/apparmor/parameters/enabled"
 SELINUX_FS = "/sys/fs/selinux"
 
-_CAP_SET_KEYS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 # Keys known at the top level, across all eras.
 _TOP_KEYS = frozenset({
@@ -232,46 +232,6 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
     _check_route_next_hops(ctx, config)
     _check_security_modules(ctx, config, origin)
     return config, ctx.warnings
-
-
-def config_to_dict(config: Config) -> dict:
-    """The config as JSON-ready data with later-era key names.
-
-    ``parse_config`` of the result gives back an equal Config: mounts and
-    devices are the effective lists, which replace the defaults when re-read.
-    """
-    return {
-        "rootfs": config.rootfs,
-        "hostname": config.hostname,
-        "namespaces": [{"type": ns.type, "path": ns.path} for ns in config.namespaces],
-        "uid_mappings": [_id_map_to_dict(m) for m in config.uid_mappings],
-        "gid_mappings": [_id_map_to_dict(m) for m in config.gid_mappings],
-        "capabilities": {key: list(getattr(config.capabilities, key)) for key in _CAP_SET_KEYS},
-        "mounts": [_mount_to_dict(m) for m in config.mounts],
-        "devices": [_device_to_dict(d) for d in config.devices],
-        "environment": list(config.environment),
-        "user": config.user,
-        "additional_groups": list(config.additional_groups),
-        "working_dir": config.working_dir,
-        "tty": config.tty,
-        "readonlyfs": config.readonlyfs,
-        "no_pivot_root": config.no_pivot_root,
-        "mask_paths": list(config.mask_paths),
-        "readonly_paths": list(config.readonly_paths),
-        "rlimits": [
-            {"type": names.RLIMIT_NAMES[r.type], "soft": r.soft, "hard": r.hard} for r in config.rlimits
-        ],
-        "no_new_privileges": config.no_new_privileges,
-        "oom_score_adj": config.oom_score_adj,
-        "sysctl": dict(config.sysctl),
-        "networks": [_network_to_dict(n) for n in config.networks],
-        "routes": [_route_to_dict(r) for r in config.routes],
-        "cgroups": None if config.cgroups is None else _cgroups_to_dict(config.cgroups),
-        "apparmor_profile": config.apparmor_profile,
-        "process_label": config.process_label,
-        "mount_label": config.mount_label,
-        "parent_death_signal": config.parent_death_signal,
-    }
 
 
 # --- reading -----------------------------------------------------------------
@@ -620,10 +580,10 @@ def _cap_list(ctx: _Context, value: Any, path: str) -> list[str]:
 
 def _cap_sets(ctx: _Context, obj: dict, path: str) -> CapabilitySets:
     """The object form; runc writes the keys capitalised (Go field names)."""
-    ctx.check_keys(obj, frozenset(_CAP_SET_KEYS) | {key.capitalize() for key in _CAP_SET_KEYS}, path)
+    ctx.check_keys(obj, frozenset(CAP_SET_KEYS) | {key.capitalize() for key in CAP_SET_KEYS}, path)
     sets: dict[str, list[str]] = {}
     set_paths: dict[str, str] = {}
-    for key in _CAP_SET_KEYS:
+    for key in CAP_SET_KEYS:
         value, set_paths[key] = _pick(ctx, [
             (obj, key, _child(path, key)),
             (obj, key.capitalize(), _child(path, key.capitalize())),
@@ -1455,103 +1415,3 @@ def _apparmor_enabled() -> bool:
             return f.read().strip() == "Y"
     except OSError:
         return False  # no such file: AppArmor is not built in or not loaded
-
-
-# --- output ------------------------------------------------------------------
-
-def _single_bit_names() -> list[tuple[str, int]]:
-    """One name per mount flag bit (the first listed), in bit order."""
-    chosen: dict[int, str] = {}
-    for name, bits in names.MOUNT_FLAGS.items():
-        if bits & (bits - 1) == 0 and bits not in chosen:
-            chosen[bits] = name
-    return [(chosen[bits], bits) for bits in sorted(chosen)]
-
-
-_FLAG_NAMES = _single_bit_names()
-_PROPAGATION_NAMES = {bits: name for name, bits in reversed(list(names.MOUNT_PROPAGATION.items()))}
-
-
-def _mount_flag_names(flags: int, propagation: int) -> list[Any]:
-    out: list[Any] = []
-    rbind = names.MS_BIND | names.MS_REC
-    if flags & rbind == rbind:
-        out.append("rbind")
-        flags &= ~rbind
-    for name, bits in _FLAG_NAMES:
-        if flags & bits:
-            out.append(name)
-            flags &= ~bits
-    if flags:
-        out.append(flags)  # bits without a name stay a number
-    if propagation:
-        out.append(_PROPAGATION_NAMES[propagation])
-    return out
-
-
-def _mount_to_dict(mount: MountConfig) -> dict:
-    return {
-        "source": mount.source,
-        "destination": mount.destination,
-        "device": mount.device,
-        "flags": _mount_flag_names(mount.flags, mount.propagation),
-        "data": mount.data,
-    }
-
-
-def _device_to_dict(device: DeviceConfig) -> dict:
-    return {
-        "type": device.type,
-        "path": device.path,
-        "major": device.major,
-        "minor": device.minor,
-        "permissions": device.permissions,
-        "file_mode": device.file_mode,
-        "uid": device.uid,
-        "gid": device.gid,
-    }
-
-
-def _id_map_to_dict(mapping: IdMap) -> dict:
-    return {"container_id": mapping.container_id, "host_id": mapping.host_id, "size": mapping.size}
-
-
-def _network_to_dict(network: NetworkConfig) -> dict:
-    out: dict[str, Any] = {"type": network.type}
-    for key, default in _NETWORK_DEFAULTS.items():
-        value = getattr(network, key)
-        if value != default:
-            out[key] = value
-    return out
-
-
-_NETWORK_DEFAULTS = {
-    f.name: f.default
-    for f in fields(NetworkConfig)
-    if f.name != "type"
-}
-
-
-def _route_to_dict(route: RouteConfig) -> dict:
-    return {
-        "destination": route.destination,
-        "source": route.source,
-        "gateway": route.gateway,
-        "interface_name": route.interface_name,
-    }
-
-
-def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
-    resources: dict[str, Any] = {}
-    for key in (f.name for f in fields(CgroupResources)):
-        value = getattr(cgroups.resources, key)
-        if value is None or value == ():
-            continue
-        if key in ("allowed_devices", "denied_devices"):
-            value = [_device_to_dict(d) for d in value]
-        elif key == "hugetlb_limit":
-            value = [{"page_size": size, "limit": limit} for size, limit in value]
-        elif isinstance(value, tuple):
-            value = list(value)
-        resources[key] = value
-    return {"name": cgroups.name, "parent": cgroups.parent, "path": cgroups.path, "resources": resources}

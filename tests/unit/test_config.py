@@ -25,6 +25,7 @@ from nsinit.config import (
     parse_config,
 )
 from nsinit.config import defaults, load as load_module, names
+from nsinit.config.recorded import config_from_dict
 from nsinit.errors import ConfigError
 
 SAMPLE_2014 = Path(__file__).parent / "data" / "sample-2014.json"
@@ -743,6 +744,8 @@ def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyP
     dumped = json.loads(json.dumps(config_to_dict(config)))
     again, warnings = parse_config(dumped, "dumped.json", "/")
     assert again == config and warnings == []
+    # A join reads the record back without the loader: same Config.
+    assert config_from_dict(dumped) == config
     assert dumped["mounts"][-3]["flags"] == ["rbind", "ro", "rprivate"]
 
 
@@ -751,6 +754,14 @@ def test_round_trip_of_the_2014_sample(tmp_path: Path) -> None:
     data["networks"] = json.loads(SAMPLE_2014.read_text())["networks"]
     config = cfg(tmp_path, **data)
     assert parse_config(config_to_dict(config), "x.json", "/")[0] == config
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(config)))) == config
+
+
+def test_recorded_form_keeps_unnamed_mount_bits_and_propagation(tmp_path: Path) -> None:
+    config = cfg(tmp_path, mounts=[{"source": "tmpfs", "destination": "/t", "device": "tmpfs",
+                                    "flags": 0x40 | 0x2, "propagation_flags": ["rslave"]}])
+    dumped = json.loads(json.dumps(config_to_dict(config)))
+    assert config_from_dict(dumped) == config == parse_config(dumped, "x.json", "/")[0]
 
 
 def test_config_is_frozen_and_hashable(tmp_path: Path) -> None:

@@ -1,0 +1,232 @@
+"""The recorded form of a Config: JSON-ready, with later-era key names.
+
+``config_to_dict`` gives it: ``nsinit config`` prints it, and a creation
+writes it into the container's record (state.json's "config").
+``config_from_dict`` turns it back into the Config for a joined process,
+without the loader: the record is nsinit's own, written at creation into its
+private directory, so it needs types, not validation, and a join need not
+import 1,500 lines of era handling.  ``parse_config`` reads the same form
+(with validation); a unit test keeps the three in agreement.
+"""
+from __future__ import annotations
+
+from nsinit.config import names
+from nsinit.config.model import (
+    CapabilitySets,
+    CgroupConfig,
+    CgroupResources,
+    Config,
+    DeviceConfig,
+    IdMap,
+    MountConfig,
+    NamespaceConfig,
+    NetworkConfig,
+    Rlimit,
+    RouteConfig,
+)
+from nsinit.record import fields
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+CAP_SET_KEYS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+
+def config_to_dict(config: Config) -> dict:
+    """The config as JSON-ready data with later-era key names.
+
+    ``parse_config`` of the result gives back an equal Config: mounts and
+    devices are the effective lists, which replace the defaults when re-read.
+    """
+    return {
+        "rootfs": config.rootfs,
+        "hostname": config.hostname,
+        "namespaces": [{"type": ns.type, "path": ns.path} for ns in config.namespaces],
+        "uid_mappings": [_id_map_to_dict(m) for m in config.uid_mappings],
+        "gid_mappings": [_id_map_to_dict(m) for m in config.gid_mappings],
+        "capabilities": {key: list(getattr(config.capabilities, key)) for key in CAP_SET_KEYS},
+        "mounts": [_mount_to_dict(m) for m in config.mounts],
+        "devices": [_device_to_dict(d) for d in config.devices],
+        "environment": list(config.environment),
+        "user": config.user,
+        "additional_groups": list(config.additional_groups),
+        "working_dir": config.working_dir,
+        "tty": config.tty,
+        "readonlyfs": config.readonlyfs,
+        "no_pivot_root": config.no_pivot_root,
+        "mask_paths": list(config.mask_paths),
+        "readonly_paths": list(config.readonly_paths),
+        "rlimits": [
+            {"type": names.RLIMIT_NAMES[r.type], "soft": r.soft, "hard": r.hard} for r in config.rlimits
+        ],
+        "no_new_privileges": config.no_new_privileges,
+        "oom_score_adj": config.oom_score_adj,
+        "sysctl": dict(config.sysctl),
+        "networks": [_network_to_dict(n) for n in config.networks],
+        "routes": [_route_to_dict(r) for r in config.routes],
+        "cgroups": None if config.cgroups is None else _cgroups_to_dict(config.cgroups),
+        "apparmor_profile": config.apparmor_profile,
+        "process_label": config.process_label,
+        "mount_label": config.mount_label,
+        "parent_death_signal": config.parent_death_signal,
+    }
+
+
+def _single_bit_names() -> list[tuple[str, int]]:
+    """One name per mount flag bit (the first listed), in bit order."""
+    chosen: dict[int, str] = {}
+    for name, bits in names.MOUNT_FLAGS.items():
+        if bits & (bits - 1) == 0 and bits not in chosen:
+            chosen[bits] = name
+    return [(chosen[bits], bits) for bits in sorted(chosen)]
+
+
+_FLAG_NAMES = _single_bit_names()
+_PROPAGATION_NAMES = {bits: name for name, bits in reversed(list(names.MOUNT_PROPAGATION.items()))}
+
+
+def _mount_flag_names(flags: int, propagation: int) -> list[Any]:
+    out: list[Any] = []
+    rbind = names.MS_BIND | names.MS_REC
+    if flags & rbind == rbind:
+        out.append("rbind")
+        flags &= ~rbind
+    for name, bits in _FLAG_NAMES:
+        if flags & bits:
+            out.append(name)
+            flags &= ~bits
+    if flags:
+        out.append(flags)  # bits without a name stay a number
+    if propagation:
+        out.append(_PROPAGATION_NAMES[propagation])
+    return out
+
+
+def _mount_to_dict(mount: MountConfig) -> dict:
+    return {
+        "source": mount.source,
+        "destination": mount.destination,
+        "device": mount.device,
+        "flags": _mount_flag_names(mount.flags, mount.propagation),
+        "data": mount.data,
+    }
+
+
+def _device_to_dict(device: DeviceConfig) -> dict:
+    return {
+        "type": device.type,
+        "path": device.path,
+        "major": device.major,
+        "minor": device.minor,
+        "permissions": device.permissions,
+        "file_mode": device.file_mode,
+        "uid": device.uid,
+        "gid": device.gid,
+    }
+
+
+def _id_map_to_dict(mapping: IdMap) -> dict:
+    return {"container_id": mapping.container_id, "host_id": mapping.host_id, "size": mapping.size}
+
+
+def _network_to_dict(network: NetworkConfig) -> dict:
+    out: dict[str, Any] = {"type": network.type}
+    for key, default in _NETWORK_DEFAULTS.items():
+        value = getattr(network, key)
+        if value != default:
+            out[key] = value
+    return out
+
+
+_NETWORK_DEFAULTS = {
+    f.name: f.default
+    for f in fields(NetworkConfig)
+    if f.name != "type"
+}
+
+
+def _route_to_dict(route: RouteConfig) -> dict:
+    return {
+        "destination": route.destination,
+        "source": route.source,
+        "gateway": route.gateway,
+        "interface_name": route.interface_name,
+    }
+
+
+def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
+    resources: dict[str, Any] = {}
+    for key in (f.name for f in fields(CgroupResources)):
+        value = getattr(cgroups.resources, key)
+        if value is None or value == ():
+            continue
+        if key in ("allowed_devices", "denied_devices"):
+            value = [_device_to_dict(d) for d in value]
+        elif key == "hugetlb_limit":
+            value = [{"page_size": size, "limit": limit} for size, limit in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        resources[key] = value
+    return {"name": cgroups.name, "parent": cgroups.parent, "path": cgroups.path, "resources": resources}
+
+
+def config_from_dict(data: dict, source: str = "recorded config") -> Config:
+    """The Config that ``config_to_dict`` made ``data`` from."""
+    cgroups = data.get("cgroups")
+    return Config(
+        source=source,
+        rootfs=data["rootfs"],
+        hostname=data["hostname"],
+        namespaces=tuple(NamespaceConfig(ns["type"], ns.get("path", "")) for ns in data["namespaces"]),
+        uid_mappings=tuple(IdMap(**m) for m in data["uid_mappings"]),
+        gid_mappings=tuple(IdMap(**m) for m in data["gid_mappings"]),
+        capabilities=CapabilitySets(**{key: tuple(data["capabilities"][key]) for key in CAP_SET_KEYS}),
+        mounts=tuple(_mount_from_dict(m) for m in data["mounts"]),
+        devices=tuple(DeviceConfig(**d) for d in data["devices"]),
+        environment=tuple(data["environment"]),
+        user=data["user"],
+        additional_groups=tuple(data["additional_groups"]),
+        working_dir=data["working_dir"],
+        tty=data["tty"],
+        readonlyfs=data["readonlyfs"],
+        no_pivot_root=data["no_pivot_root"],
+        mask_paths=tuple(data["mask_paths"]),
+        readonly_paths=tuple(data["readonly_paths"]),
+        rlimits=tuple(Rlimit(names.RLIMITS[r["type"]], r["soft"], r["hard"]) for r in data["rlimits"]),
+        no_new_privileges=data["no_new_privileges"],
+        oom_score_adj=data["oom_score_adj"],
+        sysctl=tuple(data["sysctl"].items()),
+        networks=tuple(NetworkConfig(**n) for n in data["networks"]),
+        routes=tuple(RouteConfig(**r) for r in data["routes"]),
+        cgroups=None if cgroups is None else _cgroups_from_dict(cgroups),
+        apparmor_profile=data["apparmor_profile"],
+        process_label=data["process_label"],
+        mount_label=data["mount_label"],
+        parent_death_signal=data["parent_death_signal"],
+    )
+
+
+def _mount_from_dict(data: dict) -> MountConfig:
+    flags = propagation = 0
+    for item in data["flags"]:
+        if isinstance(item, int):
+            flags |= item
+        elif item in names.MOUNT_PROPAGATION:
+            propagation = names.MOUNT_PROPAGATION[item]
+        else:
+            flags |= names.MOUNT_FLAGS[item]
+    return MountConfig(data["source"], data["destination"], data["device"], flags, data["data"], propagation)
+
+
+def _cgroups_from_dict(data: dict) -> CgroupConfig:
+    values: dict[str, Any] = {}
+    for key, value in data["resources"].items():
+        if key in ("allowed_devices", "denied_devices"):
+            value = tuple(DeviceConfig(**d) for d in value)
+        elif key == "hugetlb_limit":
+            value = tuple((entry["page_size"], entry["limit"]) for entry in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return CgroupConfig(data["name"], data["parent"], data["path"], CgroupResources(**values))
