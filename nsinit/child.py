@@ -11,9 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import signal
 import time
-from contextlib import contextmanager
 
 from nsinit import _native, console, namespaces, sync
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
@@ -21,9 +19,12 @@ from nsinit.record import field, record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, NoReturn
+    import signal
+    from typing import Callable, NoReturn
 
     from nsinit import identity
+else:
+    import _signal as signal  # see nsinit/container.py
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -60,21 +61,34 @@ class Steps:
     def __init__(self, sync_fd: int, trace: bool) -> None:
         self.sync_fd, self.trace = sync_fd, trace
 
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        start = time.monotonic()
-        try:
-            yield
-        except StepFailed:
-            raise
-        except NsinitError as err:
+    def step(self, name: str) -> _Step:
+        return _Step(self, name)
+
+
+class _Step:
+    """One named step: its failure becomes StepFailed(name, ...), its time a trace record."""
+
+    def __init__(self, steps: Steps, name: str) -> None:
+        self.steps, self.name = steps, name
+        self.start = 0.0
+
+    def __enter__(self) -> None:
+        self.start = time.monotonic()
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: object) -> None:
+        name = self.name
+        if err is None:
+            if self.steps.trace:
+                sync.send(self.steps.sync_fd, trace=name, ms=(time.monotonic() - self.start) * 1000)
+            return
+        if isinstance(err, StepFailed) or not isinstance(err, Exception):
+            return  # already named, or KeyboardInterrupt/SystemExit: let it through
+        if isinstance(err, NsinitError):
             raise StepFailed(err.step or name, err.message, err.exit_code) from None
-        except OSError as err:
+        if isinstance(err, OSError):
             raise StepFailed(name, err.strerror or str(err), 125) from None
-        except Exception as err:  # a bug must still reach the user as one line
-            raise StepFailed(name, f"{err.__class__.__name__}: {err}", 125) from None
-        if self.trace:
-            sync.send(self.sync_fd, trace=name, ms=(time.monotonic() - start) * 1000)
+        # A bug must still reach the user as one line.
+        raise StepFailed(name, f"{err.__class__.__name__}: {err}", 125) from None
 
 
 def run(plan: ChildPlan) -> NoReturn:

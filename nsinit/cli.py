@@ -43,13 +43,12 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 
 from nsinit.errors import EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NoContainerError, NsinitError, describe_oserror
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
 
 # exec's own options that take a value: everything after them and their
 # value, up to the first other word, still belongs to nsinit.
@@ -291,8 +290,7 @@ def cmd_spec(args: dict[str, Any]) -> int:
     return 0
 
 
-@contextmanager
-def _root_locked(container: Any) -> Iterator[None]:
+class _RootLocked:
     """Hold the root dir's lock while reading the state files.
 
     Then a creation is never caught between its steps, so a lifecycle
@@ -300,19 +298,23 @@ def _root_locked(container: Any) -> Iterator[None]:
     remove them.  The wait is bounded all the same: ``kill`` must work even
     while a slow creation holds the lock.
     """
-    from nsinit.errors import describe_oserror
-    from nsinit.state import RootLock
 
-    lock = RootLock(container.root)
-    try:
+    def __init__(self, container: Any) -> None:
+        from nsinit.state import RootLock
+
+        self.container = container
+        self.lock = RootLock(container.root)
+
+    def __enter__(self) -> None:
         try:
-            if not lock.try_acquire(_LOCK_WAIT_SECONDS):
-                container.warn(f"{container.root} stays locked; going on without the lock")
+            if not self.lock.try_acquire(_LOCK_WAIT_SECONDS):
+                self.container.warn(f"{self.container.root} stays locked; going on without the lock")
         except OSError as err:
+            self.lock.release()
             raise NsinitError("state", describe_oserror(err), EXIT_COMMAND_FAILED) from None
-        yield
-    finally:
-        lock.release()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.lock.release()
 
 
 _LOCK_WAIT_SECONDS = 2.0
@@ -321,7 +323,7 @@ _LOCK_WAIT_SECONDS = 2.0
 def cmd_state(container: Any, as_json: bool) -> int:
     """Exit 0 for a live container (running or paused); otherwise one line
     (or a JSON object with the status) and exit 1."""
-    with _root_locked(container):
+    with _RootLocked(container):
         status, current, why = container.status(report_stale=True)
     if status == "stopped":
         raise NsinitError("state", f"stopped: {why}", EXIT_COMMAND_FAILED)
@@ -359,7 +361,7 @@ def _start_time_text(ticks: int) -> str:
 def cmd_ps(container: Any, as_json: bool) -> int:
     import json
 
-    with _root_locked(container):
+    with _RootLocked(container):
         rows = container.processes()
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -374,7 +376,7 @@ def cmd_kill(container: Any, signame: str, every: bool) -> int:
     signum = parse_signal(signame)
     # Under the lock: the pid is checked (start time, namespaces) and
     # signalled before a new container could take over this directory.
-    with _root_locked(container):
+    with _RootLocked(container):
         container.signal(signum, all_processes=every)
     return 0
 

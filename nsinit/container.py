@@ -10,21 +10,25 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 import sys
 import time
-from contextlib import ExitStack
 
 from nsinit import _native, child, console, namespaces, state, sync
 from nsinit.record import field, record
 from nsinit.state import State
+from nsinit.undo import Undo
 from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
+    import signal
     from typing import Callable
 
     from nsinit.config.model import Config
+else:
+    # The C module under signal.py, which adds enum classes (and the enum
+    # module, ~2 ms of every start); its functions and constants are the same.
+    import _signal as signal
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -284,7 +288,7 @@ class _Launch:
         self.reaped = False
         self.sync_fd = -1
         self.stdio = console.Stdio()
-        self.undo = ExitStack()
+        self.undo = Undo()
 
     def step_timer(self, name: str) -> "_Timer":
         return _Timer(name, self.container.trace)

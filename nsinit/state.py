@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
 
+from nsinit import jsontext
 from nsinit.config.names import NAMESPACE_PROC_FILES
 from nsinit.errors import NsinitError, describe_oserror
 from nsinit.record import asdict, field, fields, record
@@ -73,7 +73,7 @@ class State:
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return jsontext.dumps(asdict(self), indent=2, sort_keys=True)
 
 
 def read_start_time(pid: int) -> int | None:
@@ -209,7 +209,7 @@ def _recorded_init_pid(path: str) -> object:
     """init_pid from state.json; None when there is no readable one."""
     try:
         with open(path, "rb") as f:
-            raw = json.loads(f.read())
+            raw = jsontext.loads(f.read())
     except (OSError, ValueError):
         return None
     return raw.get("init_pid") if isinstance(raw, dict) else None
@@ -226,7 +226,7 @@ def load_state(root: str) -> State | None:
     private_state = os.path.join(private_dir(root), STATE_FILE)
     try:
         with open(private_state, "rb") as f:
-            raw = json.loads(f.read())
+            raw = jsontext.loads(f.read())
     except FileNotFoundError:
         if any(os.path.lexists(os.path.join(root, n)) for n in (PID_FILE, STATE_FILE)):
             raise StaleStateError("pid/state.json without a live container") from None

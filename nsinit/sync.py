@@ -9,13 +9,14 @@ whole container setup.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 # The C module under socket.py: socket.py adds enum classes and selectors
 # that nsinit does not use, at ~3 ms of every container start.
 import _socket
+
+from nsinit import jsontext
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def socket_pair() -> tuple[int, int]:
 def send(fd: int, *, pass_fd: int = -1, **message: Any) -> None:
     """Send one message; ``pass_fd`` rides along as SCM_RIGHTS (the
     container's pty master travels to the supervisor this way)."""
-    data = json.dumps(message).encode()
+    data = jsontext.dumps(message).encode()
     if pass_fd < 0:
         os.write(fd, data)
         return
@@ -61,7 +62,7 @@ def receive(fd: int) -> dict[str, Any] | None:
         for extra in fds:
             os.close(extra)
         return None
-    message: dict[str, Any] = json.loads(data)
+    message: dict[str, Any] = jsontext.loads(data)
     if fds:
         message["fd"] = fds[0]
     return message

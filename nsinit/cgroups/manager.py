@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-from contextlib import contextmanager
 
 from nsinit.cgroups import fs, layout, membership
 from nsinit.config.model import CgroupResources, DeviceConfig
@@ -208,23 +207,12 @@ class Manager:
     def add(self, pid: int) -> None:
         raise NotImplementedError
 
-    @contextmanager
-    def creating(self) -> Iterator[list[str]]:
+    def creating(self) -> _Creating:
         """Around a create(): the caller appends each directory it makes to
-        the yielded list.  If the block fails, those go again, deepest first
-        (only what we made: nothing has joined it yet, nothing to kill);
-        if it succeeds, the manager owns the cgroup from then on."""
-        made: list[str] = []
-        try:
-            yield made
-        except BaseException:
-            for directory in reversed(made):
-                try:
-                    fs.remove_dir(directory)
-                except OSError:
-                    pass  # a shared parent another container uses meanwhile
-            raise
-        self.owned = True
+        the list ``with`` gives.  If the block fails, those go again, deepest
+        first (only what we made: nothing has joined it yet, nothing to
+        kill); if it succeeds, the manager owns the cgroup from then on."""
+        return _Creating(self)
 
     def self_attach_files(self) -> list[str]:
         """Files into which a single-threaded process writes "0" to move
@@ -325,6 +313,25 @@ class Manager:
                     raise
             except FileExistsError:
                 raise NsinitError("cgroups", f"{directory} was created by someone else meanwhile") from None
+
+
+class _Creating:
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+        self.made: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        return self.made
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.manager.owned = True
+            return
+        for directory in reversed(self.made):
+            try:
+                fs.remove_dir(directory)
+            except OSError:
+                pass  # a shared parent another container uses meanwhile
 
 
 def remove_default_parent(directory: str) -> None:

@@ -15,9 +15,9 @@ checks addresses.
 """
 from __future__ import annotations
 
-import json
 import os
 
+from nsinit import jsontext
 from nsinit.config import names
 from nsinit.config.defaults import (
     DEFAULT_CAPABILITIES,
@@ -243,13 +243,14 @@ def _read_json(path: str, source: str) -> Any:
     except OSError as err:
         raise ConfigError(source, "", err.strerror or str(err)) from None
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ConfigError(source, "", f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        return jsontext.loads(raw)
     except UnicodeDecodeError:
         raise ConfigError(source, "", "invalid JSON: not UTF-8 text") from None
     except RecursionError:
         raise ConfigError(source, "", "invalid JSON: nested too deeply") from None
+    except ValueError as err:  # json.JSONDecodeError, without importing json to name it
+        where = f" at line {err.lineno} column {err.colno}" if hasattr(err, "lineno") else ""  # type: ignore[attr-defined]
+        raise ConfigError(source, "", f"invalid JSON{where}: {getattr(err, 'msg', err)}") from None
 
 
 # --- helpers: context, field paths, types ------------------------------------

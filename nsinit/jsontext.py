@@ -1,0 +1,138 @@
+"""JSON for the start-up path, through the C accelerator under the json package.
+
+Why not ``import json``: json.decoder and json.encoder compile regular
+expressions when imported, which imports ``re``, which imports ``enum``,
+``functools`` and ``collections`` -- about 8 ms of every ``nsinit exec``
+here, more than the rest of a join's own work.  ``_json`` is the C module the
+json package itself calls for every ``json.loads``; we call it the same way:
+
+- ``loads`` runs the very scanner ``json.loads`` runs, made with the same
+  settings as json's default decoder.  Anything it does not accept (a
+  syntax error, a BOM, odd bytes) is handed to the real ``json.loads``, so
+  errors read exactly as json's own and nothing is parsed differently;
+- ``dumps`` writes what ``json.dumps(value, indent=..., sort_keys=...)``
+  writes, escaping strings with json's own C function.  It only has to
+  handle nsinit's own data: dicts with string keys, lists, tuples, strings,
+  ints, floats, booleans and None.
+
+A unit test compares both with the json package on many values.
+"""
+from __future__ import annotations
+
+import _json
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+_WHITESPACE = " \t\n\r"
+_NO_KEY = object()  # marks the entries of an array
+
+
+class _DecoderSettings:
+    """What the C scanner reads from its context: json.JSONDecoder()'s defaults."""
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+_scan = _json.make_scanner(_DecoderSettings())  # type: ignore[arg-type]  # it reads these attributes
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads(text)``: same result, same errors."""
+    document = text
+    if isinstance(document, bytes):
+        try:
+            document = document.decode("utf-8")
+        except UnicodeDecodeError:
+            return _stdlib_loads(text)
+    start = _skip_whitespace(document, 0)
+    try:
+        value, end = _scan(document, start)
+    except Exception:  # noqa: BLE001 - every failure is json.loads's to describe
+        return _stdlib_loads(text)
+    if _skip_whitespace(document, end) != len(document):
+        return _stdlib_loads(text)  # "Extra data"
+    return value
+
+
+def _skip_whitespace(text: str, index: int) -> int:
+    while index < len(text) and text[index] in _WHITESPACE:
+        index += 1
+    return index
+
+
+def _stdlib_loads(text: str | bytes) -> Any:
+    import json
+
+    return json.loads(text)
+
+
+def dumps(value: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
+    """``json.dumps(value, indent=indent, sort_keys=sort_keys)`` for nsinit's data."""
+    parts: list[str] = []
+    _write(value, parts, indent, sort_keys, 0)
+    return "".join(parts)
+
+
+def _write(value: Any, out: list[str], indent: int | None, sort_keys: bool, level: int) -> None:
+    if isinstance(value, str):
+        out.append(_json.encode_basestring_ascii(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(_float_text(value))
+    elif isinstance(value, dict):
+        items = sorted(value.items()) if sort_keys else value.items()
+        _write_container("{", "}", [(key, item) for key, item in items], out, indent, sort_keys, level)
+    elif isinstance(value, (list, tuple)):
+        _write_container("[", "]", [(_NO_KEY, item) for item in value], out, indent, sort_keys, level)
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _write_container(open_: str, close: str, entries: list[tuple[Any, Any]], out: list[str],
+                     indent: int | None, sort_keys: bool, level: int) -> None:
+    if not entries:
+        out.append(open_ + close)
+        return
+    inner = "" if indent is None else "\n" + " " * (indent * (level + 1))
+    out.append(open_)
+    for i, (key, item) in enumerate(entries):
+        out.append(("," if indent is not None else ", ") if i else "")
+        out.append(inner)
+        if key is not _NO_KEY:
+            out.append(_json.encode_basestring_ascii(_key_text(key)) + ": ")
+        _write(item, out, indent, sort_keys, level + 1)
+    out.append(("" if indent is None else "\n" + " " * (indent * level)) + close)
+
+
+def _key_text(key: Any) -> str:
+    """Object keys as json writes them: strings, or scalars turned into strings."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return _float_text(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _float_text(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
