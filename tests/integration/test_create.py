@@ -224,7 +224,8 @@ def test_nsinit_kill_signals_pid_1(nsinit: Nsinit) -> None:
 
 
 def test_container_dies_with_its_supervisor_and_leaves_stale_files(nsinit: Nsinit) -> None:
-    with running(nsinit, f"touch /tmp/ready; sleep 60 & {LOOP}") as proc:
+    # The sleep starts before the ready mark, so both are there when it shows.
+    with running(nsinit, f"sleep 60 & touch /tmp/ready; {LOOP}") as proc:
         pid = init_pid(nsinit.root)
         assert len(processes_rooted_in(nsinit.root)) >= 2  # the init and its sleep
         proc.kill()
