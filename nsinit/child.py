@@ -155,9 +155,6 @@ def _report(fd: int, step: str, message: str, exit_code: int) -> NoReturn:
 
 
 def _setup_and_exec(plan: ChildPlan) -> None:
-    import_step_modules("mount", "network", "identity", "capabilities")  # before pivot_root
-    from nsinit import mount, network
-
     cfg = plan.config
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("init"):
@@ -167,6 +164,12 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         if plan.unshare_cgroupns:
             _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
         sync.send(plan.sync_fd, attached=True)
+    # While the parent writes the id maps, sets up the network and records
+    # the container, and before pivot_root hides nsinit's files.
+    with steps.step("load steps"):
+        import_step_modules("mount", "network", "identity", "capabilities")
+    from nsinit import mount, network
+
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
     if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]
