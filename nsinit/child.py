@@ -20,7 +20,7 @@ from nsinit.record import field, record
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Callable, NoReturn
+    from typing import Any, Callable, NoReturn
 
     from nsinit import identity
 else:
@@ -121,7 +121,7 @@ def _join_and_exec(plan: ChildPlan) -> None:
     with steps.step("cgroups"):
         attach_to_cgroups(plan.cgroup_files)  # host paths: before setns
     with steps.step("wait for parent"):
-        _wait_for_go(plan.sync_fd)
+        _wait_for(plan.sync_fd, "go")
     with steps.step("setns"):
         namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
         os.close(plan.join_pidfd)
@@ -159,19 +159,20 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("init"):
         _become_init(plan)
-    with steps.step("cgroups"):
-        attach_to_cgroups(plan.cgroup_files)
-        if plan.unshare_cgroupns:
-            _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
-        sync.send(plan.sync_fd, attached=True)
-    # While the parent writes the id maps, sets up the network and records
-    # the container, and before pivot_root hides nsinit's files.
+    # While the parent makes the container's cgroups, and before pivot_root
+    # hides nsinit's files.
     with steps.step("load steps"):
         import_step_modules("mount", "network", "identity", "capabilities")
     from nsinit import mount, network
 
+    with steps.step("cgroups"):
+        # Nothing of the user's has run yet: it all runs inside the limits.
+        attach_to_cgroups(_wait_for(plan.sync_fd, "cgroups"))
+        if plan.unshare_cgroupns:
+            _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
+        sync.send(plan.sync_fd, attached=True)
     with steps.step("wait for parent"):
-        _wait_for_go(plan.sync_fd)
+        _wait_for(plan.sync_fd, "go")
     if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]
         with steps.step("user namespace"):
             # Until now we ran as the host's uid 0, which the maps need not
@@ -280,12 +281,14 @@ def attach_to_cgroups(files: list[str]) -> None:
             raise NsinitError("cgroups", f"{path}: {err.strerror}") from None
 
 
-def _wait_for_go(fd: int) -> None:
+def _wait_for(fd: int, key: str) -> Any:
+    """The value of ``key`` in the supervisor's next message."""
     message = sync.receive(fd)
     if message is None:
-        os._exit(125)  # the supervisor died before releasing us
-    if not message.get("go"):
+        os._exit(125)  # the supervisor died (or gave up) before releasing us
+    if key not in message:
         raise NsinitError("sync", f"unexpected message {message!r}")
+    return message[key]
 
 
 def apply_security_labels(apparmor_profile: str, process_label: str) -> None:

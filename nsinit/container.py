@@ -349,7 +349,10 @@ class _Launch:
         self.undo.callback(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
 
     def release_child(self) -> None:
-        """Send ``go``; wait until the child has exec'd (EOF) or failed."""
+        """Send ``go``; wait until the child has exec'd (EOF) or failed.
+
+        A join that finds the socket closed here (EPIPE, ECONNRESET) learns
+        from that OSError that its container is ending (see _Join.run)."""
         sync.send(self.sync_fd, go=True)
         self.read_child_messages(until=None)
 
@@ -446,8 +449,8 @@ class _Creation(_Launch):
 
     def run(self) -> int:
         with self.undo:
-            self.create_cgroups()
             self.start_child()
+            self.create_cgroups()  # while the child loads its step modules
             self.wait_until_attached()
             self.write_id_maps()
             self.setup_networks()
@@ -462,9 +465,9 @@ class _Creation(_Launch):
         raise AssertionError("unreachable")
 
     def create_cgroups(self) -> None:
-        """Before clone: the cgroups exist with their limits, so the init
-        can enter them before it runs any code of the user's, and nothing it
-        starts can escape the limits."""
+        """The cgroups with their limits, then the child is told to move in:
+        it does before running any code of the user's, so nothing it starts
+        can escape the limits."""
         from nsinit import cgroups
 
         with self.step_timer("cgroups"):
@@ -473,6 +476,16 @@ class _Creation(_Launch):
             self.manager.create()
             self.cgroup_files = self.manager.self_attach_files()
         self.cgroup_paths = self.manager.paths
+        self.tell_child_cgroups()
+
+    def tell_child_cgroups(self) -> None:
+        try:
+            sync.send(self.sync_fd, cgroups=self.cgroup_files)
+        except (BrokenPipeError, ConnectionResetError):
+            # The child failed while we made the cgroups: its report, if it
+            # sent one, is still queued behind the closed end.
+            self.read_child_messages(until=None)
+            raise NsinitError("init", "the container's init exited during setup") from None
 
     def tear_down(self) -> None:
         """Undo the container, whether it failed to start or has ended: the
@@ -503,7 +516,6 @@ class _Creation(_Launch):
     def start_child(self) -> None:
         cfg = self.config
         plan = self.prepare_plan([self.lock.fd])
-        plan.cgroup_files = self.cgroup_files
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
             # The cgroup namespace is rooted where its creator stands when it
