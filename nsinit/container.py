@@ -450,10 +450,11 @@ class _Creation(_Launch):
     def run(self) -> int:
         with self.undo:
             self.start_child()
-            self.create_cgroups()  # while the child loads its step modules
+            # While the child loads its step modules, then moves itself in:
+            self.create_cgroups()
+            self.setup_networks()
             self.wait_until_attached()
             self.write_id_maps()
-            self.setup_networks()
             self.record_child()
             self.release_child()
             # Joiners may come in only now that the init has exec'd: before,
