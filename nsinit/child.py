@@ -160,18 +160,17 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("init"):
         _become_init(plan)
-    # While the parent makes the container's cgroups, and before pivot_root
-    # hides nsinit's files.
+    with steps.step("cgroups"):
+        attach_to_cgroups(plan.cgroup_files)
+        if plan.unshare_cgroupns:
+            _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
+        sync.send(plan.sync_fd, attached=True)
+    # While the parent sets up veths, writes the id maps and records the
+    # container; and before pivot_root hides nsinit's files.
     with steps.step("load steps"):
         import_step_modules("mount", "network", "identity", "capabilities")
     from nsinit import mount, network
 
-    with steps.step("cgroups"):
-        # Nothing of the user's has run yet: it all runs inside the limits.
-        attach_to_cgroups(_wait_for(plan.sync_fd, "cgroups"))
-        if plan.unshare_cgroupns:
-            _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
-        sync.send(plan.sync_fd, attached=True)
     with steps.step("wait for parent"):
         _wait_for(plan.sync_fd, "go")
     if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]

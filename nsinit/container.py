@@ -449,10 +449,12 @@ class _Creation(_Launch):
 
     def run(self) -> int:
         with self.undo:
-            self.start_child()
-            # While the child loads its step modules, then moves itself in:
+            # Before clone: the parent's own work after it pays for
+            # copy-on-write faults (measured: cgroups took ~1.5 ms longer
+            # when done after clone, beside the child).
             self.create_cgroups()
-            self.setup_networks()
+            self.start_child()
+            self.setup_networks()  # nothing in it waits for the child
             self.wait_until_attached()
             self.write_id_maps()
             self.record_child()
@@ -466,9 +468,9 @@ class _Creation(_Launch):
         raise AssertionError("unreachable")
 
     def create_cgroups(self) -> None:
-        """The cgroups with their limits, then the child is told to move in:
-        it does before running any code of the user's, so nothing it starts
-        can escape the limits."""
+        """Before clone: the cgroups exist with their limits, so the init
+        can enter them before it runs any code of the user's, and nothing it
+        starts can escape the limits."""
         from nsinit import cgroups
 
         with self.step_timer("cgroups"):
@@ -477,16 +479,6 @@ class _Creation(_Launch):
             self.manager.create()
             self.cgroup_files = self.manager.self_attach_files()
         self.cgroup_paths = self.manager.paths
-        self.tell_child_cgroups()
-
-    def tell_child_cgroups(self) -> None:
-        try:
-            sync.send(self.sync_fd, cgroups=self.cgroup_files)
-        except (BrokenPipeError, ConnectionResetError):
-            # The child failed while we made the cgroups: its report, if it
-            # sent one, is still queued behind the closed end.
-            self.read_child_messages(until=None)
-            raise NsinitError("init", "the container's init exited during setup") from None
 
     def tear_down(self) -> None:
         """Undo the container, whether it failed to start or has ended: the
@@ -517,6 +509,7 @@ class _Creation(_Launch):
     def start_child(self) -> None:
         cfg = self.config
         plan = self.prepare_plan([self.lock.fd])
+        plan.cgroup_files = self.cgroup_files
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
             # The cgroup namespace is rooted where its creator stands when it
