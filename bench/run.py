@@ -985,7 +985,7 @@ class Suite:
         # What a plain `exec` that creates imports in the supervisor (docopt is
         # not among them: see cli.parse_plain_exec).
         imports = "import nsinit.cli, nsinit.container, nsinit.config.load, nsinit.cgroups.v1"
-        main = "from nsinit.cli import main; sys.exit(main())"
+        main = "from nsinit.cli import run; run()"  # as the launcher does: os._exit once done
         rows = [
             Row("python3 -S -c pass", "reference", lambda i: [[interp, "-S", "-c", "pass"]],
                 note="the interpreter alone"),

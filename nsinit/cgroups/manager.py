@@ -270,6 +270,27 @@ class Manager:
             raise NsinitError("cgroups", f"cannot add pid {pid} to {directory}: "
                               f"{describe_oserror(err)}{hint}") from None
 
+    def removed_if_empty(self) -> bool:
+        """One rmdir per directory; True if that removed them all.
+
+        The usual end of a container: its init has been reaped and took the
+        pid namespace, so every process, with it, so the cgroups are empty.
+        rmdir succeeds only then (no task, no sub-cgroup), so nothing is lost
+        by trying it first; anything else (a process left, a sub-cgroup,
+        EBUSY while the kernel unlinks the last task) is left to the full
+        path: freeze, kill, wait, walk the subtree.
+        """
+        for directory in self.dirs():
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False
+        for directory in self.dirs():
+            remove_default_parent(directory)
+        return True
+
     def remove_dirs(self, directories: list[str]) -> None:
         """rmdir each (with its sub-cgroups), then empty default parents.
 

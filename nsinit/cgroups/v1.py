@@ -252,7 +252,7 @@ class V1Manager(Manager):
             return False  # killing unfrozen still works, it just may race with forks
 
     def destroy(self) -> None:
-        if not self.owned:
+        if not self.owned or self.removed_if_empty():
             return
         existing = [d for d in self.dirs() if os.path.isdir(d)]
         if existing:

@@ -240,7 +240,7 @@ class V2Manager(Manager):
             return False  # killing unfrozen still works, it just may race with forks
 
     def destroy(self) -> None:
-        if not self.owned:
+        if not self.owned or self.removed_if_empty():
             return
         if os.path.isdir(self.path):
             self.kill_all()
