@@ -16,7 +16,6 @@ attach it (nsinit._native).
 from __future__ import annotations
 
 import os
-import struct
 
 from nsinit.config.model import CgroupResources, DeviceConfig
 from nsinit.record import record
@@ -122,7 +121,9 @@ _R0, _R1, _R2, _R3, _R4, _R5, _R6 = range(7)
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
+    # struct.pack("<BBhi", ...) without importing struct on v1 hosts, which never get here.
+    return (bytes((code, (src << 4) | dst)) + off.to_bytes(2, "little", signed=True)
+            + imm.to_bytes(4, "little", signed=True))
 
 
 def _access_mask(access: str) -> int:

@@ -13,7 +13,6 @@ import fcntl
 import os
 import select
 import termios
-import tty as _tty
 
 from nsinit.record import field, record
 
@@ -168,8 +167,10 @@ def close_fds(fds: list[int]) -> None:
 
 def enter_raw_mode(stdio: Stdio) -> None:
     if stdio.master_fd is not None and _isatty(0):
+        import tty  # only with a terminal: not worth an import on every start
+
         stdio.saved_termios = termios.tcgetattr(0)
-        _tty.setraw(0)
+        tty.setraw(0)
 
 
 def restore_terminal(stdio: Stdio) -> None:
