@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 
+from nsinit import mountinfo
 from nsinit.record import field, record
 
-MOUNTINFO = "/proc/self/mountinfo"
 CPU_ONLINE = "/sys/devices/system/cpu/online"
 NODE_ONLINE = "/sys/devices/system/node/online"
 
@@ -46,35 +46,12 @@ class Layout:
         return "v2" if self.unified else "none"
 
 
-def _unescape(text: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in text:
-        return text
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 3 < len(text) and text[i + 1:i + 4].isdigit():
-            out.append(chr(int(text[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text: str) -> Layout:
     layout = Layout()
     # Prefer mounts of a hierarchy's root ("/" in field 4): a mount of a
     # subtree (cgroup namespace, bind mount) shows only part of it.
     roots: dict[str, str] = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
-            continue
-        sep = fields.index("-")
-        if len(fields) < sep + 4 or sep < 5:
-            continue
-        fstype, super_options = fields[sep + 1], fields[sep + 3]
-        root, mount_point = _unescape(fields[3]), _unescape(fields[4])
+    for _dev, root, mount_point, fstype, super_options in mountinfo.parse(text):
         if fstype == "cgroup2":
             if layout.unified is None or (roots.get("unified") != "/" and root == "/"):
                 layout.unified, roots["unified"] = mount_point, root
@@ -86,8 +63,8 @@ def parse_mountinfo(text: str) -> Layout:
     return layout
 
 
-def detect(mountinfo: str = MOUNTINFO) -> Layout:
-    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+def detect(path: str = mountinfo.MOUNTINFO) -> Layout:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         return parse_mountinfo(f.read())
 
 

@@ -20,7 +20,7 @@ import errno
 import os
 import stat
 
-from nsinit import _native
+from nsinit import _native, mountinfo
 from nsinit.errors import NsinitError, errno_text
 from nsinit.mount.flags import (
     ATIME_FLAGS,
@@ -146,7 +146,7 @@ def readonly_submounts(rootfs: str, root_fd: int, destination: str) -> None:
         top = rootfs.rstrip("/") + _inside_rootfs(rootfs, fd, destination)
     finally:
         os.close(fd)
-    for _dev, _root, mountpoint, _fstype, _opts in _mountinfo():
+    for _dev, _root, mountpoint, _fstype, _opts in mountinfo.read():
         if mountpoint.startswith(top + "/") and not mount_flags(mountpoint) & MS_RDONLY:
             remount_bind(mountpoint, MS_RDONLY, label=mountpoint[len(rootfs.rstrip("/")):])
 
@@ -387,7 +387,7 @@ def host_cgroup_hierarchies(rootfs: str) -> list[tuple[str, str, str]]:
     seen: set[str] = set()
     found: list[tuple[str, str, str]] = []
     base = rootfs.rstrip("/") + "/"
-    for dev, root, mountpoint, fstype, superopts in _mountinfo():
+    for dev, root, mountpoint, fstype, superopts in mountinfo.read():
         if fstype not in ("cgroup", "cgroup2") or dev in seen:
             continue
         if mountpoint.startswith(base) or mountpoint == rootfs:
@@ -420,36 +420,6 @@ def _own_cgroups() -> dict[frozenset[str], str]:
                 ctrls = frozenset(c for c in parts[1].split(",") if c)
                 result[ctrls] = parts[2]
     return result
-
-
-def _mountinfo() -> list[tuple[str, str, str, str, str]]:
-    """(major:minor, root, mount point, fstype, super options) per mount."""
-    rows = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split()
-            try:
-                sep = fields.index("-")
-            except ValueError:
-                continue
-            rows.append((fields[2], _unescape(fields[3]), _unescape(fields[4]),
-                         fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else ""))
-    return rows
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 # --- pivot ---------------------------------------------------------------------
