@@ -15,6 +15,9 @@ import resource
 import time
 
 from nsinit import _native, console, namespaces, sync
+# One write(2), no O_CREAT: for /proc and /sys files as for cgroupfs (already
+# loaded by the supervisor on both create and join).
+from nsinit.cgroups.fs import write_file
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
 from nsinit.record import field, record
 
@@ -226,7 +229,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
     if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
         with steps.step("oom_score_adj"):
-            _write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
+            write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
     with steps.step("user"):
         ident = identity.resolve_user(user, cfg.additional_groups)  # type: ignore[attr-defined]
     if cfg.apparmor_profile or cfg.process_label:  # type: ignore[attr-defined]
@@ -280,7 +283,7 @@ def attach_to_cgroups(files: list[str]) -> None:
     """
     for path in files:
         try:
-            _write_file(path, "0")
+            write_file(path, "0")
         except OSError as err:
             raise NsinitError("cgroups", f"{path}: {err.strerror}") from None
 
@@ -310,7 +313,7 @@ def apply_security_labels(apparmor_profile: str, process_label: str) -> None:
 def _write_first(paths: tuple[str, ...], value: str) -> None:
     for path in paths:
         try:
-            _write_file(path, value)
+            write_file(path, value)
             return
         except FileNotFoundError:
             continue
@@ -343,7 +346,7 @@ def _write_sysctls(sysctl: tuple[tuple[str, str], ...]) -> None:
     for key, value in sysctl:
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            _write_file(path, value)
+            write_file(path, value)
         except OSError as err:
             raise NsinitError("sysctl", f"{key}: {err.strerror}") from None
 
@@ -356,14 +359,6 @@ def _set_rlimits(rlimits: tuple[object, ...]) -> None:
             raise NsinitError("rlimits", f"resource {limit.type}: soft {limit.soft} hard {limit.hard}: "  # type: ignore[attr-defined]
                               f"{getattr(err, 'strerror', None) or err} (a hard limit can be lowered but "
                               "not raised without CAP_SYS_RESOURCE)") from None
-
-
-def _write_file(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
 
 
 def build_environment(config_env: tuple[str, ...], extra: list[str], ident: identity.Identity) -> list[str]:
