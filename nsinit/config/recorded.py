@@ -24,7 +24,7 @@ from nsinit.config.model import (
     Rlimit,
     RouteConfig,
 )
-from nsinit.record import fields
+from nsinit.record import asdict, fields
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -43,11 +43,11 @@ def config_to_dict(config: Config) -> dict:
         "rootfs": config.rootfs,
         "hostname": config.hostname,
         "namespaces": [{"type": ns.type, "path": ns.path} for ns in config.namespaces],
-        "uid_mappings": [_id_map_to_dict(m) for m in config.uid_mappings],
-        "gid_mappings": [_id_map_to_dict(m) for m in config.gid_mappings],
+        "uid_mappings": [asdict(m) for m in config.uid_mappings],
+        "gid_mappings": [asdict(m) for m in config.gid_mappings],
         "capabilities": {key: list(getattr(config.capabilities, key)) for key in CAP_SET_KEYS},
         "mounts": [_mount_to_dict(m) for m in config.mounts],
-        "devices": [_device_to_dict(d) for d in config.devices],
+        "devices": [asdict(d) for d in config.devices],
         "environment": list(config.environment),
         "user": config.user,
         "additional_groups": list(config.additional_groups),
@@ -64,7 +64,7 @@ def config_to_dict(config: Config) -> dict:
         "oom_score_adj": config.oom_score_adj,
         "sysctl": dict(config.sysctl),
         "networks": [_network_to_dict(n) for n in config.networks],
-        "routes": [_route_to_dict(r) for r in config.routes],
+        "routes": [asdict(r) for r in config.routes],
         "cgroups": None if config.cgroups is None else _cgroups_to_dict(config.cgroups),
         "apparmor_profile": config.apparmor_profile,
         "process_label": config.process_label,
@@ -113,23 +113,6 @@ def _mount_to_dict(mount: MountConfig) -> dict:
     }
 
 
-def _device_to_dict(device: DeviceConfig) -> dict:
-    return {
-        "type": device.type,
-        "path": device.path,
-        "major": device.major,
-        "minor": device.minor,
-        "permissions": device.permissions,
-        "file_mode": device.file_mode,
-        "uid": device.uid,
-        "gid": device.gid,
-    }
-
-
-def _id_map_to_dict(mapping: IdMap) -> dict:
-    return {"container_id": mapping.container_id, "host_id": mapping.host_id, "size": mapping.size}
-
-
 def _network_to_dict(network: NetworkConfig) -> dict:
     out: dict[str, Any] = {"type": network.type}
     for key, default in _NETWORK_DEFAULTS.items():
@@ -146,15 +129,6 @@ _NETWORK_DEFAULTS = {
 }
 
 
-def _route_to_dict(route: RouteConfig) -> dict:
-    return {
-        "destination": route.destination,
-        "source": route.source,
-        "gateway": route.gateway,
-        "interface_name": route.interface_name,
-    }
-
-
 def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
     resources: dict[str, Any] = {}
     for key in (f.name for f in fields(CgroupResources)):
@@ -162,7 +136,7 @@ def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
         if value is None or value == ():
             continue
         if key in ("allowed_devices", "denied_devices"):
-            value = [_device_to_dict(d) for d in value]
+            value = [asdict(d) for d in value]
         elif key == "hugetlb_limit":
             value = [{"page_size": size, "limit": limit} for size, limit in value]
         elif isinstance(value, tuple):
