@@ -24,7 +24,7 @@ from nsinit.record import field, record
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Any, Callable, NoReturn
+    from typing import Callable, NoReturn
 
     from nsinit import identity
 else:
@@ -125,7 +125,7 @@ def _join_and_exec(plan: ChildPlan) -> None:
     with steps.step("cgroups"):
         attach_to_cgroups(plan.cgroup_files)  # host paths: before setns
     with steps.step("wait for parent"):
-        _wait_for(plan.sync_fd, "go")
+        _wait_for_go(plan.sync_fd)
     with steps.step("setns"):
         namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
         os.close(plan.join_pidfd)
@@ -175,7 +175,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     from nsinit import mount, network
 
     with steps.step("wait for parent"):
-        _wait_for(plan.sync_fd, "go")
+        _wait_for_go(plan.sync_fd)
     if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]
         with steps.step("user namespace"):
             # Until now we ran as the host's uid 0, which the maps need not
@@ -288,14 +288,12 @@ def attach_to_cgroups(files: list[str]) -> None:
             raise NsinitError("cgroups", f"{path}: {err.strerror}") from None
 
 
-def _wait_for(fd: int, key: str) -> Any:
-    """The value of ``key`` in the supervisor's next message."""
+def _wait_for_go(fd: int) -> None:
     message = sync.receive(fd)
     if message is None:
         os._exit(125)  # the supervisor died (or gave up) before releasing us
-    if key not in message:
+    if not message.get("go"):
         raise NsinitError("sync", f"unexpected message {message!r}")
-    return message[key]
 
 
 def apply_security_labels(apparmor_profile: str, process_label: str) -> None:
