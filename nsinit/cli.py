@@ -12,6 +12,7 @@ Usage:
   nsinit [options] stats [--json]
   nsinit [options] update [--memory BYTES] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] [--pids-limit N]
   nsinit [options] oom
+  nsinit gc [--json]
   nsinit rootfs DIR
   nsinit (-h | --help)
   nsinit --version
@@ -214,6 +215,8 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_spec(args)
     if args.get("exec"):
         return cmd_exec(args)
+    if args.get("gc"):
+        return cmd_gc(args["--json"])
     from nsinit.container import Container
 
     if args.get("config"):
@@ -244,6 +247,22 @@ def cmd_exec(args: dict[str, Any]) -> int:
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty)
     return container.run(process)
+
+
+def cmd_gc(as_json: bool) -> int:
+    """Dead containers' leftovers, wherever their root dirs were: one line each."""
+    import json
+
+    from nsinit.container import collect_garbage
+
+    removed = collect_garbage()
+    if as_json:
+        print(json.dumps(removed, indent=2))
+        return 0
+    for entry in removed:
+        whose = f"container {entry['init_pid']} of {entry['root']}" if entry["root"] else "unreadable record"
+        print(f"removed {whose} ({entry['why']}): {entry['record']}")
+    return 0
 
 
 def cmd_rootfs(target: str) -> int:

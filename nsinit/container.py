@@ -706,6 +706,48 @@ def remove_leftovers(record: State) -> None:
         veth.teardown_networks(record.network_state)
 
 
+def collect_garbage() -> list[dict[str, object]]:
+    """Remove what dead containers left anywhere on this host: ``nsinit gc``.
+
+    ``exec``, ``state`` and the other commands clean up a dead container's
+    leftovers when they are run in its root dir.  When that directory is
+    gone (deleted after its nsinit was killed with SIGKILL), nothing would
+    ever find them again: this walks every private record instead.  Only
+    records of a container whose init and nsinit are both gone are
+    touched; one whose lock is held (a creation, a join or a teardown
+    under way) is skipped.  Returns one entry per record removed.
+    """
+    removed = []
+    for private in state.private_dirs():
+        lock = state.RootLock.of_private_dir(private)
+        if not lock.try_acquire(timeout=0):
+            continue
+        try:
+            entry = _collect_dead_record(private)
+        finally:
+            lock.release()  # also removes the directory if nothing is left in it
+        if entry is not None:
+            removed.append(entry)
+    return removed
+
+
+def _collect_dead_record(private: str) -> dict[str, object] | None:
+    try:
+        record = state.read_record(private)
+    except state.StaleStateError as err:
+        # Not a record at all: nothing says what it made, only the files go.
+        state.remove_private_dir(private, None)
+        return {"record": private, "root": None, "init_pid": None, "why": str(err)}
+    if record is None:
+        return None
+    why = state.why_not_alive(record)
+    if why is None or state.supervisor_alive(record):
+        return None  # running, or stopped with its nsinit still removing it
+    remove_leftovers(record)
+    state.remove_private_dir(private, record)
+    return {"record": private, "root": record.root, "init_pid": record.init_pid, "why": why}
+
+
 def container_pids(current: State) -> list[int]:
     """Host pids sharing the init's namespace (pid ns, else mount ns).
 

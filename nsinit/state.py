@@ -168,16 +168,87 @@ def remove_state(root: str, pid: int | None = None) -> None:
     private = private_dir(root)
     if pid is not None and _recorded_init_pid(os.path.join(private, STATE_FILE)) not in (pid, None):
         return
-    # The public files are removed unread: only the private record says
-    # whose they are (a newer container writes its record before them, under
-    # the lock we hold), and reading what the container's root may have put
-    # there (a FIFO, a device) could hang or worse.
-    for name in (PID_FILE, STATE_FILE):
-        _unlink(os.path.join(root, name))
+    _remove_public_files(root)
     _unlink(os.path.join(private, STATE_FILE))
     if pid is None:
         return  # clearing stale files for a new container: keep the locked dir
     _rmdir_if_empty(private)
+
+
+def _remove_public_files(root: str) -> None:
+    # Removed unread: only the private record says whose they are (a newer
+    # container writes its record before them, under the lock we hold), and
+    # reading what the container's root may have put there (a FIFO, a
+    # device) could hang or worse.
+    for name in (PID_FILE, STATE_FILE):
+        _unlink(os.path.join(root, name))
+
+
+# --- every root's records at once (nsinit gc) ---------------------------------
+
+def private_dirs() -> list[str]:
+    """The private directories in RUN_DIR, whatever state they are in."""
+    try:
+        names = os.listdir(RUN_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(RUN_DIR, name) for name in names if _is_private_dir_name(name))
+
+
+def _is_private_dir_name(name: str) -> bool:
+    parts = name.split("-")
+    return len(parts) == 2 and all(part and all(c in "0123456789abcdef" for c in part) for part in parts)
+
+
+def read_record(private: str) -> State | None:
+    """The record kept in a private directory, alive or not; None if there is none.
+
+    Raises StaleStateError when the file is there but is no record.
+    """
+    try:
+        with open(os.path.join(private, STATE_FILE), "rb") as f:
+            raw = jsontext.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise StaleStateError(f"state.json: {err.strerror}") from None
+    except ValueError:
+        raise StaleStateError("state.json is not valid JSON (truncated?)") from None
+    return _state_from_json(raw)
+
+
+def why_not_alive(record: State) -> str | None:
+    """Why ``record`` describes no live container init; None while it does."""
+    try:
+        _check_alive(record)
+    except StaleStateError as err:
+        return str(err)
+    return None
+
+
+def remove_private_dir(private: str, record: State | None) -> None:
+    """Delete a dead container's private directory (call with its lock
+    held), and the public files in its root dir if that directory is still
+    the one the record was made for: a path now naming another directory
+    (its inode differs) is left alone."""
+    if record is not None and _names_private_dir(record.root, private):
+        _remove_public_files(record.root)
+    try:
+        names = os.listdir(private)
+    except FileNotFoundError:
+        return
+    for name in names:
+        # The record, and temp files a writer killed mid-write left beside it.
+        if name == STATE_FILE or name.startswith(f"{STATE_FILE}.tmp"):
+            _unlink(os.path.join(private, name))
+    _rmdir_if_empty(private)
+
+
+def _names_private_dir(root: str, private: str) -> bool:
+    try:
+        return private_dir(root) == private
+    except OSError:
+        return False  # the root dir is gone (or unreadable): nothing public to remove
 
 
 def _rmdir_if_empty(path: str) -> None:
@@ -342,11 +413,20 @@ class RootLock:
         self.root = root
         self.fd = -1
         self.path = ""
+        self.existing_dir = ""
+
+    @classmethod
+    def of_private_dir(cls, private: str) -> "RootLock":
+        """The lock of an existing private directory, whatever root it was
+        made for (that root may be gone): it is never created again."""
+        lock = cls("")
+        lock.existing_dir = private
+        return lock
 
     def _open(self) -> bool:
         """Open the private dir; False if it went (a container's end) between
         being made sure of and being opened: then start over."""
-        path = ensure_private_dir(self.root)
+        path = self.existing_dir or ensure_private_dir(self.root)
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:

@@ -339,6 +339,63 @@ def test_a_named_cgroup_left_by_a_sigkilled_supervisor_goes_with_the_stale_recor
             proc.wait()
 
 
+def test_gc_removes_what_a_killed_container_left_after_its_root_dir_was_deleted(
+        nsinit: Nsinit, tmp_path: Path) -> None:
+    # Nothing runs in that directory again, so only `nsinit gc` finds the
+    # record: it kills the straggler still in the cgroups (no pid namespace
+    # here, so it outlived its init) and removes cgroups and record.
+    env = {**os.environ, "NSINIT_RUN_DIR": str(tmp_path / "run")}
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWNS", "NEWUTS", "NEWIPC", "NEWNET")])
+    proc = nsinit.popen("exec", "/bin/sh", "-c", "sleep 60 & echo $! > /straggler; exec sleep 60", env=env)
+    try:
+        straggler_file = nsinit.root / "straggler"
+        nsinit.wait_for(lambda: straggler_file.exists() and straggler_file.read_text().strip() != "")
+        straggler = int(straggler_file.read_text())
+        paths = cgroup_paths(nsinit)
+        init_pid = int((nsinit.root / "pid").read_text())
+        [record] = os.listdir(tmp_path / "run")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    subprocess.run(["rm", "-rf", str(nsinit.root)], check=True)
+    assert os.path.isdir(paths["memory"]) and os.listdir(tmp_path / "run") == [record]
+    assert not _is_zombie_or_gone(straggler)
+
+    gc = subprocess.run([sys.executable, "-m", "nsinit", "gc"], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=30)
+    assert gc.returncode == 0, gc.stderr
+    [line] = gc.stdout.splitlines()
+    # "is gone", or "has exited" while the dead init waits to be reaped
+    assert line.startswith(f"removed container {init_pid} of {nsinit.root} (container init {init_pid} ")
+    assert line.endswith(f"): {tmp_path / 'run' / record}")
+    assert stderr_lines(gc) == []
+    assert _is_zombie_or_gone(straggler)
+    assert not any(os.path.isdir(p) for p in paths.values())
+    assert os.listdir(tmp_path / "run") == []
+    again = subprocess.run([sys.executable, "-m", "nsinit", "gc", "--json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert again.returncode == 0 and json.loads(again.stdout) == []
+
+
+def test_gc_leaves_a_running_container_alone(nsinit: Nsinit, tmp_path: Path) -> None:
+    env = {**os.environ, "NSINIT_RUN_DIR": str(tmp_path / "run")}
+    proc = nsinit.popen("exec", "/bin/sh", "-c", "touch /ready; exec sleep 60", env=env)
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / "ready").exists() and (nsinit.root / "pid").exists())
+        gc = nsinit.run("gc", "--json", env=env)
+        assert gc.returncode == 0 and json.loads(gc.stdout) == [], gc.stderr
+        assert nsinit.run("state", env=env).returncode == 0
+        assert nsinit.run("kill", "KILL", env=env).returncode == 0
+        assert proc.wait(timeout=10) == 128 + signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_cleanup_after_setup_failures(nsinit: Nsinit, tmp_path: Path) -> None:
     # The kernel refuses the limit after the directories exist.
     nsinit.config(cgroups={"blkio_throttle_read_bps_device": "259:250 1000"})
