@@ -1,13 +1,16 @@
 """A small rtnetlink client: the link, address and route requests nsinit needs.
 
-The messages are encoded and decoded by pyroute2's message classes (ifinfmsg,
-ifaddrmsg, rtmsg): that is the part of netlink that is easy to get wrong
-(attribute layouts, nesting, alignment).  The socket is a plain stdlib
-AF_NETLINK socket, because pyroute2's own socket classes pull in asyncio,
-multiprocessing and unittest.mock, and because ``pyroute2/__init__.py``
-imports every module of the library (~120-180 ms here, more than a whole
-loopback-only container start).  ``_import_messages`` skips that __init__ and
-loads only the message modules (~30 ms); see its docstring.
+The messages are encoded and decoded by pyroute2's message classes: its
+``ifaddrmsg`` and ``rtmsg``, and for links ``linkmsg.LinkMessage``, the few
+IFLA attributes nsinit uses declared on pyroute2's own ``nlmsg``/``nla``
+bases (its full ``ifinfmsg`` loads a plugin per link kind).  That is the
+part of netlink that is easy to get wrong (attribute layouts, nesting,
+alignment).  The socket is a plain stdlib AF_NETLINK socket, because
+pyroute2's own socket classes pull in asyncio, multiprocessing and
+unittest.mock, and because ``pyroute2/__init__.py`` imports every module of
+the library (~120-180 ms here, more than a whole loopback-only container
+start).  ``_import_messages`` skips that __init__ and loads only the message
+modules (~20 ms); see its docstring.
 
 One ``Rtnl`` talks to one network namespace: a netlink socket stays bound to
 the namespace it was created in, so ``Rtnl(netns_fd)`` enters the target
@@ -75,9 +78,9 @@ class Link:
 
 
 class _Messages:
-    """pyroute2's message classes, loaded once by ``_import_messages``."""
+    """The message classes, loaded once by ``_import_messages``."""
 
-    ifinfmsg: Any = None
+    link: Any = None
     ifaddrmsg: Any = None
     rtmsg: Any = None
 
@@ -91,9 +94,9 @@ def load() -> None:
 
 
 def _import_messages() -> None:
-    """Import pyroute2's rtnetlink message classes without its package __init__.
+    """Import the rtnetlink message classes without pyroute2's package __init__.
 
-    ``import pyroute2.netlink.rtnl.ifinfmsg`` would first run
+    ``import pyroute2.netlink.rtnl.ifaddrmsg`` would first run
     ``pyroute2/__init__.py``, which imports the whole library.  Instead a
     module object for the package is created from its spec *without running
     it* and put in sys.modules; the submodules then import against it as
@@ -102,7 +105,7 @@ def _import_messages() -> None:
     same module object first, so the shortcut cannot break other users of
     pyroute2 in the process.
     """
-    if _Messages.ifinfmsg is not None:
+    if _Messages.link is not None:
         return
     if "pyroute2" not in sys.modules:
         spec = importlib.util.find_spec("pyroute2")
@@ -112,10 +115,11 @@ def _import_messages() -> None:
         package.__getattr__ = _complete_on_demand(package, spec)  # type: ignore[attr-defined,method-assign]
         sys.modules["pyroute2"] = package
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-    _Messages.ifinfmsg, _Messages.ifaddrmsg, _Messages.rtmsg = ifinfmsg, ifaddrmsg, rtmsg
+    from nsinit.network.linkmsg import LinkMessage
+
+    _Messages.link, _Messages.ifaddrmsg, _Messages.rtmsg = LinkMessage, ifaddrmsg, rtmsg
 
 
 def _complete_on_demand(package: Any, spec: Any) -> Callable[[str], Any]:
@@ -183,7 +187,7 @@ class Rtnl:
 
     # -- links -----------------------------------------------------------------
     def get_link(self, name: str) -> Link | None:
-        msg = _Messages.ifinfmsg()
+        msg = _Messages.link()
         msg["attrs"] = [("IFLA_IFNAME", name)]
         try:
             replies = self._request(RTM_GETLINK, msg, 0)
@@ -192,7 +196,7 @@ class Rtnl:
                 return None
             raise
         for data in replies:
-            reply = _Messages.ifinfmsg(data)
+            reply = _Messages.link(data)
             reply.decode()
             info = reply.get_attr("IFLA_LINKINFO")
             kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
@@ -201,7 +205,7 @@ class Rtnl:
         return None
 
     def create_bridge(self, name: str) -> None:
-        msg = _Messages.ifinfmsg()
+        msg = _Messages.link()
         msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
         self._request(RTM_NEWLINK, msg, NLM_F_CREATE | NLM_F_EXCL)
 
@@ -228,21 +232,21 @@ class Rtnl:
             ("IFLA_INFO_KIND", "veth"),
             ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer})]}),
         ]}))
-        msg = _Messages.ifinfmsg()
+        msg = _Messages.link()
         msg["flags"] = IFF_UP
         msg["change"] = IFF_UP
         msg["attrs"] = attrs
         self._request(RTM_NEWLINK, msg, NLM_F_CREATE | NLM_F_EXCL)
 
     def set_up(self, index: int) -> None:
-        msg = _Messages.ifinfmsg()
+        msg = _Messages.link()
         msg["index"] = index
         msg["flags"] = IFF_UP
         msg["change"] = IFF_UP
         self._request(RTM_NEWLINK, msg, 0)
 
     def delete_link(self, index: int) -> None:
-        msg = _Messages.ifinfmsg()
+        msg = _Messages.link()
         msg["index"] = index
         self._request(RTM_DELLINK, msg, 0)
 

@@ -115,23 +115,25 @@ def _configure(config: Any, host: Rtnl, inside: Rtnl, netns_fd: int, created: li
         # containers); doing it here first lets routes via lo be added.
         _bring_up_loopback(inside)
     veths = [(f"networks[{i}]", n) for i, n in enumerate(config.networks) if n.type == "veth"]
-    for path, network in veths:
-        _check_host_side(host, network, path)
-    records = [_setup_veth(host, inside, netns_fd, network, path, created) for path, network in veths]
+    bridges = {network.bridge: _check_host_side(host, network, path) for path, network in veths}
+    records = [_setup_veth(host, inside, netns_fd, network, path, bridges[network.bridge], created)
+               for path, network in veths]
     for i, route in enumerate(config.routes):
         _add_configured_route(inside, route, f"routes[{i}]")
     return records
 
 
-def _check_host_side(host: Rtnl, network: Any, path: str) -> None:
+def _check_host_side(host: Rtnl, network: Any, path: str) -> Link | None:
     """What the host already has that would make this network fail: checked
     for every network before anything is created (a bridge made for the
-    first network would otherwise stay behind when the second fails)."""
+    first network would otherwise stay behind when the second fails).
+    Returns the bridge, None if it does not exist yet."""
     bridge = host.get_link(network.bridge)
     if bridge is not None and bridge.kind != "bridge":
         _fail(f"{path}.bridge", f"{network.bridge} is not a bridge")
     if network.host_interface_name and host.get_link(network.host_interface_name) is not None:
         _fail(f"{path}.host_interface_name", f'"{network.host_interface_name}" already exists on the host')
+    return bridge
 
 
 def _bring_up_loopback(inside: Rtnl) -> None:
@@ -141,8 +143,8 @@ def _bring_up_loopback(inside: Rtnl) -> None:
 
 
 def _setup_veth(host: Rtnl, inside: Rtnl, netns_fd: int, network: Any, path: str,
-                created: list[str]) -> dict[str, Any]:
-    bridge = _ensure_bridge(host, network, path)
+                bridge: Link | None, created: list[str]) -> dict[str, Any]:
+    bridge = bridge or _ensure_bridge(host, network, path)
     host_end = _create_pair(host, network, path, bridge, netns_fd, created)
     peer = inside.get_link(network.name)
     if peer is None:
@@ -165,7 +167,8 @@ def _setup_veth(host: Rtnl, inside: Rtnl, netns_fd: int, network: Any, path: str
                 inside.add_route(ipaddress.ip_network(default), gateway=ipaddress.ip_address(text), oif=peer.index)
             except OSError as err:
                 _fail(f"{path}.{key}", f"default route via {text}: {err.strerror}")
-    peer = inside.get_link(network.name) or peer   # the MAC the kernel chose, if none was set
+    # peer.mac_address: the configured one, or the random one the kernel
+    # gave the veth when it created it (bringing it up does not change it).
     return {
         "type": "veth",
         "name": network.name,

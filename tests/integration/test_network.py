@@ -234,6 +234,8 @@ def test_network_state_is_recorded(nsinit: Nsinit, bridge: Callable[[], str],
         [record] = json.loads(result.stdout)["network_state"]
         host_name = record["host_interface_name"]
         assert link_exists(host_name)
+        # The MAC the kernel picked at creation, as the container sees it.
+        assert ok(nsinit.exec("cat", "/sys/class/net/eth0/address")).strip() == record["mac_address"]
     assert host_name.startswith(f"{link_prefix}v") and len(host_name) == len(link_prefix) + 1 + 7
     assert record["type"] == "veth" and record["name"] == "eth0" and record["bridge"] == br
     assert record["address"] == f"{host_ip(subnet, 2)}/24" and len(record["mac_address"].split(":")) == 6

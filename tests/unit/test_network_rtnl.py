@@ -19,12 +19,13 @@ def run_python(code: str) -> str:
     return result.stdout
 
 
-def test_message_import_skips_the_package_init() -> None:
+def test_message_import_skips_the_package_init_and_the_link_kind_plugins() -> None:
     out = run_python(
         "import sys\n"
         "from nsinit.network import rtnl\n"
         "rtnl._import_messages()\n"
-        "print(sorted(m for m in ('pyroute2.ndb', 'pyroute2.iproute', 'asyncio') if m in sys.modules))\n"
+        "print(sorted(m for m in ('pyroute2.ndb', 'pyroute2.iproute', 'asyncio', 'multiprocessing',\n"
+        "                         'pyroute2.netlink.rtnl.ifinfmsg') if m in sys.modules))\n"
     )
     assert out.strip() == "[]"
 
@@ -41,21 +42,70 @@ def test_pyroute2_still_works_fully_after_the_shortcut() -> None:
     assert out.split() == ["IPRoute", "True", "True"]
 
 
-def test_veth_request_encodes_the_peer_inside_linkinfo() -> None:
-    rtnl._import_messages()
-    msg = rtnl._Messages.ifinfmsg()
-    msg["attrs"] = [("IFLA_IFNAME", "vethtest"), ("IFLA_LINKINFO", {"attrs": [
-        ("IFLA_INFO_KIND", "veth"),
-        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": [("IFLA_IFNAME", "eth0")]})]}),
-    ]})]
-    msg.encode()
-    decoded = rtnl._Messages.ifinfmsg(bytes(msg.data))
-    decoded.decode()
-    info = decoded.get_attr("IFLA_LINKINFO")
-    assert decoded.get_attr("IFLA_IFNAME") == "vethtest"
-    assert info.get_attr("IFLA_INFO_KIND") == "veth"
-    peer = info.get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
-    assert peer.get_attr("IFLA_IFNAME") == "eth0"
+# --- linkmsg.LinkMessage against pyroute2's full ifinfmsg ----------------------------
+
+class Recorder(rtnl.Rtnl):
+    """An Rtnl without a socket: keeps each request instead of sending it."""
+
+    def __init__(self) -> None:
+        rtnl.load()
+        self.sequence = 0
+        self.requests: list[tuple[int, object, int]] = []
+
+    def _request(self, msg_type: int, msg: object, flags: int) -> list[bytes]:
+        self.requests.append((msg_type, msg, flags))
+        return []
+
+
+LINK_REQUESTS = {
+    "veth, every option": lambda r: r.create_veth("nsv0abc123", master=7, mtu=1400, txqueuelen=500,
+                                                   peer_name="eth0", peer_netns_fd=5, peer_mac="02:42:ac:11:00:02"),
+    "veth, defaults": lambda r: r.create_veth("nsv0abc123", master=3, mtu=0, txqueuelen=0,
+                                               peer_name="eth1", peer_netns_fd=9, peer_mac=""),
+    "bridge": lambda r: r.create_bridge("nsbr0"),
+    "up": lambda r: r.set_up(12),
+    "delete": lambda r: r.delete_link(12),
+    "get by name": lambda r: r.get_link("eth0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINK_REQUESTS))
+def test_link_requests_encode_as_pyroute2s_ifinfmsg_does(case: str) -> None:
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    recorder = Recorder()
+    LINK_REQUESTS[case](recorder)
+    [(msg_type, ours, flags)] = recorder.requests
+    theirs = ifinfmsg()
+    for key in ("family", "index", "flags", "change"):
+        theirs[key] = ours[key]  # type: ignore[index]
+    theirs["attrs"] = ours["attrs"]  # type: ignore[index]
+    for msg in (ours, theirs):
+        msg["header"]["type"] = msg_type  # type: ignore[index]
+        msg["header"]["flags"] = flags  # type: ignore[index]
+        msg.encode()  # type: ignore[attr-defined]
+    assert bytes(ours.data) == bytes(theirs.data)  # type: ignore[attr-defined]
+
+
+def test_link_replies_decode_as_pyroute2s_ifinfmsg_does() -> None:
+    # Every link of this host, as the kernel describes it (no root needed).
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    NLM_F_DUMP = 0x300
+    with rtnl.Rtnl() as host:
+        replies = host._request(rtnl.RTM_GETLINK, rtnl._Messages.link(), NLM_F_DUMP)
+    assert replies, "the kernel listed no link at all"
+
+    def fields(cls: type, data: bytes) -> tuple[object, ...]:
+        msg = cls(data)
+        msg.decode()
+        info = msg.get_attr("IFLA_LINKINFO")
+        return (msg["index"], msg["flags"], msg.get_attr("IFLA_IFNAME"), msg.get_attr("IFLA_ADDRESS"),
+                msg.get_attr("IFLA_MTU"), msg.get_attr("IFLA_MASTER"),
+                info.get_attr("IFLA_INFO_KIND") if info is not None else None)
+
+    for data in replies:
+        assert fields(rtnl._Messages.link, data) == fields(ifinfmsg, data)
 
 
 def ack(code: int, text: str | None) -> tuple[bytes, int]:
