@@ -8,6 +8,7 @@ earlier one is undone in reverse order before the error is raised.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import select
 import sys
@@ -379,12 +380,15 @@ class _Launch:
     def supervise(self) -> int:
         stdio = self.stdio
         exited: list[int] = []
+        was_off = collecting_while_waiting()
         try:
             if stdio.needs_relay:
                 return self._wait_with_relay(stdio, exited)
             return self._wait(exited)
         finally:
             console.restore_terminal(stdio)
+            if was_off:
+                gc.disable()
 
     def _wait(self, exited: list[int]) -> int:
         _, status = os.waitpid(self.pid, 0)
@@ -689,6 +693,22 @@ def recorded_config(record: State) -> Config:
         raise NsinitError("join", f"the container's recorded config does not load "
                                   f"({err.__class__.__name__}: {err})") from None
     return config
+
+
+def collecting_while_waiting() -> bool:
+    """Turn the cyclic garbage collector on for a supervisor's wait, if it is
+    off; returns whether it was (to turn it off again after).
+
+    nsinit's launchers start with it off (see nsinit/__main__.py).  A
+    supervisor may wait for hours, relaying a terminal: there it collects,
+    but only what is new: everything made until now is frozen, never
+    scanned again.
+    """
+    if gc.isenabled():
+        return False
+    gc.freeze()
+    gc.enable()
+    return True
 
 
 def remove_leftovers(record: State) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import _cffi_backend
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -59,3 +60,54 @@ def test_the_config_package_loads_its_loader_on_first_use() -> None:
             "assert sorted(package.__all__) == sorted(package._HOMES)\n").format(repo=str(REPO))
     probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
+
+
+# --- the garbage collector: off while starting, on while a supervisor waits -----------------
+
+# Runs an entry point with nsinit.cli.run replaced by a probe of the collector.
+GC_PROBE = """
+import gc, runpy, sys
+sys.path.insert(0, {repo!r})
+import nsinit.cli
+nsinit.cli.run = lambda: print("collector on" if gc.isenabled() else "collector off")
+{start}
+"""
+
+
+def collector_state_at_run(start: str) -> str:
+    code = GC_PROBE.format(repo=str(REPO), start=start)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_python_m_nsinit_starts_with_the_collector_off() -> None:
+    assert collector_state_at_run('runpy.run_module("nsinit", run_name="__main__")') == "collector off"
+
+
+def test_installed_launcher_starts_with_the_collector_off() -> None:
+    import sysconfig
+
+    launcher = pathlib.Path(sysconfig.get_path("scripts")) / "nsinit"
+    if "scripts/install" not in launcher.read_text(errors="replace") if launcher.exists() else True:
+        pytest.skip(f"{launcher} is not the launcher scripts/install writes (not installed here)")
+    start = f"exec(compile(open({str(launcher)!r}).read(), 'launcher', 'exec'))"
+    assert collector_state_at_run(start) == "collector off"
+
+
+def test_a_waiting_supervisor_collects_only_what_is_new() -> None:
+    import gc
+
+    from nsinit.container import collecting_while_waiting
+
+    was_enabled = gc.isenabled()
+    try:
+        gc.enable()
+        assert collecting_while_waiting() is False and gc.isenabled()  # a library user's choice stays
+        gc.disable()
+        frozen_before = gc.get_freeze_count()
+        assert collecting_while_waiting() is True
+        assert gc.isenabled() and gc.get_freeze_count() > frozen_before
+    finally:
+        gc.unfreeze()
+        (gc.enable if was_enabled else gc.disable)()
