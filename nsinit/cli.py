@@ -255,14 +255,17 @@ def cmd_gc(as_json: bool) -> int:
 
     from nsinit.container import collect_garbage
 
-    removed = collect_garbage()
+    entries = collect_garbage()
+    failed = [entry for entry in entries if "error" in entry]
     if as_json:
-        print(json.dumps(removed, indent=2))
-        return 0
-    for entry in removed:
-        whose = f"container {entry['init_pid']} of {entry['root']}" if entry["root"] else "unreadable record"
-        print(f"removed {whose} ({entry['why']}): {entry['record']}")
-    return 0
+        print(json.dumps(entries, indent=2))
+    for entry in entries:
+        if "error" in entry:
+            sys.stderr.write(f"nsinit: gc: {entry['record']}: {entry['error']}\n")
+        elif not as_json:
+            whose = f"container {entry['init_pid']} of {entry['root']}" if entry["root"] else "unreadable record"
+            print(f"removed {whose} ({entry['why']}): {entry['record']}")
+    return EXIT_COMMAND_FAILED if failed else 0
 
 
 def cmd_rootfs(target: str) -> int:

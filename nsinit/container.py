@@ -18,7 +18,7 @@ from nsinit import _native, child, console, namespaces, state, sync
 from nsinit.record import field, record
 from nsinit.state import State
 from nsinit.undo import Undo
-from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
+from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, describe_oserror
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -735,20 +735,24 @@ def collect_garbage() -> list[dict[str, object]]:
     ever find them again: this walks every private record instead.  Only
     records of a container whose init and nsinit are both gone are
     touched; one whose lock is held (a creation, a join or a teardown
-    under way) is skipped.  Returns one entry per record removed.
+    under way) is skipped.  Returns one entry per record removed, or per
+    record that could not be (with an ``error``): one failure does not stop
+    the others.
     """
-    removed = []
+    entries = []
     for private in state.private_dirs():
         lock = state.RootLock.of_private_dir(private)
-        if not lock.try_acquire(timeout=0):
-            continue
         try:
+            if not lock.try_acquire(timeout=0):
+                continue
             entry = _collect_dead_record(private)
+        except (NsinitError, OSError) as err:
+            entry = {"record": private, "error": str(err) if isinstance(err, NsinitError) else describe_oserror(err)}
         finally:
             lock.release()  # also removes the directory if nothing is left in it
         if entry is not None:
-            removed.append(entry)
-    return removed
+            entries.append(entry)
+    return entries
 
 
 def _collect_dead_record(private: str) -> dict[str, object] | None:

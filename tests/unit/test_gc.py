@@ -9,6 +9,7 @@ covered by the integration test that kills a real container's nsinit.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -172,3 +173,31 @@ def test_foreign_entries_in_the_run_dir_are_not_touched(run_dir: Path, dead_pid:
 def test_only_dev_inode_names_are_private_dirs(run_dir: Path, name: str, ok: bool) -> None:
     (run_dir / name).mkdir(parents=True)
     assert state.private_dirs() == ([str(run_dir / name)] if ok else [])
+
+
+def test_one_record_that_cannot_be_removed_does_not_stop_the_others(tmp_path: Path, dead_pid: int) -> None:
+    stuck = Path(state.ensure_private_dir(str(tmp_path)))
+    (stuck / "state.json").mkdir()            # unreadable, and unlink() refuses a directory
+    private = plant(tmp_path / "root", dead_pid, 12345)
+    entries = collect_garbage()
+    assert [e["record"] for e in entries if "error" in e] == [str(stuck)]
+    assert [e["record"] for e in entries if "error" not in e] == [str(private)]
+    assert not private.exists() and stuck.exists()
+
+
+def test_cli_prints_what_it_removed_and_fails_on_what_it_could_not(tmp_path: Path, run_dir: Path,
+                                                                     dead_pid: int) -> None:
+    stuck = Path(state.ensure_private_dir(str(tmp_path)))
+    (stuck / "state.json").mkdir()
+    private = plant(tmp_path / "root", dead_pid, 12345)
+    env = {**os.environ, "NSINIT_RUN_DIR": str(run_dir)}
+    result = subprocess.run([sys.executable, "-m", "nsinit", "gc"], capture_output=True, text=True,
+                            timeout=30, env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"removed container {dead_pid} of {tmp_path / 'root'} (container init {dead_pid} is gone): {private}"]
+    [error] = result.stderr.splitlines()
+    assert error.startswith(f"nsinit: gc: {stuck}: ") and "Traceback" not in result.stderr
+    again = subprocess.run([sys.executable, "-m", "nsinit", "gc", "--json"], capture_output=True, text=True,
+                           timeout=30, env=env, stdin=subprocess.DEVNULL)
+    assert again.returncode == 1 and [e["record"] for e in json.loads(again.stdout)] == [str(stuck)]
