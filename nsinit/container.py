@@ -504,9 +504,9 @@ class _Creation(_Launch):
 
     def _remove_everything(self) -> None:
         if self.network_state:
-            from nsinit.network import veth
+            from nsinit.network import teardown
 
-            veth.teardown_networks(self.network_state)
+            teardown.teardown_networks(self.network_state)
         self.manager.destroy()
         state.remove_state(self.container.root, self.pid)
 
@@ -550,10 +550,11 @@ class _Creation(_Launch):
             netns.check_network_namespace(self.config)
         if not any(n.type == "veth" for n in self.config.networks) and not self.config.routes:
             return  # loopback is the child's job; pyroute2 is only paid for veth
-        from nsinit.network import veth
+        from nsinit.network import helper
 
         with self.step_timer("network"):
-            self.network_state = veth.setup_networks(self.config, self.pid)  # undone by tear_down
+            # In a helper process: see nsinit/network/helper.py.  Undone by tear_down.
+            self.network_state = helper.setup_networks_in_helper(self.config, self.pid, FORWARDED_SIGNALS)
 
     def record_child(self) -> None:
         cfg = self.config
@@ -721,9 +722,9 @@ def remove_leftovers(record: State) -> None:
 
         cgroups.load_manager(record.cgroup_paths).destroy()
     if any(entry.get("host_interface_name") for entry in record.network_state if isinstance(entry, dict)):
-        from nsinit.network import veth
+        from nsinit.network import teardown
 
-        veth.teardown_networks(record.network_state)
+        teardown.teardown_networks(record.network_state)
 
 
 def collect_garbage() -> list[dict[str, object]]:

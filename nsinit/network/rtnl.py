@@ -12,43 +12,27 @@ the library (~120-180 ms here, more than a whole loopback-only container
 start).  ``_import_messages`` skips that __init__ and loads only the message
 modules (~20 ms); see its docstring.
 
-One ``Rtnl`` talks to one network namespace: a netlink socket stays bound to
-the namespace it was created in, so ``Rtnl(netns_fd)`` enters the target
-namespace just long enough to create its socket (no helper process, unlike
-pyroute2's NetNS).  Every failure is an ``OSError`` carrying the errno and,
-when the kernel gave one, its extended-ack text.
+One ``Rtnl`` talks to one network namespace (``Rtnl(netns_fd)``: see
+``nlwire.open_route_socket``; no helper process, unlike pyroute2's NetNS).
+Every failure is an ``OSError`` carrying the errno and, when the kernel gave
+one, its extended-ack text.
 """
 from __future__ import annotations
 
 import errno
 import importlib.util
 import os
-import socket
-import struct
 import sys
 
-from nsinit import _native
+from nsinit.network import nlwire
+from nsinit.network.nlwire import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from nsinit.record import record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-CLONE_NEWNET = 0x40000000
-
-# <linux/netlink.h>
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-NLMSGERR_ATTR_MSG = 1
-NLM_F_ACK_TLVS = 0x200      # in an ack's nlmsg_flags: extended-ack attributes follow
-NLM_F_CAPPED = 0x100        # the ack carries only the request's header
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10
-NETLINK_EXT_ACK = 11
+AF_INET, AF_INET6 = 2, 10
 
 # <linux/rtnetlink.h>
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -61,10 +45,6 @@ RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
-
-_HEADER = struct.Struct("=IHHII")   # struct nlmsghdr
-_ERROR_CODE = struct.Struct("=i")   # struct nlmsgerr starts with int error
-_ATTR = struct.Struct("=HH")        # struct nlattr
 
 
 @record(frozen=True)
@@ -144,7 +124,7 @@ class Rtnl:
     def __init__(self, netns_fd: int = -1) -> None:
         _import_messages()
         self.sequence = 0
-        self.sock = self._open_socket(netns_fd) if netns_fd >= 0 else self._new_socket()
+        self.sock = nlwire.open_route_socket(netns_fd)
 
     def __enter__(self) -> "Rtnl":
         return self
@@ -157,33 +137,6 @@ class Rtnl:
         # must be closed or its network namespace (and the veth) would live
         # as long as the supervisor.
         self.sock.close()
-
-    @staticmethod
-    def _new_socket() -> socket.socket:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-        try:
-            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        except OSError:
-            pass  # kernels before 4.12: plain acks, errno without text
-        sock.bind((0, 0))
-        return sock
-
-    @classmethod
-    def _open_socket(cls, netns_fd: int) -> socket.socket:
-        # /proc/thread-self: setns(2) moves only the calling thread.
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _native.setns(netns_fd, CLONE_NEWNET)
-            try:
-                return cls._new_socket()
-            finally:
-                # Back to our own namespace.  Should this fail, the OSError
-                # propagates and the create is undone: every later host-side
-                # step would otherwise act on the container's namespace.
-                _native.setns(own, CLONE_NEWNET)
-        finally:
-            os.close(own)
 
     # -- links -----------------------------------------------------------------
     def get_link(self, name: str) -> Link | None:
@@ -254,7 +207,7 @@ class Rtnl:
     def add_address(self, index: int, interface: Any) -> None:
         """``interface``: an ipaddress.IPv4Interface or IPv6Interface."""
         msg = _Messages.ifaddrmsg()
-        msg["family"] = socket.AF_INET if interface.version == 4 else socket.AF_INET6
+        msg["family"] = AF_INET if interface.version == 4 else AF_INET6
         msg["prefixlen"] = interface.network.prefixlen
         msg["index"] = index
         address = str(interface.ip)
@@ -274,7 +227,7 @@ class Rtnl:
     def add_route(self, destination: Any, *, gateway: Any = None, source: Any = None, oif: int = 0) -> None:
         """``destination``: an ipaddress network; ``gateway``/``source``: addresses or None."""
         msg = _Messages.rtmsg()
-        msg["family"] = socket.AF_INET if destination.version == 4 else socket.AF_INET6
+        msg["family"] = AF_INET if destination.version == 4 else AF_INET6
         msg["dst_len"] = destination.prefixlen
         msg["table"] = RT_TABLE_MAIN
         msg["proto"] = RTPROT_BOOT
@@ -306,46 +259,4 @@ class Rtnl:
         msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
         msg["header"]["sequence_number"] = self.sequence
         msg.encode()
-        self.sock.send(bytes(msg.data))
-        replies: list[bytes] = []
-        while True:
-            data = self.sock.recv(65536)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, kind, msg_flags, seq, _pid = _HEADER.unpack_from(data, offset)
-                if length < _HEADER.size:
-                    raise OSError(errno.EBADMSG, "malformed netlink reply")
-                chunk = data[offset:offset + length]
-                offset += (length + 3) & ~3
-                if seq != self.sequence:
-                    continue  # a reply to an earlier request we stopped waiting for
-                if kind == NLMSG_ERROR:
-                    code = _ERROR_CODE.unpack_from(chunk, _HEADER.size)[0]
-                    if code:
-                        raise OSError(-code, _error_text(-code, chunk, msg_flags))
-                    return replies
-                if kind == NLMSG_DONE:
-                    return replies
-                replies.append(chunk)
-
-
-def _error_text(code: int, chunk: bytes, flags: int) -> str:
-    """strerror, plus the kernel's extended-ack message when it sent one."""
-    text = os.strerror(code)
-    if not flags & NLM_F_ACK_TLVS:
-        return text
-    # struct nlmsgerr: error, then the request's header (capped: header only).
-    offset = _HEADER.size + _ERROR_CODE.size + _HEADER.size
-    if not flags & NLM_F_CAPPED:
-        request_length = _HEADER.unpack_from(chunk, _HEADER.size + _ERROR_CODE.size)[0]
-        offset = _HEADER.size + _ERROR_CODE.size + ((request_length + 3) & ~3)
-    while offset + _ATTR.size <= len(chunk):
-        length, kind = _ATTR.unpack_from(chunk, offset)
-        if length < _ATTR.size:
-            break
-        if kind & 0x3FFF == NLMSGERR_ATTR_MSG:
-            detail = chunk[offset + _ATTR.size:offset + length].split(b"\0", 1)[0].decode(errors="replace")
-            if detail:
-                return f"{text} ({detail})"
-        offset += (length + 3) & ~3
-    return text
+        return nlwire.request(self.sock, self.sequence, bytes(msg.data))

@@ -1,4 +1,4 @@
-"""veth networks, configured from the supervisor before the init is released.
+"""veth networks, configured before the init is released.
 
 For each ``{"type": "veth"}`` network one veth pair is created: the host end
 (``host_interface_name``, or the prefix plus 7 random hex characters) joins
@@ -6,18 +6,20 @@ the bridge, gets the MTU and txqueuelen and comes up; the peer is created
 directly inside the container's network namespace under its final name
 (``eth0``), then gets its addresses, comes up and gets the default routes.
 ``routes`` follow.  All of it happens while the init still waits for ``go``,
-so the command never sees a half-configured network.
+so the command never sees a half-configured network.  It runs in a helper
+process the supervisor forks (``helper``), so that pyroute2 never stays
+resident in the supervisor.
 
 The container's side is reached through a netlink socket opened inside its
-namespace (``Rtnl(netns_fd)``): no helper process, no ``ip netns exec``.
+namespace (``Rtnl(netns_fd)``): no second helper, no ``ip netns exec``.
 
 Cleanup (nsinit-origins §7.5: 2014 leaked the pair on errors): deleting one
 end of a veth pair deletes both, so only host ends are tracked.  On a failed
 setup every host end made so far is deleted before the error is raised; after
-the container exits ``teardown_networks`` deletes any still there.  If the
-supervisor is SIGKILLed, the init dies with it (parent-death signal), its
-namespace goes, and the kernel deletes the pair -- unless the namespace is a
-persistent one joined by path, which outlives the container.
+the container exits ``teardown.teardown_networks`` deletes any still there.
+If the supervisor is SIGKILLed, the init dies with it (parent-death signal),
+its namespace goes, and the kernel deletes the pair -- unless the namespace
+is a persistent one joined by path, which outlives the container.
 
 Bridges are shared with other containers and perhaps the host's own setup:
 nsinit creates a missing one (and says so) but never changes or deletes one.
@@ -71,30 +73,6 @@ def setup_networks(config: Any, pid: int) -> list[dict[str, Any]]:
         raise NsinitError(STEP, f"netlink: {err.strerror or err}") from None
     finally:
         os.close(netns_fd)
-
-
-def teardown_networks(records: list[dict[str, Any]]) -> None:
-    """Delete the host ends of ``records`` that still exist.  Idempotent.
-
-    Normally the kernel has already removed them with the container's
-    namespace (or is about to: namespace cleanup runs asynchronously).
-    Failures are reported as warnings, not raised: this runs after the
-    container exited, and its exit status must still reach the caller.
-    """
-    veths = [r for r in records if r.get("type") == "veth" and r.get("host_interface_name")]
-    if not veths:
-        return
-    try:
-        with Rtnl() as host:
-            for record in veths:
-                link = host.get_link(record["host_interface_name"])
-                # The same name and index: still ours, not a namesake made since.
-                if link is None or link.kind != "veth" or link.index != record.get("host_interface_index"):
-                    continue
-                _delete_link(host, link)
-    except OSError as err:
-        _warn(f"could not remove host veth interfaces {[r['host_interface_name'] for r in veths]}: "
-              f"{err.strerror or err}")
 
 
 def container_netns_path(config: Any, pid: int) -> str:

@@ -242,6 +242,28 @@ def test_network_state_is_recorded(nsinit: Nsinit, bridge: Callable[[], str],
     assert not link_exists(host_name)
 
 
+def test_supervisor_never_loads_pyroute2(nsinit: Nsinit, bridge: Callable[[], str],
+                                         subnet: ipaddress.IPv4Network, link_prefix: str) -> None:
+    # It stays resident as long as the container: the veths are set up by a
+    # short-lived helper process, and removed without pyroute2.  Checked in a
+    # supervisor driven through the library, where sys.modules can be read.
+    host_name = f"{link_prefix}h0"
+    nsinit.config(networks=networks(veth(bridge(), subnet, 2, host_interface_name=host_name)))
+    script = (
+        "import sys\n"
+        "from nsinit.container import Container, Process\n"
+        f"container = Container.load({str(nsinit.root)!r})\n"
+        "status = container.run(Process(args=['/bin/sh', '-c', 'ip -o -4 addr show dev eth0']))\n"
+        "print(status, sorted(m for m in sys.modules if m.startswith(('pyroute2', 'nsinit.network.veth'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert f"inet {host_ip(subnet, 2)}/24" in result.stdout       # the helper did configure eth0
+    assert result.stdout.splitlines()[-1] == "0 []"
+    assert not link_exists(host_name)                               # and teardown removed the pair
+
+
 # --- cleanup ---------------------------------------------------------------------
 
 def test_host_veth_is_gone_right_after_exit(nsinit: Nsinit, bridge: Callable[[], str],
