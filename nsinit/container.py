@@ -456,6 +456,7 @@ class _Creation(_Launch):
             # Before clone: the parent's own work after it pays for
             # copy-on-write faults (measured: cgroups took ~1.5 ms longer
             # when done after clone, beside the child).
+            self.start_network_helper()
             self.create_cgroups()
             self.start_child()
             self.setup_networks()  # nothing in it waits for the child
@@ -512,7 +513,8 @@ class _Creation(_Launch):
 
     def start_child(self) -> None:
         cfg = self.config
-        plan = self.prepare_plan([self.lock.fd])
+        helper_fds = self.network_helper.supervisor_fds() if self.network_helper else []
+        plan = self.prepare_plan([self.lock.fd, *helper_fds])
         plan.cgroup_files = self.cgroup_files
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
@@ -540,6 +542,17 @@ class _Creation(_Launch):
             with self.step_timer("id maps"):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
 
+    def start_network_helper(self) -> None:
+        """Before the cgroups and the clone, so that its imports overlap them
+        (see nsinit/network/helper.py)."""
+        self.network_helper = None
+        if not any(n.type == "veth" for n in self.config.networks) and not self.config.routes:
+            return  # loopback is the child's job; pyroute2 is only paid for veth
+        from nsinit.network.helper import NetworkHelper
+
+        self.network_helper = NetworkHelper(self.config, FORWARDED_SIGNALS)
+        self.undo.callback(self.network_helper.reap)
+
     def setup_networks(self) -> None:
         joined = self.config.namespace("NEWNET")
         if joined is not None and joined.path:
@@ -548,13 +561,10 @@ class _Creation(_Launch):
             # Checked here, not at load: `nsinit kill` must work after the
             # namespace file is gone while the container still holds it.
             netns.check_network_namespace(self.config)
-        if not any(n.type == "veth" for n in self.config.networks) and not self.config.routes:
-            return  # loopback is the child's job; pyroute2 is only paid for veth
-        from nsinit.network import helper
-
+        if self.network_helper is None:
+            return
         with self.step_timer("network"):
-            # In a helper process: see nsinit/network/helper.py.  Undone by tear_down.
-            self.network_state = helper.setup_networks_in_helper(self.config, self.pid, FORWARDED_SIGNALS)
+            self.network_state = self.network_helper.setup(self.pid)  # undone by tear_down
 
     def record_child(self) -> None:
         cfg = self.config

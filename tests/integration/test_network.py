@@ -381,6 +381,35 @@ def test_taken_host_interface_name(nsinit: Nsinit, host_link: Callable[..., str]
     assert_one_line_failure(nsinit, f'networks[1].host_interface_name: "{taken}" already exists on the host')
 
 
+def processes_with_cwd(path: Path) -> list[int]:
+    """Processes working in ``path``: nsinit and its network helper do (it is the root dir)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(path):
+                found.append(int(entry))
+        except OSError:
+            continue  # exited while we looked
+    return found
+
+
+def test_a_failure_before_the_clone_lets_the_network_helper_go_untouched(
+        nsinit: Nsinit, bridge: Callable[[], str], subnet: ipaddress.IPv4Network, link_prefix: str,
+        tmp_path: Path) -> None:
+    # The helper is forked before the cgroups are made; here they fail (the
+    # kernel refuses the limit), so it never learns a pid: no veth, no bridge,
+    # and it is gone when nsinit returns.
+    br = bridge()
+    nsinit.config(networks=networks(veth(br, subnet, 2, host_interface_name=f"{link_prefix}h0")),
+                  cgroups={"blkio_throttle_read_bps_device": "259:250 1000"})
+    result = nsinit.exec("/bin/true")
+    assert result.returncode == 125
+    [line] = stderr_lines(result)
+    assert line.startswith("nsinit: cgroups: cgroups.blkio_throttle_read_bps_device: ")
+    assert links_named(link_prefix) == []
+    assert processes_with_cwd(nsinit.root) == []
+
+
 def test_netns_path_that_is_not_a_network_namespace(nsinit: Nsinit) -> None:
     uts = f"/proc/{os.getpid()}/ns/uts"
     nsinit.config(networks=[{"type": "netns", "path": uts}])
