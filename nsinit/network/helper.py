@@ -11,7 +11,7 @@ The helper is forked before the clone, as soon as the config is read: its
 imports (pyroute2 alone is ~15 ms, more in a forked process, which pays
 copy-on-write faults) then overlap the making of the cgroups and the clone.
 It learns the init's pid once the container's network namespace exists; if
-the creation fails before that, it reads end-of-file and exits untouched.
+the creation fails before that, it is killed: it has changed nothing yet.
 
 The helper ignores the signals the supervisor forwards to the container:
 its work takes milliseconds, and a half-done setup it abandoned would leave
@@ -69,7 +69,13 @@ class NetworkHelper:
         return records
 
     def reap(self) -> int:
-        """Let the helper go (end-of-file, if it never got a pid) and wait for it.  Idempotent."""
+        """Wait for the helper to end.  Idempotent.
+
+        One that never got a pid (the creation failed before the clone) has
+        changed nothing and may still be importing: it is killed outright.
+        """
+        if self.helper > 0 and self.pid_write >= 0:
+            os.kill(self.helper, signal.SIGKILL)
         self._close_pid_pipe()
         if self.reply_read >= 0:
             os.close(self.reply_read)
