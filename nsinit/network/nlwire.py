@@ -34,6 +34,9 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 
+# <linux/rtnetlink.h>: the link requests (addresses and routes: see rtnl.py)
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+
 HEADER = struct.Struct("=IHHII")    # struct nlmsghdr
 _ERROR_CODE = struct.Struct("=i")   # struct nlmsgerr starts with int error
 _ATTR = struct.Struct("=HH")        # struct nlattr

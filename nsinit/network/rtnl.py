@@ -25,7 +25,7 @@ import os
 import sys
 
 from nsinit.network import nlwire
-from nsinit.network.nlwire import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+from nsinit.network.nlwire import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, RTM_GETLINK, RTM_NEWLINK
 from nsinit.record import record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 AF_INET, AF_INET6 = 2, 10
 
 # <linux/rtnetlink.h>
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 RT_TABLE_MAIN = 254
@@ -197,11 +196,6 @@ class Rtnl:
         msg["flags"] = IFF_UP
         msg["change"] = IFF_UP
         self._request(RTM_NEWLINK, msg, 0)
-
-    def delete_link(self, index: int) -> None:
-        msg = _Messages.link()
-        msg["index"] = index
-        self._request(RTM_DELLINK, msg, 0)
 
     # -- addresses and routes --------------------------------------------------
     def add_address(self, index: int, interface: Any) -> None:

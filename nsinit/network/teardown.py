@@ -5,7 +5,8 @@ pyroute2 (~4.5 MB of a veth container's supervisor, measured): the veths are
 set up in a short-lived helper process (see ``helper``), and this module
 undoes them at the end with the one request that needs no message library,
 RTM_DELLINK of an interface index (a fixed struct ifinfomsg, no attributes).
-A unit test holds it byte-equal to pyroute2's encoding.
+A unit test holds it byte-equal to pyroute2's encoding.  The helper's own
+rollback after a failed setup uses it too: one way to delete a host end.
 
 Deleting one end of a veth pair deletes both.  A host end is deleted only
 while its name still has the index recorded at creation: a namesake made
@@ -28,7 +29,6 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any
 
-RTM_DELLINK = 17
 AF_UNSPEC = 0
 _IFINFOMSG = struct.Struct("=BxHiII")   # struct ifinfomsg: family, type, index, flags, change
 
@@ -71,6 +71,6 @@ def _delete_if_ours(sock: _socket.socket, sequence: int, name: str, index: objec
 def dellink_request(index: int, sequence: int) -> bytes:
     """RTM_DELLINK of interface ``index``, asking for an ack."""
     body = _IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0)
-    header = nlwire.HEADER.pack(nlwire.HEADER.size + len(body), RTM_DELLINK,
+    header = nlwire.HEADER.pack(nlwire.HEADER.size + len(body), nlwire.RTM_DELLINK,
                                 nlwire.NLM_F_REQUEST | nlwire.NLM_F_ACK, sequence, 0)
     return header + body

@@ -32,7 +32,7 @@ import os
 import sys
 
 from nsinit.errors import NsinitError
-from nsinit.network import rtnl
+from nsinit.network import rtnl, teardown
 from nsinit.network.rtnl import Link, Rtnl
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -60,14 +60,15 @@ def setup_networks(config: Any, pid: int) -> list[dict[str, Any]]:
         netns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:
         raise NsinitError(STEP, f"{netns_path}: {err.strerror}") from None
-    created: list[str] = []   # host ends, in creation order
+    created: list[dict[str, Any]] = []   # host ends as teardown records, in creation order
     try:
         with Rtnl() as host:
             try:
                 with Rtnl(netns_fd) as inside:
                     return _configure(config, host, inside, netns_fd, created)
             except BaseException:
-                _delete_host_ends(host, created)
+                # Warns, never raises: the error that brought us here is the one to report.
+                teardown.teardown_networks(created)
                 raise
     except OSError as err:
         raise NsinitError(STEP, f"netlink: {err.strerror or err}") from None
@@ -86,7 +87,8 @@ def container_netns_path(config: Any, pid: int) -> str:
 
 # --- the steps ---------------------------------------------------------------
 
-def _configure(config: Any, host: Rtnl, inside: Rtnl, netns_fd: int, created: list[str]) -> list[dict[str, Any]]:
+def _configure(config: Any, host: Rtnl, inside: Rtnl, netns_fd: int,
+               created: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ns = config.namespace("NEWNET")
     if ns is not None and not ns.path:
         # The init brings lo up too (with an ioctl, for loopback-only
@@ -121,7 +123,7 @@ def _bring_up_loopback(inside: Rtnl) -> None:
 
 
 def _setup_veth(host: Rtnl, inside: Rtnl, netns_fd: int, network: Any, path: str,
-                bridge: Link | None, created: list[str]) -> dict[str, Any]:
+                bridge: Link | None, created: list[dict[str, Any]]) -> dict[str, Any]:
     bridge = bridge or _ensure_bridge(host, network, path)
     host_end = _create_pair(host, network, path, bridge, netns_fd, created)
     peer = inside.get_link(network.name)
@@ -208,7 +210,7 @@ def _configure_new_bridge(host: Rtnl, network: Any, field: str) -> Link:
 
 
 def _create_pair(host: Rtnl, network: Any, path: str, bridge: Link, netns_fd: int,
-                 created: list[str]) -> Link:
+                 created: list[dict[str, Any]]) -> Link:
     fixed = network.host_interface_name
     for _ in range(1 if fixed else NAME_ATTEMPTS):
         # os.urandom, not secrets: the same kernel bytes, without hashlib's import (~5 ms).
@@ -224,10 +226,10 @@ def _create_pair(host: Rtnl, network: Any, path: str, bridge: Link, netns_fd: in
             if fixed:
                 _fail(f"{path}.host_interface_name", f'"{name}" already exists on the host')
             continue  # a random name taken: try another
-        created.append(name)
         link = host.get_link(name)
         if link is None:
             _fail(f"{path}.host_interface_name", f"{name} vanished right after it was created")
+        created.append({"type": "veth", "host_interface_name": name, "host_interface_index": link.index})
         return link
     _fail(f"{path}.prefix", f'no free interface name "{network.prefix}…" after {NAME_ATTEMPTS} tries')
 
@@ -259,30 +261,8 @@ def _add_configured_route(inside: Rtnl, route: Any, path: str) -> None:
         _fail(path, f"{destination}{via}{dev}: {err.strerror}")
 
 
-# --- cleanup and errors ------------------------------------------------------
-
-def _delete_host_ends(host: Rtnl, names: list[str]) -> None:
-    """Rollback after a failed setup; must not mask the error that caused it."""
-    for name in reversed(names):
-        try:
-            link = host.get_link(name)
-            if link is not None and link.kind == "veth":
-                _delete_link(host, link)
-        except OSError as err:
-            _warn(f"could not remove host veth {name}: {err.strerror or err}")
-
-
-def _delete_link(host: Rtnl, link: Link) -> None:
-    try:
-        host.delete_link(link.index)
-    except OSError as err:
-        if err.errno != errno.ENODEV:  # ENODEV: the kernel removed it meanwhile
-            raise
-
+# --- errors ------------------------------------------------------------------
 
 def _fail(field: str, problem: str) -> NoReturn:
     raise NsinitError(STEP, f"{field}: {problem}")
 
-
-def _warn(text: str) -> None:
-    sys.stderr.write(f"nsinit: warning: {text}\n")

@@ -283,6 +283,22 @@ def test_host_veth_is_gone_after_a_failure_later_in_setup(
     assert not link_exists(host_name)
 
 
+def test_host_veths_made_before_a_failing_route_are_removed(
+        nsinit: Nsinit, bridge: Callable[[], str], subnet: ipaddress.IPv4Network, link_prefix: str) -> None:
+    # The routes come after every veth: the kernel refuses this one (its
+    # gateway is on no link), so both pairs made already are rolled back.
+    br = bridge()
+    second = veth(br, subnet, 3, name="eth1", host_interface_name=f"{link_prefix}h1")
+    del second["gateway"]  # one default route is enough
+    nsinit.config(networks=networks(veth(br, subnet, 2, host_interface_name=f"{link_prefix}h0"), second),
+                  routes=[{"destination": "10.214.0.0/16", "gateway": "10.250.250.250"}])
+    result = nsinit.exec("true")
+    assert result.returncode == 125, result.stderr
+    lines = stderr_lines(result)   # after the line saying the bridge was made
+    assert lines[-1].startswith("nsinit: network: routes[0]: 10.214.0.0/16 via 10.250.250.250: "), lines
+    assert links_named(link_prefix) == [br]
+
+
 def test_host_veth_is_removed_by_the_kernel_after_kill_9_of_nsinit(
         nsinit: Nsinit, bridge: Callable[[], str], subnet: ipaddress.IPv4Network, link_prefix: str) -> None:
     host_name = f"{link_prefix}h0"

@@ -64,7 +64,6 @@ LINK_REQUESTS = {
                                                peer_name="eth1", peer_netns_fd=9, peer_mac=""),
     "bridge": lambda r: r.create_bridge("nsbr0"),
     "up": lambda r: r.set_up(12),
-    "delete": lambda r: r.delete_link(12),
     "get by name": lambda r: r.get_link("eth0"),
 }
 
@@ -138,7 +137,7 @@ def test_teardowns_dellink_encodes_as_pyroute2_does(index: int) -> None:
 
     theirs = ifinfmsg()
     theirs["index"] = index
-    theirs["header"]["type"] = rtnl.RTM_DELLINK
+    theirs["header"]["type"] = nlwire.RTM_DELLINK
     theirs["header"]["flags"] = nlwire.NLM_F_REQUEST | nlwire.NLM_F_ACK
     theirs["header"]["sequence_number"] = 7
     theirs.encode()
