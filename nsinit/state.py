@@ -212,7 +212,7 @@ def read_record(private: str) -> State | None:
         return None
     except OSError as err:
         raise StaleStateError(f"state.json: {err.strerror}") from None
-    except ValueError:
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
         raise StaleStateError("state.json is not valid JSON (truncated?)") from None
     return _state_from_json(raw)
 
@@ -294,19 +294,11 @@ def load_state(root: str) -> State | None:
     or public files with no private record behind them (a container that
     ended without cleaning up, or files planted in the directory).
     """
-    private_state = os.path.join(private_dir(root), STATE_FILE)
-    try:
-        with open(private_state, "rb") as f:
-            raw = jsontext.loads(f.read())
-    except FileNotFoundError:
+    state = read_record(private_dir(root))
+    if state is None:
         if any(os.path.lexists(os.path.join(root, n)) for n in (PID_FILE, STATE_FILE)):
-            raise StaleStateError("pid/state.json without a live container") from None
+            raise StaleStateError("pid/state.json without a live container")
         return None
-    except OSError as err:
-        raise StaleStateError(f"state.json: {err.strerror}") from None
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
-        raise StaleStateError("state.json is not valid JSON (truncated?)") from None
-    state = _state_from_json(raw)
     try:
         _check_alive(state)
     except StaleStateError as err:
