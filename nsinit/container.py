@@ -32,6 +32,7 @@ else:
     # module, ~2 ms of every start); its functions and constants are the same.
     import _signal as signal
 
+RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 
@@ -220,14 +221,18 @@ class Container:
         if self.config is None and not self.read_config_on_create:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
         console.ensure_std_fds()
-        for _attempt in range(3):
+        # Bounded by time, not by a count: where execs come and go in one
+        # dir, a few decisions in a row can meet a container that is just
+        # ending (seen: four, on a loaded machine), and each such end is
+        # progress made by someone else.
+        deadline = time.monotonic() + RELAUNCH_SECONDS
+        while True:
             try:
                 return self._launch_once(process, create=create, join=join)
             except ContainerGoneError:
-                if not create:
+                if not create or time.monotonic() >= deadline:
                     raise
                 # It ended between our decision and the join: decide again.
-        return self._launch_once(process, create=create, join=join)
 
     def _launch_once(self, process: Process, *, create: bool, join: bool) -> int:
         lock = state.RootLock(self.root).acquire()
