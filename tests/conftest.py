@@ -19,6 +19,9 @@ from typing import Any, Callable
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Subprocesses (``python -m nsinit``) import the tree under test, not whatever
+# checkout the editable install points at: a git worktree tests its own code.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 def is_root() -> bool:
