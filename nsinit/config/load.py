@@ -1056,12 +1056,41 @@ def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
         ctx.fail(_child(path, "name"), '"lo" is the loopback interface every network namespace has')
     if network.mac_address:
         _check_mac(ctx, network.mac_address, _child(path, "mac_address"))
+    if kind == "loopback":
+        network = _loopback_without_addresses(ctx, network, path)
     if network.address or network.gateway or network.ipv6_address or network.ipv6_gateway:
         _check_network_addresses(ctx, network, path)
     if network.ipv6_address and network.mtu and network.mtu < 1280:
         # The kernel turns IPv6 off on a link below the IPv6 minimum MTU.
         ctx.fail(_child(path, "mtu"), "must be at least 1280 with an IPv6 address")
     return network
+
+
+def _loopback_without_addresses(ctx: _Context, network: NetworkConfig, path: str) -> NetworkConfig:
+    """Drop the addresses of a loopback entry: lo always has 127.0.0.1/8 and ::1.
+
+    libcontainer's loopback strategy only brought lo up and read nothing
+    else, so its samples wrote placeholders ({"address": "127.0.0.1/0",
+    "gateway": "localhost"}): those load silently.  Anything else would be
+    an address nsinit does not give, so it is named in a warning.
+    """
+    import ipaddress  # only for loopback entries that set addresses
+
+    for key in ("address", "gateway", "ipv6_address", "ipv6_gateway"):
+        value = getattr(network, key)
+        if value and not _names_loopback(ipaddress, value):
+            ctx.warn(_child(path, key), f'"{value}" is ignored: the loopback interface always has '
+                                        "127.0.0.1/8 and ::1")
+    return replace(network, address="", gateway="", ipv6_address="", ipv6_gateway="")
+
+
+def _names_loopback(ipaddress: Any, text: str) -> bool:
+    if text == "localhost":
+        return True
+    try:
+        return bool(ipaddress.ip_interface(text).ip.is_loopback)
+    except ValueError:
+        return False
 
 
 def _check_ifname(ctx: _Context, name: str, path: str) -> None:

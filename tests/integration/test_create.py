@@ -111,6 +111,14 @@ def test_loopback_is_up_in_the_new_network_namespace(nsinit: Nsinit) -> None:
     assert ok(nsinit.exec("ls", "/sys/class/net")).split() == ["lo"]
 
 
+def test_the_seed_loopback_entry_runs(nsinit: Nsinit) -> None:
+    # The later seed's sample: placeholders libcontainer never read.
+    nsinit.config(networks=[{"type": "loopback", "address": "127.0.0.1/0", "gateway": "localhost"}])
+    result = nsinit.exec("cat", "/sys/class/net/lo/flags")
+    assert int(ok(result).strip(), 16) & 0x1, "IFF_UP not set on lo"
+    assert result.stderr == ""
+
+
 # --- fds ------------------------------------------------------------------------
 
 def test_pid_1_has_only_stdio(nsinit: Nsinit) -> None:
