@@ -45,15 +45,23 @@ _DIRECTORIES = (
     ("home/user", 0o755), ("var", 0o755), ("run", 0o755),
 )
 
+# The usual set of a Debian base system, cut down: root, daemon (the user
+# libcontainer's API sample runs its process as), an unprivileged user for
+# tests and people, and nobody.
 _PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"
+    "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
     f"user:x:{USER_UID}:{USER_GID}:user:/home/user:/bin/sh\n"
     "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 )
-# wheel lists both users so supplementary groups can be tested.
+# wheel lists both users so supplementary groups can be tested; tty is the
+# group devpts gives the container's ptys (gid=5 in its mount options).
 _GROUP = (
     "root:x:0:\n"
+    "daemon:x:1:\n"
+    "tty:x:5:\n"
     "wheel:x:10:root,user\n"
+    "users:x:100:\n"
     f"user:x:{USER_GID}:\n"
     "nogroup:x:65534:\n"
 )

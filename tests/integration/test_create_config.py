@@ -110,6 +110,14 @@ def test_user_by_name_gets_its_groups_and_home(nsinit: Nsinit) -> None:
     assert sorted(groups.split()) == ["10", "1000"]  # its own group and wheel
 
 
+def test_the_demo_rootfs_has_the_daemon_user(nsinit: Nsinit) -> None:
+    # The seed's API sample runs its process as User: "daemon".
+    nsinit.config(user="daemon")
+    uid, gid, groups, home = ok(nsinit.sh(ID_SCRIPT)).splitlines()
+    assert (uid, gid, groups, home) == ("1", "1", "1", "/usr/sbin")
+    assert ok(nsinit.sh("id -un; id -gn; id -u nobody")).split() == ["daemon", "daemon", "65534"]
+
+
 def test_user_as_uid_gid(nsinit: Nsinit) -> None:
     nsinit.config(user="1000:1000")
     uid, gid, groups, home = ok(nsinit.sh(ID_SCRIPT)).splitlines()
