@@ -248,6 +248,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         # die with its supervisor.
         _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")  # type: ignore[attr-defined]
     env = build_environment(cfg.environment, extra_env, ident)  # type: ignore[attr-defined]
+    os.umask(cfg.umask)  # type: ignore[attr-defined]  # the config's, never the caller's
     with steps.step("cwd"):
         try:
             os.chdir(cwd)

@@ -28,6 +28,7 @@ from nsinit.config.defaults import (
     DEFAULT_NAMESPACES,
     DEFAULT_PARENT_DEATH_SIGNAL,
     DEFAULT_READONLY_PATHS,
+    DEFAULT_UMASK,
     MAX_ID_MAPPINGS,
 )
 from nsinit.config.model import (
@@ -75,7 +76,7 @@ _TOP_KEYS = frozenset({
 # Known but not implemented: a warning when set, silence when zero/empty
 # (2015 configs write every key, so zero values are common and harmless).
 # Hooks was an untagged Go field, hence the capitalised spelling.
-_UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "seccomp", "pivot_dir", "privatefs", "rootPropagation", "umask")
+_UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "seccomp", "pivot_dir", "privatefs", "rootPropagation")
 
 _MOUNT_CONFIG_KEYS = frozenset({"no_pivot_root", "readonly_fs", "mounts", "device_nodes", "mount_label"})
 _CONTEXT_KEYS = frozenset({"apparmor_profile", "process_label", "mount_label", "restrictions"})
@@ -210,6 +211,7 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
         user=_parse_user(ctx, data.get("user"), "user"),
         additional_groups=_parse_groups(ctx, data.get("additional_groups"), "additional_groups"),
         working_dir=_parse_working_dir(ctx, data.get("working_dir"), "working_dir"),
+        umask=_parse_umask(ctx, data.get("umask"), "umask"),
         tty=_opt_bool(ctx, data.get("tty"), "tty"),
         readonlyfs=_opt_bool(ctx, readonlyfs, origin["readonlyfs"]),
         no_pivot_root=_opt_bool(ctx, no_pivot_root, origin["no_pivot_root"]),
@@ -461,6 +463,19 @@ def _parse_working_dir(ctx: _Context, value: Any, path: str) -> str:
         return "/"
     # ".." is harmless here: chdir happens after pivot_root, inside the container.
     return _clean_abs_path(ctx, text, path, allow_dotdot=True)
+
+
+def _parse_umask(ctx: _Context, value: Any, path: str) -> int:
+    """An octal string ("0022", "077"), or a number as OCI's process.user.umask
+    writes it (18 = 0o22).  Unset: 0022, as runc gives; never the caller's."""
+    if value is None:
+        return DEFAULT_UMASK
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(ctx, value, path, lo=0, hi=0o777)
+    text = _str(ctx, value, path)
+    if not (1 <= len(text) <= 4 and all(ch in "01234567" for ch in text)) or int(text, 8) > 0o777:
+        ctx.fail(path, f'"{text}" is not a umask: give octal digits such as "0022" or "0077"')
+    return int(text, 8)
 
 
 def _parse_path_list(ctx: _Context, value: Any, path: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -163,6 +163,7 @@ class Config:
     user: str = "root"
     additional_groups: tuple[str, ...] = ()
     working_dir: str = "/"
+    umask: int = 0o022               # config.defaults.DEFAULT_UMASK
     tty: bool = False
     readonlyfs: bool = False
     no_pivot_root: bool = False

@@ -11,6 +11,7 @@ import os
 import resource
 import stat
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -96,6 +97,30 @@ def test_capabilities_mask_2014_drops_only_those(nsinit: Nsinit) -> None:
         pytest.skip(f"the host's bounding set lacks capability bits {missing:#x} the mask keeps")
     assert cap_sets(nsinit) == {"CapInh": 0, "CapPrm": expected, "CapEff": expected,
                                 "CapBnd": expected, "CapAmb": 0}
+
+
+# --- umask ------------------------------------------------------------------------
+
+@contextmanager
+def caller_umask(mask: int) -> Iterator[None]:
+    """nsinit started with this umask (a host setting the container must not get)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_the_process_gets_umask_0022_not_the_callers(nsinit: Nsinit) -> None:
+    with caller_umask(0o077):
+        out = ok(nsinit.sh("umask; touch /tmp/f; stat -c %a /tmp/f"))
+    assert out.split() == ["0022", "644"]
+
+
+def test_the_configured_umask_is_applied(nsinit: Nsinit) -> None:
+    nsinit.config(umask="0077")
+    with caller_umask(0):
+        assert ok(nsinit.sh("umask")).strip() == "0077"
 
 
 # --- user and groups --------------------------------------------------------------

@@ -231,6 +231,19 @@ def test_joined_process_has_configured_limits(nsinit: Nsinit, start: Callable[..
     assert oom == "321"
 
 
+@pytest.mark.parametrize("configured, expected", [(None, "0022"), ("0027", "0027")])
+def test_joined_process_gets_the_containers_umask_not_the_callers(
+        nsinit: Nsinit, start: Callable[..., Live], configured: str | None, expected: str) -> None:
+    nsinit.config(umask=configured)
+    start()
+    old = os.umask(0o077)
+    try:
+        result = nsinit.sh("umask")
+    finally:
+        os.umask(old)
+    assert ok(result).strip() == expected
+
+
 def test_join_cwd(nsinit: Nsinit, start: Callable[..., Live]) -> None:
     nsinit.config(working_dir="/home")
     start()

@@ -713,6 +713,16 @@ def test_unsupported_features_warn_only_when_set(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("value, expected", [(None, 0o022), ("0077", 0o077), ("027", 0o027), ("0", 0), (18, 0o022)])
+def test_umask_is_octal_text_or_a_number_and_0022_by_default(tmp_path: Path, value: object, expected: int) -> None:
+    assert cfg(tmp_path, umask=value).umask == expected
+
+
+@pytest.mark.parametrize("value", ["0999", "1777", "22a", "", "00022", 512, -1, True])
+def test_bad_umask(tmp_path: Path, value: object) -> None:
+    assert error(tmp_path, {"umask": value}).startswith("container.json: umask: ")
+
+
 def test_go_null_means_absent(tmp_path: Path) -> None:
     config = cfg(tmp_path, mounts=None, devices=None, networks=None, cgroups=None, mask_paths=None,
                  namespaces=None, capabilities=None, environment=None)
@@ -724,7 +734,7 @@ def test_go_null_means_absent(tmp_path: Path) -> None:
 def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(load_module, "SELINUX_FS", str(tmp_path))
     config = cfg(tmp_path, **{
-        **USERNS, "hostname": "box", "user": "nobody", "working_dir": "/srv",
+        **USERNS, "hostname": "box", "user": "nobody", "working_dir": "/srv", "umask": "0027",
         "capabilities": {"bounding": ["KILL", "CHOWN"], "permitted": ["KILL"], "effective": ["KILL"],
                          "inheritable": ["KILL"], "ambient": ["KILL"]},
         "mounts": [
@@ -747,6 +757,7 @@ def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # A join reads the record back without the loader: same Config.
     assert config_from_dict(dumped) == config
     assert dumped["mounts"][-3]["flags"] == ["rbind", "ro", "rprivate"]
+    assert dumped["umask"] == "0027"  # what `nsinit config` shows
 
 
 def test_round_trip_of_the_2014_sample(tmp_path: Path) -> None:
