@@ -81,6 +81,17 @@ def protect_command(argv: list[str]) -> list[str]:
     return argv
 
 
+def signal_as_argument(words: list[str]) -> list[str]:
+    """``kill -9`` / ``kill -KILL``, as kill(1) spells them: the signal
+    without its dash, so docopt takes it for SIGNAL rather than an option."""
+    start = _command_index(words)
+    if start is None or words[start] != "kill":
+        return words
+    kept = {"--all", "--", "-h", "--help"}
+    return words[:start + 1] + [word[1:] if word.startswith("-") and len(word) > 1 and word not in kept
+                                else word for word in words[start + 1:]]
+
+
 def usage_for(words: list[str]) -> str:
     """The usage text docopt parses: for ``exec``, only its own pattern.
 
@@ -95,6 +106,11 @@ def usage_for(words: list[str]) -> str:
 
 
 def _command_word(words: list[str]) -> str | None:
+    i = _command_index(words)
+    return None if i is None else words[i]
+
+
+def _command_index(words: list[str]) -> int | None:
     i = 0
     while i < len(words):
         word = words[i]
@@ -103,7 +119,7 @@ def _command_word(words: list[str]) -> str | None:
         elif word.startswith("-"):
             i += 1
         else:
-            return word
+            return i
     return None
 
 
@@ -162,7 +178,7 @@ def parse_plain_exec(words: list[str]) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    words = protect_command(list(sys.argv[1:] if argv is None else argv))
+    words = signal_as_argument(protect_command(list(sys.argv[1:] if argv is None else argv)))
     args = parse_plain_exec(words)
     if args is None:
         from docopt import docopt

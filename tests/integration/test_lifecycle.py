@@ -126,6 +126,19 @@ def test_kill_signals_pid1(nsinit: Nsinit, start: Callable[..., Live], args: lis
     assert f"got-{trapped}" in live.stdout
 
 
+@pytest.mark.parametrize("spelling", ["-9", "-KILL", "KILL", "SIGKILL", "9", "-sigkill"])
+def test_kill_takes_every_spelling_of_kill_1(nsinit: Nsinit, start: Callable[..., Live], spelling: str) -> None:
+    live = start()
+    ok(nsinit.run("kill", spelling))
+    assert live.finish() == 137
+
+
+def test_kill_dash_signal_with_all(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start(f'trap "echo got-USR1; exit 3" USR1; {READY}; {LOOP}')
+    ok(nsinit.run("kill", "-USR1", "--all"))
+    assert live.finish() == 3 and "got-USR1" in live.stdout
+
+
 def test_kill_without_all_reaches_only_pid1(nsinit: Nsinit, start: Callable[..., Live]) -> None:
     live = start(f'trap "touch /tmp/init-got-it" USR1; {READY}; {LOOP}')
     joined = nsinit.popen("exec", "/bin/sh", "-c",

@@ -81,6 +81,17 @@ def test_other_commands_get_the_whole_usage() -> None:
     assert args["state"] and args["--root"] == "exec"
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["kill", "-9"], ["kill", "9"]),
+    (["--root", "/r", "kill", "--all", "-KILL"], ["--root", "/r", "kill", "--all", "KILL"]),
+    (["kill", "--help"], ["kill", "--help"]),
+    (["--root", "kill", "state"], ["--root", "kill", "state"]),   # "kill" is --root's value
+    (["exec", "kill", "-9", "1"], ["exec", "kill", "-9", "1"]),    # the container's own kill
+])
+def test_kill_dash_signal_becomes_the_signal_argument(argv: list[str], expected: list[str]) -> None:
+    assert cli.signal_as_argument(argv) == expected
+
+
 @pytest.mark.parametrize("text, number", [
     ("TERM", signal.SIGTERM), ("sigkill", signal.SIGKILL), ("SIGUSR1", signal.SIGUSR1), ("9", 9), ("1", 1),
 ])
