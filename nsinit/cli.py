@@ -21,7 +21,8 @@ Options:
   --root DIR       Directory holding container.json, pid and state.json [default: .]
   --config FILE    The container.json to read (default: ROOT/container.json).
   --trace          Print each setup step with its duration to stderr.
-  -t --tty         Give the command a terminal of its own (a pty).
+  -t --tty         Give the command a terminal of its own (a pty); without -t/-T
+                   and a "tty" in container.json: one when stdin is a terminal.
   -T --no-tty      No terminal, even when container.json asks for one.
   -u --user USER   User to run as: name, uid, name:group or uid:gid.
   --cwd DIR        Working directory inside the container.

@@ -45,7 +45,7 @@ class Process:
     env: list[str] = field(default_factory=list)   # "K=V", added to the config's
     user: str | None = None                         # default: config.user
     cwd: str | None = None                          # default: config.working_dir
-    tty: bool | None = None                         # default: config.tty
+    tty: bool | None = None                         # default: config.tty, else stdin's (use_tty)
 
 
 def trace_line(step: str, ms: float) -> None:
@@ -302,7 +302,7 @@ class _Launch:
 
     def prepare_plan(self, extra_close: list[int]) -> child.ChildPlan:
         cfg, proc = self.config, self.process
-        use_tty = cfg.tty if proc.tty is None else proc.tty
+        use_tty = choose_tty(proc.tty, cfg.tty)
         with self.step_timer("stdio"):
             self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"))
             self.undo.callback(console.close_fds, self.stdio.parent_only)
@@ -681,6 +681,18 @@ class _Join(_Launch):
             except ProcessLookupError:
                 raise self.gone() from None
         self.adopt_child(pid, plan)
+
+
+def choose_tty(asked: bool | None, configured: bool | None) -> bool:
+    """-t/-T first, then container.json's "tty"; when neither says, a pty
+    exactly when nsinit's stdin is a terminal (someone is typing: a shell
+    without one has no prompt and no job control), and none in pipelines
+    and CI, where the output must stay byte for byte."""
+    if asked is not None:
+        return asked
+    if configured is not None:
+        return configured
+    return console.stdin_is_terminal()
 
 
 def exit_status(status: int) -> int:

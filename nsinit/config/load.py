@@ -212,7 +212,7 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
         additional_groups=_parse_groups(ctx, data.get("additional_groups"), "additional_groups"),
         working_dir=_parse_working_dir(ctx, data.get("working_dir"), "working_dir"),
         umask=_parse_umask(ctx, data.get("umask"), "umask"),
-        tty=_opt_bool(ctx, data.get("tty"), "tty"),
+        tty=None if data.get("tty") is None else _bool(ctx, data["tty"], "tty"),
         readonlyfs=_opt_bool(ctx, readonlyfs, origin["readonlyfs"]),
         no_pivot_root=_opt_bool(ctx, no_pivot_root, origin["no_pivot_root"]),
         mask_paths=_parse_path_list(ctx, data.get("mask_paths"), "mask_paths", DEFAULT_MASK_PATHS),

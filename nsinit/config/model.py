@@ -164,7 +164,7 @@ class Config:
     additional_groups: tuple[str, ...] = ()
     working_dir: str = "/"
     umask: int = 0o022               # config.defaults.DEFAULT_UMASK
-    tty: bool = False
+    tty: bool | None = None          # None: a pty exactly when nsinit's stdin is a terminal
     readonlyfs: bool = False
     no_pivot_root: bool = False
     mask_paths: tuple[str, ...]

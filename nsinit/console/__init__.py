@@ -131,6 +131,10 @@ def _prepare_passthrough() -> Stdio:
     return stdio
 
 
+def stdin_is_terminal() -> bool:
+    return _isatty(0)
+
+
 def _isatty(fd: int) -> bool:
     try:
         return os.isatty(fd)

@@ -304,7 +304,7 @@ def run_under_pty(args: list[str], cwd: Path, timeout: float = 20) -> tuple[int,
     return proc.returncode, output.decode(errors="replace")
 
 
-@pytest.mark.parametrize("option, expected", [("--tty", "TTY"), ("--no-tty", "NOTTY")])
+@pytest.mark.parametrize("option, expected", [("--tty", "TTY"), ("--no-tty", "NOTTY"), ("--", "TTY")])
 def test_join_tty(nsinit: Nsinit, start: Callable[..., Live], option: str, expected: str) -> None:
     live = start()
     status, output = run_under_pty(

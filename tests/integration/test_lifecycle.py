@@ -272,8 +272,10 @@ def test_spec_writes_a_loadable_default(empty: Nsinit) -> None:
     written = json.loads((empty.root / "container.json").read_text())
     assert {ns["type"] for ns in written["namespaces"]} >= {"NEWNS", "NEWPID"}
     assert "NEWUSER" not in {ns["type"] for ns in written["namespaces"]}
+    assert "tty" not in written  # unset: a pty exactly when stdin is a terminal
     config = json.loads(ok(empty.run("config")))
     assert len(config["capabilities"]["bounding"]) == 14
+    assert config["tty"] is None
 
 
 def test_spec_refuses_to_overwrite_without_force(empty: Nsinit) -> None:

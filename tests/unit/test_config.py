@@ -723,6 +723,11 @@ def test_bad_umask(tmp_path: Path, value: object) -> None:
     assert error(tmp_path, {"umask": value}).startswith("container.json: umask: ")
 
 
+def test_tty_unset_stays_unset_for_exec_to_decide(tmp_path: Path) -> None:
+    assert cfg(tmp_path).tty is None and cfg(tmp_path, tty=None).tty is None
+    assert cfg(tmp_path, tty=False).tty is False and cfg(tmp_path, tty=True).tty is True
+
+
 def test_go_null_means_absent(tmp_path: Path) -> None:
     config = cfg(tmp_path, mounts=None, devices=None, networks=None, cgroups=None, mask_paths=None,
                  namespaces=None, capabilities=None, environment=None)
