@@ -5,6 +5,7 @@ Usage:
   nsinit [options] state [--json]
   nsinit [options] ps [--json]
   nsinit [options] kill [--all] [SIGNAL]
+  nsinit [options] stop [--time N]
   nsinit [options] config
   nsinit [options] spec [--rootless] [--force]
   nsinit [options] pause
@@ -29,6 +30,7 @@ Options:
   -e --env K=V     Extra environment variable (repeatable).
   --json           Machine-readable output.
   --all            Signal every process of the container, not just PID 1.
+  --time N         Seconds stop waits after SIGTERM before SIGKILL (default 10).
   --force          Overwrite an existing container.json.
   --rootless       Write a config with a user namespace mapping.
   --memory BYTES   Memory limit: bytes, or with a K/M/G suffix; -1 = unlimited.
@@ -132,7 +134,7 @@ _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user"
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
 _EXEC_DEFAULTS: dict[str, Any] = {
     "--root": ".", "--config": None, "--trace": False, "--json": False, "--all": False,
-    "--force": False, "--rootless": False, "--memory": None, "--cpu-quota": None,
+    "--force": False, "--rootless": False, "--time": None, "--memory": None, "--cpu-quota": None,
     "--cpu-period": None, "--cpu-shares": None, "--pids-limit": None, "exec": True,
     "--tty": False, "--no-tty": False, "--user": None, "--cwd": None, "--env": [], "--": True,
     "COMMAND": None, "ARG": [],
@@ -247,6 +249,8 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_ps(container, args["--json"])
     if args.get("kill"):
         return cmd_kill(container, "TERM" if args["SIGNAL"] is None else args["SIGNAL"], args["--all"])
+    if args.get("stop"):
+        return cmd_stop(container, args["--time"])
     for name in ("pause", "resume", "stats", "update", "oom"):
         if args.get(name):
             return _cgroup_command(name, container, args)
@@ -417,6 +421,23 @@ def cmd_kill(container: Any, signame: str, every: bool) -> int:
     # signalled before a new container could take over this directory.
     with _RootLocked(container):
         container.signal(signum, all_processes=every)
+    return 0
+
+
+def cmd_stop(container: Any, time_text: str | None) -> int:
+    """SIGTERM, ``--time`` seconds, SIGKILL; exit 0 once the container is gone."""
+    from nsinit.container import STOP_GRACE_SECONDS
+
+    grace = STOP_GRACE_SECONDS
+    if time_text is not None:
+        if not (time_text.isascii() and time_text.isdigit()):
+            raise NsinitError("stop", f'--time: "{time_text}" is not a whole number of seconds', EXIT_COMMAND_FAILED)
+        grace = float(time_text)
+    with _RootLocked(container):
+        current, pidfd = container.send_stop_signal()
+    if container.wait_stopped(current, pidfd, grace):
+        print(f"nsinit: stop: PID 1 was still running {grace:g} s after SIGTERM; killed it (SIGKILL)",
+              file=sys.stderr)
     return 0
 
 

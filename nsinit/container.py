@@ -33,6 +33,8 @@ else:
     import _signal as signal
 
 RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
+STOP_GRACE_SECONDS = 10.0  # `nsinit stop`: SIGTERM, then this long before SIGKILL (docker's default)
+STOP_CLEANUP_SECONDS = 10.0  # then how long its supervisor may take to remove what it made
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 
@@ -273,6 +275,55 @@ class Container:
         with state.RootLock(self.root):
             if self.state() is not None:
                 raise NsinitError("destroy", f"the container in {self.root} still runs after SIGKILL")
+
+    # -- stop: SIGTERM, a grace period, SIGKILL ------------------------------
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> bool:
+        """``nsinit stop``: SIGTERM, ``grace`` seconds, then SIGKILL; returns
+        once the container is gone, True when it took SIGKILL."""
+        with state.RootLock(self.root):
+            current, pidfd = self.send_stop_signal()
+        return self.wait_stopped(current, pidfd, grace)
+
+    def send_stop_signal(self) -> tuple[State, int]:
+        """SIGTERM to the init; returns its state and a pidfd for wait_stopped.
+
+        Call under the root lock (the pid is checked and signalled before a
+        new container could take the directory over); call wait_stopped after
+        releasing it: the supervisor needs the lock to clean up.
+        """
+        current = self.require_state()
+        pidfd = pin_process(current.init_pid, current.init_start_time)
+        if pidfd < 0:
+            raise NoContainerError("stop", f"no running container in {self.root}")
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        return current, pidfd
+
+    def wait_stopped(self, current: State, pidfd: int, grace: float = STOP_GRACE_SECONDS) -> bool:
+        """Wait ``grace`` seconds for the init to exit, then SIGKILL every
+        process; return once the container's record is gone.  True when it
+        took SIGKILL (a PID 1 without a TERM handler ignores TERM: the
+        kernel's rule for a namespace's init)."""
+        try:
+            if current.status == "paused":
+                self._thaw_for_stop()  # a frozen init handles no signal
+            killed = not process_exited(pidfd, grace)
+            if killed:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                kill_every_process(current)
+                process_exited(pidfd, STOP_CLEANUP_SECONDS)
+        finally:
+            os.close(pidfd)
+        if not state.wait_for_removal(self.root, current, timeout=STOP_CLEANUP_SECONDS):
+            raise NsinitError("stop", f"the container in {self.root} ended but its nsinit "
+                                      f"(pid {current.supervisor_pid}) has not cleaned up", 1)
+        self.status()  # its nsinit died unreaped: remove what it left, quietly
+        return killed
+
+    def _thaw_for_stop(self) -> None:
+        try:
+            self.resume()
+        except NoContainerError:
+            pass  # it ended meanwhile: nothing left to thaw
 
     def set(self, **resources: object) -> None:
         """libcontainer's name for update(): change cgroup limits live."""
@@ -693,6 +744,33 @@ def choose_tty(asked: bool | None, configured: bool | None) -> bool:
     if configured is not None:
         return configured
     return console.stdin_is_terminal()
+
+
+def pin_process(pid: int, start_time: int) -> int:
+    """A pidfd on ``pid`` if it is still the process that started at
+    ``start_time``, else -1.  Opened before the check: from then on the pid
+    cannot be reused under us."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1
+    if not state.is_alive(pid, start_time):
+        os.close(pidfd)
+        return -1
+    return pidfd
+
+
+def process_exited(pidfd: int, timeout: float) -> bool:
+    """A pidfd becomes readable when its process exits (zombie or not)."""
+    return bool(select.select([pidfd], [], [], timeout)[0])
+
+
+def kill_every_process(current: State) -> None:
+    for pid in container_pids(current):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # exited since we listed it
 
 
 def exit_status(status: int) -> int:

@@ -28,7 +28,7 @@ SLEEP_30 = b"sleep\x0030\x00"
 LOOP = "while :; do sleep 0.05; done"
 
 LIFECYCLE_COMMANDS = [["state"], ["state", "--json"], ["ps"], ["ps", "--json"], ["kill"],
-                      ["kill", "--all", "KILL"], ["kill", "9"]]
+                      ["kill", "--all", "KILL"], ["kill", "9"], ["stop"], ["stop", "--time", "1"]]
 
 
 # -- state -------------------------------------------------------------------
@@ -137,6 +137,55 @@ def test_kill_dash_signal_with_all(nsinit: Nsinit, start: Callable[..., Live]) -
     live = start(f'trap "echo got-USR1; exit 3" USR1; {READY}; {LOOP}')
     ok(nsinit.run("kill", "-USR1", "--all"))
     assert live.finish() == 3 and "got-USR1" in live.stdout
+
+
+# -- stop ----------------------------------------------------------------------
+
+def test_stop_ends_a_pid1_that_handles_term_at_once(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start(f'trap "echo got-TERM; exit 3" TERM; {READY}; {LOOP}')
+    began = time.monotonic()
+    ok(nsinit.run("stop"))
+    assert time.monotonic() - began < 5
+    # Gone when stop returns: its nsinit has removed the record.
+    assert not (nsinit.root / "pid").exists() and not os.path.lexists(private_dir(nsinit.root))
+    assert live.finish() == 3 and "got-TERM" in live.stdout
+
+
+def test_stop_kills_a_pid1_that_ignores_term_after_the_grace_time(
+        nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    # A shell as PID 1 without a TERM trap ignores TERM (the kernel's rule
+    # for a pid namespace's init); so does a joined process's parent here.
+    live = start(f"{READY}; {LOOP}")
+    joined = nsinit.popen("exec", "/bin/sh", "-c", f"touch /tmp/joined; {LOOP}")
+    try:
+        wait_until(lambda: (nsinit.root / "tmp" / "joined").exists() or joined.poll() is not None)
+        began = time.monotonic()
+        result = nsinit.run("stop", "--time", "1")
+        took = time.monotonic() - began
+        joined.communicate(timeout=10)
+    finally:
+        if joined.poll() is None:
+            joined.kill()
+            joined.communicate(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert stderr_lines(result) == ["nsinit: stop: PID 1 was still running 1 s after SIGTERM; killed it (SIGKILL)"]
+    assert 1 <= took < 6
+    assert not (nsinit.root / "pid").exists() and not os.path.lexists(private_dir(nsinit.root))
+    assert live.finish() == 137 and joined.returncode == 137
+
+
+def test_stop_thaws_a_paused_container(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start(f'trap "exit 3" TERM; {READY}; {LOOP}')
+    ok(nsinit.run("pause"))
+    ok(nsinit.run("stop", "--time", "5"))
+    assert live.finish() == 3
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "1.5"])
+def test_stop_bad_time_is_one_line(nsinit: Nsinit, start: Callable[..., Live], value: str) -> None:
+    live = start()
+    assert "--time" in one_error_line(nsinit.run("stop", "--time", value))
+    assert live.alive()
 
 
 def test_kill_without_all_reaches_only_pid1(nsinit: Nsinit, start: Callable[..., Live]) -> None:
