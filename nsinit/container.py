@@ -35,6 +35,8 @@ else:
 RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
 STOP_GRACE_SECONDS = 10.0  # `nsinit stop`: SIGTERM, then this long before SIGKILL (docker's default)
 STOP_CLEANUP_SECONDS = 10.0  # then how long its supervisor may take to remove what it made
+INTERRUPTS_TO_KILL = 3     # Ctrl-C presses (SIGINT to the supervisor) that kill, as docker's third
+INTERRUPT_WINDOW_SECONDS = 5.0
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 
@@ -399,12 +401,25 @@ class _Launch:
         arrives during setup must stop the container, not kill nsinit and
         leave the container behind without its supervisor.
         """
+        interrupts = InterruptCounter()
+
         def forward(signum: int, _frame: object) -> None:
-            if not self.reaped:
-                signal.pidfd_send_signal(self.pidfd, signum)
+            if self.reaped:
+                return
+            if signum == signal.SIGINT and interrupts.press():
+                self.kill_on_interrupts()
+                return
+            signal.pidfd_send_signal(self.pidfd, signum)
 
         previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
         self.undo.callback(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
+
+    def kill_on_interrupts(self) -> None:
+        """The third Ctrl-C in a row: SIGKILL our child, whose PID 1 may
+        ignore SIGINT (a namespace's init without a handler does)."""
+        what = "the joined process" if isinstance(self, _Join) else "the container"
+        sys.stderr.write(f"nsinit: interrupted {INTERRUPTS_TO_KILL} times: killing {what} (SIGKILL)\n")
+        signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
     def release_child(self) -> None:
         """Send ``go``; wait until the child has exec'd (EOF) or failed.
@@ -495,6 +510,20 @@ class _Launch:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
+
+
+class InterruptCounter:
+    """SIGINTs to the supervisor: ``press`` is True on the third within
+    INTERRUPT_WINDOW_SECONDS.  The first two are forwarded as they are (the
+    command may handle them); the third ends a container that ignores them."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def press(self) -> bool:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < INTERRUPT_WINDOW_SECONDS] + [now]
+        return len(self.times) >= INTERRUPTS_TO_KILL
 
 
 class _Creation(_Launch):

@@ -220,6 +220,26 @@ def test_signals_to_nsinit_reach_pid_1(nsinit: Nsinit, sig: signal.Signals) -> N
         assert proc.wait(timeout=10) == 42
 
 
+def test_the_third_ctrl_c_kills_a_pid_1_that_ignores_it(nsinit: Nsinit) -> None:
+    proc = nsinit.popen("exec", "sleep", "60")  # sleep as PID 1: SIGINT is ignored
+    try:
+        nsinit.wait_for(lambda: proc.poll() is not None or (
+            (nsinit.root / "pid").exists() and
+            Path(f"/proc/{init_pid(nsinit.root)}/cmdline").read_bytes() == b"sleep\x0060\x00"))
+        for _ in range(2):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            assert proc.poll() is None  # forwarded, and ignored
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 128 + signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+    assert stderr_lines(subprocess.CompletedProcess([], 0, "", stderr)) == [
+        "nsinit: interrupted 3 times: killing the container (SIGKILL)"]
+
+
 def test_nsinit_kill_signals_pid_1(nsinit: Nsinit) -> None:
     with running(nsinit, f"touch /tmp/ready; {LOOP}") as proc:
         # From outside, TERM without a handler is dropped for an init too.

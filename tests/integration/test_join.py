@@ -338,6 +338,27 @@ def test_signals_to_a_joining_nsinit_reach_the_joined_process(nsinit: Nsinit, st
     assert live.alive()
 
 
+def test_the_third_ctrl_c_kills_only_the_joined_process(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start()
+    joined = nsinit.popen("exec", "/bin/sh", "-c",
+                          'trap "" INT; touch /tmp/joined; while :; do sleep 0.05; done')
+    try:
+        wait_until(lambda: (nsinit.root / "tmp" / "joined").exists() or joined.poll() is not None)
+        for _ in range(2):
+            joined.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            assert joined.poll() is None  # forwarded, and ignored
+        joined.send_signal(signal.SIGINT)
+        _, err = joined.communicate(timeout=10)
+    finally:
+        if joined.poll() is None:
+            joined.kill()
+            joined.communicate(timeout=10)
+    assert joined.returncode == 128 + signal.SIGKILL
+    assert err.splitlines() == ["nsinit: interrupted 3 times: killing the joined process (SIGKILL)"]
+    assert live.alive()
+
+
 # -- the join never tears the container down; PID 1 does ----------------------
 
 def test_join_leaves_the_container_running(nsinit: Nsinit, start: Callable[..., Live]) -> None:
