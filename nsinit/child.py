@@ -51,6 +51,8 @@ class ChildPlan:
     join_flags: int = 0      # joining: namespaces to enter through it
     cgroup_files: list[str] = field(default_factory=list)  # write "0" to move in
     unshare_cgroupns: bool = False
+    init_binary: str = ""    # exec --init: the host's static tini, bound at /dev/init
+    init_prefix: list[str] = field(default_factory=list)  # exec --init: tini's argv before the command
 
 
 class StepFailed(Exception):
@@ -197,6 +199,9 @@ def _setup_and_exec(plan: ChildPlan) -> None:
                 _open_console(plan, os.path.join(os.path.realpath(cfg.rootfs), "dev/pts/ptmx"))  # type: ignore[attr-defined]
         with steps.step("devices"):
             mount.create_devices(cfg, plan.stdio.console_fd)
+        if plan.init_binary:
+            with steps.step("--init"):
+                mount.bind_init(cfg, plan.init_binary)
         if plan.stdio.pty_in_container:
             with steps.step("console"):
                 console.attach_child_stdio(plan.stdio)
@@ -217,11 +222,11 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, plan.init_prefix)
 
 
 def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
-                     user: str, cwd: str) -> NoReturn:
+                     user: str, cwd: str, init_prefix: list[str] | None = None) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
@@ -258,7 +263,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         reset_signals()
         _native.cloexec_from(3)
     with steps.step("exec"):
-        exec_command(args, env)
+        exec_command(args, env, init_prefix or [])
     raise AssertionError("unreachable")
 
 
@@ -405,8 +410,13 @@ def find_executable(name: str, env: list[str]) -> str:
     raise NsinitError("exec", f"{name}: command not found", EXIT_NOT_FOUND)
 
 
-def exec_command(args: list[str], env: list[str]) -> NoReturn:
+def exec_command(args: list[str], env: list[str], init_prefix: list[str]) -> NoReturn:
     path = find_executable(args[0], env)
+    if init_prefix:
+        # Looked up here all the same, so that a missing command gets
+        # nsinit's one line and 127 rather than tini's FATAL; tini is given
+        # the name as typed and finds it on the same PATH.
+        path, args = init_prefix[0], [*init_prefix, *args]
     try:
         os.execve(path, args, dict(e.split("=", 1) for e in env))
     except OSError as err:

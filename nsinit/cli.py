@@ -1,7 +1,7 @@
 """nsinit — run a container from container.json, or join the one running there.
 
 Usage:
-  nsinit [options] exec [--tty | --no-tty] [--user USER] [--cwd DIR] [--env K=V]... [--] COMMAND [ARG...]
+  nsinit [options] exec [--tty | --no-tty] [--init] [--user USER] [--cwd DIR] [--env K=V]... [--] COMMAND [ARG...]
   nsinit [options] state [--json]
   nsinit [options] ps [--json]
   nsinit [options] kill [--all] [SIGNAL]
@@ -25,6 +25,7 @@ Options:
   -t --tty         Give the command a terminal of its own (a pty); without -t/-T
                    and a "tty" in container.json: one when stdin is a terminal.
   -T --no-tty      No terminal, even when container.json asks for one.
+  --init           Run tini as PID 1: it forwards signals and reaps zombies.
   -u --user USER   User to run as: name, uid, name:group or uid:gid.
   --cwd DIR        Working directory inside the container.
   -e --env K=V     Extra environment variable (repeatable).
@@ -128,7 +129,8 @@ def _command_index(words: list[str]) -> int | None:
 
 # The `exec` options a plain command line uses, spelled out in full: with
 # these, parse_plain_exec gives docopt's answer without importing docopt.
-_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty"}
+_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty",
+                     "--init": "--init"}
 _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user", "--user": "--user",
                       "--cwd": "--cwd", "-e": "--env", "--env": "--env"}
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
@@ -136,7 +138,7 @@ _EXEC_DEFAULTS: dict[str, Any] = {
     "--root": ".", "--config": None, "--trace": False, "--json": False, "--all": False,
     "--force": False, "--rootless": False, "--time": None, "--memory": None, "--cpu-quota": None,
     "--cpu-period": None, "--cpu-shares": None, "--pids-limit": None, "exec": True,
-    "--tty": False, "--no-tty": False, "--user": None, "--cwd": None, "--env": [], "--": True,
+    "--tty": False, "--no-tty": False, "--init": False, "--user": None, "--cwd": None, "--env": [], "--": True,
     "COMMAND": None, "ARG": [],
 }
 
@@ -266,7 +268,7 @@ def cmd_exec(args: dict[str, Any]) -> int:
             raise NsinitError("--env", f'"{entry}" is not KEY=VALUE')
     container = Container.for_exec(args["--root"], args["--config"], trace=args["--trace"])
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
-                      user=args["--user"], cwd=args["--cwd"], tty=tty)
+                      user=args["--user"], cwd=args["--cwd"], tty=tty, init=args["--init"])
     return container.run(process)
 
 

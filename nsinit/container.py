@@ -50,6 +50,7 @@ class Process:
     user: str | None = None                         # default: config.user
     cwd: str | None = None                          # default: config.working_dir
     tty: bool | None = None                         # default: config.tty, else stdin's (use_tty)
+    init: bool = False                              # tini as PID 1 (creation only)
 
 
 def trace_line(step: str, ms: float) -> None:
@@ -604,6 +605,8 @@ class _Creation(_Launch):
         helper_fds = self.network_helper.supervisor_fds() if self.network_helper else []
         plan = self.prepare_plan([self.lock.fd, *helper_fds])
         plan.cgroup_files = self.cgroup_files
+        if self.process.init:
+            add_init(plan, cfg)
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
             # The cgroup namespace is rooted where its creator stands when it
@@ -692,6 +695,9 @@ class _Join(_Launch):
         self.init_pidfd = -1
 
     def run(self) -> int:
+        if self.process.init:
+            self.container.warn(f"--init: the container in {self.container.root} runs already, with its "
+                                "own PID 1; this process joins it without an init")
         with self.undo:
             try:
                 self.pin_init()
@@ -773,6 +779,15 @@ def choose_tty(asked: bool | None, configured: bool | None) -> bool:
     if configured is not None:
         return configured
     return console.stdin_is_terminal()
+
+
+def add_init(plan: child.ChildPlan, config: Config) -> None:
+    """``exec --init``: tini, bound in by the child, runs the command."""
+    from nsinit.mount.init_binary import check_init_possible, find_init, init_args
+
+    check_init_possible(config)
+    plan.init_binary = find_init()
+    plan.init_prefix = init_args(config, [])
 
 
 def pin_process(pid: int, start_time: int) -> int:

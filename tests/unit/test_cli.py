@@ -39,6 +39,7 @@ PLAIN_EXEC_LINES = [
     ["exec", "--root", "r", "-u", "1:2", "--cwd", "/tmp", "ls"],
     ["--config", "c.json", "exec", "-T", "--", "-weird"],
     ["-t", "exec", "--user", "nobody", "id"],
+    ["exec", "--init", "-T", "sleep", "12"],
 ]
 DOCOPT_ONLY_LINES = [
     ["exec", "--tty", "--no-tty", "sh"],        # exclusive: docopt reports it
