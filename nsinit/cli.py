@@ -514,13 +514,17 @@ def cmd_update(container: Any, args: dict[str, Any]) -> None:
 
 
 def parse_amount(option: str, text: str) -> int:
-    """An integer, -1, or for --memory a size with a K/M/G suffix (powers of 1024)."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} if option == "--memory" else {}
-    body, scale = text.strip(), 1
-    if body[-1:].lower() in units:
-        body, scale = body[:-1], units[body[-1].lower()]
-    if body.lstrip("-").isdigit() and body.isascii():
-        return int(body) * scale
+    """An integer, -1, or for --memory a size with a K/M/G suffix (powers of
+    1024), parsed as container.json's cgroups.memory is."""
+    from nsinit.config.sizes import parse_size
+
+    if option == "--memory":
+        amount = parse_size(text)
+    else:
+        body = text.strip()
+        amount = int(body) if body.lstrip("-").isdigit() and body.isascii() else None
+    if amount is not None:
+        return amount
     example = " (e.g. 268435456, 256M, -1)" if option == "--memory" else ""
     raise NsinitError("update", f'{option}: "{text}" is not a number{example}')
 

@@ -1237,6 +1237,17 @@ def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
         value = _opt_int(ctx, obj.get(key), _child(path, key), lo=-1 if unlimited else 0)
         return value or None
 
+    def size(key: str, *, unlimited: bool = False) -> int | None:
+        """A memory amount: bytes, or "256M" as ``nsinit update --memory`` takes it."""
+        value = obj.get(key)
+        if isinstance(value, str):
+            from nsinit.config.sizes import SIZE_EXAMPLES, parse_size
+
+            value = parse_size(value)
+            if value is None:
+                ctx.fail(_child(path, key), f'"{obj[key]}" is not a size ({SIZE_EXAMPLES})')
+        return _opt_int(ctx, value, _child(path, key), lo=-1 if unlimited else 0) or None
+
     def cpu_list(key: str) -> str | None:
         text = _opt_str(ctx, obj.get(key), _child(path, key))
         if text:
@@ -1254,9 +1265,9 @@ def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
         (obj, "device_access", _child(path, "device_access")),  # March 2014 spelling
     ])
     return CgroupResources(
-        memory=count("memory"),
-        memory_reservation=count("memory_reservation"),
-        memory_swap=count("memory_swap", unlimited=True),
+        memory=size("memory"),
+        memory_reservation=size("memory_reservation"),
+        memory_swap=size("memory_swap", unlimited=True),
         memory_swappiness=_parse_swappiness(ctx, obj.get("memory_swappiness"), _child(path, "memory_swappiness")),
         cpu_shares=count("cpu_shares"),
         cpu_quota=count("cpu_quota", unlimited=True),

@@ -110,6 +110,13 @@ def test_memory_limit_oom_kills_and_oom_reports_it(nsinit: Nsinit) -> None:
     assert report.splitlines()[0] == "oom kill 1"
 
 
+def test_memory_limit_written_with_a_suffix_as_update_takes_it(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": "24M", "memory_swap": "24M"})
+    with running(nsinit, "sleep 30"):
+        memory = cgroup_paths(nsinit)["memory"]
+        assert read(f"{memory}/memory.limit_in_bytes") == read(f"{memory}/memory.memsw.limit_in_bytes") == str(24 * MiB)
+
+
 def test_pids_limit_bounds_a_fork_loop(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"pids_limit": 10})
     # The inner shell dies at its first failed fork; /forks tells how far it got.

@@ -636,6 +636,23 @@ def test_cgroup_errors(tmp_path: Path, cgroups: dict, expected: str) -> None:
     assert error(tmp_path, {"cgroups": cgroups}) == f"container.json: {expected}"
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("64M", 64 << 20), ("64m", 64 << 20), ("64MiB", 64 << 20), ("1g", 1 << 30), ("512k", 512 << 10),
+    ("268435456", 268435456),
+])
+def test_memory_takes_the_sizes_update_takes(tmp_path: Path, text: str, expected: int) -> None:
+    from nsinit.cli import parse_amount
+
+    resources = cfg(tmp_path, cgroups={"memory": text, "memory_swap": text}).cgroups.resources
+    assert resources.memory == resources.memory_swap == expected == parse_amount("--memory", text)
+
+
+@pytest.mark.parametrize("text", ["64X", "1.5G", "M", "-1M", ""])
+def test_memory_refuses_what_is_not_a_size(tmp_path: Path, text: str) -> None:
+    assert error(tmp_path, {"cgroups": {"memory": text}}) == (
+        f'container.json: cgroups.memory: "{text}" is not a size (e.g. 268435456, 256M, 1G)')
+
+
 # --- rules across fields -----------------------------------------------------
 
 @pytest.mark.parametrize("data, expected", [
