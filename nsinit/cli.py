@@ -185,16 +185,15 @@ def parse_plain_exec(words: list[str]) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     words = signal_as_argument(protect_command(list(sys.argv[1:] if argv is None else argv)))
     args = parse_plain_exec(words)
-    if args is None:
-        from docopt import docopt
-
-        from nsinit import __version__
-
-        args = docopt(usage_for(words), argv=words, version=f"nsinit {__version__}")
     try:
+        if args is None:
+            args = parse_with_docopt(words)
         return dispatch(args)
     except NsinitError as err:
-        print(f"nsinit: {err}", file=sys.stderr)
+        if err.step == "state" and _command_word(words) in _ATTACHED_COMMANDS:
+            err.step = str(_command_word(words))  # require_state's step: name the command that failed
+        # One "nsinit: " per line: a config's errors come several at once.
+        print("\n".join(f"nsinit: {line}" for line in str(err).splitlines()), file=sys.stderr)
         return err.exit_code
     except OSError as err:
         # A syscall failed outside any named step: still one line, no traceback.
@@ -203,6 +202,83 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nsinit: interrupted", file=sys.stderr)
         return 130
+
+
+# Commands that act on the running container (their errors name them).
+_ATTACHED_COMMANDS = ("ps", "kill", "stop", "pause", "resume", "stats", "update", "oom")
+
+
+def parse_with_docopt(words: list[str]) -> dict[str, Any]:
+    """docopt's parse; a usage error is one line naming the command.
+
+    docopt's own message for an unknown command or a bare ``exec`` is its
+    internal ``Warning: found unmatched (duplicate?) arguments
+    [Argument(None, 'run')]`` followed by the whole usage text.
+    """
+    from docopt import DocoptExit, docopt
+
+    from nsinit import __version__
+
+    command = _command_word(words)
+    if command is not None and command not in _usage_commands():
+        raise NsinitError("", unknown_command_text(command), EXIT_COMMAND_FAILED)
+    try:
+        return docopt(usage_for(words), argv=words, version=f"nsinit {__version__}")
+    except DocoptExit:
+        if command is None:
+            raise  # a bare `nsinit` (or only options): the usage text is the answer
+    if command == "exec" and _exec_command_missing(words):
+        raise NsinitError("exec", "no command given (e.g. nsinit exec /bin/sh); see nsinit exec --help")
+    usage = next(line.strip() for line in (__doc__ or "").split("\n")
+                 if line.startswith("  nsinit ") and f" {command} " in f"{line} ")
+    code = EXIT_NSINIT_FAILED if command == "exec" else EXIT_COMMAND_FAILED
+    raise NsinitError(command, f"bad arguments; usage: {usage} (see nsinit --help)", code)
+
+
+def _usage_commands() -> set[str]:
+    """The command words of the usage text ("exec", "state", ...)."""
+    found = set()
+    for line in (__doc__ or "").split("\n"):
+        parts = line.split()
+        if line.startswith("  nsinit ") and len(parts) > 1:
+            word = parts[2] if parts[1] == "[options]" and len(parts) > 2 else parts[1]
+            if word.isalpha():
+                found.add(word)
+    return found
+
+
+# What other runtimes call these, and what nsinit does instead.
+_OTHER_RUNTIMES_COMMANDS = {
+    "run": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
+    "create": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
+    "start": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
+    "list": "nsinit has no list: a container is its root dir; nsinit --root DIR state shows one",
+    "ls": "nsinit has no list: a container is its root dir; nsinit --root DIR state shows one",
+    "delete": "nsinit kill KILL ends the container (its nsinit then removes it); nsinit gc removes what dead ones left",
+    "rm": "nsinit kill KILL ends the container (its nsinit then removes it); nsinit gc removes what dead ones left",
+}
+
+
+def unknown_command_text(command: str) -> str:
+    hint = _OTHER_RUNTIMES_COMMANDS.get(command)
+    return f'unknown command "{command}": ' + (f"{hint}; " if hint else "") + "see nsinit --help"
+
+
+def _exec_command_missing(words: list[str]) -> bool:
+    """After ``exec`` and its options, nothing is left to run."""
+    rest = words[words.index("exec") + 1:]
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word == "--":
+            return i + 1 == len(rest)
+        if word in _EXEC_VALUE_OPTIONS or word in _GLOBAL_VALUE_OPTIONS:
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return False
+    return True
 
 
 def run() -> None:
@@ -332,6 +408,12 @@ def cmd_spec(args: dict[str, Any]) -> int:
         raise NsinitError("spec", f"{path} exists (use --force to overwrite)", EXIT_COMMAND_FAILED) from None
     except OSError as err:
         raise NsinitError("spec", describe_oserror(err), EXIT_COMMAND_FAILED) from None
+    written = os.path.abspath(path)
+    # The rootfs of a config without one: its own directory, or with --config the root dir.
+    command = f"nsinit --config {written} exec /bin/sh" if args["--config"] else "nsinit exec /bin/sh"
+    rootfs = os.path.abspath(args["--root"]) if args["--config"] else os.path.dirname(written)
+    print(f"nsinit: wrote {written}; next: {command} in {rootfs}, "
+          "once it holds a root filesystem (nsinit rootfs DIR builds a busybox one)")
     return 0
 
 

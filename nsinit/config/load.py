@@ -274,7 +274,17 @@ class _Context:
     def check_keys(self, obj: dict, known: frozenset[str], path: str) -> None:
         for key in obj:
             if key not in known:
-                self.warnings.append(f'{self.source}: unknown key "{_child(path, key)}" ignored')
+                hint = _closest_key(key, known)
+                self.warnings.append(f'{self.source}: unknown key "{_child(path, key)}" ignored'
+                                     + (f" (did you mean {hint}?)" if hint else ""))
+
+
+def _closest_key(key: str, known: frozenset[str]) -> str | None:
+    """The known key a typo most likely meant ("hostnme" -> "hostname")."""
+    import difflib  # only on this path: most configs have no unknown key
+
+    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return matches[0] if matches else None
 
 
 def _child(path: str, key: str) -> str:

@@ -441,7 +441,7 @@ def test_lifecycle_commands_without_a_container_exit_1(nsinit: Nsinit) -> None:
     for command in (["pause"], ["resume"], ["stats"], ["update", "--pids-limit", "5"], ["oom"]):
         result = nsinit.run(*command)
         assert result.returncode == 1, command
-        assert stderr_lines(result) == [f"nsinit: state: no running container in {nsinit.root}"]
+        assert stderr_lines(result) == [f"nsinit: {command[0]}: no running container in {nsinit.root}"]
 
 
 # --- the v2 manager on this host's cgroup2 mount (core files only) ------------

@@ -266,7 +266,7 @@ def test_kill_bad_signal_leaves_the_container_alone(nsinit: Nsinit, start: Calla
 @pytest.mark.parametrize("command", LIFECYCLE_COMMANDS, ids=" ".join)
 def test_commands_without_a_container_say_so(nsinit: Nsinit, command: list[str]) -> None:
     line = one_error_line(nsinit.run(*command))
-    assert "no running container" in line
+    assert line == f"nsinit: {command[0]}: no running container in {nsinit.root}"
     assert not (nsinit.root / "pid").exists()
 
 
@@ -281,6 +281,29 @@ def test_commands_after_the_container_exited_say_so(nsinit: Nsinit, command: lis
 def test_commands_in_a_dir_without_config_say_no_container(tmp_path: Path, command: list[str]) -> None:
     line = one_error_line(Nsinit(tmp_path).run(*command))
     assert "no running container" in line
+
+
+# -- usage errors -----------------------------------------------------------
+
+@pytest.mark.parametrize("words, expected", [
+    (["run", "sh"], 'unknown command "run": nsinit exec COMMAND creates the container (or joins the one '
+                    'running in the root dir); see nsinit --help'),
+    (["list"], 'unknown command "list": nsinit has no list: a container is its root dir; '
+               'nsinit --root DIR state shows one; see nsinit --help'),
+    (["delete"], 'unknown command "delete": nsinit kill KILL ends the container (its nsinit then removes it); '
+                 'nsinit gc removes what dead ones left; see nsinit --help'),
+    (["--root", ".", "frob"], 'unknown command "frob": see nsinit --help'),
+    (["kill", "TERM", "extra"], "kill: bad arguments; usage: nsinit [options] kill [--all] [SIGNAL] (see nsinit --help)"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_usage_errors_are_one_line_naming_the_command(nsinit: Nsinit, words: list[str], expected: str) -> None:
+    assert one_error_line(nsinit.run(*words)) == f"nsinit: {expected}"
+
+
+@pytest.mark.parametrize("words", [["exec"], ["exec", "-t"], ["exec", "--"]], ids=" ".join)
+def test_exec_without_a_command_is_one_line(nsinit: Nsinit, words: list[str]) -> None:
+    result = nsinit.run(*words)
+    assert result.returncode == 125
+    assert stderr_lines(result) == ["nsinit: exec: no command given (e.g. nsinit exec /bin/sh); see nsinit exec --help"]
 
 
 # -- config and spec --------------------------------------------------------
@@ -317,7 +340,9 @@ def empty(tmp_path: Path) -> Nsinit:
 
 
 def test_spec_writes_a_loadable_default(empty: Nsinit) -> None:
-    ok(empty.run("spec"))
+    said = ok(empty.run("spec"))
+    assert said.splitlines() == [f"nsinit: wrote {empty.root}/container.json; next: nsinit exec /bin/sh in "
+                                 f"{empty.root}, once it holds a root filesystem (nsinit rootfs DIR builds a busybox one)"]
     written = json.loads((empty.root / "container.json").read_text())
     assert {ns["type"] for ns in written["namespaces"]} >= {"NEWNS", "NEWPID"}
     assert "NEWUSER" not in {ns["type"] for ns in written["namespaces"]}
@@ -353,7 +378,9 @@ def test_spec_into_a_missing_directory_is_one_line(tmp_path: Path) -> None:
 
 
 def test_spec_to_a_named_config_file(empty: Nsinit) -> None:
-    ok(empty.run("--config", "other.json", "spec"))
+    said = ok(empty.run("--config", "other.json", "spec"))
+    assert said.startswith(f"nsinit: wrote {empty.root}/other.json; next: nsinit --config {empty.root}/other.json "
+                           f"exec /bin/sh in {empty.root}, ")
     assert (empty.root / "other.json").exists() and not (empty.root / "container.json").exists()
 
 

@@ -709,12 +709,14 @@ def test_unknown_keys_are_warnings(tmp_path: Path) -> None:
         "mounts": [{"device": "tmpfs", "destination": "/t", "writeable": True}],
         "cgroups": {"resources": {"memroy": 1}},
         "context": {"colour": "blue"},
+        "zzz": 1,
     })
     assert warnings == [
-        'container.json: unknown key "hostnme" ignored',
+        'container.json: unknown key "hostnme" ignored (did you mean hostname?)',
+        'container.json: unknown key "zzz" ignored',
         'container.json: unknown key "context.colour" ignored',
-        'container.json: unknown key "mounts[0].writeable" ignored',
-        'container.json: unknown key "cgroups.resources.memroy" ignored',
+        'container.json: unknown key "mounts[0].writeable" ignored (did you mean writable?)',
+        'container.json: unknown key "cgroups.resources.memroy" ignored (did you mean memory?)',
     ]
 
 
