@@ -317,7 +317,12 @@ def dispatch(args: dict[str, Any]) -> int:
     from nsinit.container import Container
 
     if args.get("config"):
-        return cmd_config(Container.load(args["--root"], args["--config"]))
+        try:
+            container = Container.load(args["--root"], args["--config"])
+        except NsinitError as err:
+            err.exit_code = EXIT_COMMAND_FAILED  # like the other commands; 125 is exec's own
+            raise
+        return cmd_config(container)
     # The commands below act on the running container through its recorded
     # state; they need no container.json (it may even have changed since).
     container = Container.attach(args["--root"])

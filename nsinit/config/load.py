@@ -45,12 +45,12 @@ from nsinit.config.model import (
     RouteConfig,
 )
 from nsinit.config.recorded import CAP_SET_KEYS
-from nsinit.errors import ConfigError
+from nsinit.errors import ConfigError, ConfigErrors
 from nsinit.record import replace
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any, Callable, NoReturn
 
 CONFIG_FILE = "container.json"
 
@@ -155,8 +155,8 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
     ctx.check_keys(data, _TOP_KEYS, "")
     for key in _UNSUPPORTED_TOP_KEYS:
         _warn_if_set(ctx, data, key, "")
-    mount_config = _section(ctx, data, "mount_config", _MOUNT_CONFIG_KEYS)
-    context = _section(ctx, data, "context", _CONTEXT_KEYS)
+    mount_config = ctx.collect(_section, data, "mount_config", _MOUNT_CONFIG_KEYS)
+    context = ctx.collect(_section, data, "context", _CONTEXT_KEYS)
     # restrict_sys / restrictions (2014) are accepted and need no handling:
     # the default mask and read-only paths and the read-only sysfs already do
     # what they asked for.  version and labels are informational.
@@ -164,7 +164,7 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
     origin: dict[str, str] = {}
 
     def pick(field: str, candidates: list[tuple[dict | None, str, str]]) -> Any:
-        value, origin[field] = _pick(ctx, candidates)
+        value, origin[field] = ctx.collect(_pick, candidates) or (None, candidates[0][2])
         return value
 
     raw_mounts = pick("mounts", [(data, "mounts", "mounts"), (mount_config, "mounts", "mount_config.mounts")])
@@ -199,41 +199,53 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
 
     config = Config(
         source=source,
-        rootfs=_parse_rootfs(ctx, data.get("rootfs"), "rootfs"),
-        hostname=_parse_hostname(ctx, data.get("hostname"), "hostname"),
-        namespaces=_parse_namespaces(ctx, data.get("namespaces"), "namespaces"),
-        uid_mappings=_parse_id_mappings(ctx, data.get("uid_mappings"), "uid_mappings"),
-        gid_mappings=_parse_id_mappings(ctx, data.get("gid_mappings"), "gid_mappings"),
-        capabilities=_parse_capabilities(ctx, data),
-        mounts=_effective_mounts(_parse_mounts(ctx, raw_mounts, origin["mounts"])),
-        devices=_effective_devices(_parse_devices(ctx, raw_devices, origin["devices"])),
-        environment=_parse_environment(ctx, data.get("environment"), "environment"),
-        user=_parse_user(ctx, data.get("user"), "user"),
-        additional_groups=_parse_groups(ctx, data.get("additional_groups"), "additional_groups"),
-        working_dir=_parse_working_dir(ctx, data.get("working_dir"), "working_dir"),
-        umask=_parse_umask(ctx, data.get("umask"), "umask"),
-        tty=None if data.get("tty") is None else _bool(ctx, data["tty"], "tty"),
-        readonlyfs=_opt_bool(ctx, readonlyfs, origin["readonlyfs"]),
-        no_pivot_root=_opt_bool(ctx, no_pivot_root, origin["no_pivot_root"]),
-        mask_paths=_parse_path_list(ctx, data.get("mask_paths"), "mask_paths", DEFAULT_MASK_PATHS),
-        readonly_paths=_parse_path_list(ctx, data.get("readonly_paths"), "readonly_paths", DEFAULT_READONLY_PATHS),
-        rlimits=_parse_rlimits(ctx, data.get("rlimits"), "rlimits"),
-        no_new_privileges=_opt_bool(ctx, data.get("no_new_privileges"), "no_new_privileges"),
-        oom_score_adj=_parse_oom_score_adj(ctx, data.get("oom_score_adj"), "oom_score_adj"),
-        sysctl=_parse_sysctl(ctx, raw_sysctl, origin["sysctl"]),
-        networks=_parse_networks(ctx, data.get("networks"), "networks"),
-        routes=_parse_routes(ctx, data.get("routes"), "routes"),
-        cgroups=_parse_cgroups(ctx, data.get("cgroups"), "cgroups"),
-        apparmor_profile=_opt_str(ctx, apparmor_profile, origin["apparmor_profile"]),
-        process_label=_opt_str(ctx, process_label, origin["process_label"]),
-        mount_label=_opt_str(ctx, mount_label, origin["mount_label"]),
-        parent_death_signal=_parse_parent_death_signal(ctx, data.get("parent_death_signal"), "parent_death_signal"),
+        rootfs=ctx.collect(_parse_rootfs, data.get("rootfs"), "rootfs"),
+        hostname=ctx.collect(_parse_hostname, data.get("hostname"), "hostname"),
+        namespaces=ctx.collect(_parse_namespaces, data.get("namespaces"), "namespaces"),
+        uid_mappings=ctx.collect(_parse_id_mappings, data.get("uid_mappings"), "uid_mappings"),
+        gid_mappings=ctx.collect(_parse_id_mappings, data.get("gid_mappings"), "gid_mappings"),
+        capabilities=ctx.collect(_parse_capabilities, data),
+        mounts=ctx.collect(_parse_effective_mounts, raw_mounts, origin["mounts"]),
+        devices=ctx.collect(_parse_effective_devices, raw_devices, origin["devices"]),
+        environment=ctx.collect(_parse_environment, data.get("environment"), "environment"),
+        user=ctx.collect(_parse_user, data.get("user"), "user"),
+        additional_groups=ctx.collect(_parse_groups, data.get("additional_groups"), "additional_groups"),
+        working_dir=ctx.collect(_parse_working_dir, data.get("working_dir"), "working_dir"),
+        umask=ctx.collect(_parse_umask, data.get("umask"), "umask"),
+        tty=None if data.get("tty") is None else ctx.collect(_bool, data["tty"], "tty"),
+        readonlyfs=ctx.collect(_opt_bool, readonlyfs, origin["readonlyfs"]),
+        no_pivot_root=ctx.collect(_opt_bool, no_pivot_root, origin["no_pivot_root"]),
+        mask_paths=ctx.collect(_parse_path_list, data.get("mask_paths"), "mask_paths", DEFAULT_MASK_PATHS),
+        readonly_paths=ctx.collect(_parse_path_list, data.get("readonly_paths"), "readonly_paths", DEFAULT_READONLY_PATHS),
+        rlimits=ctx.collect(_parse_rlimits, data.get("rlimits"), "rlimits"),
+        no_new_privileges=ctx.collect(_opt_bool, data.get("no_new_privileges"), "no_new_privileges"),
+        oom_score_adj=ctx.collect(_parse_oom_score_adj, data.get("oom_score_adj"), "oom_score_adj"),
+        sysctl=ctx.collect(_parse_sysctl, raw_sysctl, origin["sysctl"]),
+        networks=ctx.collect(_parse_networks, data.get("networks"), "networks"),
+        routes=ctx.collect(_parse_routes, data.get("routes"), "routes"),
+        cgroups=ctx.collect(_parse_cgroups, data.get("cgroups"), "cgroups"),
+        apparmor_profile=ctx.collect(_opt_str, apparmor_profile, origin["apparmor_profile"]),
+        process_label=ctx.collect(_opt_str, process_label, origin["process_label"]),
+        mount_label=ctx.collect(_opt_str, mount_label, origin["mount_label"]),
+        parent_death_signal=ctx.collect(_parse_parent_death_signal, data.get("parent_death_signal"), "parent_death_signal"),
     )
-    config = _join_netns_networks(ctx, config)
+    # The rules across fields are checked once every field is valid: with a
+    # field that failed, they would judge the default standing in for it.
+    ctx.raise_errors()
+    config = ctx.collect(_join_netns_networks, config) or config
     _check_namespace_requirements(ctx, config, origin)
     _check_route_next_hops(ctx, config)
     _check_security_modules(ctx, config, origin)
+    ctx.raise_errors()
     return config, ctx.warnings
+
+
+def _parse_effective_mounts(ctx: _Context, value: Any, path: str) -> tuple[MountConfig, ...]:
+    return _effective_mounts(_parse_mounts(ctx, value, path))
+
+
+def _parse_effective_devices(ctx: _Context, value: Any, path: str) -> tuple[DeviceConfig, ...]:
+    return _effective_devices(_parse_devices(ctx, value, path))
 
 
 # --- reading -----------------------------------------------------------------
@@ -264,9 +276,27 @@ class _Context:
         self.source = source
         self.base_dir = base_dir
         self.warnings: list[str] = []
+        self.errors: list[ConfigError] = []
 
     def fail(self, field: str, problem: str) -> NoReturn:
         raise ConfigError(self.source, field, problem)
+
+    def report(self, field: str, problem: str) -> None:
+        """An error that does not stop the checks of other fields."""
+        self.errors.append(ConfigError(self.source, field, problem))
+
+    def collect(self, parse: Callable[..., Any], *args: Any) -> Any:
+        """``parse(self, *args)``, or None with its error kept: the parse of
+        one field stops at its first error, the other fields are still read."""
+        try:
+            return parse(self, *args)
+        except ConfigError as err:
+            self.errors.append(err)
+            return None
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
     def warn(self, field: str, problem: str) -> None:
         self.warnings.append(f"{self.source}: {field}: {problem}")
@@ -1421,7 +1451,7 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
 
     def need(namespace: str, field: str) -> None:
         if not config.has_namespace(namespace):
-            ctx.fail(field, f"requires the {namespace} namespace")
+            ctx.report(field, f"requires the {namespace} namespace")
 
     if config.hostname:
         need("NEWUTS", "hostname")
@@ -1435,7 +1465,7 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
         # and root in it could not even set up the mounts.
         for field in ("uid_mappings", "gid_mappings"):
             if not getattr(config, field):
-                ctx.fail(field, "is required by the NEWUSER namespace")
+                ctx.report(field, "is required by the NEWUSER namespace")
     for i, network in enumerate(config.networks):
         if network.type != "netns":  # netns networks join an existing namespace
             need("NEWNET", _item("networks", i))
@@ -1452,27 +1482,28 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
     for key, _ in config.sysctl:
         namespace = _sysctl_namespace(key)
         if namespace is None:
-            ctx.fail(_child(origin["sysctl"], key), "not namespaced, refusing to change the host")
-        need(namespace, _child(origin["sysctl"], key))
+            ctx.report(_child(origin["sysctl"], key), "not namespaced, refusing to change the host")
+        else:
+            need(namespace, _child(origin["sysctl"], key))
 
 
 def _check_route_next_hops(ctx: _Context, config: Config) -> None:
     # Without either the kernel has nowhere to send the packets (ENODEV).
     for i, route in enumerate(config.routes):
         if not route.gateway and not route.interface_name:
-            ctx.fail(_item("routes", i), 'needs a "gateway" or an "interface_name"')
+            ctx.report(_item("routes", i), 'needs a "gateway" or an "interface_name"')
 
 
 def _check_security_modules(ctx: _Context, config: Config, origin: dict[str, str]) -> None:
     """Labels the kernel cannot apply: failing now beats running unconfined."""
     if config.apparmor_profile and not _apparmor_enabled():
-        ctx.fail(origin["apparmor_profile"], "AppArmor is not enabled on this kernel")
+        ctx.report(origin["apparmor_profile"], "AppArmor is not enabled on this kernel")
     for field in ("process_label", "mount_label"):
         if getattr(config, field) and not os.path.isdir(SELINUX_FS):
-            ctx.fail(origin[field], "SELinux is not enabled on this kernel")
-    if config.mount_label:
+            ctx.report(origin[field], "SELinux is not enabled on this kernel")
+    if config.mount_label and os.path.isdir(SELINUX_FS):
         # Refused rather than ignored: the mounts would carry no context.
-        ctx.fail(origin["mount_label"], "SELinux mount labels are not supported yet")
+        ctx.report(origin["mount_label"], "SELinux mount labels are not supported yet")
 
 
 def _apparmor_enabled() -> bool:

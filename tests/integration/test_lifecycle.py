@@ -326,10 +326,26 @@ def test_config_of_a_running_container(nsinit: Nsinit, start: Callable[..., Live
 
 def test_config_error_is_one_line(nsinit: Nsinit) -> None:
     (nsinit.root / "container.json").write_text('{"namespaces": 3}')
+    assert "namespaces" in one_error_line(nsinit.run("config"))
+
+
+BROKEN = {"hostname": 5, "working_dir": "rel", "cgroups": {"pids_limit": "many"}}
+BROKEN_LINES = ["nsinit: container.json: hostname: must be a string",
+                "nsinit: container.json: working_dir: must be an absolute path",
+                "nsinit: container.json: cgroups.pids_limit: must be an integer"]
+
+
+def test_config_lists_every_error_at_once_and_exits_1(nsinit: Nsinit) -> None:
+    nsinit.config(**BROKEN)
     result = nsinit.run("config")
-    assert result.returncode != 0
-    lines = stderr_lines(result)
-    assert len(lines) == 1 and "namespaces" in lines[0]
+    assert (result.returncode, stderr_lines(result)) == (1, BROKEN_LINES)
+    assert not result.stdout
+
+
+def test_exec_lists_every_config_error_too_and_exits_125(nsinit: Nsinit) -> None:
+    nsinit.config(**BROKEN)
+    result = nsinit.exec("/bin/true")
+    assert (result.returncode, stderr_lines(result)) == (125, BROKEN_LINES)
 
 
 @pytest.fixture

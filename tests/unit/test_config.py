@@ -582,7 +582,8 @@ def test_networks_and_routes_need_newnet(tmp_path: Path) -> None:
         "container.json: networks[0]: requires the NEWNET namespace"
     )
     assert error(tmp_path, {"namespaces": ["NEWNS"], "routes": [{}]}) == (
-        "container.json: routes: requires the NEWNET namespace"
+        "container.json: routes: requires the NEWNET namespace\n"
+        'container.json: routes[0]: needs a "gateway" or an "interface_name"'  # every error at once
     )
     assert cfg(tmp_path, namespaces=["NEWNS"], networks=[{"type": "netns", "path": "/run/netns/a"}]).networks
 
@@ -699,6 +700,36 @@ def test_selinux_labels_need_selinux(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert error(tmp_path, {"mount_label": "l"}) == (
         "container.json: mount_label: SELinux mount labels are not supported yet"
     )
+
+
+# --- every error at once ------------------------------------------------------
+
+def test_every_field_error_is_listed_once_each_in_order(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse(tmp_path, {
+            "hostname": 5, "namespaces": ["NEWFOO"], "user": [],
+            "mounts": [{"device": "tmpfs", "destination": "rel"}], "cgroups": {"memory": "lots"},
+        })
+    assert str(excinfo.value).splitlines() == [
+        "container.json: hostname: must be a string",
+        'container.json: namespaces[0]: unknown namespace "NEWFOO"',
+        "container.json: mounts[0].destination: must be an absolute path",
+        "container.json: user: must be a string",
+        'container.json: cgroups.memory: "lots" is not a size (e.g. 268435456, 256M, 1G)',
+    ]
+    assert (excinfo.value.field, excinfo.value.problem) == ("hostname", "must be a string")  # the first
+
+
+def test_rules_across_fields_are_all_listed_once_the_fields_are_valid(tmp_path: Path) -> None:
+    # A field error alone: the cross-field rules would judge its default.
+    assert error(tmp_path, {"namespaces": 3, "hostname": "h"}) == (
+        "container.json: namespaces: must be a list or an object")
+    assert error(tmp_path, {"namespaces": ["NEWNS"], "hostname": "h", "sysctl": {"kernel.shmmax": "1", "vm.x": "1"}}
+                 ).splitlines() == [
+        "container.json: hostname: requires the NEWUTS namespace",
+        "container.json: sysctl.kernel.shmmax: requires the NEWIPC namespace",
+        "container.json: sysctl.vm.x: not namespaced, refusing to change the host",
+    ]
 
 
 # --- warnings ----------------------------------------------------------------
