@@ -263,7 +263,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         reset_signals()
         _native.cloexec_from(3)
     with steps.step("exec"):
-        exec_command(args, env, init_prefix or [])
+        exec_command(args, env, init_prefix or [], cfg.rootfs)  # type: ignore[attr-defined]
     raise AssertionError("unreachable")
 
 
@@ -394,7 +394,9 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def find_executable(name: str, env: list[str]) -> str:
+def find_executable(name: str, env: list[str], rootfs: str = "/") -> str:
+    """The command's path by $PATH; errors name the rootfs searched (on the
+    host), since a config read from elsewhere may point at another one."""
     if "/" in name:
         return name
     path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
@@ -407,11 +409,11 @@ def find_executable(name: str, env: list[str]) -> str:
             found_not_executable = found_not_executable or candidate
     if found_not_executable:
         raise NsinitError("exec", f"{found_not_executable}: Permission denied", EXIT_CANNOT_EXECUTE)
-    raise NsinitError("exec", f"{name}: command not found", EXIT_NOT_FOUND)
+    raise NsinitError("exec", f"{name}: command not found in the rootfs {rootfs} (PATH={path})", EXIT_NOT_FOUND)
 
 
-def exec_command(args: list[str], env: list[str], init_prefix: list[str]) -> NoReturn:
-    path = find_executable(args[0], env)
+def exec_command(args: list[str], env: list[str], init_prefix: list[str], rootfs: str = "/") -> NoReturn:
+    path = find_executable(args[0], env, rootfs)
     if init_prefix:
         # Looked up here all the same, so that a missing command gets
         # nsinit's one line and 127 rather than tini's FATAL; tini is given
@@ -421,4 +423,5 @@ def exec_command(args: list[str], env: list[str], init_prefix: list[str]) -> NoR
         os.execve(path, args, dict(e.split("=", 1) for e in env))
     except OSError as err:
         code = EXIT_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
-        raise NsinitError("exec", f"{path}: {err.strerror}", code) from None
+        where = f" in the rootfs {rootfs}" if err.errno == errno.ENOENT else ""
+        raise NsinitError("exec", f"{path}: {err.strerror}{where}", code) from None

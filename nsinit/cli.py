@@ -20,7 +20,8 @@ Usage:
 
 Options:
   --root DIR       Directory holding container.json, pid and state.json [default: .]
-  --config FILE    The container.json to read (default: ROOT/container.json).
+  --config FILE    The container.json to read (default: ROOT/container.json);
+                   the rootfs is then ROOT unless the file names one.
   --trace          Print each setup step with its duration to stderr.
   -t --tty         Give the command a terminal of its own (a pty); without -t/-T
                    and a "tty" in container.json: one when stdin is a terminal.

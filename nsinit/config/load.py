@@ -135,21 +135,30 @@ _ID_LIMIT = 2**32 - 1        # (uid_t)-1 is not a valid id, so ranges end below 
 # --- public API --------------------------------------------------------------
 
 def load_config(root: str, config_path: str | None = None) -> tuple[Config, list[str]]:
-    """Read <root>/container.json (or config_path); return (config, warnings)."""
+    """Read <root>/container.json (or config_path); return (config, warnings).
+
+    With ``config_path``, a config without a ``rootfs`` runs ``root`` (``nsinit
+    --config /elsewhere/c.json exec`` in a rootfs directory runs that
+    directory), not the directory the file happens to sit in.
+    """
     path = os.path.abspath(config_path if config_path else os.path.join(root, CONFIG_FILE))
     source = os.path.basename(path)
     data = _read_json(path, source)
-    config, warnings = parse_config(data, source, os.path.dirname(path))
+    default_rootfs = os.path.abspath(root) if config_path else None
+    config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs)
     return replace(config, source=path), warnings
 
 
-def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[str]]:
+def parse_config(data: dict, source: str, base_dir: str, *,
+                 default_rootfs: str | None = None) -> tuple[Config, list[str]]:
     """Normalise and validate decoded JSON; ``source`` names the file in errors.
 
     Relative paths (rootfs, bind sources) are relative to ``base_dir``, the
-    directory holding the config file.
+    directory holding the config file; without a ``rootfs`` field the rootfs
+    is ``default_rootfs`` if given, else ``base_dir``.
     """
     ctx = _Context(source, os.path.abspath(base_dir))
+    ctx.default_rootfs = default_rootfs
     if not isinstance(data, dict):
         ctx.fail("", "must be a JSON object")
     ctx.check_keys(data, _TOP_KEYS, "")
@@ -277,6 +286,7 @@ class _Context:
         self.base_dir = base_dir
         self.warnings: list[str] = []
         self.errors: list[ConfigError] = []
+        self.default_rootfs: str | None = None
 
     def fail(self, field: str, problem: str) -> NoReturn:
         raise ConfigError(self.source, field, problem)
@@ -442,7 +452,7 @@ def _clean_abs_path(ctx: _Context, value: Any, path: str, *, allow_dotdot: bool 
 # --- rootfs, hostname, process -----------------------------------------------
 
 def _parse_rootfs(ctx: _Context, value: Any, path: str) -> str:
-    text = _opt_str(ctx, value, path)
+    text = _opt_str(ctx, value, path) or ctx.default_rootfs or ""
     # Symlinks are resolved once here so every later step (pivot_root, mount
     # targets resolved inside the rootfs) works on the same real path.
     rootfs = os.path.realpath(os.path.join(ctx.base_dir, text))

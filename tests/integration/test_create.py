@@ -187,14 +187,31 @@ def test_pid_1_ignores_kill_from_inside(nsinit: Nsinit) -> None:
 def test_command_not_found_exits_127(nsinit: Nsinit) -> None:
     result = nsinit.exec("no-such-command")
     assert result.returncode == 127
-    lines = stderr_lines(result)
-    assert len(lines) == 1 and lines[0].startswith("nsinit: exec: ") and "no-such-command" in lines[0]
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert stderr_lines(result) == [f"nsinit: exec: no-such-command: command not found in the rootfs "
+                                    f"{nsinit.root} (PATH={path})"]
 
 
 def test_missing_absolute_path_exits_127(nsinit: Nsinit) -> None:
     result = nsinit.exec("/bin/no-such-command")
     assert result.returncode == 127
-    assert len(stderr_lines(result)) == 1
+    assert stderr_lines(result) == [f"nsinit: exec: /bin/no-such-command: No such file or directory "
+                                    f"in the rootfs {nsinit.root}"]
+
+
+def test_config_from_elsewhere_runs_the_current_directory(nsinit: Nsinit, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = json.loads((nsinit.root / "container.json").read_text())
+    (elsewhere / "c.json").write_text(json.dumps(config))
+    (nsinit.root / "marker").write_text("the rootfs\n")
+    assert ok(nsinit.run("--config", str(elsewhere / "c.json"), "exec", "cat", "/marker")) == "the rootfs\n"
+    assert sorted(os.listdir(elsewhere)) == ["c.json"]   # no dev/, proc/, sys/ made there
+    # An explicit rootfs still wins (relative to the file's directory).
+    config["rootfs"] = os.path.relpath(nsinit.root, elsewhere)
+    (elsewhere / "c.json").write_text(json.dumps(config))
+    other = Nsinit(tmp_path)
+    assert ok(other.run("--config", str(elsewhere / "c.json"), "exec", "cat", "/marker")) == "the rootfs\n"
 
 
 @pytest.mark.parametrize("command", ["/not-executable", "not-executable"])

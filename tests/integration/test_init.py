@@ -42,7 +42,9 @@ def test_the_commands_exit_status_is_passed_through(nsinit: Nsinit, script: str,
 def test_a_missing_command_is_nsinits_one_line_not_tinis(nsinit: Nsinit) -> None:
     result = nsinit.exec("--init", "no-such-command")
     assert result.returncode == 127
-    assert stderr_lines(result) == ["nsinit: exec: no-such-command: command not found"]
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert stderr_lines(result) == [f"nsinit: exec: no-such-command: command not found in the rootfs "
+                                    f"{nsinit.root} (PATH={path})"]
 
 
 def test_init_is_pid_1_read_only_and_not_in_the_rootfs(nsinit: Nsinit) -> None:

@@ -200,6 +200,17 @@ def test_load_config_explicit_path_and_relative_rootfs(tmp_path: Path) -> None:
     assert config.rootfs == os.path.realpath(tmp_path / "fs")
 
 
+def test_load_config_explicit_path_without_rootfs_runs_the_root_dir(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "here").mkdir()
+    path = write(tmp_path / "elsewhere", {"hostname": "x"}, name="c.json")
+    config, _ = load_config(str(tmp_path / "here"), str(path))
+    assert config.rootfs == str(tmp_path / "here")
+    # Without --config the file sits in the root dir: the same directory.
+    write(tmp_path / "here", {"hostname": "x"})
+    assert load_config(str(tmp_path / "here"))[0].rootfs == str(tmp_path / "here")
+
+
 def test_rootfs_must_be_an_existing_directory(tmp_path: Path) -> None:
     (tmp_path / "file").touch()
     assert error(tmp_path, {"rootfs": "nope"}) == (
