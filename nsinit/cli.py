@@ -1,7 +1,7 @@
 """nsinit — run a container from container.json, or join the one running there.
 
 Usage:
-  nsinit [options] exec [--tty | --no-tty] [--init] [--user USER] [--cwd DIR] [--env K=V]... [--] COMMAND [ARG...]
+  nsinit [options] exec [--tty | --no-tty] [--init] [--user USER] [--cwd DIR] [--env K=V]... [--new | --join] [--] COMMAND [ARG...]
   nsinit [options] state [--json]
   nsinit [options] ps [--json]
   nsinit [options] kill [--all] [SIGNAL]
@@ -30,6 +30,8 @@ Options:
   -u --user USER   User to run as: name, uid, name:group or uid:gid.
   --cwd DIR        Working directory inside the container.
   -e --env K=V     Extra environment variable (repeatable).
+  --new            Only create a container: fail if one runs in ROOT.
+  --join           Only join the container running in ROOT: fail if none does.
   --json           Machine-readable output.
   --all            Signal every process of the container, not just PID 1.
   --time N         Seconds stop waits after SIGTERM before SIGKILL (default 10).
@@ -131,7 +133,7 @@ def _command_index(words: list[str]) -> int | None:
 # The `exec` options a plain command line uses, spelled out in full: with
 # these, parse_plain_exec gives docopt's answer without importing docopt.
 _PLAIN_EXEC_FLAGS = {"--trace": "--trace", "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty",
-                     "--init": "--init"}
+                     "--init": "--init", "--new": "--new", "--join": "--join"}
 _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user", "--user": "--user",
                       "--cwd": "--cwd", "-e": "--env", "--env": "--env"}
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
@@ -140,7 +142,7 @@ _EXEC_DEFAULTS: dict[str, Any] = {
     "--force": False, "--rootless": False, "--time": None, "--memory": None, "--cpu-quota": None,
     "--cpu-period": None, "--cpu-shares": None, "--pids-limit": None, "exec": True,
     "--tty": False, "--no-tty": False, "--init": False, "--user": None, "--cwd": None, "--env": [], "--": True,
-    "COMMAND": None, "ARG": [],
+    "COMMAND": None, "ARG": [], "--new": False, "--join": False,
 }
 
 
@@ -177,7 +179,7 @@ def parse_plain_exec(words: list[str]) -> dict[str, Any] | None:
         seen.add(name)
         i += step
     command = words[i + 1:]
-    if "exec" not in seen or not command or {"--tty", "--no-tty"} <= seen:
+    if "exec" not in seen or not command or {"--tty", "--no-tty"} <= seen or {"--new", "--join"} <= seen:
         return None
     args["COMMAND"], args["ARG"] = command[0], command[1:]
     return args
@@ -351,7 +353,21 @@ def cmd_exec(args: dict[str, Any]) -> int:
     container = Container.for_exec(args["--root"], args["--config"], trace=args["--trace"])
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty, init=args["--init"])
+    if args["--new"] or args["--join"]:
+        return exec_new_or_join(container, process, new=args["--new"])
     return container.run(process)
+
+
+def exec_new_or_join(container: Any, process: Any, *, new: bool) -> int:
+    """``exec --new`` creates only, ``exec --join`` joins only: two CI jobs
+    sharing a directory must not silently run inside each other."""
+    try:
+        return container.create(process) if new else container.join(process)
+    except NsinitError as err:
+        if err.step in ("create", "join"):  # the refusal (or the joined container's end): name the option
+            err.step = "exec --new" if new else "exec --join"
+            err.exit_code = EXIT_NSINIT_FAILED  # exec's own failures are 125
+        raise
 
 
 def cmd_gc(as_json: bool) -> int:

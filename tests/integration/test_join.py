@@ -579,3 +579,31 @@ def test_a_join_does_not_read_container_json(nsinit: Nsinit, start: Callable[...
     created = nsinit.exec("/bin/true")
     assert created.returncode == 125
     assert "container.json" in created.stderr and len(stderr_lines(created)) == 1
+
+
+# -- exec --new / --join: say which one is wanted ----------------------------
+
+def test_exec_new_refuses_a_live_container_in_one_line(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start()
+    result = nsinit.exec("--new", "/bin/sh", "-c", "touch /tmp/ran")
+    assert result.returncode == 125
+    assert stderr_lines(result) == [f"nsinit: exec --new: a container already runs in {nsinit.root} "
+                                    f"(pid {live.pid})"]
+    assert not (nsinit.root / "tmp" / "ran").exists() and live.alive()
+
+
+def test_exec_new_creates_when_none_runs(nsinit: Nsinit) -> None:
+    assert ok(nsinit.exec("--new", "/bin/sh", "-c", "echo $$")) == "1\n"
+
+
+def test_exec_join_refuses_when_none_runs_and_creates_nothing(nsinit: Nsinit) -> None:
+    result = nsinit.exec("--join", "/bin/sh", "-c", "touch /tmp/ran")
+    assert result.returncode == 125
+    assert stderr_lines(result) == [f"nsinit: exec --join: no running container in {nsinit.root}"]
+    assert not (nsinit.root / "tmp" / "ran").exists() and not (nsinit.root / "pid").exists()
+
+
+def test_exec_join_joins_the_live_one(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start()
+    joined = ok(nsinit.exec("--join", "/bin/sh", "-c", "readlink /proc/self/ns/pid; echo $$")).split()
+    assert joined[0] == f"pid:[{ns_inode(live.pid, 'pid')}]" and joined[1] != "1"

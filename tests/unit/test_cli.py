@@ -40,9 +40,12 @@ PLAIN_EXEC_LINES = [
     ["--config", "c.json", "exec", "-T", "--", "-weird"],
     ["-t", "exec", "--user", "nobody", "id"],
     ["exec", "--init", "-T", "sleep", "12"],
+    ["exec", "--new", "--", "sh"],
+    ["exec", "--join", "-t", "sh"],
 ]
 DOCOPT_ONLY_LINES = [
     ["exec", "--tty", "--no-tty", "sh"],        # exclusive: docopt reports it
+    ["exec", "--new", "--join", "sh"],
     ["exec", "--trace", "--trace", "sh"],       # repeated
     ["--root", "exec", "exec", "sh"],           # a root dir named "exec"
     ["exec", "-tT", "sh"],                      # stacked short flags
