@@ -538,6 +538,7 @@ class _Creation(_Launch):
         self.cgroup_files: list[str] = []
         self.network_helper: NetworkHelper | None = None
         self.network_state: list[dict[str, object]] = []
+        self.oom_kills_before = 0
 
     def run(self) -> int:
         with self.undo:
@@ -557,6 +558,7 @@ class _Creation(_Launch):
             # its mounts and credentials were still being set up.
             self.lock.release()
             status = self.supervise()
+            say_if_oom_killed(status, self.cgroup_paths, self.oom_kills_before)
             self.undo.close()
             return status
         raise AssertionError("unreachable")
@@ -573,6 +575,8 @@ class _Creation(_Launch):
             self.manager.create()
             self.cgroup_files = self.manager.self_attach_files()
         self.cgroup_paths = self.manager.paths
+        if not self.manager.owned:  # a cgroup named in the config may have seen kills before
+            self.oom_kills_before = oom_kills(self.cgroup_paths)
 
     def tear_down(self) -> None:
         """Undo the container, whether it failed to start or has ended: the
@@ -693,6 +697,7 @@ class _Join(_Launch):
         super().__init__(container, process, recorded_config(current))
         self.current = current
         self.init_pidfd = -1
+        self.oom_kills_before = 0
 
     def run(self) -> int:
         if self.process.init:
@@ -701,6 +706,7 @@ class _Join(_Launch):
         with self.undo:
             try:
                 self.pin_init()
+                self.oom_kills_before = oom_kills(self.current.cgroup_paths)
                 self.start_child()
                 self.release_child()
             except (NsinitError, OSError) as err:
@@ -719,6 +725,7 @@ class _Join(_Launch):
                     raise self.gone() from None
                 raise
             status = self.supervise()
+            say_if_oom_killed(status, self.current.cgroup_paths, self.oom_kills_before)
             self.undo.close()
             return status
         raise AssertionError("unreachable")
@@ -815,6 +822,34 @@ def kill_every_process(current: State) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass  # exited since we listed it
+
+
+def oom_kills(cgroup_paths: dict[str, str]) -> int:
+    """The memory cgroup's OOM kill count (0 when the host keeps none)."""
+    if not cgroup_paths:
+        return 0
+    from nsinit.cgroups import oom
+
+    try:
+        found = oom.oom_kills_and_limit(cgroup_paths)
+    except OSError:
+        return 0  # the cgroup is going away with its container
+    return found[0] if found else 0
+
+
+def say_if_oom_killed(status: int, cgroup_paths: dict[str, str], kills_before: int) -> None:
+    """One line when the OOM killer ended the command, which otherwise just
+    exits 137 like any SIGKILL.  Read before the cgroups are removed."""
+    if status != 128 + signal.SIGKILL or not cgroup_paths:
+        return
+    from nsinit.cgroups import oom
+
+    try:
+        found = oom.oom_kills_and_limit(cgroup_paths)
+    except OSError:
+        return  # the cgroup went with the container (a join outliving it): nothing to tell
+    if found is not None and found[0] > kills_before:
+        sys.stderr.write(f"nsinit: {oom.oom_kill_text(found[1])}\n")
 
 
 def exit_status(status: int) -> int:

@@ -110,6 +110,34 @@ def test_memory_limit_oom_kills_and_oom_reports_it(nsinit: Nsinit) -> None:
     assert report.splitlines()[0] == "oom kill 1"
 
 
+HOG = 'x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived'
+
+
+def test_an_oom_kill_is_said_in_one_line_with_the_limit(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
+    result = nsinit.sh(HOG)
+    assert result.returncode == 128 + signal.SIGKILL, result.stderr
+    assert "survived" not in result.stdout
+    assert stderr_lines(result) == ["nsinit: the command was killed by the OOM killer (memory limit 16 MiB)"]
+
+
+def test_a_joined_process_oom_kill_is_said_too(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
+    with running(nsinit, "sleep 30"):
+        result = nsinit.sh(HOG)
+    assert result.returncode == 128 + signal.SIGKILL, result.stderr
+    assert stderr_lines(result) == ["nsinit: the command was killed by the OOM killer (memory limit 16 MiB)"]
+
+
+def test_a_sigkill_that_is_no_oom_kill_says_nothing(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
+    with running(nsinit, "sleep 30") as proc:
+        assert nsinit.run("kill", "KILL").returncode == 0
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 128 + signal.SIGKILL
+        assert err == ""
+
+
 def test_memory_limit_written_with_a_suffix_as_update_takes_it(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"memory": "24M", "memory_swap": "24M"})
     with running(nsinit, "sleep 30"):
