@@ -725,7 +725,8 @@ class _Join(_Launch):
                     raise self.gone() from None
                 raise
             status = self.supervise()
-            say_if_oom_killed(status, self.current.cgroup_paths, self.oom_kills_before)
+            if not say_if_oom_killed(status, self.current.cgroup_paths, self.oom_kills_before):
+                self.say_if_ended_with_the_init(status)
             self.undo.close()
             return status
         raise AssertionError("unreachable")
@@ -745,6 +746,18 @@ class _Join(_Launch):
         if self.init_pidfd < 0:
             return True
         return bool(select.select([self.init_pidfd], [], [], wait)[0])
+
+    def say_if_ended_with_the_init(self, status: int) -> None:
+        """One line when the joined process died because the container's
+        init exited: the kernel SIGKILLs every process of a pid namespace
+        whose init exits, and the 137 alone tells nothing of that."""
+        if status != 128 + signal.SIGKILL or "NEWPID" not in self.current.namespace_inodes:
+            return
+        # The init cannot finish exiting before we reaped our process (it
+        # waits for every process of its namespace), so "exiting" counts too.
+        if self.init_exited(wait=0) or init_is_exiting(self.current.init_pid):
+            sys.stderr.write(f"nsinit: the container's init (pid {self.current.init_pid}) exited, "
+                             "which killed this process\n")
 
     def gone(self) -> ContainerGoneError:
         return ContainerGoneError("join", f"container init {self.current.init_pid} exited")
@@ -837,19 +850,35 @@ def oom_kills(cgroup_paths: dict[str, str]) -> int:
     return found[0] if found else 0
 
 
-def say_if_oom_killed(status: int, cgroup_paths: dict[str, str], kills_before: int) -> None:
+def say_if_oom_killed(status: int, cgroup_paths: dict[str, str], kills_before: int) -> bool:
     """One line when the OOM killer ended the command, which otherwise just
-    exits 137 like any SIGKILL.  Read before the cgroups are removed."""
+    exits 137 like any SIGKILL.  Read before the cgroups are removed.
+    Returns whether it said so."""
     if status != 128 + signal.SIGKILL or not cgroup_paths:
-        return
+        return False
     from nsinit.cgroups import oom
 
     try:
         found = oom.oom_kills_and_limit(cgroup_paths)
     except OSError:
-        return  # the cgroup went with the container (a join outliving it): nothing to tell
-    if found is not None and found[0] > kills_before:
-        sys.stderr.write(f"nsinit: {oom.oom_kill_text(found[1])}\n")
+        return False  # the cgroup went with the container (a join outliving it): nothing to tell
+    if found is None or found[0] <= kills_before:
+        return False
+    sys.stderr.write(f"nsinit: {oom.oom_kill_text(found[1])}\n")
+    return True
+
+
+_PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit()
+
+
+def init_is_exiting(pid: int) -> bool:
+    """Whether ``pid`` has begun to exit (its /proc stat flags say PF_EXITING)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return bool(int(fields[6]) & _PF_EXITING)
+    except (OSError, IndexError, ValueError):
+        return True  # gone already
 
 
 def exit_status(status: int) -> int:

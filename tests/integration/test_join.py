@@ -385,9 +385,15 @@ def test_pid1_exit_kills_joined_processes_and_creator_cleans_up(nsinit: Nsinit, 
             joined.kill()
             joined.communicate(timeout=10)
     assert joined.returncode == 137
-    assert "Traceback" not in err
+    assert err.splitlines() == [f"nsinit: the container's init (pid {live.pid}) exited, which killed this process"]
     assert live.finish() == 137
     assert not (nsinit.root / "pid").exists() and not (nsinit.root / "state.json").exists()
+
+
+def test_a_joined_process_killed_on_its_own_says_nothing_of_the_init(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    start()
+    result = nsinit.exec("/bin/sh", "-c", "kill -9 $$")
+    assert (result.returncode, result.stderr) == (137, "")
 
 
 # -- create or join: stale, garbage and faked files ---------------------------
