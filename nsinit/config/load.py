@@ -295,11 +295,11 @@ class _Context:
         """An error that does not stop the checks of other fields."""
         self.errors.append(ConfigError(self.source, field, problem))
 
-    def collect(self, parse: Callable[..., Any], *args: Any) -> Any:
+    def collect(self, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``parse(self, *args)``, or None with its error kept: the parse of
         one field stops at its first error, the other fields are still read."""
         try:
-            return parse(self, *args)
+            return parse(self, *args, **kwargs)
         except ConfigError as err:
             self.errors.append(err)
             return None
@@ -728,7 +728,7 @@ def _ranges_overlap(start_a: int, start_b: int, size_a: int, size_b: int) -> boo
 def _parse_mounts(ctx: _Context, value: Any, path: str) -> tuple[MountConfig, ...]:
     mounts = []
     for i, item in enumerate(_opt_list(ctx, value, path)):
-        mount = _parse_mount(ctx, item, _item(path, i))
+        mount = ctx.collect(_parse_mount, item, _item(path, i))  # each entry's error, not only the first
         if mount is not None:
             mounts.append(mount)
     return tuple(mounts)
@@ -879,7 +879,9 @@ def _mount_source(ctx: _Context, value: Any, path: str, device: str) -> str:
 def _parse_devices(ctx: _Context, value: Any, path: str) -> tuple[DeviceConfig, ...]:
     devices: list[DeviceConfig] = []
     for i, item in enumerate(_opt_list(ctx, value, path)):
-        device = _parse_device(ctx, item, _item(path, i), rule=False)
+        device = ctx.collect(_parse_device, item, _item(path, i), rule=False)
+        if device is None:
+            continue  # its error is kept; the other entries are still read
         for j, other in enumerate(devices):
             if other.path == device.path:
                 ctx.fail(_child(_item(path, i), "path"), f"duplicates {_item(path, j)}")
@@ -1034,7 +1036,9 @@ def _parse_networks(ctx: _Context, value: Any, path: str) -> tuple[NetworkConfig
     host_seen: dict[str, str] = {}   # fixed host veth names and bridges, on the host
     for i, item in enumerate(_opt_list(ctx, value, path)):
         entry_path = _item(path, i)
-        network = _parse_network(ctx, item, entry_path)
+        network = ctx.collect(_parse_network, item, entry_path)
+        if network is None:
+            continue  # its error is kept; the other entries are still read
         ifname = "lo" if network.type == "loopback" else network.name
         if ifname and ifname in seen:
             ctx.fail(_child(entry_path, "name"), f'interface "{ifname}" duplicates {_item(path, seen[ifname])}')
@@ -1281,31 +1285,24 @@ def _cgroup_path_part(ctx: _Context, value: Any, path: str) -> str:
 
 
 def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
+    # Each limit's error is kept (ctx.collect) and the other limits still read.
     def count(key: str, *, unlimited: bool = False) -> int | None:
         # Go configs write 0 for "not set"; writing 0 to memory.limit_in_bytes
         # or pids.max would make the container unusable, so 0 means None.
-        value = _opt_int(ctx, obj.get(key), _child(path, key), lo=-1 if unlimited else 0)
+        value = ctx.collect(_opt_int, obj.get(key), _child(path, key), lo=-1 if unlimited else 0)
         return value or None
 
     def size(key: str, *, unlimited: bool = False) -> int | None:
-        """A memory amount: bytes, or "256M" as ``nsinit update --memory`` takes it."""
-        value = obj.get(key)
-        if isinstance(value, str):
-            from nsinit.config.sizes import SIZE_EXAMPLES, parse_size
-
-            value = parse_size(value)
-            if value is None:
-                ctx.fail(_child(path, key), f'"{obj[key]}" is not a size ({SIZE_EXAMPLES})')
-        return _opt_int(ctx, value, _child(path, key), lo=-1 if unlimited else 0) or None
+        return ctx.collect(_memory_size, obj.get(key), _child(path, key), unlimited)
 
     def cpu_list(key: str) -> str | None:
-        text = _opt_str(ctx, obj.get(key), _child(path, key))
+        text = ctx.collect(_opt_str, obj.get(key), _child(path, key))
         if text:
-            _check_cpu_list(ctx, text, _child(path, key))
+            ctx.collect(_check_cpu_list, text, _child(path, key))  # an error: the config is refused anyway
         return text or None
 
     def flag(key: str) -> bool | None:
-        return None if obj.get(key) is None else _bool(ctx, obj[key], _child(path, key))
+        return None if obj.get(key) is None else ctx.collect(_bool, obj[key], _child(path, key))
 
     for key in _UNSUPPORTED_RESOURCE_KEYS:
         _warn_if_set(ctx, obj, key, path)
@@ -1334,6 +1331,18 @@ def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
         **{key: _parse_throttle(ctx, obj.get(key), _child(path, key)) for key in _THROTTLE_KEYS},
         hugetlb_limit=_parse_hugetlb(ctx, obj.get("hugetlb_limit"), _child(path, "hugetlb_limit")),
     )
+
+
+def _memory_size(ctx: _Context, value: Any, path: str, unlimited: bool) -> int | None:
+    """A memory amount: bytes, or "256M" as ``nsinit update --memory`` takes it."""
+    if isinstance(value, str):
+        from nsinit.config.sizes import SIZE_EXAMPLES, parse_size
+
+        size = parse_size(value)
+        if size is None:
+            ctx.fail(path, f'"{value}" is not a size ({SIZE_EXAMPLES})')
+        value = size
+    return _opt_int(ctx, value, path, lo=-1 if unlimited else 0) or None
 
 
 def _parse_swappiness(ctx: _Context, value: Any, path: str) -> int | None:

@@ -84,9 +84,10 @@ def test_sample_2014_as_shipped_names_the_missing_bind_source(tmp_path: Path) ->
     data = json.loads(SAMPLE_2014.read_text())
     if os.path.exists(data["mounts"][0]["source"]):
         pytest.skip("this host has the sample's docker files")
-    message = error(tmp_path, data)
-    assert message.startswith('container.json: mounts[0].source: "/var/lib/docker/containers/')
-    assert message.endswith('/resolv.conf" does not exist')
+    lines = error(tmp_path, data).splitlines()
+    assert lines[0].startswith('container.json: mounts[0].source: "/var/lib/docker/containers/')
+    assert lines[0].endswith('/resolv.conf" does not exist')
+    assert all(line.startswith("container.json: mounts[") for line in lines)  # each missing source
 
 
 def test_sample_2014_runnable_variant(tmp_path: Path) -> None:
@@ -729,6 +730,28 @@ def test_every_field_error_is_listed_once_each_in_order(tmp_path: Path) -> None:
         'container.json: cgroups.memory: "lots" is not a size (e.g. 268435456, 256M, 1G)',
     ]
     assert (excinfo.value.field, excinfo.value.problem) == ("hostname", "must be a string")  # the first
+
+
+def test_every_bad_entry_of_a_list_and_every_bad_limit_is_listed(tmp_path: Path) -> None:
+    lines = error(tmp_path, {
+        "mounts": [{"device": "tmpfs", "destination": "a"}, {"device": "tmpfs", "destination": "/ok"},
+                   {"device": "tmpfs", "destination": "/"}],
+        "networks": [{"type": "wifi"}, {"type": "loopback"}, {"type": "veth"}],
+        "devices": [{"type": "x", "path": "/dev/a", "major": 1, "minor": 1}, {"type": "c", "path": "/etc/b", "major": 1, "minor": 2}],
+        "cgroups": {"memory": "lots", "pids_limit": "many", "cpuset_cpus": "3-1", "oom_kill_disable": 1},
+    }).splitlines()
+    assert lines == [
+        "container.json: mounts[0].destination: must be an absolute path",
+        "container.json: mounts[2].destination: must not be the container root",
+        'container.json: devices[0].type: unknown device type "x" (expected c, b, p)',
+        "container.json: devices[1].path: must be under /dev",
+        'container.json: networks[0].type: unknown network type "wifi"',
+        'container.json: networks[2].bridge: is required for a veth network',
+        'container.json: cgroups.memory: "lots" is not a size (e.g. 268435456, 256M, 1G)',
+        "container.json: cgroups.cpuset_cpus: \"3-1\" is not a list like \"0-1,3\"",
+        "container.json: cgroups.pids_limit: must be an integer",
+        "container.json: cgroups.oom_kill_disable: must be true or false",
+    ]
 
 
 def test_rules_across_fields_are_all_listed_once_the_fields_are_valid(tmp_path: Path) -> None:
