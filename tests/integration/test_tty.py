@@ -143,7 +143,11 @@ def test_window_size_changes_reach_the_container(nsinit: Nsinit) -> None:
         go.touch()
 
     run = run_on_pty(nsinit, "exec", "--tty", "/bin/sh", "-c",
-                     "touch /tmp/ready; while [ ! -f /tmp/go ]; do sleep 0.02; done; stty size",
+                     # The relay passes the size on when its SIGWINCH handler runs: on a
+                     # loaded machine that can come after the 0.2 s above (bounded: 5 s).
+                     "touch /tmp/ready; while [ ! -f /tmp/go ]; do sleep 0.02; done; "
+                     "i=0; while [ \"$(stty size)\" != '50 132' ] && [ $i -lt 100 ]; do "
+                     "sleep 0.05; i=$((i+1)); done; stty size",
                      during=resize)
     assert run.returncode == 0, run.stderr
     assert run.output.splitlines()[-1] == "50 132"
