@@ -30,6 +30,7 @@ ffibuilder.cdef(
                   unsigned long a4, unsigned long a5);
     int nsi_openat2(int dirfd, const char *path, uint64_t flags,
                     uint64_t mode, uint64_t resolve);
+    long nsi_fstatfs_type(int fd);
     int nsi_close_range(unsigned int first, unsigned int last, unsigned int flags);
     int nsi_bpf_load_device_program(const void *insns, unsigned int insn_count,
                                     const char *license, char *log, unsigned int log_size);

@@ -135,8 +135,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
             os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
     with steps.step("console"):
         if plan.stdio.pty_in_container:
-            # setns put us in the container's mounts: this is its devpts.
-            _open_console(plan, "/dev/pts/ptmx")
+            # setns put us in the container's mounts, and made "/" its root.
+            _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
 
@@ -196,7 +196,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
             mount.mount_all(cfg)
         if plan.stdio.pty_in_container:
             with steps.step("console"):
-                _open_console(plan, os.path.join(os.path.realpath(cfg.rootfs), "dev/pts/ptmx"))  # type: ignore[attr-defined]
+                _open_console(plan, os.path.realpath(cfg.rootfs))  # type: ignore[attr-defined]
         with steps.step("devices"):
             mount.create_devices(cfg, plan.stdio.console_fd)
         if plan.init_binary:
@@ -324,9 +324,14 @@ def _write_first(paths: tuple[str, ...], value: str) -> None:
     raise NsinitError("security label", f"none of {', '.join(paths)} exists")
 
 
-def _open_console(plan: ChildPlan, ptmx: str) -> None:
-    """Make the pty in the container's devpts; its master goes to the supervisor."""
-    master, slave = console.open_container_pty(ptmx)
+def _open_console(plan: ChildPlan, root: str) -> None:
+    """Make the pty in the devpts of the container whose root is ``root``;
+    its master goes to the supervisor."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        master, slave = console.open_container_pty(root_fd)
+    finally:
+        os.close(root_fd)
     try:
         sync.send(plan.sync_fd, console=True, pass_fd=master)
     finally:

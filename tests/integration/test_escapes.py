@@ -5,15 +5,20 @@ attack fails inside the container, or nsinit refuses with one line.
 """
 from __future__ import annotations
 
+import ctypes
+import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from conftest import Nsinit, needs_root, stderr_lines
+from _live import Live, start  # noqa: F401 (fixture)
 
 pytestmark = needs_root
 
@@ -79,3 +84,82 @@ def test_no_pivot_root_cannot_mount_an_unmasked_procfs(nsinit: Nsinit, traversab
 
 def test_pivot_root_cannot_mount_an_unmasked_procfs(nsinit: Nsinit) -> None:
     assert ok(nsinit.sh(FRESH_PROC)).split() == ["mounted=1"]
+
+
+# --- the console: opened inside the container's root, checked before use ----------
+
+def test_console_is_the_containers_pty_when_dev_leads_to_the_host(nsinit: Nsinit,
+                                                                   tmp_path: Path) -> None:
+    # /dev -> ../../..<host dir>: inside the root the ".." stop at its top and
+    # it names a directory of the image; by host path it names <host dir>,
+    # whose pts is the host's devpts.  Opened by host path, dev/pts/ptmx
+    # gave the container a pty of the host's.
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    (host_dir / "pts").symlink_to("/dev/pts")
+    (nsinit.root / str(host_dir).lstrip("/")).mkdir(parents=True)
+    shutil.rmtree(nsinit.root / "dev")
+    (nsinit.root / "dev").symlink_to("../" * len(nsinit.root.parts) + str(host_dir).lstrip("/"))
+    assert os.path.realpath(nsinit.root / "dev/pts/ptmx") == "/dev/pts/ptmx"
+    out = ok(nsinit.exec("-t", "/bin/sh", "-c", "stat -L -c %d /proc/self/fd/0; stat -c %d /dev/pts/"))
+    console_dev, devpts_dev = (int(n) for n in out.split())
+    assert console_dev == devpts_dev != os.stat("/dev/pts").st_dev
+
+
+IN_OPEN = 0x20
+
+
+def watch_opens(path: Path) -> int:
+    """An inotify fd (non-blocking) that reports every open(2) of ``path``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    assert libc.inotify_add_watch(fd, bytes(path), IN_OPEN) >= 0, os.strerror(ctypes.get_errno())
+    return fd
+
+
+def opened(watch: int) -> bool:
+    try:
+        return bool(os.read(watch, 4096))
+    except BlockingIOError:
+        return False
+
+
+def without_devpts(nsinit: Nsinit) -> None:
+    """The default mounts, but no devpts: /dev/pts is what the container makes it."""
+    config = json.loads(nsinit.run("config").stdout)
+    nsinit.config(mounts=[m for m in config["mounts"] if m["device"] != "devpts"])
+
+
+def test_join_refuses_a_ptmx_that_leads_to_a_host_file(nsinit: Nsinit, start: Callable[..., Live],
+                                                       tmp_path: Path) -> None:
+    # The container's root points /dev/pts/ptmx at the joiner's stdin, a host
+    # file: through /proc/self/fd (a magic link) the join reopened it
+    # read-write, as the host's root, before seeing it is no terminal.
+    without_devpts(nsinit)
+    start("mkdir -p /dev/pts && ln -s /proc/self/fd/0 /dev/pts/ptmx && touch /tmp/ready;"
+          " exec sleep 30")
+    secret = tmp_path / "host-file"
+    secret.write_text("host\n")
+    with open(secret) as stdin:
+        watch = watch_opens(secret)
+        try:
+            result = subprocess.run([sys.executable, "-m", "nsinit", "exec", "-t", "/bin/true"],
+                                    cwd=nsinit.root, stdin=stdin, capture_output=True, text=True,
+                                    timeout=30, check=False)
+            assert not opened(watch), "the join opened the host file"
+        finally:
+            os.close(watch)
+    lines = stderr_lines(result)
+    assert result.returncode == 125 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("nsinit: console: "), lines
+
+
+def test_join_refuses_a_ptmx_that_is_no_devpts_ptmx(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    without_devpts(nsinit)
+    start("mkdir -p /dev/pts && ln -s /dev/null /dev/pts/ptmx && touch /tmp/ready; exec sleep 30")
+    result = nsinit.exec("-t", "/bin/true")
+    lines = stderr_lines(result)
+    assert result.returncode == 125 and len(lines) == 1, result.stderr
+    assert lines[0] == ("nsinit: console: /dev/pts/ptmx in the container is not on a devpts "
+                        "filesystem; refusing it as the console"), lines
