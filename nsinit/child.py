@@ -12,9 +12,10 @@ import errno
 import gc
 import os
 import resource
+import stat
 import time
 
-from nsinit import _native, console, namespaces, sync
+from nsinit import _native, console, namespaces, sync, trampoline
 # One write(2), no O_CREAT: for /proc and /sys files as for cgroupfs (already
 # loaded by the supervisor on both create and join).
 from nsinit.cgroups.fs import write_file
@@ -126,6 +127,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
         _become_init(plan)
     with steps.step("cgroups"):
         attach_to_cgroups(plan.cgroup_files)  # host paths: before setns
+    with steps.step("trampoline"):
+        trampoline_fd = trampoline.sealed_copy()  # nsinit's files: before setns too
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
     with steps.step("setns"):
@@ -138,7 +141,7 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts, and made "/" its root.
             _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd)
 
 
 def import_step_modules(*names: str) -> None:
@@ -174,6 +177,8 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     # container; and before pivot_root hides nsinit's files.
     with steps.step("load steps"):
         import_step_modules("mount", "network", "identity", "capabilities")
+    with steps.step("trampoline"):
+        trampoline_fd = trampoline.sealed_copy()
     from nsinit import mount, network
 
     with steps.step("wait for parent"):
@@ -222,11 +227,13 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, plan.init_prefix)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
+                     plan.init_prefix)
 
 
 def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
-                     user: str, cwd: str, init_prefix: list[str] | None = None) -> NoReturn:
+                     user: str, cwd: str, trampoline_fd: int,
+                     init_prefix: list[str] | None = None) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
@@ -263,7 +270,8 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         reset_signals()
         _native.cloexec_from(3)
     with steps.step("exec"):
-        exec_command(args, env, init_prefix or [], cfg.rootfs)  # type: ignore[attr-defined]
+        exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
+                     cfg.rootfs)  # type: ignore[attr-defined]
     raise AssertionError("unreachable")
 
 
@@ -400,10 +408,12 @@ def reset_signals() -> None:
 
 
 def find_executable(name: str, env: list[str], rootfs: str = "/") -> str:
-    """The command's path by $PATH; errors name the rootfs searched (on the
-    host), since a config read from elsewhere may point at another one."""
+    """The command's path by $PATH, found and checked here: the trampoline's
+    execve reports only an errno (see exec_failure).  Errors name the rootfs
+    searched (on the host), since a config read from elsewhere may point at
+    another one."""
     if "/" in name:
-        return name
+        return _check_executable(name, rootfs)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
     found_not_executable = ""
     for directory in path.split(":"):
@@ -417,7 +427,20 @@ def find_executable(name: str, env: list[str], rootfs: str = "/") -> str:
     raise NsinitError("exec", f"{name}: command not found in the rootfs {rootfs} (PATH={path})", EXIT_NOT_FOUND)
 
 
-def exec_command(args: list[str], env: list[str], init_prefix: list[str], rootfs: str = "/") -> NoReturn:
+def _check_executable(path: str, rootfs: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise exec_failure(path, err.errno or errno.EACCES, rootfs) from None
+    # execve(2) refuses anything but a regular file with EACCES; access(2)
+    # also sees a noexec mount.
+    if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+        raise exec_failure(path, errno.EACCES, rootfs)
+    return path
+
+
+def exec_command(args: list[str], env: list[str], trampoline_fd: int, report_fd: int,
+                 init_prefix: list[str], rootfs: str = "/") -> NoReturn:
     path = find_executable(args[0], env, rootfs)
     if init_prefix:
         # Looked up here all the same, so that a missing command gets
@@ -425,8 +448,15 @@ def exec_command(args: list[str], env: list[str], init_prefix: list[str], rootfs
         # the name as typed and finds it on the same PATH.
         path, args = init_prefix[0], [*init_prefix, *args]
     try:
-        os.execve(path, args, dict(e.split("=", 1) for e in env))
+        trampoline.exec_through(trampoline_fd, report_fd, path, args,
+                                dict(e.split("=", 1) for e in env))
     except OSError as err:
-        code = EXIT_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
-        where = f" in the rootfs {rootfs}" if err.errno == errno.ENOENT else ""
-        raise NsinitError("exec", f"{path}: {err.strerror}{where}", code) from None
+        raise NsinitError("exec", f"{trampoline.MEMFD_NAME} (nsinit's exec trampoline): "
+                                  f"{err.strerror}") from None
+
+
+def exec_failure(path: str, err: int, rootfs: str) -> NsinitError:
+    """An execve of ``path`` that failed with ``err``: 127 if not found, else 126."""
+    code = EXIT_NOT_FOUND if err == errno.ENOENT else EXIT_CANNOT_EXECUTE
+    where = f" in the rootfs {rootfs}" if err == errno.ENOENT else ""
+    return NsinitError("exec", f"{path}: {os.strerror(err)}{where}", code)

@@ -449,6 +449,9 @@ class _Launch:
                 continue
             if "error" in message:
                 raise NsinitError(message["step"], message["error"], message["exit"])
+            if "exec_errno" in message:  # from the exec trampoline (nsinit/trampoline.py)
+                raise child.exec_failure(self.process.args[0], int(message["exec_errno"]),
+                                         self.config.rootfs)
 
     def supervise(self) -> int:
         stdio = self.stdio

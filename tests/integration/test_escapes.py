@@ -163,3 +163,127 @@ def test_join_refuses_a_ptmx_that_is_no_devpts_ptmx(nsinit: Nsinit, start: Calla
     assert result.returncode == 125 and len(lines) == 1, result.stderr
     assert lines[0] == ("nsinit: console: /dev/pts/ptmx in the container is not on a devpts "
                         "filesystem; refusing it as the console"), lines
+
+
+# --- /proc/self/exe: never the host's interpreter (CVE-2019-5736) ------------------
+
+def give_host_python_its_libraries(root: Path) -> None:
+    """Copy the host interpreter's ELF loader and libraries into the image, at
+    their host paths: as an image with a compatible libc (any Debian image)
+    has them, so that if the container reached the host's python, it would
+    run.  Its standard library stays out: ``-V`` and the fatal "no
+    encodings" error are proof enough that it ran."""
+    listing = subprocess.run(["ldd", sys.executable], capture_output=True, text=True, check=True).stdout
+    for line in listing.splitlines():
+        words = line.split()
+        path = words[2] if "=>" in words and len(words) > 2 else words[0]
+        if not path.startswith("/"):
+            continue  # linux-vdso.so.1: in the kernel
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.realpath(path), target)
+
+
+SHEBANG_SELF = "#!/proc/self/exe\nprint('python ran')\n"
+
+
+def write_self_script(root: Path) -> None:
+    script = root / "self.py"
+    script.write_text(SHEBANG_SELF)
+    script.chmod(0o755)
+
+
+def assert_no_host_python(result: subprocess.CompletedProcess[str]) -> None:
+    out = result.stdout + result.stderr
+    assert "Python" not in out and "python ran" not in out, out
+    assert result.returncode == 127, out
+    assert stderr_lines(result) == ["nsinit's exec trampoline: not a command"]
+
+
+@pytest.mark.parametrize("command", [["/proc/self/exe", "-V"], ["/self.py"]],
+                         ids=["command", "shebang"])
+def test_proc_self_exe_is_not_the_host_interpreter(nsinit: Nsinit, command: list[str]) -> None:
+    give_host_python_its_libraries(nsinit.root)
+    write_self_script(nsinit.root)
+    assert_no_host_python(nsinit.exec(*command))
+
+
+@pytest.mark.parametrize("command", [["/proc/self/exe", "-V"], ["/self.py"]],
+                         ids=["command", "shebang"])
+def test_joined_proc_self_exe_is_not_the_host_interpreter(nsinit: Nsinit, start: Callable[..., Live],
+                                                          command: list[str]) -> None:
+    give_host_python_its_libraries(nsinit.root)
+    write_self_script(nsinit.root)
+    start()
+    assert_no_host_python(nsinit.exec(*command))
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full: the next write to it blocks."""
+    import fcntl
+
+    r, w = os.pipe()
+    flags = fcntl.fcntl(w, fcntl.F_GETFL)
+    fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(w, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(w, fcntl.F_SETFL, flags)
+    return r, w
+
+
+def test_the_exe_the_container_reaches_is_a_sealed_memfd(nsinit: Nsinit, tmp_path: Path) -> None:
+    # The trampoline, run as the init's command ("/proc/self/exe 1 /nonexistent x"),
+    # fails to exec /nonexistent and blocks reporting it on its stdout, a
+    # full pipe: it stays the init while a joined process tries its exe.
+    import fcntl
+
+    r, w = full_pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "nsinit", "exec", "/proc/self/exe", "1",
+                             "/nonexistent", "x"], cwd=nsinit.root, stdin=subprocess.DEVNULL,
+                            stdout=w, stderr=subprocess.PIPE, text=True)
+    os.close(w)
+    try:
+        pid_file = nsinit.root / "pid"
+        nsinit.wait_for(lambda: pid_file.exists() and Path(f"/proc/{pid_file.read_text()}/exe").exists()
+                        and os.readlink(f"/proc/{pid_file.read_text()}/exe").startswith("/memfd:"))
+        init = int(pid_file.read_text())
+        exe = os.open(f"/proc/{init}/exe", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            seals = fcntl.fcntl(exe, fcntl.F_GET_SEALS)
+        finally:
+            os.close(exe)
+        assert seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SEAL
+        joined = ok(nsinit.sh("readlink /proc/1/exe; (printf x >> /proc/1/exe) 2>/dev/null; echo write=$?"))
+        assert joined.splitlines() == ["/memfd:nsinit-exec (deleted)", "write=1"], joined
+    finally:
+        while os.read(r, 65536):  # let the trampoline's report through; it exits
+            pass
+        os.close(r)
+        proc.wait(timeout=20)
+    assert proc.returncode == 127
+    assert "nsinit" not in (proc.stderr.read() if proc.stderr else "")
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["create", "join"])
+def test_exec_errors_behind_the_trampoline_are_one_line(nsinit: Nsinit, start: Callable[..., Live],
+                                                        joined: bool) -> None:
+    # Checked in Python before the trampoline: missing, not executable.  Only
+    # the kernel knows the rest; the trampoline reports execve's errno.
+    (nsinit.root / "garbage").write_bytes(b"\0\1\2 not a program")
+    (nsinit.root / "no-interpreter").write_text("#!/no/such/interpreter\n")
+    for name in ("garbage", "no-interpreter"):
+        (nsinit.root / name).chmod(0o755)
+    if joined:
+        start()
+    for command, status, line in [
+        ("/garbage", 126, "nsinit: exec: /garbage: Exec format error"),
+        ("/no-interpreter", 127, "nsinit: exec: /no-interpreter: No such file or directory"
+                                 f" in the rootfs {nsinit.root}"),
+        ("/etc", 126, "nsinit: exec: /etc: Permission denied"),
+        ("/no/such", 127, f"nsinit: exec: /no/such: No such file or directory in the rootfs {nsinit.root}"),
+    ]:
+        result = nsinit.exec(command)
+        assert (result.returncode, stderr_lines(result)) == (status, [line])
