@@ -32,6 +32,7 @@ This is libcontainer's FinalizeNamespace order (2014 ``namespaces/init.go``,
 """
 from __future__ import annotations
 
+import errno
 
 from nsinit import _native
 from nsinit.config.names import CAPABILITIES
@@ -51,9 +52,8 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _NAMES_BY_BIT: dict[int, str] = {bit: name for name, bit in CAPABILITIES.items()}
 
-# The highest capability this table knows; used when /proc is unreadable.
-DEFAULT_LAST_CAP = 40
-_CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"
+# No kernel has more: the capability sets are 64-bit masks (two u32 words).
+_MAX_CAP = 63
 
 _last_cap_cache: int | None = None
 
@@ -90,18 +90,41 @@ def mask_to_names(mask: int) -> list[str]:
 
 
 def last_cap() -> int:
-    """Highest capability number the running kernel supports."""
+    """Highest capability number the running kernel supports.
+
+    Asked of the kernel itself: PR_CAPBSET_READ fails with EINVAL for a
+    capability it does not know.  Never read from
+    /proc/sys/kernel/cap_last_cap: this runs after the chroot or pivot_root,
+    where /proc may be a directory of the image's (no NEWNS, or a bind over
+    /proc), and a fake "1" there would leave every capability above 1 in the
+    bounding set and the permitted set of the container (issue 15).
+    """
     global _last_cap_cache
     if _last_cap_cache is None:
-        try:
-            with open(_CAP_LAST_CAP_PATH, "rb") as f:
-                _last_cap_cache = int(f.read().strip())
-        except (OSError, ValueError):
-            # No /proc (or a foreign one): assume the kernel knows exactly the
-            # caps we have names for; a wrong guess only makes capset or the
-            # bounding drop fail loudly with EINVAL, never silently keep a cap.
-            _last_cap_cache = DEFAULT_LAST_CAP
+        _last_cap_cache = _probe_last_cap()
     return _last_cap_cache
+
+
+def _probe_last_cap() -> int:
+    """Binary search for the highest cap PR_CAPBSET_READ accepts (6 prctl calls)."""
+    low, high = 0, _MAX_CAP  # CAP_CHOWN (0) exists on every kernel
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _kernel_knows(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _kernel_knows(cap: int) -> bool:
+    try:
+        _native.prctl(PR_CAPBSET_READ, cap, label=f"prctl(PR_CAPBSET_READ, {cap})")
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            return False
+        raise
+    return True
 
 
 def _supported_mask() -> int:

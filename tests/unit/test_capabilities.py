@@ -51,10 +51,21 @@ def test_last_cap_matches_proc():
     assert last_cap() == expected
 
 
-def test_last_cap_fallback(monkeypatch):
+def test_last_cap_asks_the_kernel_not_a_file(monkeypatch):
+    # After chroot, /proc may be the image's: the probe must not open anything.
+    import builtins
+    import os
+
+    def no_files(*args, **kwargs):
+        raise AssertionError(f"last_cap opened {args[0]!r}")
+
     monkeypatch.setattr(caps_mod, "_last_cap_cache", None)
-    monkeypatch.setattr(caps_mod, "_CAP_LAST_CAP_PATH", "/nonexistent/cap_last_cap")
-    assert last_cap() == 40
+    monkeypatch.setattr(builtins, "open", no_files)
+    monkeypatch.setattr(os, "open", no_files)
+    probed = last_cap()
+    monkeypatch.undo()
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        assert probed == int(f.read())
 
 
 def _status_masks() -> dict[str, str]:
