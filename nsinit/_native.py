@@ -121,6 +121,12 @@ def cloexec_from(first: int) -> None:
         _raise("close_range")
 
 
+def close_from(first: int) -> None:
+    """Close every fd >= first (close_range), however high it is numbered."""
+    if lib.nsi_close_range(first, 0xFFFFFFFF, 0) < 0:
+        _raise("close_range")
+
+
 def bpf_load_device_program(program: bytes, license: str = "Apache-2.0") -> int:
     """Load a cgroup device program (raw instructions); its fd.  A refusal
     by the verifier carries the verifier's last line."""

@@ -136,6 +136,7 @@ def _join_and_exec(plan: ChildPlan) -> None:
         os.close(plan.join_pidfd)
         if not cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
             os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+            os.chdir("/")  # a cwd left outside a chroot is a way out of it
     with steps.step("console"):
         if plan.stdio.pty_in_container:
             # setns put us in the container's mounts, and made "/" its root.
@@ -262,10 +263,8 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
     env = build_environment(cfg.environment, extra_env, ident)  # type: ignore[attr-defined]
     os.umask(cfg.umask)  # type: ignore[attr-defined]  # the config's, never the caller's
     with steps.step("cwd"):
-        try:
-            os.chdir(cwd)
-        except OSError as err:
-            raise NsinitError("cwd", f"{cwd}: {err.strerror}") from None
+        close_inherited_fds(steps.sync_fd, trampoline_fd)
+        enter_working_dir(cwd)
     with steps.step("signals"):
         reset_signals()
         _native.cloexec_from(3)
@@ -273,6 +272,44 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
                      cfg.rootfs)  # type: ignore[attr-defined]
     raise AssertionError("unreachable")
+
+
+def close_inherited_fds(*keep: int) -> None:
+    """Close every fd but stdio and ``keep`` (the sync socket, the exec
+    trampoline), before the chdir.
+
+    A caller's fd on a host directory (``exec 9</``) would otherwise still
+    be open when the working directory is entered, and a cwd of
+    ``/proc/self/fd/9`` would put the command in the host's root
+    (CVE-2024-21626).  What is kept goes at execve (close-on-exec).
+    """
+    first = 3
+    for fd in sorted(set(keep)):
+        if fd > first:
+            os.closerange(first, fd)
+        first = max(first, fd + 1)
+    _native.close_from(first)
+
+
+def enter_working_dir(cwd: str) -> None:
+    """chdir inside the container's root, then check that we are still in it.
+
+    From "/", so a relative cwd is relative to the container's root and never
+    to wherever a join or a chroot left us.  The kernel's getcwd() prefixes
+    "(unreachable)" to a directory outside the process's root, and glibc
+    turns that into ENOENT: either way the command would run outside.
+    """
+    try:
+        os.chdir("/")
+        os.chdir(cwd)
+    except OSError as err:
+        raise NsinitError("cwd", f"{cwd}: {err.strerror}") from None
+    try:
+        reached = os.getcwd()
+    except OSError:
+        reached = "(unreachable)"
+    if not reached.startswith("/"):
+        raise NsinitError("cwd", f"{cwd}: is outside the container's root")
 
 
 def _become_init(plan: ChildPlan) -> None:

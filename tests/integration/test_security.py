@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from _live import READY, Live
@@ -64,3 +65,66 @@ def test_a_fake_cap_last_cap_in_the_image_grants_nothing(nsinit: Nsinit) -> None
     (fake / "cap_last_cap").write_text("1\n")
     status = run_and_read_status(nsinit, "CapEff", "CapPrm", "CapBnd")
     assert status == {"CapEff": CAP_CHOWN, "CapPrm": CAP_CHOWN, "CapBnd": CAP_CHOWN}
+
+
+# --- 2. the working directory is inside the container (CVE-2024-21626) ------
+
+def run_with_host_root_fd(nsinit: Nsinit, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``nsinit ARGS``, run by a caller holding an fd on the host's "/";
+    ``{fd}`` in ARGS is that fd's number."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "nsinit", *(arg.replace("{fd}", str(fd)) for arg in args)],
+            cwd=nsinit.root, capture_output=True, text=True, timeout=30,
+            stdin=subprocess.DEVNULL, pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    return result, fd
+
+
+HOST_ONLY = "cat etc/hostname; ls"  # relative: reads whatever the cwd is
+
+
+def test_a_cwd_through_a_callers_fd_is_refused(nsinit: Nsinit) -> None:
+    result, fd = run_with_host_root_fd(nsinit, "exec", "--cwd", "/proc/self/fd/{fd}", "/bin/sh", "-c", HOST_ONLY)
+    fails_with_one_line(result, "cwd", f"/proc/self/fd/{fd}")
+    assert result.stdout == ""
+
+
+def test_a_working_dir_through_a_callers_fd_is_refused(nsinit: Nsinit) -> None:
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    os.close(fd)  # the number the next open gets, in run_with_host_root_fd
+    nsinit.config(working_dir=f"/proc/self/fd/{fd}")
+    result, used = run_with_host_root_fd(nsinit, "exec", "/bin/sh", "-c", HOST_ONLY)
+    assert used == fd
+    fails_with_one_line(result, "cwd", f"/proc/self/fd/{fd}")
+    assert result.stdout == ""
+
+
+def test_a_joining_cwd_through_a_callers_fd_is_refused(nsinit: Nsinit) -> None:
+    live = Live(nsinit, f"{READY}; exec sleep 30").wait_ready(b"sleep\x0030\x00")
+    try:
+        result, fd = run_with_host_root_fd(nsinit, "exec", "--cwd", "/proc/self/fd/{fd}",
+                                           "/bin/sh", "-c", HOST_ONLY)
+        fails_with_one_line(result, "cwd", f"/proc/self/fd/{fd}")
+        assert result.stdout == ""
+        assert live.alive()
+    finally:
+        live.stop()
+
+
+def test_a_cwd_that_getcwd_finds_unreachable_is_refused(nsinit: Nsinit, sleeper: subprocess.Popen[bytes]) -> None:
+    # Without NEWPID the container's procfs shows host processes: a host
+    # process's cwd link leads out of the root while no fd of ours is open
+    # (following it needs ptrace access: CAP_SYS_PTRACE, as the host process
+    # holds capabilities the container does not).
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWNS", "NEWUTS", "NEWIPC", "NEWNET")],
+                  capabilities=["SYS_PTRACE"], working_dir=f"/proc/{sleeper.pid}/cwd")
+    result = nsinit.sh(HOST_ONLY)
+    fails_with_one_line(result, "cwd", f"/proc/{sleeper.pid}/cwd", "outside the container's root")
+    assert result.stdout == ""
+
+
+def test_a_relative_cwd_is_relative_to_the_containers_root(nsinit: Nsinit) -> None:
+    assert ok(nsinit.exec("--cwd", "tmp", "/bin/pwd")) == "/tmp\n"
