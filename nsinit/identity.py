@@ -9,10 +9,12 @@ Semantics follow libcontainer's ``user.GetExecUser``:
 
 * ``""``/``"root"`` is uid 0 (the passwd entry of "root"/uid 0 when there is
   one, else gid 0 and home ``/`` as libcontainer's defaults);
-* the user part matches a passwd entry by name or by uid; a number not in
-  passwd (or with no passwd file) is used as is, with home ``/`` and gid 0;
-* the group part matches a group entry by name or gid; a number not in the
-  group file is used as is;
+* a number is a uid and is matched against the uid field only, a name
+  against the name field only: the image could otherwise name a user "1000"
+  with uid 0 and turn ``--user 1000`` into root (CVE-2016-3697).  A uid not
+  in passwd (or with no passwd file) is used as is, with home ``/`` and gid 0;
+* the group part likewise: a number is a gid, a name a group name; a gid
+  not in the group file is used as is;
 * supplementary groups (every group listing the user's name) are only taken
   in the implicit form, without a group part -- with ``user:group`` the
   caller asked for exactly that group, as ``docker run -u user:group`` does;
@@ -119,7 +121,7 @@ def _check_range(kind: str, value: int) -> int:
 def _lookup_group(spec: str, groups: list[_GroupEntry] | None, group_path: str) -> int:
     gid = _parse_id(spec)
     for entry in groups or ():
-        if entry.name == spec or entry.gid == gid:
+        if entry.gid == gid if gid is not None else entry.name == spec:
             return entry.gid
     if gid is None:
         where = (f"not in {group_path} of the container" if groups is not None
@@ -144,7 +146,7 @@ def resolve_user(spec: str, additional_groups: Sequence[str] = (), etc: str = "/
 
     entry = None
     for candidate in passwd or ():
-        if candidate.name == user_part or candidate.uid == numeric:
+        if candidate.uid == numeric if numeric is not None else candidate.name == user_part:
             entry = candidate
             break
 

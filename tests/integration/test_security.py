@@ -128,3 +128,15 @@ def test_a_cwd_that_getcwd_finds_unreachable_is_refused(nsinit: Nsinit, sleeper:
 
 def test_a_relative_cwd_is_relative_to_the_containers_root(nsinit: Nsinit) -> None:
     assert ok(nsinit.exec("--cwd", "tmp", "/bin/pwd")) == "/tmp\n"
+
+
+# --- 3. a number is a uid, never a name (CVE-2016-3697) ---------------------
+
+def test_a_numeric_user_is_the_uid_even_when_a_name_says_otherwise(nsinit: Nsinit) -> None:
+    passwd = nsinit.root / "etc" / "passwd"
+    passwd.write_text("1000:x:0:0::/:/bin/sh\n" + passwd.read_text())
+    group = nsinit.root / "etc" / "group"
+    group.write_text("1000:x:0:\n" + group.read_text())
+    assert ok(nsinit.exec("--user", "1000:1000", "/bin/sh", "-c", "id -u; id -g")) == "1000\n1000\n"
+    status = ok(nsinit.exec("--user", "1000", "/bin/cat", "/proc/self/status"))
+    assert "\nUid:\t1000\t1000\t1000\t1000\n" in status

@@ -75,6 +75,17 @@ def test_empty_group_part_is_implicit(etc):
     assert resolve_user("user:", etc=etc).groups == (10, 29)
 
 
+def test_a_number_is_a_uid_never_a_name(tmp_path):
+    # CVE-2016-3697: the image names a user "1000" with uid 0.
+    (tmp_path / "passwd").write_text("1000:x:0:0::/:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
+    (tmp_path / "group").write_text("10:x:0:\nstaff:x:10:\n")
+    assert resolve_user("1000", etc=str(tmp_path)) == Identity(1000, 1000, (), "/home/user", "user")
+    assert resolve_user("1000:10", etc=str(tmp_path)).gid == 10
+    assert resolve_user("user", ["10"], etc=str(tmp_path)).groups == (10,)
+    # A name is looked up by name only.
+    assert resolve_user("1000:staff", etc=str(tmp_path)).gid == 10
+
+
 def test_additional_groups_names_and_numbers(etc):
     ident = resolve_user("user", ["staff", "44", "9999", "wheel"], etc=etc)
     assert ident.groups == (10, 29, 50, 44, 9999)  # deduplicated, order kept
