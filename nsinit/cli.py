@@ -350,6 +350,13 @@ def cmd_exec(args: dict[str, Any]) -> int:
     for entry in args["--env"]:
         if "=" not in entry or entry.startswith("="):
             raise NsinitError("--env", f'"{entry}" is not KEY=VALUE')
+    if args["--user"] is not None:
+        from nsinit.identity import parse_user_spec
+
+        try:
+            parse_user_spec(args["--user"])
+        except ValueError as err:
+            raise NsinitError("--user", str(err)) from None
     container = Container.for_exec(args["--root"], args["--config"], trace=args["--trace"])
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty, init=args["--init"])

@@ -7,6 +7,9 @@ the container image, and could load host libraries into the container.
 
 Semantics follow libcontainer's ``user.GetExecUser``:
 
+* a spec is exactly ``name``, ``uid``, ``name:group``, ``uid:gid``,
+  ``uid:group`` or ``name:gid`` (``parse_user_spec``); empty parts, negative
+  numbers and a second colon are refused, never read as root;
 * ``""``/``"root"`` is uid 0 (the passwd entry of "root"/uid 0 when there is
   one, else gid 0 and home ``/`` as libcontainer's defaults);
 * a number is a uid and is matched against the uid field only, a name
@@ -112,6 +115,39 @@ def _read_group(path: str) -> list[_GroupEntry] | None:
     return entries
 
 
+def parse_user_spec(spec: str) -> tuple[str, str]:
+    """(user, group) of ``name``, ``uid``, ``name:group``, ``uid:gid``,
+    ``uid:group`` or ``name:gid``; group is "" when not given.
+
+    Raises ValueError with the problem, for the caller to name its field
+    (``--user``, container.json's ``user``).  A lax parse once ran ``:`` and
+    ``:1000`` as uid 0 (issue 15).
+    """
+    if not spec:
+        raise ValueError("must not be empty (name, uid, name:group or uid:gid)")
+    user, sep, group = spec.partition(":")
+    if not user:
+        raise ValueError(f'"{spec}" has no user before the colon (name, uid, name:group or uid:gid)')
+    if sep and not group:
+        raise ValueError(f'"{spec}" has no group after the colon (name, uid, name:group or uid:gid)')
+    _check_spec_part(spec, user, "user")
+    if sep:
+        _check_spec_part(spec, group, "group")
+    return user, group
+
+
+def _check_spec_part(spec: str, part: str, kind: str) -> None:
+    if ":" in part:
+        raise ValueError(f'"{spec}" has more than one colon (name, uid, name:group or uid:gid)')
+    if part.startswith(("-", "+")):
+        raise ValueError(f'"{spec}": {kind} "{part}" is neither a name nor a non-negative number')
+    if not part.isprintable() or any(c.isspace() for c in part):
+        raise ValueError(f'"{spec}": {kind} name "{part}" contains a space or control character')
+    number = _parse_id(part)
+    if number is not None and number > _MAX_ID:
+        raise ValueError(f'"{spec}": {"uid" if kind == "user" else "gid"} {number} is out of range (0-{_MAX_ID})')
+
+
 def _check_range(kind: str, value: int) -> int:
     if value > _MAX_ID:
         raise NsinitError("user", f"{kind} {value} is out of range (0-{_MAX_ID})")
@@ -138,8 +174,11 @@ def resolve_user(spec: str, additional_groups: Sequence[str] = (), etc: str = "/
     # container's /etc even when a caller (or a test) reaches it another way.
     shown_passwd, shown_group = "/etc/passwd", "/etc/group"
 
-    user_part, sep, group_part = spec.partition(":")
-    user_part = user_part or "0"  # no user: root, whatever its passwd name is
+    try:
+        # "" is root, as in 2014 configs (whatever root's passwd name is).
+        user_part, group_part = parse_user_spec(spec or "0")
+    except ValueError as err:
+        raise NsinitError("user", str(err)) from None
     numeric = _parse_id(user_part)
     passwd = _read_passwd(passwd_path)
     groups = _read_group(group_path)
@@ -162,7 +201,7 @@ def resolve_user(spec: str, additional_groups: Sequence[str] = (), etc: str = "/
         uid, gid, home, name = _check_range("uid", numeric), 0, "/", ""
 
     supplementary: list[int] = []
-    if sep and group_part:
+    if group_part:
         gid = _lookup_group(group_part, groups, shown_group)
     elif name:
         supplementary = [g.gid for g in groups or () if name in g.members]

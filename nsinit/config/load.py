@@ -489,9 +489,16 @@ def _parse_user(ctx: _Context, value: Any, path: str) -> str:
     if value is None:
         return "root"
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(_int(ctx, value, path, lo=0))
-    # 2014: "" meant root, like "root".
-    return _str(ctx, value, path) or "root"
+        spec = str(_int(ctx, value, path, lo=0))
+    else:
+        spec = _str(ctx, value, path) or "root"  # 2014: "" meant root, like "root"
+    from nsinit.identity import parse_user_spec  # small; the child loads it anyway
+
+    try:
+        parse_user_spec(spec)  # here, so a bad spec fails before anything is created
+    except ValueError as err:
+        ctx.fail(path, str(err))
+    return spec
 
 
 def _parse_groups(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from _live import READY, Live
 from conftest import Nsinit, needs_root, stderr_lines
 
@@ -140,3 +142,36 @@ def test_a_numeric_user_is_the_uid_even_when_a_name_says_otherwise(nsinit: Nsini
     assert ok(nsinit.exec("--user", "1000:1000", "/bin/sh", "-c", "id -u; id -g")) == "1000\n1000\n"
     status = ok(nsinit.exec("--user", "1000", "/bin/cat", "/proc/self/status"))
     assert "\nUid:\t1000\t1000\t1000\t1000\n" in status
+
+
+# --- 4. a user spec is one of six forms, or refused -------------------------
+
+BAD_USERS = (":", ":1000", "1000:", "", "-1", "0:-1", "a:b:c", "user:wheel:x", "us er")
+
+
+@pytest.mark.parametrize("spec", BAD_USERS)
+def test_a_malformed_user_is_refused_on_create(nsinit: Nsinit, spec: str) -> None:
+    result = nsinit.exec("--user", spec, "/bin/sh", "-c", "id -u")
+    fails_with_one_line(result, "--user")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("spec", BAD_USERS[:3])
+def test_a_malformed_user_in_container_json_is_refused_before_anything_runs(nsinit: Nsinit, spec: str) -> None:
+    nsinit.config(user=spec)
+    result = nsinit.sh("touch /ran; id -u")
+    fails_with_one_line(result, "container.json", "user")
+    assert result.stdout == "" and not (nsinit.root / "ran").exists()
+
+
+def test_a_malformed_user_is_refused_on_join(nsinit: Nsinit) -> None:
+    live = Live(nsinit, f"{READY}; exec sleep 30").wait_ready(b"sleep\x0030\x00")
+    try:
+        for spec in (":", ":1000"):
+            result = nsinit.exec("--user", spec, "/bin/sh", "-c", "id -u")
+            fails_with_one_line(result, "--user")
+            assert result.stdout == ""
+        assert ok(nsinit.exec("--user", "1000:10", "/bin/sh", "-c", "id -u; id -g")) == "1000\n10\n"
+        assert live.alive()
+    finally:
+        live.stop()

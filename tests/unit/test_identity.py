@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from nsinit.errors import NsinitError
-from nsinit.identity import Identity, resolve_user
+from nsinit.identity import Identity, parse_user_spec, resolve_user
 
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh
@@ -71,8 +71,21 @@ def test_uid_group(etc):
     assert resolve_user("4242:wheel", etc=etc) == Identity(4242, 10, (), "/", "")
 
 
-def test_empty_group_part_is_implicit(etc):
-    assert resolve_user("user:", etc=etc).groups == (10, 29)
+@pytest.mark.parametrize("spec", [":", ":1000", "user:", "1000:", "-1", "1000:-1", "-5:0", "+1",
+                                  "a:b:c", "1:2:3", "us er", "user\t", "1:\n", str(2**32), f"0:{2**32}"])
+def test_malformed_specs_are_refused_never_root(etc, spec):
+    with pytest.raises(NsinitError) as err:
+        resolve_user(spec, etc=etc)
+    assert err.value.step == "user"
+    assert repr(spec)[1:-1] in err.value.message or spec in err.value.message
+
+
+@pytest.mark.parametrize("spec, parts", [
+    ("user", ("user", "")), ("1000", ("1000", "")), ("user:wheel", ("user", "wheel")),
+    ("1000:10", ("1000", "10")), ("1000:wheel", ("1000", "wheel")), ("user:10", ("user", "10")),
+])
+def test_the_six_accepted_forms(spec, parts):
+    assert parse_user_spec(spec) == parts
 
 
 def test_a_number_is_a_uid_never_a_name(tmp_path):
