@@ -413,6 +413,8 @@ def cmd_config(container: Any) -> int:
     from nsinit.config import config_to_dict
 
     print(json.dumps(config_to_dict(container.config), indent=2))
+    if container.config.capabilities_note:  # on stderr: stdout stays a config that loads
+        sys.stderr.write(f"nsinit: note: {container.config.capabilities_note}\n")
     return 0
 
 

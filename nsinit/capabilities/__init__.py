@@ -131,6 +131,19 @@ def _supported_mask() -> int:
     return (1 << (last_cap() + 1)) - 1
 
 
+def held_by_caller() -> frozenset[str]:
+    """Names of the capabilities this process could hand a child: in both
+    its permitted set (capset can never add to it) and its bounding set
+    (no execve can ever gain more)."""
+    _effective, permitted, _inheritable = _native.capget()
+    return frozenset(name for name, bit in CAPABILITIES.items()
+                     if bit <= last_cap() and permitted >> bit & 1 and _in_bounding_set(bit))
+
+
+def _in_bounding_set(cap: int) -> bool:
+    return _native.prctl(PR_CAPBSET_READ, cap, label=f"prctl(PR_CAPBSET_READ, {cap})") == 1
+
+
 def drop_bounding_set(caps) -> None:  # type: ignore[no-untyped-def]
     """Remove from the bounding set every capability not in ``caps.bounding``.
 

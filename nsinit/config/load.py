@@ -241,6 +241,8 @@ def parse_config(data: dict, source: str, base_dir: str, *,
     # The rules across fields are checked once every field is valid: with a
     # field that failed, they would judge the default standing in for it.
     ctx.raise_errors()
+    if data.get("capabilities_mask") is not None:
+        config = _limit_mask_to_caller(config)
     config = ctx.collect(_join_netns_networks, config) or config
     _check_namespace_requirements(ctx, config, origin)
     _check_route_next_hops(ctx, config)
@@ -673,15 +675,31 @@ def _cap_sets(ctx: _Context, obj: dict, path: str) -> CapabilitySets:
     return CapabilitySets(**{key: _sorted_caps(caps) for key, caps in sets.items()})
 
 
+# The capabilities a 2014 mask can keep: the 2014 table ended at
+# CAP_BLOCK_SUSPEND (36); AUDIT_READ, PERFMON, BPF and CHECKPOINT_RESTORE came
+# later, and a mask written then never meant to grant them.
+_LAST_CAP_2014 = names.CAPABILITIES["CAP_BLOCK_SUSPEND"]
+# Never granted by a mask, only by naming it in "capabilities": with it,
+# open_by_handle_at(2) opens any host file by inode number (the Shocker
+# exploit, why Docker 1.0 moved from a drop list to a whitelist), and 2014
+# masks never dropped it because nobody knew.
+_NEVER_BY_MASK = "CAP_DAC_READ_SEARCH"
+
+
 def _caps_kept_by_mask(ctx: _Context, mask: Any, path: str) -> list[str]:
-    """2014 capabilities_mask: every capability except the dropped ones."""
+    """2014 capabilities_mask: the 2014 capabilities except the dropped ones
+    and DAC_READ_SEARCH; ``_limit_mask_to_caller`` then keeps those the
+    caller holds."""
     dropped: set[str] = set()
+    asked_for_shocker: list[str] = []  # fields that keep DAC_READ_SEARCH by name
     if isinstance(mask, dict):
         # May 2014: {"MKNOD": true, "SYS_ADMIN": false}; false drops.
         for key, keep in mask.items():
             name = _cap_name(ctx, key, _child(path, key))
             if not _bool(ctx, keep, _child(path, key)):
                 dropped.add(name)
+            elif name == _NEVER_BY_MASK:
+                asked_for_shocker.append(_child(path, key))
     elif isinstance(mask, list):
         for i, item in enumerate(mask):
             if isinstance(item, dict):
@@ -690,11 +708,39 @@ def _caps_kept_by_mask(ctx: _Context, mask: Any, path: str) -> list[str]:
                 name = _cap_name(ctx, item.get("key"), _child(_item(path, i), "key"))
                 if not _opt_bool(ctx, item.get("enabled"), _child(_item(path, i), "enabled")):
                     dropped.add(name)
+                elif name == _NEVER_BY_MASK:
+                    asked_for_shocker.append(_item(path, i))
             else:
                 dropped.add(_cap_name(ctx, item, _item(path, i)))  # a plain drop-list
     else:
         ctx.fail(path, "must be a list or an object")
-    return [name for name in names.CAPABILITIES if name not in dropped]
+    for field in asked_for_shocker:
+        ctx.warn(field, "DAC_READ_SEARCH is never granted by a mask (open_by_handle_at reads host "
+                        'files with it): name it in "capabilities" to grant it')
+    dropped.add(_NEVER_BY_MASK)
+    return [name for name, bit in names.CAPABILITIES.items() if bit <= _LAST_CAP_2014 and name not in dropped]
+
+
+def _limit_mask_to_caller(config: Config) -> Config:
+    """A mask means "every capability the caller holds, minus these": the
+    ones nsinit itself lacks (root here may lack CAP_SYS_RESOURCE, and any
+    outer container lacks more) are left out instead of failing capset.
+
+    A new or joined user namespace gives its first process every capability
+    in it, whatever the caller held, so there nothing is left out.
+    """
+    if config.has_namespace("NEWUSER"):
+        held_note = "in its user namespace"
+        kept = config.capabilities.bounding
+    else:
+        from nsinit.capabilities import held_by_caller  # only configs with a mask pay for it
+
+        held = held_by_caller()
+        held_note = "that nsinit holds"
+        kept = tuple(name for name in config.capabilities.bounding if name in held)
+    note = (f"capabilities_mask: the capabilities of 2014 (CHOWN to BLOCK_SUSPEND) {held_note}, "
+            f"minus those the mask drops and never DAC_READ_SEARCH: {len(kept)} kept")
+    return replace(config, capabilities=_whitelist(kept), capabilities_note=note)
 
 
 # --- uid/gid mappings --------------------------------------------------------

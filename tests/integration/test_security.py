@@ -7,6 +7,7 @@ does.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -175,3 +176,36 @@ def test_a_malformed_user_is_refused_on_join(nsinit: Nsinit) -> None:
         assert live.alive()
     finally:
         live.stop()
+
+
+# --- 8. a 2014 mask: what the caller holds, never DAC_READ_SEARCH -----------
+
+CAP_DAC_READ_SEARCH = 1 << 2
+CAPS_OF_2014 = (1 << 37) - 1  # CHOWN (0) to BLOCK_SUSPEND (36)
+
+
+def host_caps(name: str) -> int:
+    return status_field(os.getpid(), name)
+
+
+def test_a_mask_grants_what_the_caller_holds_but_never_dac_read_search(nsinit: Nsinit) -> None:
+    # The host's root may lack some capability the mask keeps (CAP_SYS_RESOURCE
+    # here, more in an outer container): those are left out, capset no longer
+    # fails.  DAC_READ_SEARCH is the Shocker capability (open_by_handle_at).
+    nsinit.config(capabilities_mask={"SYS_ADMIN": False, "MKNOD": False, "DAC_READ_SEARCH": True})
+    held = host_caps("CapPrm") & host_caps("CapBnd")
+    expected = held & CAPS_OF_2014 & ~(CAP_DAC_READ_SEARCH | 1 << 21 | 1 << 27)  # SYS_ADMIN, MKNOD
+    status = ok(nsinit.exec("/bin/cat", "/proc/self/status"))
+    caps = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
+    assert caps == {"CapInh": 0, "CapPrm": expected, "CapEff": expected, "CapBnd": expected, "CapAmb": 0}
+
+
+def test_nsinit_config_shows_what_a_mask_grants(nsinit: Nsinit) -> None:
+    nsinit.config(capabilities_mask=["SYS_ADMIN"])
+    result = nsinit.run("config")
+    stderr_lines(result)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)["capabilities"]
+    assert "CAP_DAC_READ_SEARCH" not in shown["bounding"] and "CAP_SYS_ADMIN" not in shown["bounding"]
+    assert "CAP_BPF" not in shown["bounding"] and "CAP_CHOWN" in shown["bounding"]
+    assert "never DAC_READ_SEARCH" in result.stderr

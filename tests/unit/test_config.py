@@ -98,8 +98,13 @@ def test_sample_2014_runnable_variant(tmp_path: Path) -> None:
     assert [ns.type for ns in config.namespaces] == ALL_DEFAULT_NS
     assert config.environment[1] == "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     assert "CAP_SYS_ADMIN" not in config.capabilities.bounding
-    assert "CAP_CHOWN" in config.capabilities.bounding
-    assert len(config.capabilities.bounding) == 41 - 15
+    from nsinit.capabilities import held_by_caller
+
+    dropped = {"CAP_" + name for name in json.loads(SAMPLE_2014.read_text())["capabilities_mask"]}
+    assert len(dropped) == 15
+    # The 37 capabilities of 2014 that nsinit holds, minus the 15, never DAC_READ_SEARCH.
+    assert config.capabilities.bounding == tuple(
+        n for n in CAPS_2014 if n in held_by_caller() and n not in dropped | {"CAP_DAC_READ_SEARCH"})
     assert config.mounts[:6] == defaults.DEFAULT_MOUNTS
     assert config.mounts[6] == MountConfig(
         str(tmp_path / "resolv.conf"), "/etc/resolv.conf", "bind",
@@ -276,15 +281,45 @@ def test_capability_object_form_with_runc_keys(tmp_path: Path) -> None:
     assert caps == CapabilitySets(("CAP_CHOWN", "CAP_KILL"), ("CAP_KILL",), ("CAP_KILL",), ("CAP_KILL",), ("CAP_KILL",))
 
 
+CAPS_2014 = [name for name, bit in names.CAPABILITIES.items() if bit <= names.CAPABILITIES["CAP_BLOCK_SUSPEND"]]
+
+
 def test_capabilities_mask_list_drops(tmp_path: Path) -> None:
-    caps = cfg(tmp_path, capabilities_mask=["SYS_ADMIN", "MKNOD"]).capabilities
-    assert len(caps.bounding) == 39 and "CAP_SYS_ADMIN" not in caps.bounding
+    # In a user namespace the container holds every capability, whatever
+    # nsinit holds: the result is the mask's alone.
+    caps = cfg(tmp_path, **USERNS, capabilities_mask=["SYS_ADMIN", "MKNOD"]).capabilities
+    assert caps.bounding == tuple(n for n in CAPS_2014 if n not in ("CAP_SYS_ADMIN", "CAP_MKNOD", "CAP_DAC_READ_SEARCH"))
     assert caps.bounding == caps.effective == caps.permitted and caps.inheritable == ()
 
 
 def test_capabilities_mask_map_false_drops(tmp_path: Path) -> None:
-    caps = cfg(tmp_path, capabilities_mask={"MKNOD": True, "SYS_ADMIN": False}).capabilities
+    caps = cfg(tmp_path, **USERNS, capabilities_mask={"MKNOD": True, "SYS_ADMIN": False}).capabilities
     assert "CAP_MKNOD" in caps.bounding and "CAP_SYS_ADMIN" not in caps.bounding
+
+
+@pytest.mark.parametrize("mask", [[], {"DAC_READ_SEARCH": True}, [{"key": "DAC_READ_SEARCH", "enabled": True}]])
+def test_a_mask_never_grants_dac_read_search_nor_caps_newer_than_2014(tmp_path: Path, mask: object) -> None:
+    # Shocker: open_by_handle_at needs only DAC_READ_SEARCH to read host files.
+    config, warnings = parse(tmp_path, {**USERNS, "capabilities_mask": mask})
+    assert "CAP_DAC_READ_SEARCH" not in config.capabilities.bounding
+    for newer in ("CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"):
+        assert newer not in config.capabilities.bounding
+    assert len(config.capabilities.bounding) == len(CAPS_2014) - 1
+    assert "DAC_READ_SEARCH" in config.capabilities_note
+    assert len(warnings) == (1 if mask else 0)
+    assert all("DAC_READ_SEARCH is never granted by a mask" in w for w in warnings)
+
+
+def test_a_mask_keeps_only_what_nsinit_holds(tmp_path: Path) -> None:
+    from nsinit.capabilities import held_by_caller
+
+    caps = cfg(tmp_path, capabilities_mask=["MKNOD"]).capabilities
+    assert caps.bounding == tuple(n for n in CAPS_2014 if n in held_by_caller()
+                                  and n not in ("CAP_MKNOD", "CAP_DAC_READ_SEARCH"))
+
+
+def test_a_whitelist_may_name_dac_read_search(tmp_path: Path) -> None:
+    assert cfg(tmp_path, capabilities=["DAC_READ_SEARCH"]).capabilities.bounding == ("CAP_DAC_READ_SEARCH",)
 
 
 @pytest.mark.parametrize("data, expected", [
