@@ -238,6 +238,10 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
+    with steps.step("close fds"):
+        # First: nothing below (the image's /etc/passwd, the cwd) may reach
+        # a caller's fd through /proc/self/fd.
+        close_inherited_fds(steps.sync_fd, trampoline_fd)
     with steps.step("rlimits"):
         _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
     if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
@@ -263,7 +267,6 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
     env = build_environment(cfg.environment, extra_env, ident)  # type: ignore[attr-defined]
     os.umask(cfg.umask)  # type: ignore[attr-defined]  # the config's, never the caller's
     with steps.step("cwd"):
-        close_inherited_fds(steps.sync_fd, trampoline_fd)
         enter_working_dir(cwd)
     with steps.step("signals"):
         reset_signals()
@@ -276,7 +279,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
 
 def close_inherited_fds(*keep: int) -> None:
     """Close every fd but stdio and ``keep`` (the sync socket, the exec
-    trampoline), before the chdir.
+    trampoline), before the chdir and before reading the image's files.
 
     A caller's fd on a host directory (``exec 9</``) would otherwise still
     be open when the working directory is entered, and a cwd of

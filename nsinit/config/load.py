@@ -261,12 +261,23 @@ def _parse_effective_devices(ctx: _Context, value: Any, path: str) -> tuple[Devi
 
 # --- reading -----------------------------------------------------------------
 
+# Far above any real config (the 2015 ones with every key are ~10 KiB): a bound
+# so that /dev/zero or a runaway generator cannot eat the memory.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def _read_json(path: str, source: str) -> Any:
+    from nsinit.regularfile import FileRefused, read_regular_file
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular_file(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
+        raise ConfigError(source, "", f'{path}: No such file or directory (write one with "nsinit spec", '
+                                      'or make a rootfs with one: "nsinit rootfs DIR")') from None
+    except FileRefused as err:
+        raise ConfigError(source, "", str(err)) from None
     except OSError as err:
-        raise ConfigError(source, "", err.strerror or str(err)) from None
+        raise ConfigError(source, "", f"{path}: {err.strerror or err}") from None
     try:
         return jsontext.loads(raw)
     except UnicodeDecodeError:

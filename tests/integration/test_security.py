@@ -209,3 +209,64 @@ def test_nsinit_config_shows_what_a_mask_grants(nsinit: Nsinit) -> None:
     assert "CAP_DAC_READ_SEARCH" not in shown["bounding"] and "CAP_SYS_ADMIN" not in shown["bounding"]
     assert "CAP_BPF" not in shown["bounding"] and "CAP_CHOWN" in shown["bounding"]
     assert "never DAC_READ_SEARCH" in result.stderr
+
+
+# --- 9. only regular files are read, and only so much ------------------------
+
+def hostile(path: Path, kind: str) -> None:
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("kind, shown", [("fifo", "a FIFO"), ("zero", "a character device")])
+def test_a_hostile_container_json_is_refused_at_once(nsinit: Nsinit, kind: str, shown: str) -> None:
+    config = nsinit.root / "container.json"
+    hostile(config, kind)
+    result = nsinit.exec("/bin/true", timeout=10)
+    fails_with_one_line(result, str(config), f"not a regular file ({shown})")
+
+
+def test_a_missing_container_json_says_where_and_what_to_run(nsinit: Nsinit) -> None:
+    (nsinit.root / "container.json").unlink()
+    result = nsinit.exec("/bin/true", timeout=10)
+    fails_with_one_line(result, str(nsinit.root / "container.json"), "No such file or directory",
+                        "nsinit spec", "nsinit rootfs")
+
+
+@pytest.mark.parametrize("name", ["passwd", "group"])
+@pytest.mark.parametrize("kind, shown", [("fifo", "a FIFO"), ("zero", "a character device")])
+def test_a_hostile_passwd_or_group_is_refused_on_create(nsinit: Nsinit, name: str, kind: str, shown: str) -> None:
+    hostile(nsinit.root / "etc" / name, kind)
+    result = nsinit.exec("/bin/true", timeout=10)
+    fails_with_one_line(result, "user", f"/etc/{name}: not a regular file ({shown})")
+
+
+@pytest.mark.parametrize("name", ["passwd", "group"])
+def test_a_hostile_passwd_or_group_is_refused_on_join(nsinit: Nsinit, name: str) -> None:
+    live = Live(nsinit, f"{READY}; exec sleep 30").wait_ready(b"sleep\x0030\x00")
+    try:
+        for kind, shown in (("fifo", "a FIFO"), ("zero", "a character device")):
+            hostile(nsinit.root / "etc" / name, kind)
+            result = nsinit.exec("--user", "user", "/bin/true", timeout=10)
+            fails_with_one_line(result, "user", f"/etc/{name}: not a regular file ({shown})")
+        assert live.alive()
+    finally:
+        live.stop()
+
+
+def test_a_passwd_symlink_resolves_inside_the_container(nsinit: Nsinit, tmp_path: Path) -> None:
+    # An absolute link is the container's path, never the host's.
+    host_passwd = tmp_path / "host-passwd"
+    host_passwd.write_text("user:x:0:0::/:/bin/sh\n")
+    passwd = nsinit.root / "etc" / "passwd"
+    (nsinit.root / "etc" / "passwd.real").write_text(passwd.read_text())
+    passwd.unlink()
+    passwd.symlink_to(host_passwd)  # does not exist inside: the container has no passwd
+    assert ok(nsinit.exec("--user", "1000", "/bin/sh", "-c", "id -u")) == "1000\n"
+    fails_with_one_line(nsinit.exec("--user", "user", "/bin/true"), "user", "unknown user", "no /etc/passwd")
+    passwd.unlink()
+    passwd.symlink_to("/etc/passwd.real")
+    assert ok(nsinit.exec("--user", "user", "/bin/sh", "-c", "id -u")) == "1000\n"

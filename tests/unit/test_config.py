@@ -189,7 +189,29 @@ def test_load_config_reads_root_container_json(tmp_path: Path) -> None:
 def test_load_config_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_config(str(tmp_path))
-    assert str(excinfo.value) == "container.json: No such file or directory"
+    path = tmp_path / "container.json"
+    assert str(excinfo.value) == (f'container.json: {path}: No such file or directory (write one with "nsinit spec", '
+                                  'or make a rootfs with one: "nsinit rootfs DIR")')
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda p: os.mkfifo(p), "a FIFO"),
+    (lambda p: os.symlink("/dev/zero", p), "a character device"),
+    (lambda p: os.mkdir(p), "a directory"),
+])
+def test_load_config_reads_only_a_regular_file(tmp_path: Path, make, kind: str) -> None:
+    make(tmp_path / "container.json")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(str(tmp_path))
+    assert str(excinfo.value) == f"container.json: {tmp_path / 'container.json'}: not a regular file ({kind})"
+
+
+def test_load_config_refuses_a_huge_file(tmp_path: Path) -> None:
+    with open(tmp_path / "container.json", "wb") as f:
+        f.truncate(load_module.MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(str(tmp_path))
+    assert str(excinfo.value) == f"container.json: {tmp_path / 'container.json'}: larger than 4 MiB, not read"
 
 
 def test_load_config_invalid_json_names_line_and_column(tmp_path: Path) -> None:

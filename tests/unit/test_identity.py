@@ -1,10 +1,12 @@
 """resolve_user against a temporary container /etc; no root needed."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from nsinit.errors import NsinitError
-from nsinit.identity import Identity, parse_user_spec, resolve_user
+from nsinit.identity import MAX_ID_FILE_BYTES, Identity, parse_user_spec, resolve_user
 
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh
@@ -141,3 +143,40 @@ def test_missing_files(tmp_path):
     assert info.value.message == 'unknown user "bob" (the container has no /etc/passwd)'
     with pytest.raises(NsinitError, match='unknown group "staff"'):
         resolve_user("0:staff", etc=etc)
+
+
+@pytest.mark.parametrize("name", ["passwd", "group"])
+def test_only_regular_id_files_are_read(tmp_path, name):
+    (tmp_path / "passwd").write_text(PASSWD)
+    (tmp_path / "group").write_text(GROUP)
+    (tmp_path / name).unlink()
+    os.mkfifo(tmp_path / name)  # with no writer: an open without O_NONBLOCK waits for ever
+    with pytest.raises(NsinitError) as err:
+        resolve_user("user", etc=str(tmp_path))
+    assert err.value.message == f"/etc/{name}: not a regular file (a FIFO)"
+    (tmp_path / name).unlink()
+    (tmp_path / name).symlink_to("/dev/zero")  # read until the OOM killer came
+    with pytest.raises(NsinitError) as err:
+        resolve_user("user", etc=str(tmp_path))
+    assert err.value.message == f"/etc/{name}: not a regular file (a character device)"
+
+
+def test_a_huge_passwd_is_not_read(tmp_path):
+    with open(tmp_path / "passwd", "wb") as f:
+        f.truncate(MAX_ID_FILE_BYTES + 1)
+    with pytest.raises(NsinitError) as err:
+        resolve_user("user", etc=str(tmp_path))
+    assert err.value.message == "/etc/passwd: larger than 8 MiB, not read"
+
+
+def test_id_files_are_not_read_through_magic_links(tmp_path):
+    secret = tmp_path / "host-file"
+    secret.write_text("user:x:0:0::/:/bin/sh\n")
+    fd = os.open(secret, os.O_RDONLY)
+    try:
+        (tmp_path / "passwd").symlink_to(f"/proc/self/fd/{fd}")
+        with pytest.raises(NsinitError) as err:
+            resolve_user("user", etc=str(tmp_path))
+        assert err.value.message == "/etc/passwd: Too many levels of symbolic links"
+    finally:
+        os.close(fd)
