@@ -161,6 +161,7 @@ def parse_config(data: dict, source: str, base_dir: str, *,
     ctx.default_rootfs = default_rootfs
     if not isinstance(data, dict):
         ctx.fail("", "must be a JSON object")
+    _check_every_string(ctx, data)
     ctx.check_keys(data, _TOP_KEYS, "")
     for key in _UNSUPPORTED_TOP_KEYS:
         _warn_if_set(ctx, data, key, "")
@@ -287,6 +288,45 @@ def _read_json(path: str, source: str) -> Any:
     except ValueError as err:  # json.JSONDecodeError, without importing json to name it
         where = f" at line {err.lineno} column {err.colno}" if hasattr(err, "lineno") else ""  # type: ignore[attr-defined]
         raise ConfigError(source, "", f"invalid JSON{where}: {getattr(err, 'msg', err)}") from None
+
+
+def _check_every_string(ctx: _Context, data: dict) -> None:
+    """Every key and string value of the file, once, before any field is read.
+
+    Strings end up in C calls (sethostname, mount, execve) and in files
+    (sysctl, cgroups): a NUL would silently cut them short, and a lone
+    surrogate (valid JSON: "\\ud800") cannot be encoded at all and ended in a
+    UnicodeEncodeError traceback (issue 15).  Every bad string is listed
+    (an object's keys before its values); then nothing else is checked, as the field parsers would
+    meet the same strings.  Iterative: the nesting depth is whatever the
+    JSON scanner accepted.
+    """
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            children = [(item, _child(path, key)) for key, item in value.items()
+                        if _text_ok(ctx, key, path or "(top level)", what="key ")]
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            stack.extend(reversed([(item, _item(path, i)) for i, item in enumerate(value)]))
+        elif isinstance(value, str):
+            _text_ok(ctx, value, path)
+    ctx.raise_errors()
+
+
+def _text_ok(ctx: _Context, text: str, path: str, what: str = "") -> bool:
+    """False, with the error reported, for a string no C call can take."""
+    if "\x00" in text:
+        ctx.report(path, f"{what}must not contain NUL characters")
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = ord(text[err.start])
+        ctx.report(path, f"{what}is not valid Unicode: a lone surrogate U+{bad:04X} cannot be encoded as UTF-8")
+        return False
+    return True
 
 
 # --- helpers: context, field paths, types ------------------------------------

@@ -270,3 +270,13 @@ def test_a_passwd_symlink_resolves_inside_the_container(nsinit: Nsinit, tmp_path
     passwd.unlink()
     passwd.symlink_to("/etc/passwd.real")
     assert ok(nsinit.exec("--user", "user", "/bin/sh", "-c", "id -u")) == "1000\n"
+
+
+# --- 10. strings the kernel cannot take ---------------------------------------
+
+@pytest.mark.parametrize("field, value", [("hostname", "\ud800"), ("environment", ["A=\udfff"]),
+                                          ("hostname", "a\x00b")])
+def test_a_string_that_cannot_be_encoded_is_one_line_naming_the_field(nsinit: Nsinit, field: str, value: object) -> None:
+    nsinit.config(**{field: value})  # json.dumps writes the lone surrogate as \ud800: valid JSON
+    result = nsinit.exec("/bin/true")
+    fails_with_one_line(result, "container.json", field)

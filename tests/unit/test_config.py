@@ -945,3 +945,44 @@ def test_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- strings that cannot reach the kernel --------------------------------------
+
+SURROGATE = "is not valid Unicode: a lone surrogate U+D800 cannot be encoded as UTF-8"
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"hostname": "\ud800"}, f"hostname: {SURROGATE}"),
+    ({"environment": ["PATH=/bin", "A=\ud800"]}, f"environment[1]: {SURROGATE}"),
+    ({"user": "us\ud800er"}, f"user: {SURROGATE}"),
+    ({"working_dir": "/\ud800"}, f"working_dir: {SURROGATE}"),
+    ({"sysctl": {"kernel.\ud800": "1"}}, f"sysctl: key {SURROGATE}"),
+    ({"sysctl": {"kernel.domainname": "\ud800"}}, f"sysctl.kernel.domainname: {SURROGATE}"),
+    ({"mounts": [{"type": "tmpfs", "destination": "/x", "data": "size=\ud800"}]}, f"mounts[0].data: {SURROGATE}"),
+    ({"\ud800": 1}, f"(top level): key {SURROGATE}"),
+    ({"labels": ["a\x00b"]}, "labels[0]: must not contain NUL characters"),
+    ({"cgroups": {"name": "x", "resources": {"cpuset_cpus": "0\x00"}}},
+     "cgroups.resources.cpuset_cpus: must not contain NUL characters"),
+    ({"sysctl": {"kernel.domain\x00name": "x"}}, "sysctl: key must not contain NUL characters"),
+])
+def test_strings_that_cannot_be_encoded_are_refused_by_field(tmp_path: Path, data: dict, expected: str) -> None:
+    assert error(tmp_path, data) == f"container.json: {expected}"
+
+
+def test_every_bad_string_is_listed(tmp_path: Path) -> None:
+    # An object's keys first, then its values in order; nothing below a bad key.
+    data = {"hostname": "\ud800", "environment": ["A=\x00", "B=\udfff"], "\ud801": {"x": "\x00"}}
+    assert error(tmp_path, data).splitlines() == [
+        f"container.json: (top level): key {SURROGATE.replace('D800', 'D801')}",
+        f"container.json: hostname: {SURROGATE}",
+        "container.json: environment[0]: must not contain NUL characters",
+        f"container.json: environment[1]: {SURROGATE.replace('D800', 'DFFF')}",
+    ]
+
+
+def test_a_lone_surrogate_from_the_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "container.json").write_text('{"hostname": "\\ud800"}')  # valid JSON
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(str(tmp_path))
+    assert str(excinfo.value) == f"container.json: hostname: {SURROGATE}"
