@@ -1602,6 +1602,13 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
         need("NEWNS", "readonly_paths")
     if config.readonlyfs:
         need("NEWNS", origin["readonlyfs"])  # would remount the host's / read-only
+    # Labels are written to /proc/self/attr: without NEWNS the container's /proc
+    # is a directory of the image's, whose regular files would take the write
+    # and leave the command unconfined without a word (as a fake
+    # /proc/sys/kernel/cap_last_cap once kept every capability; issue 15).
+    for field in ("apparmor_profile", "process_label"):
+        if getattr(config, field):
+            need("NEWNS", origin[field])
     for key, _ in config.sysctl:
         namespace = _sysctl_namespace(key)
         if namespace is None:

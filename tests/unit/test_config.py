@@ -986,3 +986,11 @@ def test_a_lone_surrogate_from_the_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_config(str(tmp_path))
     assert str(excinfo.value) == f"container.json: hostname: {SURROGATE}"
+
+
+@pytest.mark.parametrize("field", ["apparmor_profile", "process_label"])
+def test_a_security_label_needs_the_containers_own_proc(tmp_path: Path, field: str) -> None:
+    # Without NEWNS, /proc/self/attr/exec could be a regular file of the image.
+    data = {"namespaces": ["NEWUTS", "NEWIPC", "NEWPID", "NEWNET"], field: "unconfined"}
+    # (listed with the LSM's own check, which fails on a kernel without it)
+    assert f"container.json: {field}: requires the NEWNS namespace" in error(tmp_path, data).splitlines()
