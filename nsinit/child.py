@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Callable, NoReturn
 
     from nsinit import identity
+    from nsinit.config.model import Config, Rlimit
 else:
     import _signal as signal  # see nsinit/container.py
 
@@ -39,7 +40,7 @@ PR_SET_DUMPABLE = 4
 class ChildPlan:
     """Everything the child needs, prepared by the parent before clone."""
 
-    config: object          # nsinit.config.Config
+    config: Config
     args: list[str]
     env: list[str]          # extra "K=V" from the command line
     user: str
@@ -134,8 +135,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
     with steps.step("setns"):
         namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
         os.close(plan.join_pidfd)
-        if not cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
-            os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+        if not cfg.has_namespace("NEWNS"):
+            os.chroot(cfg.rootfs)
             os.chdir("/")  # a cwd left outside a chroot is a way out of it
     with steps.step("console"):
         if plan.stdio.pty_in_container:
@@ -184,7 +185,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
 
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
-    if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]
+    if (userns := cfg.namespace("NEWUSER")) is not None and not userns.path:
         with steps.step("user namespace"):
             # Until now we ran as the host's uid 0, which the maps need not
             # cover; files we create would get unmappable owners (EOVERFLOW).
@@ -195,14 +196,14 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if not plan.stdio.pty_in_container:
         with steps.step("console"):
             console.attach_child_stdio(plan.stdio)
-    if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
+    if cfg.has_namespace("NEWNS"):
         with steps.step("prepare rootfs"):
             mount.prepare_root(cfg)
         with steps.step("mounts"):
             mount.mount_all(cfg)
         if plan.stdio.pty_in_container:
             with steps.step("console"):
-                _open_console(plan, os.path.realpath(cfg.rootfs))  # type: ignore[attr-defined]
+                _open_console(plan, os.path.realpath(cfg.rootfs))
         with steps.step("devices"):
             mount.create_devices(cfg, plan.stdio.console_fd)
         if plan.init_binary:
@@ -215,24 +216,24 @@ def _setup_and_exec(plan: ChildPlan) -> None:
             mount.pivot_to_rootfs(cfg)
     else:
         with steps.step("chroot"):
-            os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+            os.chroot(cfg.rootfs)
             os.chdir("/")
-    if cfg.hostname:  # type: ignore[attr-defined]
+    if cfg.hostname:
         with steps.step("hostname"):
-            _native.sethostname(cfg.hostname)  # type: ignore[attr-defined]
-    if cfg.has_namespace("NEWNET") and not cfg.namespace("NEWNET").path:  # type: ignore[attr-defined]
+            _native.sethostname(cfg.hostname)
+    if (netns := cfg.namespace("NEWNET")) is not None and not netns.path:
         with steps.step("loopback"):
             network.bring_up_loopback()
     with steps.step("sysctl"):
-        _write_sysctls(cfg.sysctl)  # type: ignore[attr-defined]
-    if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
+        _write_sysctls(cfg.sysctl)
+    if cfg.has_namespace("NEWNS"):
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      plan.init_prefix)
 
 
-def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
+def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list[str],
                      user: str, cwd: str, trampoline_fd: int,
                      init_prefix: list[str] | None = None) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
@@ -243,29 +244,29 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         # a caller's fd through /proc/self/fd.
         close_inherited_fds(steps.sync_fd, trampoline_fd)
     with steps.step("rlimits"):
-        _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
-    if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
+        _set_rlimits(cfg.rlimits)
+    if cfg.oom_score_adj is not None:
         with steps.step("oom_score_adj"):
-            write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
+            write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))
     with steps.step("user"):
-        ident = identity.resolve_user(user, cfg.additional_groups)  # type: ignore[attr-defined]
-    if cfg.apparmor_profile or cfg.process_label:  # type: ignore[attr-defined]
+        ident = identity.resolve_user(user, cfg.additional_groups)
+    if cfg.apparmor_profile or cfg.process_label:
         with steps.step("security label"):
-            apply_security_labels(cfg.apparmor_profile, cfg.process_label)  # type: ignore[attr-defined]
+            apply_security_labels(cfg.apparmor_profile, cfg.process_label)
     with steps.step("capabilities"):
-        caps = cfg.capabilities  # type: ignore[attr-defined]
+        caps = cfg.capabilities
         capabilities.drop_bounding_set(caps)
         capabilities.keep_caps_across_setuid(True)
         identity.switch_user(ident)
         capabilities.keep_caps_across_setuid(False)
         capabilities.apply_capability_sets(caps)
-        if cfg.no_new_privileges:  # type: ignore[attr-defined]
+        if cfg.no_new_privileges:
             capabilities.set_no_new_privileges()
         # setuid cleared the parent-death signal; the container must still
         # die with its supervisor.
-        _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")  # type: ignore[attr-defined]
-    env = build_environment(cfg.environment, extra_env, ident)  # type: ignore[attr-defined]
-    os.umask(cfg.umask)  # type: ignore[attr-defined]  # the config's, never the caller's
+        _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")
+    env = build_environment(cfg.environment, extra_env, ident)
+    os.umask(cfg.umask)  # the config's, never the caller's
     with steps.step("cwd"):
         enter_working_dir(cwd)
     with steps.step("signals"):
@@ -273,7 +274,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         _native.cloexec_from(3)
     with steps.step("exec"):
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
-                     cfg.rootfs)  # type: ignore[attr-defined]
+                     cfg.rootfs)
     raise AssertionError("unreachable")
 
 
@@ -387,8 +388,8 @@ def _open_console(plan: ChildPlan, root: str) -> None:
     console.use_child_pty(plan.stdio, slave)
 
 
-def _join_path_namespaces(cfg: object) -> None:
-    paths = {ns.type: ns.path for ns in cfg.namespaces  # type: ignore[attr-defined]
+def _join_path_namespaces(cfg: Config) -> None:
+    paths = {ns.type: ns.path for ns in cfg.namespaces
              if ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY}
     if not paths:
         return
@@ -408,12 +409,12 @@ def _write_sysctls(sysctl: tuple[tuple[str, str], ...]) -> None:
             raise NsinitError("sysctl", f"{key}: {err.strerror}") from None
 
 
-def _set_rlimits(rlimits: tuple[object, ...]) -> None:
+def _set_rlimits(rlimits: tuple[Rlimit, ...]) -> None:
     for limit in rlimits:
         try:
-            resource.setrlimit(limit.type, (limit.soft, limit.hard))  # type: ignore[attr-defined]
+            resource.setrlimit(limit.type, (limit.soft, limit.hard))
         except (OSError, ValueError) as err:
-            raise NsinitError("rlimits", f"resource {limit.type}: soft {limit.soft} hard {limit.hard}: "  # type: ignore[attr-defined]
+            raise NsinitError("rlimits", f"resource {limit.type}: soft {limit.soft} hard {limit.hard}: "
                               f"{getattr(err, 'strerror', None) or err} (a hard limit can be lowered but "
                               "not raised without CAP_SYS_RESOURCE)") from None
 

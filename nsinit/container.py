@@ -188,16 +188,14 @@ class Container:
     def update(self, **resources: object) -> None:
         """Apply limits (CgroupResources field names) live, and record them
         in state.json's config so ``nsinit state`` and later updates see them."""
+        from nsinit.config import recorded
         from nsinit.config.model import CgroupResources
 
         changes = {key: value for key, value in resources.items() if value is not None}
         with state.RootLock(self.root):
             current = self.require_state()
             applied = self.cgroups(current).update(CgroupResources(**changes))  # type: ignore[arg-type]
-            config = current.config
-            recorded = config.get("cgroups") or {"name": "", "parent": "", "path": "", "resources": {}}
-            recorded.setdefault("resources", {}).update(applied or changes)
-            config["cgroups"] = recorded
+            current.config = recorded.with_resources(current.config, applied or changes)
             state.update_state(self.root, current)
 
     def oom_events(self):  # type: ignore[no-untyped-def]
@@ -903,15 +901,9 @@ class _Timer:
 
 
 def recorded_config(record: State) -> Config:
-    from nsinit.config.recorded import config_from_dict
+    from nsinit.config.recorded import read_recorded
 
-    try:
-        config = config_from_dict(record.config)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        # Only a record written by another nsinit version gets here.
-        raise NsinitError("join", f"the container's recorded config does not load "
-                                  f"({err.__class__.__name__}: {err})") from None
-    return config
+    return read_recorded(record.config, "join")
 
 
 def collecting_while_waiting() -> bool:

@@ -30,6 +30,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any
 
+    from nsinit.config.recorded import RecordedConfig
+
 PID_FILE = "pid"
 STATE_FILE = "state.json"
 # Root's private state; NSINIT_RUN_DIR moves it (tests, unprivileged use).
@@ -70,7 +72,7 @@ class State:
     status: str = "running"
     supervisor_pid: int = 0          # the creating nsinit, which removes all this at the end
     supervisor_start_time: int = 0
-    config: dict[str, Any] = field(default_factory=dict)
+    config: RecordedConfig = field(default_factory=dict)   # written and read by nsinit.config.recorded
 
     def to_json(self) -> str:
         return jsontext.dumps(asdict(self), indent=2, sort_keys=True)
@@ -365,6 +367,8 @@ def _check_namespaces(state: State) -> None:
     nsinit's own: a pid file naming a host process is refused here, whatever
     start time sits beside it.  A zombie init has lost its namespace links,
     so it counts as gone."""
+    # Read here, not through nsinit.config.recorded: kill, state and the
+    # other lifecycle commands check liveness without loading the config model.
     joined_by_path = {ns.get("type") for ns in state.config.get("namespaces", [])
                       if isinstance(ns, dict) and ns.get("path")} if isinstance(state.config, dict) else set()
     pid = state.init_pid

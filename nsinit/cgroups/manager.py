@@ -15,7 +15,7 @@ import errno
 import os
 
 from nsinit.cgroups import fs, layout, membership
-from nsinit.config.model import CgroupResources, DeviceConfig
+from nsinit.config.model import CgroupConfig, CgroupResources, DeviceConfig
 from nsinit.errors import NsinitError, describe_oserror
 from nsinit.record import fields
 
@@ -74,15 +74,13 @@ def default_name(root: str) -> str:
     return f"nsinit-{os.path.basename(root.rstrip('/')) or 'root'}-{digest}"
 
 
-def cgroup_path(cgroups: object | None, root: str) -> tuple[str, str]:
+def cgroup_path(cgroups: CgroupConfig | None, root: str) -> tuple[str, str]:
     """(path absolute in every hierarchy, the config field that chose it or "").
 
     Relative to each hierarchy's root, not to nsinit's own cgroup, so the
     same container always lands in the same place (like runc's cgroupsPath).
     """
-    path = getattr(cgroups, "path", "") or ""
-    name = getattr(cgroups, "name", "") or ""
-    parent = getattr(cgroups, "parent", "") or ""
+    path, name, parent = ("", "", "") if cgroups is None else (cgroups.path, cgroups.name, cgroups.parent)
     if path:
         full, field = path, "path"
     else:
