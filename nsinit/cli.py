@@ -58,6 +58,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any
 
+    from nsinit.container import Container, Process
+
 # exec's own options that take a value: everything after them and their
 # value, up to the first other word, still belongs to nsinit.
 _EXEC_VALUE_OPTIONS = {"--user", "-u", "--cwd", "--env", "-e"}
@@ -365,7 +367,7 @@ def cmd_exec(args: dict[str, Any]) -> int:
     return container.run(process)
 
 
-def exec_new_or_join(container: Any, process: Any, *, new: bool) -> int:
+def exec_new_or_join(container: Container, process: Process, *, new: bool) -> int:
     """``exec --new`` creates only, ``exec --join`` joins only: two CI jobs
     sharing a directory must not silently run inside each other."""
     try:

@@ -23,8 +23,9 @@ from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, des
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Callable
+    from typing import Any, Callable
 
+    from nsinit.cgroups.manager import Manager
     from nsinit.config.model import Config
     from nsinit.network.helper import NetworkHelper
 else:
@@ -152,7 +153,7 @@ class Container:
     # -- cgroups: pause, resume, stats, update, oom ------------------------
     # pause/resume/update rewrite state.json, so they hold the root lock
     # (a flock: callers must not hold it already).
-    def cgroups(self, current: State | None = None):  # type: ignore[no-untyped-def]
+    def cgroups(self, current: State | None = None) -> Manager:
         """The live container's cgroup manager (nsinit.cgroups.Manager)."""
         from nsinit import cgroups
 
@@ -176,7 +177,7 @@ class Container:
             current.status = "paused" if frozen else "running"
             state.update_state(self.root, current)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Cgroup statistics (libcontainer's shape) plus ``interfaces``:
         host veth counters turned round to the container's view."""
         current = self.require_state()
@@ -1021,7 +1022,7 @@ def describe_process(pid: int) -> dict[str, object]:
     return {"pid": pid, "container_pid": container_pid, "command": command}
 
 
-def interface_stats(entry: dict) -> dict[str, object]:
+def interface_stats(entry: dict[str, Any]) -> dict[str, object]:
     """Counters of a veth's host end, as the container sees them: what the
     host end transmits, the container receives (libcontainer swaps them)."""
     host = str(entry["host_interface_name"])

@@ -114,7 +114,7 @@ def _mount_flag_names(flags: int, propagation: int) -> list[Any]:
     return out
 
 
-def _mount_to_dict(mount: MountConfig) -> dict:
+def _mount_to_dict(mount: MountConfig) -> dict[str, Any]:
     return {
         "source": mount.source,
         "destination": mount.destination,
@@ -124,7 +124,7 @@ def _mount_to_dict(mount: MountConfig) -> dict:
     }
 
 
-def _network_to_dict(network: NetworkConfig) -> dict:
+def _network_to_dict(network: NetworkConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"type": network.type}
     for key, default in _NETWORK_DEFAULTS.items():
         value = getattr(network, key)
@@ -140,7 +140,7 @@ _NETWORK_DEFAULTS = {
 }
 
 
-def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
+def _cgroups_to_dict(cgroups: CgroupConfig) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for key in (f.name for f in fields(CgroupResources)):
         value = getattr(cgroups.resources, key)
@@ -193,7 +193,7 @@ def config_from_dict(data: RecordedConfig, source: str = "recorded config") -> C
     )
 
 
-def _mount_from_dict(data: dict) -> MountConfig:
+def _mount_from_dict(data: dict[str, Any]) -> MountConfig:
     flags = propagation = 0
     for item in data["flags"]:
         if isinstance(item, int):
@@ -205,7 +205,7 @@ def _mount_from_dict(data: dict) -> MountConfig:
     return MountConfig(data["source"], data["destination"], data["device"], flags, data["data"], propagation)
 
 
-def _cgroups_from_dict(data: dict) -> CgroupConfig:
+def _cgroups_from_dict(data: dict[str, Any]) -> CgroupConfig:
     values: dict[str, Any] = {}
     for key, value in data["resources"].items():
         if key in ("allowed_devices", "denied_devices"):

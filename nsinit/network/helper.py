@@ -109,7 +109,7 @@ def _serve(config: Config, ignored_signals: Iterable[int], pid_fd: int, reply_fd
             reply = {"records": veth.setup_networks(config, int(text))}
     except NsinitError as err:
         reply = {"step": err.step, "error": err.message}
-    except BaseException as err:  # a bug: still one line, and the helper must not return
+    except BaseException as err:  # noqa: BLE001 - a bug: still one line, and the helper must not return
         reply = {"step": STEP, "error": f"{type(err).__name__}: {err}"}
     try:
         data = jsontext.dumps(reply).encode() if reply is not None else b""

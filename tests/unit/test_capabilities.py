@@ -104,7 +104,7 @@ def test_apply_in_child_as_uid_1000():
             caps_mod.set_no_new_privileges()
             payload = {"ok": _status_masks()}
             status = 0
-        except BaseException as err:  # report anything, the parent fails the test
+        except BaseException as err:  # noqa: BLE001 - report anything, the parent fails the test
             payload = {"error": f"{type(err).__name__}: {err}"}
         finally:
             try:
