@@ -10,8 +10,9 @@ directory while the container runs, for people and scripts to read; nsinit
 itself never trusts them.
 
 A pid on its own proves nothing: pids are reused, so a container is live
-only when its pid exists, has the start time we recorded (nsinit-origins
-§7.2), and still has the namespaces we recorded, none of them nsinit's own.
+only when its pid exists, has the start time we recorded (libcontainer
+stored it but never compared it: runc#871), and still has the namespaces we
+recorded, none of them nsinit's own.
 Files are written atomically (temp file + rename).
 """
 from __future__ import annotations
@@ -84,7 +85,7 @@ def read_start_time(pid: int) -> int | None:
     Parsed after the last ')' because the command name may itself contain
     spaces and parentheses (``comm`` is up to 15 bytes of anything but NUL):
     splitting the whole line on spaces shifts every later field
-    (nsinit-origins §7.2).
+    (libcontainer's bug, runc#871).
     """
     if pid <= 0:
         return None  # /proc/0 does not exist, and /proc/-1 is no pid either

@@ -1,4 +1,4 @@
-"""Cgroup statistics in libcontainer's JSON shape (nsinit-origins section 5).
+"""Cgroup statistics in libcontainer's JSON shape (its 2015 cgroups.Stats).
 
 Every counter a host lacks (controller not mounted, file absent on this
 kernel) reads as 0 or an empty list, so the shape is the same everywhere

@@ -2,7 +2,8 @@
 
 Three generations of libcontainer wrote this file (2014 docker pkg/libcontainer,
 mid-2014 docker/libcontainer, 2015 configs.Config) and later runc added more;
-see /work/shared/reference/nsinit-origins.md section 2.  Every form is accepted
+their sources are in opencontainers/runc's history (runc@ed290121599c:
+container.go, runc@bdafa085aeca:config.go, runc@dcdbf01076b5:configs/).  Every form is accepted
 and folded into the model in ``nsinit.config.model``; everything that would
 only fail later, half-way through building a container, is rejected here with
 the field path that is wrong (``mounts[2].destination: must be an absolute

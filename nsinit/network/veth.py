@@ -13,7 +13,7 @@ resident in the supervisor.
 The container's side is reached through a netlink socket opened inside its
 namespace (``Rtnl(netns_fd)``): no second helper, no ``ip netns exec``.
 
-Cleanup (nsinit-origins §7.5: 2014 leaked the pair on errors): deleting one
+Cleanup (2014 libcontainer leaked the pair on errors): deleting one
 end of a veth pair deletes both, so only host ends are tracked.  On a failed
 setup every host end made so far is deleted before the error is raised; after
 the container exits ``teardown.teardown_networks`` deletes any still there.
