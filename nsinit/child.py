@@ -16,9 +16,8 @@ import stat
 import time
 
 from nsinit import _native, console, namespaces, sync, trampoline
-# One write(2), no O_CREAT: for /proc and /sys files as for cgroupfs (already
-# loaded by the supervisor on both create and join).
-from nsinit.cgroups.fs import write_file
+# One write(2), no O_CREAT (already loaded by the supervisor's cgroup managers).
+from nsinit.kernelfs import write_file
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
 from nsinit.record import field, record
 
