@@ -41,6 +41,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Iterable
 
+    from nsinit.config.model import CapabilitySets
+
 # prctl(2) options and arguments (linux/prctl.h).
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
@@ -144,7 +146,7 @@ def _in_bounding_set(cap: int) -> bool:
     return _native.prctl(PR_CAPBSET_READ, cap, label=f"prctl(PR_CAPBSET_READ, {cap})") == 1
 
 
-def drop_bounding_set(caps) -> None:  # type: ignore[no-untyped-def]
+def drop_bounding_set(caps: CapabilitySets) -> None:
     """Remove from the bounding set every capability not in ``caps.bounding``.
 
     Needs CAP_SETPCAP, so call it while still root (step 1 above).
@@ -160,7 +162,7 @@ def keep_caps_across_setuid(on: bool) -> None:
     _native.prctl(PR_SET_KEEPCAPS, 1 if on else 0, label="prctl(PR_SET_KEEPCAPS)")
 
 
-def apply_capability_sets(caps) -> None:  # type: ignore[no-untyped-def]
+def apply_capability_sets(caps: CapabilitySets) -> None:
     """capset(effective, permitted, inheritable), then replace the ambient set.
 
     Capabilities the running kernel does not know (newer than cap_last_cap)
