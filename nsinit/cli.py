@@ -399,7 +399,7 @@ def cmd_gc(as_json: bool) -> int:
 
 
 def cmd_rootfs(target: str) -> int:
-    from nsinit.rootfs import build_rootfs
+    from nsinit.demo_rootfs import build_rootfs
 
     try:
         build_rootfs(target)
@@ -424,7 +424,7 @@ def cmd_spec(args: dict[str, Any]) -> int:
     import json
 
     from nsinit.errors import describe_oserror
-    from nsinit.rootfs import DEFAULT_ROOTFS_CONFIG
+    from nsinit.demo_rootfs import DEFAULT_ROOTFS_CONFIG
 
     path = args["--config"] or os.path.join(args["--root"], "container.json")
     spec: dict[str, Any] = json.loads(json.dumps(DEFAULT_ROOTFS_CONFIG))

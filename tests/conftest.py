@@ -35,7 +35,7 @@ needs_root = pytest.mark.skipif(not is_root(), reason="needs root: creates names
 @pytest.fixture(scope="session")
 def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nsinit.errors import NsinitError
-    from nsinit.rootfs import build_rootfs, find_busybox
+    from nsinit.demo_rootfs import build_rootfs, find_busybox
 
     try:
         find_busybox()
