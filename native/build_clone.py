@@ -34,6 +34,7 @@ ffibuilder.cdef(
     int nsi_bpf_load_device_program(const void *insns, unsigned int insn_count,
                                     const char *license, char *log, unsigned int log_size);
     int nsi_bpf_attach_device_program(int cgroup_fd, int prog_fd);
+    int nsi_seccomp_set_filter(unsigned int flags, const void *insns, unsigned int insn_count);
     """
 )
 ffibuilder.set_source(

@@ -51,6 +51,8 @@ class ChildPlan:
     join_flags: int = 0      # joining: namespaces to enter through it
     cgroup_files: list[str] = field(default_factory=list)  # write "0" to move in
     unshare_cgroupns: bool = False
+    seccomp_program: bytes = b""  # compiled by the parent (nsinit/seccomp); empty: no filter
+    seccomp_flags: int = 0
 
 
 class StepFailed(Exception):
@@ -136,7 +138,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts: this is its devpts.
             _open_console(plan, "/dev/pts/ptmx")
         console.attach_child_stdio(plan.stdio)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd,
+                     seccomp=(plan.seccomp_program, plan.seccomp_flags))
 
 
 def import_step_modules(*names: str) -> None:
@@ -217,13 +220,23 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd,
+                     seccomp=(plan.seccomp_program, plan.seccomp_flags))
 
 
 def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
-                     user: str, cwd: str) -> NoReturn:
+                     user: str, cwd: str, seccomp: tuple[bytes, int] = (b"", 0)) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
+
+    # The seccomp filter goes on last, right before execve, so that nsinit's
+    # own steps are not filtered.  The kernel accepts a filter only from a
+    # task with no_new_privs or CAP_SYS_ADMIN: without no_new_privileges and
+    # with CAP_SYS_ADMIN dropped, it must be loaded before the capability
+    # step instead (runc's order), and the profile must allow that step's
+    # syscalls (capset, setresuid, prctl...; every engine's default does).
+    filter_late = bool(seccomp[0]) and (cfg.no_new_privileges  # type: ignore[attr-defined]
+                                        or "CAP_SYS_ADMIN" in cfg.capabilities.effective)  # type: ignore[attr-defined]
 
     with steps.step("rlimits"):
         _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
@@ -235,6 +248,9 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
     if cfg.apparmor_profile or cfg.process_label:  # type: ignore[attr-defined]
         with steps.step("security label"):
             apply_security_labels(cfg.apparmor_profile, cfg.process_label)  # type: ignore[attr-defined]
+    if seccomp[0] and not filter_late:
+        with steps.step("seccomp"):
+            load_seccomp_filter(*seccomp)
     with steps.step("capabilities"):
         caps = cfg.capabilities  # type: ignore[attr-defined]
         capabilities.drop_bounding_set(caps)
@@ -256,9 +272,17 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
     with steps.step("signals"):
         reset_signals()
         _native.cloexec_from(3)
+    if filter_late:
+        with steps.step("seccomp"):
+            load_seccomp_filter(*seccomp)
     with steps.step("exec"):
         exec_command(args, env)
     raise AssertionError("unreachable")
+
+
+def load_seccomp_filter(program: bytes, flags: int) -> None:
+    """seccomp(2) with the program the parent compiled: nothing to parse here."""
+    _native.seccomp_set_filter(program, flags)
 
 
 def _become_init(plan: ChildPlan) -> None:

@@ -300,6 +300,9 @@ def cmd_spec(args: dict[str, Any]) -> int:
         spec["namespaces"].append({"type": "NEWUSER"})
         spec["uid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
         spec["gid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+    from nsinit.seccomp.default_profile import default_seccomp
+
+    spec["seccomp"] = default_seccomp()  # Docker's deny list; container.json without it: no filter
     # "x" (O_EXCL) rather than exists()-then-open: two specs at once cannot
     # both think the file was theirs to write.
     try:

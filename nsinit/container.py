@@ -317,7 +317,19 @@ class _Launch:
             stdio=self.stdio, sync_fd=child_fd,
             close_after_clone=[parent_fd] + extra_close + self.stdio.parent_only,
             trace=self.container.trace,
+            **self.seccomp_filter(),
         )
+
+    def seccomp_filter(self) -> dict[str, object]:
+        """The container's filter, compiled here before clone: the child
+        only loads it (see nsinit/seccomp)."""
+        if self.config.seccomp is None:
+            return {}
+        from nsinit.seccomp.compile import filter_flags, program_for
+
+        with self.step_timer("seccomp compile"):
+            program = program_for(self.config.seccomp, os.path.join(state.RUN_DIR, "seccomp-cache"))
+        return {"seccomp_program": program, "seccomp_flags": filter_flags(self.config.seccomp)}
 
     def clone(self, flags: int) -> int:
         """clone() for the flows; refuses a multi-threaded caller.

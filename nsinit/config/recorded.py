@@ -70,7 +70,14 @@ def config_to_dict(config: Config) -> dict:
         "process_label": config.process_label,
         "mount_label": config.mount_label,
         "parent_death_signal": config.parent_death_signal,
+        "seccomp": None if config.seccomp is None else _seccomp().to_dict(config.seccomp),
     }
+
+
+def _seccomp():  # type: ignore[no-untyped-def]
+    from nsinit.config import seccomp  # only a config with a filter pays for it
+
+    return seccomp
 
 
 def _single_bit_names() -> list[tuple[str, int]]:
@@ -178,6 +185,7 @@ def config_from_dict(data: dict, source: str = "recorded config") -> Config:
         process_label=data["process_label"],
         mount_label=data["mount_label"],
         parent_death_signal=data["parent_death_signal"],
+        seccomp=None if data.get("seccomp") is None else _seccomp().from_dict(data["seccomp"]),
     )
 
 

@@ -1,0 +1,170 @@
+"""Seccomp filters in the config: both forms into one record, every error naming its field."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from nsinit.config import config_to_dict, parse_config
+from nsinit.config.model import SeccompArg, SeccompConfig, SeccompRule
+from nsinit.config.recorded import config_from_dict
+from nsinit.config.seccomp import from_profile, parse_libcontainer, parse_oci
+from nsinit.errors import ConfigError
+
+PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
+
+LIBCONTAINER = {
+    "default_action": "allow",
+    "architectures": ["amd64", "SCMP_ARCH_X86"],
+    "syscalls": [
+        {"name": "keyctl", "action": "errno", "errno_ret": 38},
+        {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 0, "value": 8, "op": "eq"}]},
+        {"name": "clone", "action": "kill_process",
+         "args": [{"index": 0, "value": 0x10000000, "value_two": 0x10000000, "op": "SCMP_CMP_MASKED_EQ"}]},
+    ],
+}
+EXPECTED = SeccompConfig(
+    default_action="allow",
+    architectures=("x86_64", "x86"),
+    syscalls=(
+        SeccompRule(("keyctl",), "errno", 38),
+        SeccompRule(("personality",), "errno", 1, (SeccompArg(0, 8, 0, "eq"),)),
+        SeccompRule(("clone",), "kill_process", None, (SeccompArg(0, 0x10000000, 0x10000000, "masked_eq"),)),
+    ),
+)
+
+
+def load(data: dict, tmp_path: Path) -> tuple[object, list[str]]:
+    return parse_config({"seccomp": data}, "container.json", str(tmp_path))
+
+
+def error(data: dict, tmp_path: Path) -> str:
+    with pytest.raises(ConfigError) as excinfo:
+        load(data, tmp_path)
+    return str(excinfo.value)
+
+
+def test_libcontainer_form_reads_into_the_record(tmp_path: Path) -> None:
+    config, warnings = load(LIBCONTAINER, tmp_path)
+    assert config.seccomp == EXPECTED and warnings == []
+
+
+def test_oci_form_reads_into_the_same_record() -> None:
+    oci = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [
+            {"names": ["keyctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["clone"], "action": "SCMP_ACT_KILL_PROCESS",
+             "args": [{"index": 0, "value": 0x10000000, "valueTwo": 0x10000000, "op": "SCMP_CMP_MASKED_EQ"}]},
+        ],
+    }
+    assert parse_oci(oci, "config.json") == (EXPECTED, [])
+    flagged, _ = parse_oci({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+                            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}, "config.json")
+    assert flagged == SeccompConfig("errno", 38, flags=("SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"))
+
+
+def test_no_seccomp_means_no_filter(tmp_path: Path) -> None:
+    assert parse_config({}, "container.json", str(tmp_path))[0].seccomp is None
+    # 2015 configs write the key zero-valued.
+    assert load({"default_action": 0, "syscalls": None}, tmp_path)[0].seccomp is None
+    assert parse_libcontainer(None, "container.json") == (None, [])
+
+
+def test_normalised_form_round_trips(tmp_path: Path) -> None:
+    config, _ = load(LIBCONTAINER, tmp_path)
+    dumped = json.loads(json.dumps(config_to_dict(config)))
+    assert dumped["seccomp"]["syscalls"][1] == {
+        "names": ["personality"], "action": "errno", "errno_ret": 1,
+        "args": [{"index": 0, "value": 8, "value_two": 0, "op": "eq"}],
+    }
+    assert parse_config(dumped, "dumped.json", "/")[0] == config
+    assert config_from_dict(dumped) == config
+
+
+def test_unknown_syscalls_are_skipped_with_one_warning(tmp_path: Path) -> None:
+    config, warnings = load({"default_action": "allow", "syscalls": [
+        {"names": ["no_such_call", "keyctl", "also_not_one"], "action": "errno"},
+        {"name": "no_such_call", "action": "kill"},
+    ]}, tmp_path)
+    assert warnings == ["container.json: seccomp.syscalls: syscalls unknown to libseccomp skipped: "
+                        "also_not_one, no_such_call"]
+    assert config.seccomp.syscalls == (SeccompRule(("keyctl",), "errno", 1),)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"name": "keyctl", "action": "foo"}, 'seccomp.syscalls[1].action: unknown action "foo"'),
+    ({"name": "keyctl"}, "seccomp.syscalls[1].action: must be set"),
+    ({"names": [], "action": "allow"}, "seccomp.syscalls[1].names: must name at least one syscall"),
+    ({"names": [""], "action": "allow"}, "seccomp.syscalls[1].names: must not be empty"),
+    ({"name": "keyctl", "action": "allow", "args": [{"index": 6, "value": 1, "op": "eq"}]},
+     "seccomp.syscalls[1].args[0].index: must be between 0 and 5"),
+    ({"name": "keyctl", "action": "allow", "args": [{"index": 0, "value": 1, "op": "like"}]},
+     'seccomp.syscalls[1].args[0].op: unknown operator "like"'),
+    ({"name": "keyctl", "action": "allow", "args": [{"index": 0, "value": -1, "op": "eq"}]},
+     "seccomp.syscalls[1].args[0].value: must be between 0 and 18446744073709551615"),
+    ({"name": "keyctl", "action": "allow", "errno_ret": 1},
+     'seccomp.syscalls[1].errno_ret: is only for the "errno" and "trace" actions, not "allow"'),
+    ({"name": "keyctl", "action": "notify"}, 'seccomp.listener_path: the "notify" action needs a listener'),
+])
+def test_bad_rules_name_their_field(tmp_path: Path, rule: dict, message: str) -> None:
+    data = {"default_action": "allow", "syscalls": [{"name": "getpid", "action": "allow"}, rule]}
+    assert error(data, tmp_path).startswith(f"container.json: {message}")
+
+
+def test_bad_top_level_fields_name_their_field(tmp_path: Path) -> None:
+    assert error({"syscalls": [{"name": "keyctl", "action": "errno"}]}, tmp_path) == \
+        "container.json: seccomp.default_action: must be set"
+    assert error({"default_action": "allow", "architectures": ["vax"]}, tmp_path) == \
+        'container.json: seccomp.architectures[0]: unknown architecture "vax"'
+    assert error({"default_action": "allow", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}, tmp_path).startswith(
+        'container.json: seccomp.flags[0]: unknown flag "SECCOMP_FILTER_FLAG_NOPE"')
+    with pytest.raises(ConfigError, match=r"^config.json: linux.seccomp.defaultAction: unknown action"):
+        parse_oci({"defaultAction": "SCMP_ACT_EXPLODE"}, "config.json")
+
+
+@pytest.mark.skipif(not PODMAN_PROFILE.exists(), reason="containers-common (podman's seccomp.json) not installed")
+def test_podmans_profile_applies_includes_and_excludes() -> None:
+    data = json.loads(PODMAN_PROFILE.read_text())
+    without, warnings = from_profile(data, "seccomp.json", ["CAP_CHOWN"], "x86_64")
+    with_admin, _ = from_profile(data, "seccomp.json", ["CAP_CHOWN", "CAP_SYS_ADMIN"], "x86_64")
+    assert without.default_action == "errno" and without.default_errno_ret == 38
+    assert without.architectures == ("x86_64", "x86", "x32")
+
+    def action_of(config: SeccompConfig, name: str) -> set[str]:
+        return {rule.action for rule in config.syscalls if name in rule.names}
+
+    assert action_of(without, "bpf") == {"errno"} and action_of(with_admin, "bpf") == {"allow"}
+    assert action_of(without, "arch_prctl") == {"allow"}
+    assert action_of(without, "s390_runtime_instr") == set()  # another architecture's rule
+    assert all("no such" not in w for w in warnings)
+
+
+def test_default_profile_of_nsinit_spec_parses() -> None:
+    from nsinit.seccomp.default_profile import default_seccomp
+
+    config, warnings = parse_libcontainer(default_seccomp(), "container.json")
+    assert warnings == []
+    assert config.default_action == "allow"
+    denied = {name for rule in config.syscalls if rule.action == "errno" for name in rule.names}
+    assert {"keyctl", "add_key", "bpf", "mount", "ptrace", "unshare", "clone3"} <= denied
+    if os.uname().machine == "x86_64":
+        assert config.architectures == ("x86_64", "x86", "x32")
+
+
+def test_compiled_filter_is_a_bpf_program(tmp_path: Path) -> None:
+    from nsinit.seccomp.compile import compile_filter, program_for
+
+    config, _ = load(LIBCONTAINER, tmp_path)
+    program = compile_filter(config.seccomp)
+    assert program and len(program) % 8 == 0
+    cache = tmp_path / "cache"
+    assert program_for(config.seccomp, str(cache)) == program
+    (cached,) = cache.iterdir()
+    assert cached.stat().st_mode & 0o777 == 0o600
+    assert program_for(config.seccomp, str(cache)) == program  # read back
