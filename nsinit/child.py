@@ -272,11 +272,14 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
     with steps.step("signals"):
         reset_signals()
         _native.cloexec_from(3)
+    path = None
     if filter_late:
+        with steps.step("exec"):
+            path = find_executable(args[0], env)  # its stat and access calls: not the container's
         with steps.step("seccomp"):
             load_seccomp_filter(*seccomp)
     with steps.step("exec"):
-        exec_command(args, env)
+        exec_command(args, env, path)
     raise AssertionError("unreachable")
 
 
@@ -428,8 +431,8 @@ def find_executable(name: str, env: list[str]) -> str:
     raise NsinitError("exec", f"{name}: command not found", EXIT_NOT_FOUND)
 
 
-def exec_command(args: list[str], env: list[str]) -> NoReturn:
-    path = find_executable(args[0], env)
+def exec_command(args: list[str], env: list[str], path: str | None = None) -> NoReturn:
+    path = path or find_executable(args[0], env)
     try:
         os.execve(path, args, dict(e.split("=", 1) for e in env))
     except OSError as err:
