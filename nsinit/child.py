@@ -250,7 +250,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
             apply_security_labels(cfg.apparmor_profile, cfg.process_label)  # type: ignore[attr-defined]
     if seccomp[0] and not filter_late:
         with steps.step("seccomp"):
-            load_seccomp_filter(*seccomp)
+            load_seccomp_filter(*seccomp, steps.sync_fd)
     with steps.step("capabilities"):
         caps = cfg.capabilities  # type: ignore[attr-defined]
         capabilities.drop_bounding_set(caps)
@@ -277,15 +277,30 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         with steps.step("exec"):
             path = find_executable(args[0], env)  # its stat and access calls: not the container's
         with steps.step("seccomp"):
-            load_seccomp_filter(*seccomp)
+            load_seccomp_filter(*seccomp, steps.sync_fd)
     with steps.step("exec"):
         exec_command(args, env, path)
     raise AssertionError("unreachable")
 
 
-def load_seccomp_filter(program: bytes, flags: int) -> None:
-    """seccomp(2) with the program the parent compiled: nothing to parse here."""
-    _native.seccomp_set_filter(program, flags)
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
+
+
+def load_seccomp_filter(program: bytes, flags: int, sync_fd: int) -> None:
+    """seccomp(2) with the program the parent compiled: nothing to parse here.
+
+    With a listener (the notify action), the notification fd goes to the
+    supervisor, which hands it to the listener's socket; we exec only once
+    it has (runc's handshake), or a notified syscall would find nobody."""
+    listener = _native.seccomp_set_filter(program, flags)
+    if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER:
+        try:
+            sync.send(sync_fd, seccomp_listener=True, pass_fd=listener)
+        finally:
+            os.close(listener)
+        reply = sync.receive(sync_fd)
+        if reply is None or not reply.get("seccomp_listener_sent"):
+            os._exit(125)  # the supervisor failed (and reports why) or died
 
 
 def _become_init(plan: ChildPlan) -> None:

@@ -331,6 +331,17 @@ class _Launch:
             program = program_for(self.config.seccomp, os.path.join(state.RUN_DIR, "seccomp-cache"))
         return {"seccomp_program": program, "seccomp_flags": filter_flags(self.config.seccomp)}
 
+    def send_seccomp_listener(self, fd: int) -> None:
+        """The notify action's fd, to the configured listener; then the child may exec."""
+        from nsinit.seccomp.listener import send_to_listener
+
+        try:
+            send_to_listener(self.config.seccomp.listener_path, fd, self.pid, self.container.root,  # type: ignore[union-attr]
+                             self.config.rootfs)
+        finally:
+            os.close(fd)
+        sync.send(self.sync_fd, seccomp_listener_sent=True)
+
     def clone(self, flags: int) -> int:
         """clone() for the flows; refuses a multi-threaded caller.
 
@@ -391,6 +402,9 @@ class _Launch:
                 continue
             if "console" in message and "fd" in message:
                 console.adopt_master(self.stdio, message["fd"])
+                continue
+            if "seccomp_listener" in message and "fd" in message:
+                self.send_seccomp_listener(message["fd"])
                 continue
             if "error" in message:
                 raise NsinitError(message["step"], message["error"], message["exit"])

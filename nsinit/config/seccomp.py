@@ -123,6 +123,8 @@ def _parse(reader: _Reader, value: Any, path: str, top_keys: frozenset[str], rul
         for i, raw in enumerate(_list(reader, value.get("syscalls"), f"{path}.syscalls"))
     ]
     listener = _str(reader, reader.get(value, "listener_path"), reader.path(path, "listener_path"))
+    if listener and not listener.startswith("/"):
+        reader.fail(reader.path(path, "listener_path"), "must be an absolute path")
     uses_notify = default_action == "notify" or any(rule.action == "notify" for rule in rules)
     if uses_notify and not listener:
         reader.fail(reader.path(path, "listener_path"),

@@ -41,6 +41,7 @@ _OPERATORS = {
     "ne": lib.SCMP_CMP_NE, "lt": lib.SCMP_CMP_LT, "le": lib.SCMP_CMP_LE, "eq": lib.SCMP_CMP_EQ,
     "ge": lib.SCMP_CMP_GE, "gt": lib.SCMP_CMP_GT, "masked_eq": lib.SCMP_CMP_MASKED_EQ,
 }
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8  # seccomp(2) returns the notification fd
 _NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: unknown on every architecture
 _BPF_INSN_SIZE = 8   # struct sock_filter
 _MAX_PROGRAM = 4096 * _BPF_INSN_SIZE  # BPF_MAXINSNS: the kernel refuses longer programs
@@ -57,7 +58,7 @@ def action_value(action: str, errno_ret: int | None) -> int:
 
 def filter_flags(config: SeccompConfig) -> int:
     """The SECCOMP_FILTER_FLAG_* bits the child passes to seccomp(2)."""
-    flags = 0
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if config.listener_path else 0
     for name in config.flags:
         flags |= FLAGS[name]
     return flags

@@ -7,9 +7,14 @@ cgroup namespace to reach cgroup v1 files (issue 15 item 11).
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import socket
+import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -164,6 +169,57 @@ def test_a_joined_process_gets_the_containers_filter(box: Nsinit, start) -> None
     with_filter(box, None)
     out = ok(box.run("exec", "/bin/sh", "-c", f"grep Seccomp: /proc/self/status; syscall call {nr('keyctl')} 0 0"))
     assert "Seccomp:\t2" in out and f"errno={EXDEV}" in out
+
+
+# --- notify ----------------------------------------------------------------------------
+
+SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100   # _IOWR('!', 0, struct seccomp_notif): 80 bytes
+SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101   # _IOWR('!', 1, struct seccomp_notif_resp): 24 bytes
+
+
+def answer_one_notification(server: socket.socket, answer: int, seen: dict) -> None:
+    """A seccomp agent: take the fd and the state, make one notified syscall return ``answer``."""
+    conn, _ = server.accept()
+    with conn:
+        data, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+    seen["state"] = json.loads(data)
+    notify_fd = fds[0]
+    try:
+        request = bytearray(80)
+        fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_RECV, request)
+        notif_id, pid, _flags, syscall_nr = struct.unpack_from("=QIIi", request)
+        seen["nr"], seen["pid"] = syscall_nr, pid
+        fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND, struct.pack("=QqiI", notif_id, answer, 0, 0))
+    finally:
+        os.close(notify_fd)
+
+
+def test_notify_hands_the_fd_to_the_listener(box: Nsinit, tmp_path: Path) -> None:
+    listener = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(listener))
+    server.listen(1)
+    server.settimeout(20)
+    seen: dict = {}
+    agent = threading.Thread(target=answer_one_notification, args=(server, 4242, seen), daemon=True)
+    agent.start()
+    try:
+        with_filter(box, {**ALLOW_BUT, "listener_path": str(listener),
+                          "syscalls": [{"name": "getppid", "action": "notify"}]})
+        out = ok(box.run("exec", "syscall", "call", nr("getppid")))
+        agent.join(10)
+    finally:
+        server.close()
+    assert out == "ret=4242\n"  # the agent's answer, not the kernel's
+    assert seen["nr"] == int(nr("getppid")) and seen["state"]["fds"] == ["seccompFd"]
+    assert seen["state"]["pid"] == seen["pid"]  # host pid of the container process
+
+
+def test_notify_without_a_reachable_listener_fails_cleanly(box: Nsinit, tmp_path: Path) -> None:
+    with_filter(box, {**ALLOW_BUT, "listener_path": str(tmp_path / "nobody.sock"),
+                      "syscalls": [{"name": "getppid", "action": "notify"}]})
+    line = one_error_line(box.run("exec", "true"))
+    assert line == f"nsinit: seccomp: listener {tmp_path / 'nobody.sock'}: No such file or directory"
 
 
 # --- profiles --------------------------------------------------------------------------
