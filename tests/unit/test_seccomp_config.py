@@ -175,3 +175,45 @@ def test_compiled_filter_is_a_bpf_program(tmp_path: Path) -> None:
     (cached,) = cache.iterdir()
     assert cached.stat().st_mode & 0o777 == 0o600
     assert program_for(config.seccomp, str(cache)) == program  # read back
+
+
+# --- start-up cost ----------------------------------------------------------------------
+
+PROBE = """
+import sys
+sys.path[:0] = [{repo!r}, {site!r}]
+from nsinit.container import Container
+container = Container.load({root!r})
+if container.config.seccomp is not None:
+    from nsinit.seccomp.compile import program_for
+    program_for(container.config.seccomp, None)
+print(repr(sorted(sys.modules)))
+"""
+
+
+def modules_loaded_by_create(tmp_path: Path, config: dict) -> set[str]:
+    import ast
+    import subprocess
+    import sys
+
+    import _cffi_backend
+
+    (tmp_path / "container.json").write_text(json.dumps(config))
+    code = PROBE.format(repo=str(Path(__file__).resolve().parents[2]),
+                        site=str(Path(_cffi_backend.__file__).parent), root=str(tmp_path))
+    probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    return set(ast.literal_eval(probe.stdout))
+
+
+def test_a_container_without_a_filter_never_loads_libseccomp(tmp_path: Path) -> None:
+    loaded = modules_loaded_by_create(tmp_path, {"hostname": "probe"})
+    assert not {m for m in loaded if "seccomp" in m}
+
+
+def test_a_filter_costs_no_heavy_imports(tmp_path: Path) -> None:
+    from test_startup_imports import KEPT_OFF
+
+    loaded = modules_loaded_by_create(tmp_path, {"seccomp": LIBCONTAINER})
+    assert "nsinit.seccomp._seccomp" in loaded
+    assert not loaded & {*KEPT_OFF, "hashlib"}
