@@ -310,6 +310,7 @@ class _Launch:
         parent_fd, child_fd = sync.socket_pair()
         self.sync_fd = parent_fd
         self.undo.callback(os.close, parent_fd)
+        seccomp_program, seccomp_flags = self.seccomp_filter()
         return child.ChildPlan(
             config=cfg, args=list(proc.args), env=list(proc.env),
             user=proc.user if proc.user is not None else cfg.user,
@@ -317,19 +318,19 @@ class _Launch:
             stdio=self.stdio, sync_fd=child_fd,
             close_after_clone=[parent_fd] + extra_close + self.stdio.parent_only,
             trace=self.container.trace,
-            **self.seccomp_filter(),
+            seccomp_program=seccomp_program, seccomp_flags=seccomp_flags,
         )
 
-    def seccomp_filter(self) -> dict[str, object]:
-        """The container's filter, compiled here before clone: the child
-        only loads it (see nsinit/seccomp)."""
+    def seccomp_filter(self) -> tuple[bytes, int]:
+        """The container's filter and its seccomp(2) flags, compiled here
+        before clone: the child only loads it (see nsinit/seccomp)."""
         if self.config.seccomp is None:
-            return {}
+            return b"", 0
         from nsinit.seccomp.compile import filter_flags, program_for
 
         with self.step_timer("seccomp compile"):
             program = program_for(self.config.seccomp, os.path.join(state.RUN_DIR, "seccomp-cache"))
-        return {"seccomp_program": program, "seccomp_flags": filter_flags(self.config.seccomp)}
+        return program, filter_flags(self.config.seccomp)
 
     def send_seccomp_listener(self, fd: int) -> None:
         """The notify action's fd, to the configured listener; then the child may exec."""

@@ -88,7 +88,7 @@ class _Reader:
                 self.warnings.append(f'{self.source}: unknown key "{path}.{key}" ignored')
 
 
-_LIBCONTAINER = {}
+_LIBCONTAINER: dict[str, str] = {}  # the field names are nsinit's own
 _OCI = {
     "default_action": "defaultAction", "default_errno_ret": "defaultErrnoRet", "errno_ret": "errnoRet",
     "value_two": "valueTwo", "listener_path": "listenerPath",

@@ -84,11 +84,20 @@ def _cache_key(config: SeccompConfig) -> str:
     version = lib.seccomp_version()
     text = (f"nsinit-seccomp-2 libseccomp {version.major}.{version.minor}.{version.micro} "
             f"arch {lib.seccomp_arch_native():#x} {config!r}")
+    return _sha256(text.encode())
+
+
+def _sha256(data: bytes) -> str:
+    """CPython's builtin sha256, as nsinit.cgroups.manager takes it: hashlib
+    would load OpenSSL (ms) for one hash."""
     try:
-        from _sha256 import sha256  # hashlib would load OpenSSL: 2 ms
-    except ImportError:  # Python 3.12 renamed it
-        from hashlib import sha256
-    return sha256(text.encode()).hexdigest()
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 def _read_cached(path: str) -> bytes | None:
