@@ -730,6 +730,20 @@ class Suite:
             oci_row("crun", "crun + podman seccomp", bundle),
         ]
         self.run_case("seccomp", "seccomp: create + run /bin/true with podman's default profile", rows)
+        # The filter's cost as the median of per-round differences: both runs
+        # of a pair sit in the same round, so the machine's drift (a loaded
+        # neighbour) cancels out better than in the difference of medians.
+        costs: dict[str, object] = {}
+        for plain_row, filtered_row in zip(rows[0::2], rows[1::2]):
+            pairs = [b - a for a, b in zip(plain_row.samples, filtered_row.samples)]
+            if pairs:
+                costs[plain_row.name] = {"paired_median_ms": stats.median(pairs) * 1000,
+                                         "median_difference_ms": (stats.median(filtered_row.samples)
+                                                                  - stats.median(plain_row.samples)) * 1000}
+        self.results["seccomp"]["filter_cost"] = costs  # type: ignore[index]
+        for name, cost in costs.items():
+            print(f"  filter cost, {name}: {cost['paired_median_ms']:.2f} ms (median of per-round differences), "  # type: ignore[index]
+                  f"{cost['median_difference_ms']:.2f} ms (difference of medians)")  # type: ignore[index]
 
     # -- case 2 -------------------------------------------------------------
     def start_nsinit_sleeper(self, root: str) -> tuple[int, int]:

@@ -108,6 +108,24 @@ def test_filter_shows_in_proc_status_and_the_trace(box: Nsinit) -> None:
     assert any(line.startswith("nsinit: trace: seccomp: ") for line in traced.stderr.splitlines())
 
 
+def test_nsinit_config_shows_the_filter_normalised(box: Nsinit) -> None:
+    with_filter(box, {"default_action": "SCMP_ACT_ERRNO", "architectures": ["amd64"], "syscalls": [
+        {"name": "read", "action": "SCMP_ACT_ALLOW"},
+        {"name": "no_such_call", "action": "allow"},
+        {"names": ["personality"], "action": "errno", "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+    ]})
+    result = box.run("config")
+    assert result.returncode == 0
+    assert stderr_lines(result) == ["nsinit: warning: container.json: seccomp.syscalls: "
+                                    "syscalls unknown to libseccomp skipped: no_such_call"]
+    assert json.loads(result.stdout)["seccomp"] == {
+        "default_action": "errno", "default_errno_ret": EPERM, "architectures": ["x86_64"],
+        "syscalls": [{"names": ["read"], "action": "allow"},
+                     {"names": ["personality"], "action": "errno", "errno_ret": EPERM,
+                      "args": [{"index": 0, "value": 8, "value_two": 0, "op": "eq"}]}],
+    }
+
+
 def test_argument_comparisons(box: Nsinit) -> None:
     with_filter(box, {**ALLOW_BUT, "syscalls": [
         # personality(8): refused; personality(0xffffffff), the query: allowed.
