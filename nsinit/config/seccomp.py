@@ -40,6 +40,8 @@ FLAGS = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
 }
 _ERRNO_ACTIONS = ("errno", "trace")
+# What the child calls between loading a filter with a listener and execve.
+_NEEDED_TO_NOTIFY = frozenset({"write", "sendmsg", "recvmsg", "close", "socketcall"})
 EPERM = 1
 MAX_ARG_INDEX = 5            # a syscall has at most six arguments
 _U64 = 2**64 - 1
@@ -129,6 +131,12 @@ def _parse(reader: _Reader, value: Any, path: str, top_keys: frozenset[str], rul
     if uses_notify and not listener:
         reader.fail(reader.path(path, "listener_path"),
                     'the "notify" action needs a listener: set the path of its unix socket')
+    for i, rule in enumerate(rules):
+        blocked = [name for name in rule.names if name in _NEEDED_TO_NOTIFY] if rule.action == "notify" else []
+        if blocked:
+            # Notified before the listener has the fd: the container would hang (runc refuses write).
+            reader.fail(f"{path}.syscalls[{i}].names", f'"{blocked[0]}" cannot be notified: nsinit needs it '
+                        "to hand the listener its fd")
     if default_action == "notify":
         reader.fail(reader.path(path, "default_action"), '"notify" cannot be the default action '
                     "(the filter would notify on nsinit's own exec)")

@@ -118,9 +118,12 @@ def test_unknown_syscalls_are_skipped_with_one_warning(tmp_path: Path) -> None:
     ({"name": "keyctl", "action": "allow", "errno_ret": 1},
      'seccomp.syscalls[1].errno_ret: is only for the "errno" and "trace" actions, not "allow"'),
     ({"name": "keyctl", "action": "notify"}, 'seccomp.listener_path: the "notify" action needs a listener'),
+    ({"names": ["sendmsg"], "action": "notify"}, 'seccomp.syscalls[1].names: "sendmsg" cannot be notified'),
 ])
 def test_bad_rules_name_their_field(tmp_path: Path, rule: dict, message: str) -> None:
     data = {"default_action": "allow", "syscalls": [{"name": "getpid", "action": "allow"}, rule]}
+    if "sendmsg" in rule.get("names", ()):
+        data["listener_path"] = "/run/agent.sock"
     assert error(data, tmp_path).startswith(f"container.json: {message}")
 
 
