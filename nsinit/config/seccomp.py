@@ -33,6 +33,10 @@ ACTIONS = {
 ACTIONS.update({f"SCMP_ACT_{key.upper()}": value for key, value in list(ACTIONS.items())})
 OPERATORS = ("ne", "lt", "le", "eq", "ge", "gt", "masked_eq")
 _OPERATOR_NAMES = {**{op: op for op in OPERATORS}, **{f"SCMP_CMP_{op.upper()}": op for op in OPERATORS}}
+# runc's libcontainer configs (configs.Action, configs.Operator) write Go enums as numbers.
+_GO_ACTIONS = {1: "kill", 2: "errno", 3: "trap", 4: "allow", 5: "trace", 6: "log", 7: "notify",
+               8: "kill", 9: "kill_process"}
+_GO_OPERATORS = {1: "eq", 2: "ne", 3: "gt", 4: "ge", 5: "lt", 6: "le", 7: "masked_eq"}
 # seccomp(2) SECCOMP_FILTER_FLAG_* as the OCI spec names them.
 FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": 1,
@@ -58,8 +62,8 @@ _ARCH_ALIASES = {
 }
 
 _LIBCONTAINER_KEYS = frozenset({"default_action", "default_errno_ret", "architectures", "flags",
-                                "syscalls", "listener_path"})
-_LIBCONTAINER_RULE_KEYS = frozenset({"name", "names", "action", "errno_ret", "args", "comment"})
+                                "syscalls", "listener_path", "listener_metadata"})
+_LIBCONTAINER_RULE_KEYS = frozenset({"name", "names", "action", "errno_ret", "errnoRet", "args", "comment"})
 _LIBCONTAINER_ARG_KEYS = frozenset({"index", "value", "value_two", "op"})
 _OCI_KEYS = frozenset({"defaultAction", "defaultErrnoRet", "architectures", "flags", "syscalls",
                        "listenerPath", "listenerMetadata"})
@@ -70,9 +74,10 @@ _OCI_ARG_KEYS = frozenset({"index", "value", "valueTwo", "op"})
 class _Reader:
     """One config's source name, its key spellings and its warnings."""
 
-    def __init__(self, source: str, keys: dict[str, str]) -> None:
+    def __init__(self, source: str, keys: dict[str, str], go_enums: bool = False) -> None:
         self.source = source
         self.keys = keys   # nsinit's key -> this form's spelling
+        self.go_enums = go_enums  # actions and operators may be runc's numbers
         self.warnings: list[str] = []
 
     def fail(self, path: str, problem: str) -> NoReturn:
@@ -99,7 +104,7 @@ _OCI = {
 
 def parse_libcontainer(value: Any, source: str, path: str = "seccomp") -> tuple[SeccompConfig | None, list[str]]:
     """container.json's ``seccomp``; None (no filter) when absent, null or all empty."""
-    reader = _Reader(source, _LIBCONTAINER)
+    reader = _Reader(source, _LIBCONTAINER, go_enums=True)
     return _parse(reader, value, path, _LIBCONTAINER_KEYS, _LIBCONTAINER_RULE_KEYS, _LIBCONTAINER_ARG_KEYS)
 
 
@@ -188,12 +193,16 @@ def _arg(reader: _Reader, raw: Any, path: str, arg_keys: frozenset[str]) -> Secc
     value = _int(reader, raw.get("value"), f"{path}.value", 0, _U64)
     value_two = _int(reader, reader.get(raw, "value_two"), reader.path(path, "value_two"), 0, _U64)
     op_raw = raw.get("op")
+    if reader.go_enums and type(op_raw) is int and op_raw in _GO_OPERATORS:
+        return SeccompArg(index, value, value_two, _GO_OPERATORS[op_raw])
     if not isinstance(op_raw, str) or op_raw not in _OPERATOR_NAMES:
         reader.fail(f"{path}.op", f"unknown operator {_show(op_raw)} (one of {', '.join(OPERATORS)})")
     return SeccompArg(index, value, value_two, _OPERATOR_NAMES[op_raw])
 
 
 def _action(reader: _Reader, raw: Any, path: str) -> str:
+    if reader.go_enums and type(raw) is int and raw in _GO_ACTIONS:
+        return _GO_ACTIONS[raw]
     if not isinstance(raw, str) or raw not in ACTIONS:
         if raw is None:
             reader.fail(path, "must be set")
@@ -204,6 +213,8 @@ def _action(reader: _Reader, raw: Any, path: str) -> str:
 def _errno_ret(reader: _Reader, obj: dict, path: str, action: str, key: str) -> int | None:
     raw = reader.get(obj, key)
     field = reader.path(path, key)
+    if raw is None and reader.go_enums and obj.get("errnoRet") is not None:
+        raw, field = obj["errnoRet"], f"{path}.errnoRet"  # runc's configs.Syscall spells it so
     if action not in _ERRNO_ACTIONS:
         if raw is not None:
             reader.fail(field, f'is only for the "errno" and "trace" actions, not "{action}"')

@@ -69,6 +69,19 @@ def test_oci_form_reads_into_the_same_record() -> None:
     assert flagged == SeccompConfig("errno", 38, flags=("SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"))
 
 
+def test_runcs_libcontainer_numbers_read_as_names(tmp_path: Path) -> None:
+    """configs.Action and configs.Operator are Go enums, written as numbers."""
+    config, _ = load({"default_action": 4, "architectures": ["amd64", "x86"], "syscalls": [
+        {"name": "keyctl", "action": 2, "errnoRet": 38},
+        {"name": "personality", "action": 2, "args": [{"index": 0, "value": 8, "value_two": 0, "op": 1}]},
+        {"name": "clone", "action": 9, "args": [{"index": 0, "value": 0x10000000, "value_two": 0x10000000, "op": 7}]},
+    ]}, tmp_path)
+    assert config.seccomp == EXPECTED
+    assert error({"default_action": 10}, tmp_path) == \
+        "container.json: seccomp.default_action: unknown action 10 (one of allow, errno, kill, kill_process, " \
+        "log, notify, trace, trap)"
+
+
 def test_no_seccomp_means_no_filter(tmp_path: Path) -> None:
     assert parse_config({}, "container.json", str(tmp_path))[0].seccomp is None
     # 2015 configs write the key zero-valued.
