@@ -702,7 +702,8 @@ class Suite:
             raise BenchError(f"{PODMAN_PROFILE} missing: install containers-common (scripts/install)")
         sys.path.insert(0, REPO)
         from nsinit.config.defaults import DEFAULT_CAPABILITIES
-        from nsinit.config.seccomp import from_profile, to_dict, to_oci
+        from nsinit.config.seccomp import to_dict, to_oci
+        from nsinit.seccomp.profile import from_profile
 
         with open(PODMAN_PROFILE) as f:
             converted, _ = from_profile(json.load(f), PODMAN_PROFILE, DEFAULT_CAPABILITIES, os.uname().machine)

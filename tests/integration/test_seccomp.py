@@ -244,7 +244,8 @@ def test_notify_without_a_reachable_listener_fails_cleanly(box: Nsinit, tmp_path
 
 @pytest.mark.skipif(not PODMAN_PROFILE.exists(), reason="containers-common (podman's seccomp.json) not installed")
 def test_podmans_default_profile_loads_and_busybox_works(box: Nsinit) -> None:
-    from nsinit.config.seccomp import from_profile, to_dict
+    from nsinit.config.seccomp import to_dict
+    from nsinit.seccomp.profile import from_profile
     from nsinit.config.defaults import DEFAULT_CAPABILITIES
 
     converted, _ = from_profile(json.loads(PODMAN_PROFILE.read_text()), str(PODMAN_PROFILE),

@@ -10,7 +10,8 @@ import pytest
 from nsinit.config import config_to_dict, parse_config
 from nsinit.config.model import SeccompArg, SeccompConfig, SeccompRule
 from nsinit.config.recorded import config_from_dict
-from nsinit.config.seccomp import from_profile, parse_libcontainer, parse_oci
+from nsinit.config.seccomp import parse_libcontainer, parse_oci
+from nsinit.seccomp.profile import from_profile
 from nsinit.errors import ConfigError
 
 PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
