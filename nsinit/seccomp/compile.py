@@ -126,6 +126,9 @@ def _write_cached(cache_dir: str, path: str, program: bytes) -> None:
     """Atomically, and never fatal: a container starts without a cache."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
+        # The run dir too, as nsinit.state makes it (0700): makedirs would
+        # give a missing parent the umask's mode.
+        os.makedirs(os.path.dirname(cache_dir), mode=0o700, exist_ok=True)
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
