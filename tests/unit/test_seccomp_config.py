@@ -187,10 +187,11 @@ def test_compiled_filter_is_a_bpf_program(tmp_path: Path) -> None:
     config, _ = load(LIBCONTAINER, tmp_path)
     program = compile_filter(config.seccomp)
     assert program and len(program) % 8 == 0
-    cache = tmp_path / "cache"
+    cache = tmp_path / "run" / "seccomp-cache"  # the run dir does not exist yet either
     assert program_for(config.seccomp, str(cache)) == program
     (cached,) = cache.iterdir()
     assert cached.stat().st_mode & 0o777 == 0o600
+    assert {cache.stat().st_mode & 0o777, cache.parent.stat().st_mode & 0o777} == {0o700}
     assert program_for(config.seccomp, str(cache)) == program  # read back
 
 
