@@ -235,3 +235,15 @@ def test_a_filter_costs_no_heavy_imports(tmp_path: Path) -> None:
     loaded = modules_loaded_by_create(tmp_path, {"seccomp": LIBCONTAINER})
     assert "nsinit.seccomp._seccomp" in loaded
     assert not loaded & {*KEPT_OFF, "hashlib"}
+
+
+def test_a_cache_entry_others_could_write_is_not_trusted(tmp_path: Path) -> None:
+    from nsinit.seccomp.compile import compile_filter, program_for
+
+    config, _ = load(LIBCONTAINER, tmp_path)
+    cache = tmp_path / "cache"
+    program = program_for(config.seccomp, str(cache))
+    (cached,) = cache.iterdir()
+    cached.write_bytes(b"\x06\x00\x00\x00\x00\x00\xff\x7f")  # "allow everything"
+    cached.chmod(0o666)
+    assert program_for(config.seccomp, str(cache)) == program == compile_filter(config.seccomp)
