@@ -284,7 +284,16 @@ def cmd_config(container: Any) -> int:
 
     from nsinit.config import config_to_dict
 
-    print(json.dumps(config_to_dict(container.config), indent=2))
+    config = container.config
+    if config.seccomp is not None:  # as it is compiled: the names libseccomp knows
+        from nsinit.record import replace
+        from nsinit.seccomp import unknown_syscalls_warning, without_unknown_syscalls
+
+        seccomp, unknown = without_unknown_syscalls(config.seccomp)
+        if unknown:
+            container.warn(unknown_syscalls_warning(config.source, unknown))
+        config = replace(config, seccomp=seccomp)
+    print(json.dumps(config_to_dict(config), indent=2))
     return 0
 
 

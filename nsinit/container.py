@@ -286,6 +286,8 @@ class _Launch:
     raises, leaving the ``with`` runs them in reverse order.
     """
 
+    warns_about_config = True  # a join's config was the creation's: warned about then
+
     def __init__(self, container: Container, process: Process, config: Config) -> None:
         self.container = container
         self.config = config
@@ -324,13 +326,16 @@ class _Launch:
     def seccomp_filter(self) -> tuple[bytes, int]:
         """The container's filter and its seccomp(2) flags, compiled here
         before clone: the child only loads it (see nsinit/seccomp)."""
-        if self.config.seccomp is None:
+        seccomp = self.config.seccomp
+        if seccomp is None:
             return b"", 0
-        from nsinit.seccomp.compile import filter_flags, program_for
+        from nsinit.seccomp import filter_flags, program_for, unknown_syscalls_warning
 
         with self.step_timer("seccomp compile"):
-            program = program_for(self.config.seccomp, os.path.join(state.RUN_DIR, "seccomp-cache"))
-        return program, filter_flags(self.config.seccomp)
+            program, unknown = program_for(seccomp, os.path.join(state.RUN_DIR, "seccomp-cache"))
+        if unknown and self.warns_about_config:
+            self.container.warn(unknown_syscalls_warning(self.config.source, unknown))
+        return program, filter_flags(seccomp)
 
     def send_seccomp_listener(self, fd: int) -> None:
         """The notify action's fd, to the configured listener; then the child may exec."""
@@ -628,6 +633,8 @@ class _Join(_Launch):
     again, so pid reuse cannot send us into a stranger's namespaces; setns
     with that pidfd then enters all of them atomically.
     """
+
+    warns_about_config = False
 
     def __init__(self, container: Container, process: Process, current: State) -> None:
         # The joined process gets what the container was created with, from

@@ -10,10 +10,11 @@
   kept or dropped by ``includes``/``excludes`` of capabilities and
   architectures), through ``nsinit.seccomp.profile.from_profile``.
 
-Every error names the field path and nothing is built.  Syscall names the
-kernel's libseccomp does not know are skipped with one warning naming them:
-a profile written for a newer kernel must still load, as in runc and crun.
-Only a config that has a filter imports libseccomp (nsinit.seccomp.compile).
+Every error names the field path and nothing is built.  Syscall names are
+kept as written: which of them libseccomp knows is decided where the filter
+is compiled (nsinit.seccomp), which skips the others with one warning, so a
+profile written for a newer kernel still loads (as in runc and crun), and
+the loader never loads libseccomp.
 """
 from __future__ import annotations
 
@@ -150,7 +151,7 @@ def _parse(reader: _Reader, value: Any, path: str, top_keys: frozenset[str], rul
         default_errno_ret=default_errno,
         architectures=_architectures(reader, value.get("architectures"), f"{path}.architectures"),
         flags=_flags(reader, value.get("flags"), f"{path}.flags"),
-        syscalls=_known_names(reader, tuple(rules), path),
+        syscalls=tuple(rules),
         listener_path=listener,
     )
     return config, reader.warnings
@@ -242,29 +243,6 @@ def _flags(reader: _Reader, raw: Any, path: str) -> tuple[str, ...]:
             reader.fail(f"{path}[{i}]", f'unknown flag "{name}" (one of {", ".join(FLAGS)})')
         out.append(name)
     return tuple(dict.fromkeys(out))
-
-
-def _known_names(reader: _Reader, rules: tuple[SeccompRule, ...], path: str) -> tuple[SeccompRule, ...]:
-    """Rules without the names libseccomp does not know (one warning lists them);
-    a rule left without names is dropped."""
-    if not rules:
-        return rules
-    try:
-        from nsinit.seccomp.compile import unknown_syscalls
-    except ImportError as err:  # the cffi module was not built
-        reader.fail(path, f"needs libseccomp support, which is not built ({err}): run scripts/install")
-
-    unknown = unknown_syscalls({name for rule in rules for name in rule.names})
-    if not unknown:
-        return rules
-    reader.warnings.append(f"{reader.source}: {path}.syscalls: syscalls unknown to libseccomp skipped: "
-                           f"{', '.join(sorted(unknown))}")
-    kept: list[SeccompRule] = []
-    for rule in rules:
-        names = tuple(name for name in rule.names if name not in unknown)
-        if names:
-            kept.append(SeccompRule(names, rule.action, rule.errno_ret, rule.args))
-    return tuple(kept)
 
 
 def _list(reader: _Reader, raw: Any, path: str) -> list:

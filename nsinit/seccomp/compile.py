@@ -6,17 +6,12 @@ filter it generates checks the architecture first (a syscall from an
 architecture the filter was not built for is killed, libseccomp's default),
 so an int 0x80 syscall cannot reach a 64-bit rule's number.
 
-libseccomp takes 10-30 ms for a profile the size of podman's (three
-architectures, ~400 syscalls); the program only depends on the normalised
-config, libseccomp's version and the machine, so it is kept in a cache in
-nsinit's private run directory (root-only, like crun's cache of compiled
-filters) and the next container with the same filter reads it back.
+Imported only when the cache (nsinit/seccomp/__init__.py) has no entry.
 """
 from __future__ import annotations
 
 import os
 
-from nsinit.config.seccomp import FLAGS
 from nsinit.errors import NsinitError
 from nsinit.seccomp._seccomp import ffi, lib
 
@@ -41,10 +36,8 @@ _OPERATORS = {
     "ne": lib.SCMP_CMP_NE, "lt": lib.SCMP_CMP_LT, "le": lib.SCMP_CMP_LE, "eq": lib.SCMP_CMP_EQ,
     "ge": lib.SCMP_CMP_GE, "gt": lib.SCMP_CMP_GT, "masked_eq": lib.SCMP_CMP_MASKED_EQ,
 }
-SECCOMP_FILTER_FLAG_NEW_LISTENER = 8  # seccomp(2) returns the notification fd
 _NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: unknown on every architecture
 _BPF_INSN_SIZE = 8   # struct sock_filter
-_MAX_PROGRAM = 4096 * _BPF_INSN_SIZE  # BPF_MAXINSNS: the kernel refuses longer programs
 
 
 def unknown_syscalls(names: Iterable[str]) -> set[str]:
@@ -56,91 +49,24 @@ def action_value(action: str, errno_ret: int | None) -> int:
     return _ACTION_BASE[action] | (errno_ret or 0)
 
 
-def filter_flags(config: SeccompConfig) -> int:
-    """The SECCOMP_FILTER_FLAG_* bits the child passes to seccomp(2)."""
-    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if config.listener_path else 0
-    for name in config.flags:
-        flags |= FLAGS[name]
-    return flags
+def compile_known(config: SeccompConfig) -> tuple[bytes, tuple[str, ...]]:
+    """The filter without the syscalls libseccomp does not know, and their names."""
+    unknown = unknown_syscalls({name for rule in config.syscalls for name in rule.names})
+    return compile_filter(config), tuple(sorted(unknown))  # compile_filter skips them
 
 
-def program_for(config: SeccompConfig, cache_dir: str | None) -> bytes:
-    """The compiled filter, from the cache when it has it (``cache_dir``
-    None: no cache)."""
-    if cache_dir is None:
-        return compile_filter(config)
-    path = os.path.join(cache_dir, _cache_key(config) + ".bpf")
-    cached = _read_cached(path)
-    if cached is not None:
-        return cached
-    program = compile_filter(config)
-    _write_cached(cache_dir, path, program)
-    return program
-
-
-def _cache_key(config: SeccompConfig) -> str:
-    # A record's repr names every field and value in order: the normalised
-    # config exactly, four times faster than its JSON (0.1 ms, not 0.4).
-    version = lib.seccomp_version()
-    text = (f"nsinit-seccomp-2 libseccomp {version.major}.{version.minor}.{version.micro} "
-            f"arch {lib.seccomp_arch_native():#x} {config!r}")
-    return _sha256(text.encode())
-
-
-def _sha256(data: bytes) -> str:
-    """CPython's builtin sha256, as nsinit.cgroups.manager takes it: hashlib
-    would load OpenSSL (ms) for one hash."""
+def libseccomp_file() -> str:
+    """The libseccomp shared object this process has loaded (to tell an
+    upgrade apart in the cache), or "" if it cannot be told."""
     try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # CPython >= 3.12
-        except ImportError:
-            from hashlib import sha256
-    return sha256(data).hexdigest()
-
-
-def _read_cached(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(None, 5)[-1]
+                if "/libseccomp.so" in path:
+                    return path
     except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        # Only what nsinit (root) wrote itself: a regular file of BPF instructions.
-        if not stat_is_ours(st) or st.st_size == 0 or st.st_size % _BPF_INSN_SIZE or st.st_size > _MAX_PROGRAM:
-            return None
-        program = os.pread(fd, st.st_size, 0)
-    finally:
-        os.close(fd)
-    return program if len(program) == st.st_size else None
-
-
-def stat_is_ours(st: os.stat_result) -> bool:
-    import stat
-
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
-
-
-def _write_cached(cache_dir: str, path: str, program: bytes) -> None:
-    """Atomically, and never fatal: a container starts without a cache."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        # The run dir too, as nsinit.state makes it (0700): makedirs would
-        # give a missing parent the umask's mode.
-        os.makedirs(os.path.dirname(cache_dir), mode=0o700, exist_ok=True)
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, program)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass
+    return ""
 
 
 def compile_filter(config: SeccompConfig) -> bytes:

@@ -109,13 +109,23 @@ def test_oci_form_round_trips(tmp_path: Path) -> None:
 
 
 def test_unknown_syscalls_are_skipped_with_one_warning(tmp_path: Path) -> None:
+    from nsinit.seccomp import program_for, unknown_syscalls_warning, without_unknown_syscalls
+
     config, warnings = load({"default_action": "allow", "syscalls": [
         {"names": ["no_such_call", "keyctl", "also_not_one"], "action": "errno"},
         {"name": "no_such_call", "action": "kill"},
     ]}, tmp_path)
-    assert warnings == ["container.json: seccomp.syscalls: syscalls unknown to libseccomp skipped: "
-                        "also_not_one, no_such_call"]
-    assert config.seccomp.syscalls == (SeccompRule(("keyctl",), "errno", 1),)
+    assert warnings == []  # the loader keeps the names as written: it never loads libseccomp
+    known, unknown = without_unknown_syscalls(config.seccomp)
+    assert unknown == ("also_not_one", "no_such_call")
+    assert known.syscalls == (SeccompRule(("keyctl",), "errno", 1),)
+    assert unknown_syscalls_warning("/x/container.json", unknown) == \
+        "container.json: seccomp.syscalls: syscalls unknown to libseccomp skipped: also_not_one, no_such_call"
+    # What is compiled, from the cache too, is the filter without them.
+    from nsinit.seccomp.compile import compile_filter
+
+    for _ in range(2):
+        assert program_for(config.seccomp, str(tmp_path / "cache")) == (compile_filter(known), unknown)
 
 
 @pytest.mark.parametrize("rule, message", [
@@ -182,17 +192,34 @@ def test_default_profile_of_nsinit_spec_parses() -> None:
 
 
 def test_compiled_filter_is_a_bpf_program(tmp_path: Path) -> None:
-    from nsinit.seccomp.compile import compile_filter, program_for
+    from nsinit.seccomp import program_for
+    from nsinit.seccomp.compile import compile_filter
 
     config, _ = load(LIBCONTAINER, tmp_path)
     program = compile_filter(config.seccomp)
     assert program and len(program) % 8 == 0
     cache = tmp_path / "run" / "seccomp-cache"  # the run dir does not exist yet either
-    assert program_for(config.seccomp, str(cache)) == program
+    assert program_for(config.seccomp, str(cache)) == (program, ())
     (cached,) = cache.iterdir()
     assert cached.stat().st_mode & 0o777 == 0o600
     assert {cache.stat().st_mode & 0o777, cache.parent.stat().st_mode & 0o777} == {0o700}
-    assert program_for(config.seccomp, str(cache)) == program  # read back
+    assert program_for(config.seccomp, str(cache)) == (program, ())  # read back
+
+
+def test_an_upgraded_libseccomp_compiles_again(tmp_path: Path) -> None:
+    from nsinit import jsontext
+    from nsinit.seccomp import program_for
+
+    config, _ = load(LIBCONTAINER, tmp_path)
+    cache = tmp_path / "cache"
+    program, _ = program_for(config.seccomp, str(cache))
+    (cached,) = cache.iterdir()
+    header, _, stored = cached.read_bytes().partition(b"\n")
+    meta = jsontext.loads(header)
+    assert "libseccomp.so" in meta["library"] and stored == program
+    meta["identity"][1] += 1  # another inode: the file was replaced
+    cached.write_bytes(jsontext.dumps(meta).encode() + b"\n" + b"\x06\x00\x00\x00\x00\x00\xff\x7f")
+    assert program_for(config.seccomp, str(cache)) == (program, ())
 
 
 # --- start-up cost ----------------------------------------------------------------------
@@ -203,13 +230,13 @@ sys.path[:0] = [{repo!r}, {site!r}]
 from nsinit.container import Container
 container = Container.load({root!r})
 if container.config.seccomp is not None:
-    from nsinit.seccomp.compile import program_for
-    program_for(container.config.seccomp, None)
+    from nsinit.seccomp import program_for
+    program_for(container.config.seccomp, {cache!r})
 print(repr(sorted(sys.modules)))
 """
 
 
-def modules_loaded_by_create(tmp_path: Path, config: dict) -> set[str]:
+def modules_loaded_by_create(tmp_path: Path, config: dict, cache: str | None = None) -> set[str]:
     import ast
     import subprocess
     import sys
@@ -218,7 +245,7 @@ def modules_loaded_by_create(tmp_path: Path, config: dict) -> set[str]:
 
     (tmp_path / "container.json").write_text(json.dumps(config))
     code = PROBE.format(repo=str(Path(__file__).resolve().parents[2]),
-                        site=str(Path(_cffi_backend.__file__).parent), root=str(tmp_path))
+                        site=str(Path(_cffi_backend.__file__).parent), root=str(tmp_path), cache=cache)
     probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     return set(ast.literal_eval(probe.stdout))
@@ -237,13 +264,21 @@ def test_a_filter_costs_no_heavy_imports(tmp_path: Path) -> None:
     assert not loaded & {*KEPT_OFF, "hashlib"}
 
 
+def test_a_cached_filter_loads_no_libseccomp(tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    assert "nsinit.seccomp._seccomp" in modules_loaded_by_create(tmp_path, {"seccomp": LIBCONTAINER}, cache)
+    assert "nsinit.seccomp._seccomp" not in modules_loaded_by_create(tmp_path, {"seccomp": LIBCONTAINER}, cache)
+
+
 def test_a_cache_entry_others_could_write_is_not_trusted(tmp_path: Path) -> None:
-    from nsinit.seccomp.compile import compile_filter, program_for
+    from nsinit.seccomp import program_for
+    from nsinit.seccomp.compile import compile_filter
 
     config, _ = load(LIBCONTAINER, tmp_path)
     cache = tmp_path / "cache"
-    program = program_for(config.seccomp, str(cache))
+    program, _ = program_for(config.seccomp, str(cache))
     (cached,) = cache.iterdir()
-    cached.write_bytes(b"\x06\x00\x00\x00\x00\x00\xff\x7f")  # "allow everything"
+    header = cached.read_bytes().partition(b"\n")[0]
+    cached.write_bytes(header + b"\n" + b"\x06\x00\x00\x00\x00\x00\xff\x7f")  # "allow everything"
     cached.chmod(0o666)
-    assert program_for(config.seccomp, str(cache)) == program == compile_filter(config.seccomp)
+    assert program_for(config.seccomp, str(cache)) == (program, ()) == (compile_filter(config.seccomp), ())
