@@ -44,6 +44,7 @@ PEER_PACKAGES = {"runc": "runc", "crun": "crun", "bwrap": "bubblewrap", "hyperfi
 RSS_RUNS = 3                                # /usr/bin/time runs per row, after the timed rounds
 RUN_TIMEOUT = 30                            # seconds; one run of anything
 SLEEP_ARGS = ["/bin/sleep", "1000000"]
+PODMAN_PROFILE = "/usr/share/containers/seccomp.json"  # containers-common
 TARGETS = {
     "create_vs_runc": 0.8, "create_vs_crun_stretch": 1.0,
     "join_vs_runc_exec": 1.0, "join_vs_crun_exec_stretch": 1.5,
@@ -691,6 +692,60 @@ class Suite:
                             lambda i: [[self.nsinit.interpreter, "-m", "nsinit", "--root", root, "exec", "/bin/true"]]))
         self.run_case("create", "1. create + run /bin/true", rows)
 
+    # -- seccomp ------------------------------------------------------------
+    def case_seccomp(self) -> None:
+        """Case 1 with podman's default seccomp profile, against case 1 without:
+        the same filter (includes/excludes applied for nsinit's default
+        capabilities on this machine's architecture) for nsinit, runc and crun."""
+        ws = self.ws
+        if not os.path.exists(PODMAN_PROFILE):
+            raise BenchError(f"{PODMAN_PROFILE} missing: install containers-common (scripts/install)")
+        sys.path.insert(0, REPO)
+        from nsinit.config.defaults import DEFAULT_CAPABILITIES
+        from nsinit.config.seccomp import to_dict, to_oci
+        from nsinit.seccomp.profile import from_profile
+
+        with open(PODMAN_PROFILE) as f:
+            converted, _ = from_profile(json.load(f), PODMAN_PROFILE, DEFAULT_CAPABILITIES, os.uname().machine)
+        plain = ws.roots["create"]
+        filtered = ws.root("seccomp", {**nsinit_config(ws.rootfs), "seccomp": to_dict(converted)})
+        bundle = os.path.join(ws.top, "bundle-true-seccomp")
+        spec = write_oci_bundle(self.paths["runc"], bundle, ws.rootfs, ["/bin/true"])
+        spec["linux"]["seccomp"] = to_oci(converted)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(spec, f, indent=2)
+
+        def oci_row(tool: str, name: str, directory: str) -> Row:
+            key = f"{tool}-sc" if directory == bundle else tool  # container ids: no spaces
+            return Row(name, "peer", lambda i: [self.oci(tool, "run", "--bundle", directory, self.cid(key, i))],
+                       cleanup=lambda i: self.oci_delete(tool, self.cid(key, i)))
+
+        rows = [
+            Row("nsinit", "nsinit", lambda i: [self.nsinit.argv("--root", plain, "exec", "/bin/true")]),
+            Row("nsinit + podman seccomp", "nsinit",
+                lambda i: [self.nsinit.argv("--root", filtered, "exec", "/bin/true")],
+                note="compiled filter from nsinit's cache after the first run"),
+            oci_row("runc", "runc", ws.bundle_true),
+            oci_row("runc", "runc + podman seccomp", bundle),
+            oci_row("crun", "crun", ws.bundle_true),
+            oci_row("crun", "crun + podman seccomp", bundle),
+        ]
+        self.run_case("seccomp", "seccomp: create + run /bin/true with podman's default profile", rows)
+        # The filter's cost as the median of per-round differences: both runs
+        # of a pair sit in the same round, so the machine's drift (a loaded
+        # neighbour) cancels out better than in the difference of medians.
+        costs: dict[str, object] = {}
+        for plain_row, filtered_row in zip(rows[0::2], rows[1::2]):
+            pairs = [b - a for a, b in zip(plain_row.samples, filtered_row.samples)]
+            if pairs:
+                costs[plain_row.name] = {"paired_median_ms": stats.median(pairs) * 1000,
+                                         "median_difference_ms": (stats.median(filtered_row.samples)
+                                                                  - stats.median(plain_row.samples)) * 1000}
+        self.results["seccomp"]["filter_cost"] = costs  # type: ignore[index]
+        for name, cost in costs.items():
+            print(f"  filter cost, {name}: {cost['paired_median_ms']:.2f} ms (median of per-round differences), "  # type: ignore[index]
+                  f"{cost['median_difference_ms']:.2f} ms (difference of medians)")  # type: ignore[index]
+
     # -- case 2 -------------------------------------------------------------
     def start_nsinit_sleeper(self, root: str) -> tuple[int, int]:
         """(supervisor pid, container init pid) of ``nsinit exec sleep``."""
@@ -1243,7 +1298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=0, help="rounds per case (default 60, --quick 15)")
     parser.add_argument("--containers", type=int, default=0, help="case 5 count (default 100, --quick 20)")
     parser.add_argument("--cases", default="create,join,veth,many,profile",
-                        help="comma-separated subset of create,join,veth,many,profile")
+                        help="comma-separated subset of create,join,veth,many,profile,seccomp")
     parser.add_argument("--gap-ms", type=float, default=50.0,
                         help="idle time before every timed run (default 50; see measure())")
     parser.add_argument("--nsinit", help="the nsinit command to benchmark (default: `nsinit` on PATH)")
@@ -1286,7 +1341,7 @@ def main() -> int:
                 + (f" (PATH has the pyenv shim {suite.nsinit.shim})" if suite.nsinit.shim else ""))
             steps: dict[str, Callable[[], None]] = {
                 "create": suite.case_create, "join": suite.case_join, "veth": suite.case_veth,
-                "many": suite.case_many, "profile": suite.profile,
+                "many": suite.case_many, "profile": suite.profile, "seccomp": suite.case_seccomp,
             }
             for name in cases:
                 if name not in steps:

@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <linux/bpf.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/sched.h>
 
 #include "clone.h"
@@ -176,4 +178,18 @@ static int nsi_bpf_attach_device_program(int cgroup_fd, int prog_fd)
     attr.attach_bpf_fd = prog_fd;
     attr.attach_type = BPF_CGROUP_DEVICE;
     return syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr));
+}
+
+/*
+ * seccomp(2) SECCOMP_SET_MODE_FILTER with a program the parent compiled
+ * (nsinit/seccomp/compile.py); with SECCOMP_FILTER_FLAG_NEW_LISTENER the
+ * result is the notification fd.
+ */
+static int nsi_seccomp_set_filter(unsigned int flags, const void *insns, unsigned int insn_count)
+{
+    struct sock_fprog prog;
+
+    prog.len = (unsigned short)insn_count;
+    prog.filter = (struct sock_filter *)insns;
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
 }

@@ -28,5 +28,6 @@ static int nsi_close_range(unsigned int first, unsigned int last, unsigned int f
 static int nsi_bpf_load_device_program(const void *insns, unsigned int insn_count,
                                        const char *license, char *log, unsigned int log_size);
 static int nsi_bpf_attach_device_program(int cgroup_fd, int prog_fd);
+static int nsi_seccomp_set_filter(unsigned int flags, const void *insns, unsigned int insn_count);
 
 #endif

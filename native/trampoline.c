@@ -73,9 +73,19 @@ __attribute__((noreturn, used)) void start_c(long *sp)
             goto not_ours;
         fd = fd * 10 + (*p - '0');
     }
-    if (p == argv[1] || sys3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC) < 0)
+    if (p == argv[1])
         goto not_ours;
+    if (sys3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC) < 0) {
+        /* A seccomp allow-list without fcntl: the command must not inherit
+         * the sync socket, so close it and exec without a report (the
+         * supervisor then sees the exit status only).  A bad fd: not ours. */
+        if (sys3(__NR_close, fd, 0, 0) < 0)
+            goto not_ours;
+        fd = -1;
+    }
     err = -sys3(__NR_execve, (long)argv[2], (long)(argv + 3), (long)envp);
+    if (fd < 0)
+        leave(127);
     for (i = 0; err > 0 || i == 0; err /= 10)
         digits[i++] = (char)('0' + err % 10);
     while (i > 0)

@@ -172,3 +172,12 @@ def bpf_load_device_program(program: bytes, license: str = "Apache-2.0") -> int:
 def bpf_attach_device_program(cgroup_fd: int, prog_fd: int) -> None:
     if lib.nsi_bpf_attach_device_program(cgroup_fd, prog_fd) < 0:
         _raise("bpf(BPF_PROG_ATTACH)")
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> int:
+    """Load a compiled seccomp filter (struct sock_filter instructions) for
+    this thread; the result is a notification fd with NEW_LISTENER, else 0."""
+    result = lib.nsi_seccomp_set_filter(flags, ffi.from_buffer(program), len(program) // 8)
+    if result < 0:
+        _raise("seccomp(SECCOMP_SET_MODE_FILTER)")
+    return int(result)

@@ -54,6 +54,8 @@ class ChildPlan:
     unshare_cgroupns: bool = False
     init_binary: str = ""    # exec --init: the host's static tini, bound at /dev/init
     init_prefix: list[str] = field(default_factory=list)  # exec --init: tini's argv before the command
+    seccomp_program: bytes = b""  # compiled by the parent (nsinit/seccomp); empty: no filter
+    seccomp_flags: int = 0
 
 
 class StepFailed(Exception):
@@ -142,7 +144,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts, and made "/" its root.
             _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
+                     seccomp=(plan.seccomp_program, plan.seccomp_flags))
 
 
 def import_step_modules(*names: str) -> None:
@@ -229,15 +232,24 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
-                     plan.init_prefix)
+                     plan.init_prefix, seccomp=(plan.seccomp_program, plan.seccomp_flags))
 
 
 def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list[str],
                      user: str, cwd: str, trampoline_fd: int,
-                     init_prefix: list[str] | None = None) -> NoReturn:
+                     init_prefix: list[str] | None = None,
+                     seccomp: tuple[bytes, int] = (b"", 0)) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
+    # The seccomp filter goes on last, right before execve, so that nsinit's
+    # own steps are not filtered.  The kernel accepts a filter only from a
+    # task with no_new_privs or CAP_SYS_ADMIN: without no_new_privileges and
+    # with CAP_SYS_ADMIN dropped, it must be loaded before the capability
+    # step instead (runc's order), and the profile must allow that step's
+    # syscalls (capset, setresuid, prctl...; every engine's default does).
+    filter_late = bool(seccomp[0]) and (cfg.no_new_privileges
+                                        or "CAP_SYS_ADMIN" in cfg.capabilities.effective)
     with steps.step("close fds"):
         # First: nothing below (the image's /etc/passwd, the cwd) may reach
         # a caller's fd through /proc/self/fd.
@@ -252,6 +264,9 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     if cfg.apparmor_profile or cfg.process_label:
         with steps.step("security label"):
             apply_security_labels(cfg.apparmor_profile, cfg.process_label)
+    if seccomp[0] and not filter_late:
+        with steps.step("seccomp"):
+            load_seccomp_filter(*seccomp, steps.sync_fd)
     with steps.step("capabilities"):
         caps = cfg.capabilities
         capabilities.drop_bounding_set(caps)
@@ -271,10 +286,38 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     with steps.step("signals"):
         reset_signals()
         _native.cloexec_from(3)
+        trampoline.keep_report_fd(steps.sync_fd)  # before a late filter, which may deny fcntl
+    path = None
+    if filter_late:
+        with steps.step("exec"):
+            path = find_executable(args[0], env, cfg.rootfs)  # its stat and access calls: not the container's
+        with steps.step("seccomp"):
+            load_seccomp_filter(*seccomp, steps.sync_fd)
     with steps.step("exec"):
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
-                     cfg.rootfs)
+                     cfg.rootfs, path, cfg.has_namespace("NEWNS"))
     raise AssertionError("unreachable")
+
+
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
+
+
+def load_seccomp_filter(program: bytes, flags: int, sync_fd: int) -> None:
+    """seccomp(2) with the program the parent compiled: nothing to parse here.
+
+    With a listener (the notify action), the notification fd goes to the
+    supervisor, which hands it to the listener's socket; we exec only once
+    it has (runc's handshake), or a notified syscall would find nobody."""
+    listener = _native.seccomp_set_filter(program, flags)
+    if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER:
+        try:
+            sync.send(sync_fd, seccomp_listener=True, pass_fd=listener)
+        finally:
+            os.close(listener)
+        reply = sync.receive(sync_fd)
+        if reply is None or not reply.get("seccomp_listener_sent"):
+            os._exit(125)  # the supervisor failed (and reports why) or died
+
 
 
 def close_inherited_fds(*keep: int) -> None:
@@ -480,8 +523,9 @@ def _check_executable(path: str, rootfs: str) -> str:
 
 
 def exec_command(args: list[str], env: list[str], trampoline_fd: int, report_fd: int,
-                 init_prefix: list[str], rootfs: str = "/") -> NoReturn:
-    path = find_executable(args[0], env, rootfs)
+                 init_prefix: list[str], rootfs: str = "/", path: str | None = None,
+                 own_procfs: bool = False) -> NoReturn:
+    path = path or find_executable(args[0], env, rootfs)
     if init_prefix:
         # Looked up here all the same, so that a missing command gets
         # nsinit's one line and 127 rather than tini's FATAL; tini is given
@@ -489,7 +533,7 @@ def exec_command(args: list[str], env: list[str], trampoline_fd: int, report_fd:
         path, args = init_prefix[0], [*init_prefix, *args]
     try:
         trampoline.exec_through(trampoline_fd, report_fd, path, args,
-                                dict(e.split("=", 1) for e in env))
+                                dict(e.split("=", 1) for e in env), own_procfs)
     except OSError as err:
         raise NsinitError("exec", f"{trampoline.MEMFD_NAME} (nsinit's exec trampoline): "
                                   f"{err.strerror}") from None

@@ -414,9 +414,18 @@ def cmd_config(container: Any) -> int:
 
     from nsinit.config import config_to_dict
 
-    print(json.dumps(config_to_dict(container.config), indent=2))
-    if container.config.capabilities_note:  # on stderr: stdout stays a config that loads
-        sys.stderr.write(f"nsinit: note: {container.config.capabilities_note}\n")
+    config = container.config
+    if config.seccomp is not None:  # as it is compiled: the names libseccomp knows
+        from nsinit.record import replace
+        from nsinit.seccomp import unknown_syscalls_warning, without_unknown_syscalls
+
+        seccomp, unknown = without_unknown_syscalls(config.seccomp)
+        if unknown:
+            container.warn(unknown_syscalls_warning(config.source, unknown))
+        config = replace(config, seccomp=seccomp)
+    print(json.dumps(config_to_dict(config), indent=2))
+    if config.capabilities_note:  # on stderr: stdout stays a config that loads
+        sys.stderr.write(f"nsinit: note: {config.capabilities_note}\n")
     return 0
 
 
@@ -432,6 +441,9 @@ def cmd_spec(args: dict[str, Any]) -> int:
         spec["namespaces"].append({"type": "NEWUSER"})
         spec["uid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
         spec["gid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+    from nsinit.seccomp.default_profile import default_seccomp
+
+    spec["seccomp"] = default_seccomp()  # Docker's deny list; container.json without it: no filter
     # "x" (O_EXCL) rather than exists()-then-open: two specs at once cannot
     # both think the file was theirs to write.
     try:

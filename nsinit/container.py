@@ -339,6 +339,8 @@ class _Launch:
     raises, leaving the ``with`` runs them in reverse order.
     """
 
+    warns_about_config = True  # a join's config was the creation's: warned about then
+
     def __init__(self, container: Container, process: Process, config: Config) -> None:
         self.container = container
         self.config = config
@@ -363,6 +365,7 @@ class _Launch:
         parent_fd, child_fd = sync.socket_pair()
         self.sync_fd = parent_fd
         self.undo.callback(os.close, parent_fd)
+        seccomp_program, seccomp_flags = self.seccomp_filter()
         return child.ChildPlan(
             config=cfg, args=list(proc.args), env=list(proc.env),
             user=proc.user if proc.user is not None else cfg.user,
@@ -370,7 +373,33 @@ class _Launch:
             stdio=self.stdio, sync_fd=child_fd,
             close_after_clone=[parent_fd] + extra_close + self.stdio.parent_only,
             trace=self.container.trace,
+            seccomp_program=seccomp_program, seccomp_flags=seccomp_flags,
         )
+
+    def seccomp_filter(self) -> tuple[bytes, int]:
+        """The container's filter and its seccomp(2) flags, compiled here
+        before clone: the child only loads it (see nsinit/seccomp)."""
+        seccomp = self.config.seccomp
+        if seccomp is None:
+            return b"", 0
+        from nsinit.seccomp import filter_flags, program_for, unknown_syscalls_warning
+
+        with self.step_timer("seccomp compile"):
+            program, unknown = program_for(seccomp, os.path.join(state.RUN_DIR, "seccomp-cache"))
+        if unknown and self.warns_about_config:
+            self.container.warn(unknown_syscalls_warning(self.config.source, unknown))
+        return program, filter_flags(seccomp)
+
+    def send_seccomp_listener(self, fd: int) -> None:
+        """The notify action's fd, to the configured listener; then the child may exec."""
+        from nsinit.seccomp.listener import send_to_listener
+
+        try:
+            send_to_listener(self.config.seccomp.listener_path, fd, self.pid, self.container.root,  # type: ignore[union-attr]
+                             self.config.rootfs)
+        finally:
+            os.close(fd)
+        sync.send(self.sync_fd, seccomp_listener_sent=True)
 
     def clone(self, flags: int) -> int:
         """clone() for the flows; refuses a multi-threaded caller.
@@ -445,6 +474,9 @@ class _Launch:
                 continue
             if "console" in message and "fd" in message:
                 console.adopt_master(self.stdio, message["fd"])
+                continue
+            if "seccomp_listener" in message and "fd" in message:
+                self.send_seccomp_listener(message["fd"])
                 continue
             if "error" in message:
                 raise NsinitError(message["step"], message["error"], message["exit"])
@@ -694,6 +726,8 @@ class _Join(_Launch):
     again, so pid reuse cannot send us into a stranger's namespaces; setns
     with that pidfd then enters all of them atomically.
     """
+
+    warns_about_config = False
 
     def __init__(self, container: Container, process: Process, current: State) -> None:
         # The joined process gets what the container was created with, from

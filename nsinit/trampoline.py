@@ -68,13 +68,32 @@ def _read_trampoline() -> bytes:
     return image
 
 
+def keep_report_fd(report_fd: int) -> None:
+    """Let the sync socket through the trampoline's exec (see exec_through)."""
+    os.set_inheritable(report_fd, True)
+
+
 def exec_through(trampoline_fd: int, report_fd: int, path: str, args: list[str],
-                 env: dict[str, str]) -> NoReturn:
+                 env: dict[str, str], own_procfs: bool = False) -> NoReturn:
     """Replace this process with the trampoline, which execs ``path``.
 
-    ``report_fd`` must survive this exec: the trampoline marks it
-    close-on-exec itself, so the command's exec closes it, and writes
+    ``report_fd`` must survive this exec (``keep_report_fd``, called before
+    the seccomp filter, which may deny fcntl): the trampoline marks it
+    close-on-exec again itself, so the command's exec closes it, and writes
     ``{"exec_errno": N}`` to it if that exec fails.
     """
-    os.set_inheritable(report_fd, True)
-    os.execve(trampoline_fd, [MEMFD_NAME, str(report_fd), path, *args], env)
+    argv = [MEMFD_NAME, str(report_fd), path, *args]
+    try:
+        os.execve(trampoline_fd, argv, env)  # execveat(fd, "", AT_EMPTY_PATH)
+    except OSError as err:
+        # An allow-list seccomp filter (loaded just before this) may list
+        # execve but not execveat.  The same memfd is reachable by path
+        # through the container's own procfs: only with a mount namespace of
+        # the container's is that procfs the one nsinit mounted, not a
+        # directory of the image's.
+        if not own_procfs:
+            raise
+        try:
+            os.execve(f"/proc/self/fd/{trampoline_fd}", argv, env)
+        except OSError:
+            raise err from None

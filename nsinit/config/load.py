@@ -77,7 +77,7 @@ _TOP_KEYS = frozenset({
 # Known but not implemented: a warning when set, silence when zero/empty
 # (2015 configs write every key, so zero values are common and harmless).
 # Hooks was an untagged Go field, hence the capitalised spelling.
-_UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "seccomp", "pivot_dir", "privatefs", "rootPropagation")
+_UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "pivot_dir", "privatefs", "rootPropagation")
 
 _MOUNT_CONFIG_KEYS = frozenset({"no_pivot_root", "readonly_fs", "mounts", "device_nodes", "mount_label"})
 _CONTEXT_KEYS = frozenset({"apparmor_profile", "process_label", "mount_label", "restrictions"})
@@ -239,6 +239,7 @@ def parse_config(data: dict, source: str, base_dir: str, *,
         process_label=ctx.collect(_opt_str, process_label, origin["process_label"]),
         mount_label=ctx.collect(_opt_str, mount_label, origin["mount_label"]),
         parent_death_signal=ctx.collect(_parse_parent_death_signal, data.get("parent_death_signal"), "parent_death_signal"),
+        seccomp=ctx.collect(_parse_seccomp, data.get("seccomp")),
     )
     # The rules across fields are checked once every field is valid: with a
     # field that failed, they would judge the default standing in for it.
@@ -515,6 +516,16 @@ def _parse_rootfs(ctx: _Context, value: Any, path: str) -> str:
     if not os.path.isdir(rootfs):
         ctx.fail(path, f'"{rootfs}" is not a directory')
     return rootfs
+
+
+def _parse_seccomp(ctx: _Context, value: Any) -> Any:
+    if value is None:
+        return None
+    from nsinit.config import seccomp  # only a config with a filter pays for it
+
+    config, warnings = seccomp.parse_libcontainer(value, ctx.source)
+    ctx.warnings.extend(warnings)
+    return config
 
 
 def _parse_hostname(ctx: _Context, value: Any, path: str) -> str:

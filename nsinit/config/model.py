@@ -144,6 +144,39 @@ class CgroupConfig:
     resources: CgroupResources = field(default_factory=CgroupResources)
 
 
+@record(frozen=True)
+class SeccompArg:
+    """One argument comparison of a seccomp rule (all of a rule's must match)."""
+    index: int                     # 0..5, the syscall argument
+    value: int                     # uint64
+    value_two: int = 0             # masked_eq: the value compared after masking with ``value``
+    op: str = "eq"                 # ne lt le eq ge gt masked_eq
+
+
+@record(frozen=True)
+class SeccompRule:
+    """The action for some syscalls (when all ``args`` comparisons match)."""
+    names: tuple[str, ...]
+    action: str                    # kill kill_process trap errno trace allow log notify
+    errno_ret: int | None = None   # errno/trace: the value returned (EPERM when not set)
+    args: tuple[SeccompArg, ...] = ()
+
+
+@record(frozen=True)
+class SeccompConfig:
+    """A syscall filter, loaded as the container process's last step before execve.
+
+    Both config forms (libcontainer's ``seccomp`` and OCI's ``linux.seccomp``)
+    read into this; nsinit/seccomp compiles it with libseccomp.
+    """
+    default_action: str
+    default_errno_ret: int | None = None
+    architectures: tuple[str, ...] = ()   # libseccomp names ("x86_64", "x86", "x32"); the native one is always in
+    flags: tuple[str, ...] = ()           # SECCOMP_FILTER_FLAG_* names: TSYNC, LOG, SPEC_ALLOW
+    syscalls: tuple[SeccompRule, ...] = ()
+    listener_path: str = ""               # notify: the unix socket the listener fd is sent to
+
+
 # kw_only: the field order follows the config file, not "defaults last".
 @record(frozen=True, kw_only=True)
 class Config:
@@ -180,6 +213,7 @@ class Config:
     process_label: str = ""
     mount_label: str = ""
     parent_death_signal: int = 9         # SIGKILL; 0 = none (2015 configs write 0 for "unset")
+    seccomp: SeccompConfig | None = None  # None: no filter (2014 configs never had one)
     # How a 2014 capabilities_mask became ``capabilities``, for `nsinit config`
     # to say; "" when the sets were written out.  Not part of the config's value.
     capabilities_note: str = field(default="", compare=False)

@@ -35,6 +35,7 @@ from nsinit.record import asdict, fields, replace
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
+    from types import ModuleType
     from typing import Any
 
     # config_to_dict's form, as state.json keeps it under "config".
@@ -81,7 +82,14 @@ def config_to_dict(config: Config) -> RecordedConfig:
         "process_label": config.process_label,
         "mount_label": config.mount_label,
         "parent_death_signal": config.parent_death_signal,
+        "seccomp": None if config.seccomp is None else _seccomp().to_dict(config.seccomp),
     }
+
+
+def _seccomp() -> ModuleType:
+    from nsinit.config import seccomp  # only a config with a filter pays for it
+
+    return seccomp
 
 
 def _single_bit_names() -> list[tuple[str, int]]:
@@ -190,6 +198,7 @@ def config_from_dict(data: RecordedConfig, source: str = "recorded config") -> C
         process_label=data["process_label"],
         mount_label=data["mount_label"],
         parent_death_signal=data["parent_death_signal"],
+        seccomp=None if data.get("seccomp") is None else _seccomp().from_dict(data["seccomp"]),
     )
 
 
