@@ -13,6 +13,9 @@ Usage:
   nsinit [options] update [--memory BYTES] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] [--pids-limit N]
   nsinit [options] oom
   nsinit gc [--json]
+  nsinit [options] explain [--json]
+  nsinit [options] inspect [--json]
+  nsinit trace-timeline TRACE SVG
   nsinit rootfs DIR
   nsinit (-h | --help)
   nsinit --version
@@ -217,6 +220,8 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_exec(args)
     if args.get("gc"):
         return cmd_gc(args["--json"])
+    if args.get("explain") or args.get("inspect") or args.get("trace-timeline"):
+        return cmd_teach(args)
     from nsinit.container import Container
 
     if args.get("config"):
@@ -247,6 +252,33 @@ def cmd_exec(args: dict[str, Any]) -> int:
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty)
     return container.run(process)
+
+
+def cmd_teach(args: dict[str, Any]) -> int:
+    """explain, inspect, trace-timeline: nsinit/teach/ does the work; this prints."""
+    import json
+
+    if args.get("explain"):
+        from nsinit.config.load import load_config
+        from nsinit.teach import explain
+
+        config, warnings = load_config(args["--root"], args["--config"])
+        for text in warnings:
+            sys.stderr.write(f"nsinit: warning: {text}\n")
+        parts = explain.explain(config, os.path.abspath(args["--root"]))
+        print(json.dumps(explain.to_json(parts, config), indent=2) if args["--json"] else explain.to_text(parts), end="\n" if args["--json"] else "")
+        return 0
+    if args.get("inspect"):
+        from nsinit.teach import inspect
+
+        report = inspect.inspect(args["--root"])
+        print(json.dumps(report, indent=2) if args["--json"] else inspect.to_text(report), end="\n" if args["--json"] else "")
+        return 0
+    from nsinit.teach import timeline
+
+    count = timeline.write_svg(args["TRACE"], args["SVG"])
+    print(f"nsinit: {count} steps drawn in {args['SVG']}")
+    return 0
 
 
 def cmd_gc(as_json: bool) -> int:
