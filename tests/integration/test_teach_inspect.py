@@ -1,0 +1,75 @@
+"""``nsinit inspect`` against a real container with a known config."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from conftest import Nsinit, needs_root
+from _live import Live
+
+pytestmark = needs_root
+
+SCRIPT = "touch /tmp/ready; while :; do sleep 0.05; done"
+
+
+def inspected(nsinit: Nsinit, *options: str) -> dict[str, Any]:
+    result = nsinit.run("inspect", "--json", *options)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_own_and_shared_namespaces_pids_limits_and_mounts(nsinit: Nsinit) -> None:
+    nsinit.config(hostname=None, networks=None, namespaces=["NEWNS", "NEWPID", "NEWIPC"],
+                  no_new_privileges=True, capabilities=["CHOWN", "KILL"],
+                  cgroups={"memory": 64 << 20, "pids_limit": 20})
+    container = Live(nsinit, SCRIPT).wait_ready()
+    try:
+        report = inspected(nsinit)
+        text = nsinit.run("inspect")
+        inodes = {e["file"]: os.stat(f"/proc/{container.pid}/ns/{e['file']}").st_ino
+                  for e in report["namespaces"].values()}
+    finally:
+        container.stop()
+    assert text.returncode == 0 and "shared with the host" in text.stdout
+    ns = report["namespaces"]
+    assert {k for k, v in ns.items() if v["own"]} == {"NEWNS", "NEWPID", "NEWIPC"}
+    for kind, entry in ns.items():  # the inodes are the kernel's, for the init and for us
+        assert entry["container"] == inodes[entry["file"]]
+        assert entry["host"] == os.stat(f"/proc/self/ns/{entry['file']}").st_ino
+    assert report["pid"] == {"host": container.pid, "container": 1}
+    caps = report["capabilities"]
+    assert caps["CapEff"]["container"]["names"] == ["CAP_CHOWN", "CAP_KILL"]
+    assert caps["CapEff"]["container"]["mask"] == f"{(1 << 0) | (1 << 5):016x}"
+    assert report["no_new_privs"]["container"] == 1
+    assert report["seccomp"]["container"]["mode"] == "disabled"
+    limits = {k: v for group in report["cgroups"] for k, v in group.get("limits", {}).items()}
+    usage = {k: v for group in report["cgroups"] for k, v in group.get("usage", {}).items()}
+    assert limits.get("pids.max") == "20"
+    assert limits.get("memory.limit_in_bytes", limits.get("memory.max")) == str(64 << 20)
+    assert int(usage["pids.current"]) >= 2  # sh and its sleep
+    mounts = {m["target"]: m for m in report["mounts"]}
+    assert mounts["/proc/sys"]["readonly"] and not mounts["/proc/sys"]["masked"]
+    assert mounts["/proc/keys"]["masked"] and mounts["/sys/firmware"]["masked"]
+    assert not mounts["/"]["masked"]
+    # The host's network: the container's interfaces are ours.
+    inside = [i["name"] for i in report["network"]["container"]["interfaces"]]
+    assert inside == [i["name"] for i in report["network"]["host"]["interfaces"]]
+
+
+def test_a_new_network_namespace_has_only_loopback_with_its_address(nsinit: Nsinit) -> None:
+    container = Live(nsinit, SCRIPT).wait_ready()
+    try:
+        report = inspected(nsinit)
+    finally:
+        container.stop()
+    assert report["namespaces"]["NEWNET"]["own"]
+    assert report["network"]["container"]["interfaces"][0]["name"] == "lo"
+    assert [i["ipv4"] for i in report["network"]["container"]["interfaces"]] == ["127.0.0.1/8"]
+    assert report["uid_map"]["container"] == ["0 0 4294967295"]
+
+
+def test_no_container_is_one_line_and_exit_1(nsinit: Nsinit) -> None:
+    result = nsinit.run("inspect")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "no running container" in result.stderr
