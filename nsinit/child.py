@@ -54,9 +54,9 @@ class ChildPlan:
 
 
 class StepFailed(Exception):
-    def __init__(self, step: str, message: str, exit_code: int) -> None:
+    def __init__(self, step: str, message: str, exit_code: int, errno: int | None = None) -> None:
         super().__init__(message)
-        self.step, self.message, self.exit_code = step, message, exit_code
+        self.step, self.message, self.exit_code, self.errno = step, message, exit_code, errno
 
 
 class Steps:
@@ -77,22 +77,41 @@ class _Step:
         self.start = 0.0
 
     def __enter__(self) -> None:
+        if self.steps.trace:
+            from nsinit.teach import calltrace  # loaded by the supervisor before clone
+
+            calltrace.take()  # what ran between steps is no step's
         self.start = time.monotonic()
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: object) -> None:
         name = self.name
+        if self.steps.trace and not isinstance(err, StepFailed):
+            self.send_trace(err)
         if err is None:
-            if self.steps.trace:
-                sync.send(self.steps.sync_fd, trace=name, ms=(time.monotonic() - self.start) * 1000)
             return
         if isinstance(err, StepFailed) or not isinstance(err, Exception):
             return  # already named, or KeyboardInterrupt/SystemExit: let it through
         if isinstance(err, NsinitError):
-            raise StepFailed(err.step or name, err.message, err.exit_code) from None
+            raise StepFailed(err.step or name, err.message, err.exit_code, errno_of(err)) from None
         if isinstance(err, OSError):
-            raise StepFailed(name, err.strerror or str(err), 125) from None
+            raise StepFailed(name, err.strerror or str(err), 125, err.errno) from None
         # A bug must still reach the user as one line.
         raise StepFailed(name, f"{err.__class__.__name__}: {err}", 125) from None
+
+    def send_trace(self, err: BaseException | None) -> None:
+        """The step's trace record: when it started, how long, the calls it made."""
+        from nsinit.teach import calltrace
+
+        ms = (time.monotonic() - self.start) * 1000
+        failed = {"failed": True, "errno": errno_of(err),
+                  "error": getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)} if err is not None else {}
+        sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calltrace.take(), **failed)
+
+
+def errno_of(err: BaseException) -> int | None:
+    """The errno behind a failure: its own, or that of the OSError it was
+    raised from (``raise NsinitError(...) from None`` keeps it as context)."""
+    return getattr(err, "errno", None) or getattr(err.__context__, "errno", None)
 
 
 def run(plan: ChildPlan) -> NoReturn:
@@ -105,7 +124,7 @@ def _guarded(plan: ChildPlan, body: "Callable[[ChildPlan], None]", what: str) ->
     try:
         body(plan)
     except StepFailed as err:
-        _report(plan.sync_fd, err.step, err.message, err.exit_code)
+        _report(plan.sync_fd, err.step, err.message, err.exit_code, err.errno)
     except BaseException as err:  # noqa: BLE001 - e.g. KeyboardInterrupt forwarded too early
         _report(plan.sync_fd, what, f"{err.__class__.__name__}: {err}", 125)
     os._exit(125)
@@ -151,9 +170,9 @@ def import_step_modules(*names: str) -> None:
         __import__(f"nsinit.{name}")
 
 
-def _report(fd: int, step: str, message: str, exit_code: int) -> NoReturn:
+def _report(fd: int, step: str, message: str, exit_code: int, errno: int | None = None) -> NoReturn:
     try:
-        sync.send(fd, error=message, step=step, exit=exit_code)
+        sync.send(fd, error=message, step=step, exit=exit_code, errno=errno)
     finally:
         os._exit(exit_code)
 
@@ -182,8 +201,9 @@ def _setup_and_exec(plan: ChildPlan) -> None:
             # cover; files we create would get unmappable owners (EOVERFLOW).
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-    with steps.step("join namespaces"):
-        _join_path_namespaces(cfg)
+    if any(ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY for ns in cfg.namespaces):  # type: ignore[attr-defined]
+        with steps.step("join namespaces"):
+            _join_path_namespaces(cfg)
     if not plan.stdio.pty_in_container:
         with steps.step("console"):
             console.attach_child_stdio(plan.stdio)
@@ -212,8 +232,9 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNET") and not cfg.namespace("NEWNET").path:  # type: ignore[attr-defined]
         with steps.step("loopback"):
             network.bring_up_loopback()
-    with steps.step("sysctl"):
-        _write_sysctls(cfg.sysctl)  # type: ignore[attr-defined]
+    if cfg.sysctl:  # type: ignore[attr-defined]
+        with steps.step("sysctl"):
+            _write_sysctls(cfg.sysctl)  # type: ignore[attr-defined]
     if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
@@ -225,8 +246,9 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
-    with steps.step("rlimits"):
-        _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
+    if cfg.rlimits:  # type: ignore[attr-defined]
+        with steps.step("rlimits"):
+            _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
     if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
         with steps.step("oom_score_adj"):
             write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]

@@ -23,7 +23,8 @@ Usage:
 Options:
   --root DIR       Directory holding container.json, pid and state.json [default: .]
   --config FILE    The container.json to read (default: ROOT/container.json).
-  --trace          Print each setup step with its duration to stderr.
+  --trace          Print each setup step, the system calls it made and its duration to stderr.
+  --trace-json     The same as one JSON object per step and line (also spelled --trace=json).
   -t --tty         Give the command a terminal of its own (a pty).
   -T --no-tty      No terminal, even when container.json asks for one.
   -u --user USER   User to run as: name, uid, name:group or uid:gid.
@@ -112,12 +113,12 @@ def _command_word(words: list[str]) -> str | None:
 
 # The `exec` options a plain command line uses, spelled out in full: with
 # these, parse_plain_exec gives docopt's answer without importing docopt.
-_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty"}
+_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "--trace-json": "--trace-json", "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty"}
 _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user", "--user": "--user",
                       "--cwd": "--cwd", "-e": "--env", "--env": "--env"}
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
 _EXEC_DEFAULTS: dict[str, Any] = {
-    "--root": ".", "--config": None, "--trace": False, "--json": False, "--all": False,
+    "--root": ".", "--config": None, "--trace": False, "--trace-json": False, "--json": False, "--all": False,
     "--force": False, "--rootless": False, "--memory": None, "--cpu-quota": None,
     "--cpu-period": None, "--cpu-shares": None, "--pids-limit": None, "exec": True,
     "--tty": False, "--no-tty": False, "--user": None, "--cwd": None, "--env": [], "--": True,
@@ -164,8 +165,15 @@ def parse_plain_exec(words: list[str]) -> dict[str, Any] | None:
     return args
 
 
+def spell_trace_json(words: list[str]) -> list[str]:
+    """``--trace=json`` as ``--trace-json`` for the parsers (docopt has no
+    optional option values); only nsinit's own words, before ``--``."""
+    end = words.index("--") if "--" in words else len(words)
+    return [("--trace-json" if word == "--trace=json" and i < end else word) for i, word in enumerate(words)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    words = protect_command(list(sys.argv[1:] if argv is None else argv))
+    words = spell_trace_json(protect_command(list(sys.argv[1:] if argv is None else argv)))
     args = parse_plain_exec(words)
     if args is None:
         from docopt import docopt
@@ -248,7 +256,8 @@ def cmd_exec(args: dict[str, Any]) -> int:
     for entry in args["--env"]:
         if "=" not in entry or entry.startswith("="):
             raise NsinitError("--env", f'"{entry}" is not KEY=VALUE')
-    container = Container.for_exec(args["--root"], args["--config"], trace=args["--trace"])
+    trace = "json" if args.get("--trace-json") else args["--trace"]
+    container = Container.for_exec(args["--root"], args["--config"], trace=trace)
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty)
     return container.run(process)

@@ -48,8 +48,13 @@ class Process:
     tty: bool | None = None                         # default: config.tty
 
 
-def trace_line(step: str, ms: float) -> None:
-    sys.stderr.write(f"nsinit: trace: {step}: {ms:.2f} ms\n")
+def trace_line(trace: bool | str, record: dict) -> None:
+    """One step of ``--trace`` (text) or ``--trace=json`` (one JSON object a line)."""
+    from nsinit import jsontext
+    from nsinit.teach import calltrace
+
+    text = jsontext.dumps(record) + "\n" if trace == "json" else calltrace.line_text(record)
+    sys.stderr.write(text)
 
 
 class Container:
@@ -297,8 +302,19 @@ class _Launch:
         self.stdio = console.Stdio()
         self.undo = Undo()
 
+    kind = ""  # "create" or "join": what a trace says it is
+
     def step_timer(self, name: str) -> "_Timer":
-        return _Timer(name, self.container.trace)
+        return _Timer(name, self.container.trace, self.kind)
+
+    def start_trace(self, what: str) -> None:
+        """Say what this trace is, and wrap the calls the steps make (nsinit/teach/calltrace.py)."""
+        from nsinit.teach import calltrace
+
+        calltrace.install()
+        self.undo.callback(calltrace.uninstall)
+        if self.container.trace != "json":
+            sys.stderr.write(f"nsinit: trace: {self.kind}: {what}\n")
 
     def prepare_plan(self, extra_close: list[int]) -> child.ChildPlan:
         cfg, proc = self.config, self.process
@@ -370,18 +386,40 @@ class _Launch:
             message = sync.receive(self.sync_fd)
             if message is None:
                 if until is None:
+                    if self.container.trace:
+                        self.trace_exec()
                     return
                 raise NsinitError("init", "the container's init exited during setup")
             if until is not None and message.get(until):
                 return
             if "trace" in message:
-                trace_line(message["trace"], message["ms"])
+                from nsinit.teach import calltrace
+
+                self.child_step_end = message["start"] + message["ms"] / 1000
+                trace_line(self.container.trace, calltrace.step_record(
+                    self.kind, "child", message["trace"], message["start"], message["ms"], message["calls"],
+                    message=message.get("error", "") if message.get("failed") else "", errno=message.get("errno")))
                 continue
             if "console" in message and "fd" in message:
                 console.adopt_master(self.stdio, message["fd"])
                 continue
             if "error" in message:
-                raise NsinitError(message["step"], message["error"], message["exit"])
+                failure = NsinitError(message["step"], message["error"], message["exit"])
+                failure.from_child = True  # type: ignore[attr-defined]  # not the waiting step's own failure
+                failure.errno = message.get("errno")  # type: ignore[attr-defined]
+                raise failure
+
+    child_step_end = 0.0
+
+    def trace_exec(self) -> None:
+        """The child's last step, exec, ends with the exec itself: only the
+        EOF it causes on the sync socket says it worked, so it is traced here."""
+        from nsinit.teach import calltrace
+
+        start = self.child_step_end or time.monotonic()
+        args = ", ".join(f'"{arg}"' for arg in self.process.args)
+        trace_line(self.container.trace, calltrace.step_record(
+            self.kind, "child", "exec", start, (time.monotonic() - start) * 1000, [f"execve([{args}], …)"]))
 
     def supervise(self) -> int:
         stdio = self.stdio
@@ -449,6 +487,8 @@ class _Launch:
 class _Creation(_Launch):
     """One create flow.  Parent side of the steps in nsinit/child.py."""
 
+    kind = "create"
+
     def __init__(self, container: Container, process: Process, config: Config,
                  lock: state.RootLock) -> None:
         super().__init__(container, process, config)
@@ -460,6 +500,8 @@ class _Creation(_Launch):
 
     def run(self) -> int:
         with self.undo:
+            if self.container.trace:
+                self.start_trace(f"a new container in {self.container.root}")
             # The network helper (veth configs only) first: its imports
             # overlap the cgroups and the clone.  The cgroups before clone:
             # the parent's own work after it pays for copy-on-write faults
@@ -471,7 +513,8 @@ class _Creation(_Launch):
             self.wait_until_attached()
             self.write_id_maps()
             self.record_child()
-            self.release_child()
+            with self.step_timer("go, wait for exec"):
+                self.release_child()
             # Joiners may come in only now that the init has exec'd: before,
             # its mounts and credentials were still being set up.
             self.lock.release()
@@ -541,7 +584,8 @@ class _Creation(_Launch):
     def wait_until_attached(self) -> None:
         """The child moves itself into its cgroups (and cgroup namespace)
         first thing; the namespaces recorded in state.json come after."""
-        self.read_child_messages(until="attached")
+        with self.step_timer("wait for child"):
+            self.read_child_messages(until="attached")
 
     def write_id_maps(self) -> None:
         cfg = self.config
@@ -611,12 +655,17 @@ class _Join(_Launch):
         self.current = current
         self.init_pidfd = -1
 
+    kind = "join"
+
     def run(self) -> int:
         with self.undo:
             try:
+                if self.container.trace:
+                    self.start_trace(f"a new process in the container of init {self.current.init_pid}")
                 self.pin_init()
                 self.start_child()
-                self.release_child()
+                with self.step_timer("go, wait for exec"):
+                    self.release_child()
             except (NsinitError, OSError) as err:
                 # Whatever failed (setns: ESRCH, clone into a dying pid
                 # namespace: ENOMEM, our child killed with that namespace:
@@ -690,15 +739,29 @@ def exit_status(status: int) -> int:
 
 
 class _Timer:
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.name, self.enabled = name, enabled
+    """A supervisor step: with --trace, its time, its calls, and whether it failed."""
+
+    def __init__(self, name: str, enabled: bool | str, kind: str = "") -> None:
+        self.name, self.enabled, self.kind = name, enabled, kind
 
     def __enter__(self) -> None:
+        if self.enabled:
+            from nsinit.teach import calltrace
+
+            calltrace.take()
         self.start = time.monotonic()
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if self.enabled and exc_type is None:
-            trace_line(self.name, (time.monotonic() - self.start) * 1000)
+    def __exit__(self, exc_type: object, err: BaseException | None, _tb: object) -> None:
+        if not self.enabled:
+            return
+        from nsinit.teach import calltrace
+
+        ms = (time.monotonic() - self.start) * 1000
+        own_failure = err if err is not None and not getattr(err, "from_child", False) else None
+        message = str(own_failure) if isinstance(own_failure, NsinitError) else (
+            describe_oserror(own_failure) if isinstance(own_failure, OSError) else "")
+        trace_line(self.enabled, calltrace.step_record(self.kind, "parent", self.name, self.start, ms,
+                                                       calltrace.take(), own_failure, message))
 
 
 def recorded_config(record: State) -> Config:
