@@ -136,9 +136,10 @@ def run_joined(plan: ChildPlan) -> NoReturn:
 
 
 def _join_and_exec(plan: ChildPlan) -> None:
-    import_step_modules("identity", "capabilities")  # before setns leaves the host's files
     cfg = plan.config
     steps = Steps(plan.sync_fd, plan.trace)
+    with steps.step("load steps"):
+        import_step_modules("identity", "capabilities")  # before setns leaves the host's files
     with steps.step("init"):
         _become_init(plan)
     with steps.step("cgroups"):
