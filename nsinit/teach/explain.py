@@ -321,12 +321,12 @@ def _finalize(config: Config) -> list[Part]:
                       calls, {"sets": {key: {"mask": cap_mask_hex(mask), "names": capabilities.mask_to_names(mask)}
                                        for key, mask in status.items()},
                               "dropped_from_bounding": dropped}))
-    parts.extend(_seccomp(config))
     parts.append(Part("cwd", "child", "the working directory, inside the container", [f"chdir(\"{config.working_dir}\")"]))
     parts.append(Part("signals", "child", "signal dispositions and mask reset, every fd above 2 closed on exec: "
                       "nothing of nsinit leaks into the command", ["rt_sigaction(1..64, SIG_DFL)",
                                                                     "sigprocmask(SIG_SETMASK, {})",
                                                                     "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)"]))
+    parts.extend(_seccomp(config))  # last before execve: nsinit's own steps are not filtered
     parts.append(Part("exec", "child", "the init becomes the command: PID 1 of the container (its end closes "
                       "the sync socket, which tells the supervisor it worked)", ["execve(COMMAND, ARGS, ENV)"],
                       {"environment": list(config.environment)}))
@@ -337,12 +337,31 @@ def _finalize(config: Config) -> list[Part]:
 
 
 def _seccomp(config: Config) -> list[Part]:
-    """Seccomp, if this nsinit's config model has it (the seccomp branch adds it)."""
+    """The syscall filter, if this nsinit's config model has one (the field
+    ``seccomp``: SeccompConfig with default_action and syscalls rules)."""
     profile = getattr(config, "seccomp", None)
     if not profile:
         return []
-    return [Part("seccomp", "child", "a filter the kernel runs on every system call of the command",
-                 [f"seccomp(SECCOMP_SET_MODE_FILTER, {profile!r})"])]
+    default = _seccomp_action(profile.default_action, getattr(profile, "default_errno_ret", None))
+    calls = [f"seccomp(SECCOMP_SET_MODE_FILTER, {'|'.join(getattr(profile, 'flags', ())) or '0'}, "
+             f"default {default}, {len(profile.syscalls)} rules)"]
+    for rule in profile.syscalls:
+        args = " && ".join(f"arg{a.index} {a.op} {a.value}" + (f" ({a.value_two})" if a.op == "masked_eq" else "")
+                           for a in getattr(rule, "args", ()))
+        calls.append(f"  {','.join(rule.names)}{' if ' + args if args else ''} → "
+                     f"{_seccomp_action(rule.action, getattr(rule, 'errno_ret', None))}")
+    return [Part("seccomp", "child", "a filter the kernel runs on every system call of the command, "
+                 "loaded last so that nsinit's own steps are not filtered", calls,
+                 {"default_action": profile.default_action, "rules": len(profile.syscalls)})]
+
+
+def _seccomp_action(action: str, errno_ret: int | None) -> str:
+    if action == "errno":
+        import errno
+
+        code = 1 if errno_ret is None else errno_ret
+        return f"errno {errno.errorcode.get(code, code)}"
+    return action
 
 
 def _limit(value: int) -> str:

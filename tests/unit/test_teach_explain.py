@@ -39,3 +39,18 @@ def test_any_other_uid_keeps_only_the_ambient_set() -> None:
 
 def test_clone_flags_are_named() -> None:
     assert clone_flag_text(0x00020000 | 0x20000000) == "CLONE_NEWNS|CLONE_NEWPID|SIGCHLD"
+
+
+def test_seccomp_rules_are_listed_when_the_config_has_them() -> None:
+    # The config model gets its seccomp field on another branch; explain reads it by name.
+    from types import SimpleNamespace
+
+    from nsinit.teach.explain import _seccomp
+
+    rule = SimpleNamespace(names=("mount", "umount2"), action="errno", errno_ret=None,
+                           args=(SimpleNamespace(index=0, op="eq", value=5, value_two=0),))
+    profile = SimpleNamespace(default_action="allow", default_errno_ret=None, flags=(), syscalls=(rule,))
+    parts = _seccomp(SimpleNamespace(seccomp=profile))  # type: ignore[arg-type]
+    assert parts[0].calls == ["seccomp(SECCOMP_SET_MODE_FILTER, 0, default allow, 1 rules)",
+                              "  mount,umount2 if arg0 eq 5 → errno EPERM"]
+    assert _seccomp(SimpleNamespace()) == []  # type: ignore[arg-type]
