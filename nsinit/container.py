@@ -673,8 +673,9 @@ class _Join(_Launch):
                 # init is gone by now.  The kernel stops pid allocation in
                 # the namespace before the init's exit shows on its pidfd,
                 # so for those errors we give the exit a moment to show.
-                dying = isinstance(err, OSError) and err.errno in (errno.ENOMEM, errno.ESRCH,
-                                                                   errno.ECONNRESET, errno.EPIPE)
+                # The child's own setns failing with ESRCH counts too: its errno
+                # crosses the sync socket now.
+                dying = getattr(err, "errno", None) in (errno.ENOMEM, errno.ESRCH, errno.ECONNRESET, errno.EPIPE)
                 # Reap our child first: a dying pid namespace's init does not
                 # finish exiting while a zombie of the namespace is unreaped.
                 self.kill_child()

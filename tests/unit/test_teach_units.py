@@ -1,4 +1,4 @@
-"""The parts of ``nsinit explain`` that need no container: flag and mask spelling,
+"""The parts of ``nsinit explain`` and the trace that need no container: flag and mask spelling,
 the execve capability rules (checked against a real container in
 tests/integration/test_teach_explain.py)."""
 from __future__ import annotations
