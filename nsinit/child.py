@@ -103,8 +103,9 @@ class _Step:
         from nsinit.teach import calltrace
 
         ms = (time.monotonic() - self.start) * 1000
-        failed = {"failed": True, "errno": errno_of(err),
-                  "error": getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)} if err is not None else {}
+        failed = {} if err is None else {
+            "failed": True, "errno": errno_of(err),
+            "error": getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)}
         sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calltrace.take(), **failed)
 
 

@@ -113,7 +113,8 @@ def _command_word(words: list[str]) -> str | None:
 
 # The `exec` options a plain command line uses, spelled out in full: with
 # these, parse_plain_exec gives docopt's answer without importing docopt.
-_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "--trace-json": "--trace-json", "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty"}
+_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "--trace-json": "--trace-json",
+                     "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty"}
 _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user", "--user": "--user",
                       "--cwd": "--cwd", "-e": "--env", "--env": "--env"}
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
@@ -275,13 +276,19 @@ def cmd_teach(args: dict[str, Any]) -> int:
         for text in warnings:
             sys.stderr.write(f"nsinit: warning: {text}\n")
         parts = explain.explain(config, os.path.abspath(args["--root"]))
-        print(json.dumps(explain.to_json(parts, config), indent=2) if args["--json"] else explain.to_text(parts), end="\n" if args["--json"] else "")
+        if args["--json"]:
+            print(json.dumps(explain.to_json(parts, config), indent=2))
+        else:
+            sys.stdout.write(explain.to_text(parts))
         return 0
     if args.get("inspect"):
         from nsinit.teach import inspect
 
         report = inspect.inspect(args["--root"])
-        print(json.dumps(report, indent=2) if args["--json"] else inspect.to_text(report), end="\n" if args["--json"] else "")
+        if args["--json"]:
+            print(json.dumps(report, indent=2))
+        else:
+            sys.stdout.write(inspect.to_text(report))
         return 0
     from nsinit.teach import timeline
 

@@ -263,8 +263,9 @@ def _devices(plan: Plan, config: Config, tty: bool) -> None:
             _bind(plan, target, target, 0, step="devices",
                   note="mknod is refused in a user namespace: the host's node is bound")
         else:
-            plan.add("devices", Call("mknod", target, data=f"{device.type} {device.major}:{device.minor}, "
-                                                           f"mode {device.file_mode:o}, owner {device.uid}:{device.gid}"))
+            node = f"{device.type} {device.major}:{device.minor}, mode {device.file_mode:o}, " \
+                   f"owner {device.uid}:{device.gid}"
+            plan.add("devices", Call("mknod", target, data=node))
     plan.add("devices", Call("symlink", "/dev/ptmx", "pts/ptmx"))
     if tty:
         plan.add("devices", Call("mount", "/dev/console", "<the pty slave>", None, MS_BIND))

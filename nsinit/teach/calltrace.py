@@ -112,7 +112,8 @@ def _spellings() -> list[tuple[object, str, Callable[..., str]]]:
         (_native, "mount", lambda source, target, fstype, flags=0, data=None, **_: (
             f"mount({quote(_where(source))}, {quote(_where(target))}, {quote(fstype)}, "
             f"{flag_text(flags)}, {quote(data)})")),
-        (_native, "umount2", lambda target, flags=0: f"umount2({quote(target)}, {'MNT_DETACH' if flags == 2 else flags})"),
+        (_native, "umount2", lambda target, flags=0: (
+            f"umount2({quote(target)}, {'MNT_DETACH' if flags == 2 else flags})")),
         (_native, "pivot_root", lambda new, old: f"pivot_root({quote(new)}, {quote(old)})"),
         (_native, "sethostname", lambda name: f"sethostname({quote(name)})"),
         (_native, "setns", lambda fd, nstype=0: f"setns({_fd_name(fd)}, {clone_flag_text(nstype)})"),

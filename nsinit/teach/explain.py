@@ -134,7 +134,7 @@ def planned_cgroup_writes(config: Config, root: str) -> tuple[list[tuple[str, st
     writes: list[tuple[str, str, str]] = []
     manager.write = lambda field, path, value: writes.append((field, path, value))  # type: ignore[method-assign]
     try:
-        manager.write_limits(manager.resources, updating=False)
+        manager.write_limits(manager.resources, updating=False)  # type: ignore[attr-defined]  # v1 and v2 both
     except Exception as err:  # noqa: BLE001 - e.g. a weight file only the made cgroup would show
         writes.append(("(unknown)", "(decided when the cgroup exists)", str(err)))
     allow_all, rules = devices.container_rules(manager.devices, manager.resources)
@@ -160,7 +160,7 @@ def _clone(config: Config) -> Part:
     if shared:
         why += " Shared with the host: " + ", ".join(shared) + "."
     return Part("clone", "parent", why, [f"clone3({{flags = {clone_flag_text(flags)}}})"],
-                {"flags": flags, "new": [n for n in names.NAMESPACE_CLONE_FLAGS if flags & names.NAMESPACE_CLONE_FLAGS[n]],
+                {"flags": flags, "new": [n for n, bit in names.NAMESPACE_CLONE_FLAGS.items() if flags & bit],
                  "shared_with_host": shared, "joined": joined})
 
 
@@ -182,10 +182,10 @@ def _attach(config: Config, root: str) -> Part:
 def _parent_setup(config: Config, veth: list[Any]) -> list[Part]:
     parts = []
     for network in veth:
-        calls = [f"RTM_NEWLINK veth {network.host_interface_name or network.prefix + 'XXXXXXX'} "
-                 f"peer {network.name} (in the container's netns)"]
+        host_end = network.host_interface_name or network.prefix + "XXXXXXX"
+        calls = [f"RTM_NEWLINK veth {host_end} peer {network.name} (in the container's netns)"]
         if network.bridge:
-            calls.append(f"RTM_NEWLINK {network.host_interface_name or network.prefix + 'XXXXXXX'} master {network.bridge} up")
+            calls.append(f"RTM_NEWLINK {host_end} master {network.bridge} up")
         for key in ("address", "ipv6_address"):
             if getattr(network, key):
                 calls.append(f"RTM_NEWADDR {getattr(network, key)} dev {network.name}")
@@ -266,7 +266,8 @@ def _middle(config: Config) -> list[Part]:
                           ["ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)"]))
     if config.sysctl:
         parts.append(Part("sysctl", "child", "kernel settings of the container's own namespaces",
-                          [f"write(\"/proc/sys/{key.replace('.', '/')}\", \"{value}\")" for key, value in config.sysctl]))
+                          [f"write(\"/proc/sys/{key.replace('.', '/')}\", \"{value}\")"
+                           for key, value in config.sysctl]))
     return parts
 
 
@@ -289,8 +290,8 @@ def _finalize(config: Config) -> list[Part]:
     parts = []
     if config.rlimits:
         parts.append(Part("rlimits", "child", "limits per process, inherited by everything the command starts",
-                          [f"setrlimit({names.RLIMIT_NAMES.get(r.type, r.type)}, {{{_limit(r.soft)}, {_limit(r.hard)}}})"
-                           for r in config.rlimits]))
+                          [f"setrlimit({names.RLIMIT_NAMES.get(r.type, r.type)}, "
+                           f"{{{_limit(r.soft)}, {_limit(r.hard)}}})" for r in config.rlimits]))
     if config.oom_score_adj is not None:
         parts.append(Part("oom_score_adj", "child", "how eagerly the OOM killer picks this container",
                           [f"write(\"/proc/self/oom_score_adj\", \"{config.oom_score_adj}\")"]))
@@ -305,7 +306,8 @@ def _finalize(config: Config) -> list[Part]:
     dropped = [names.CAPABILITY_NAMES.get(bit, str(bit)) for bit in range(last + 1)
                if not capabilities.names_to_mask(caps.bounding) & supported & (1 << bit)]
     calls = [f"prctl(PR_CAPBSET_DROP, {name})" for name in dropped]
-    calls += ["prctl(PR_SET_KEEPCAPS, 1)", "setgroups(…)", f"setresgid(…)", f"setresuid({uid if uid is not None else '…'})",
+    calls += ["prctl(PR_SET_KEEPCAPS, 1)", "setgroups(…)", "setresgid(…)",
+              f"setresuid({uid if uid is not None else '…'})",
               "prctl(PR_SET_KEEPCAPS, 0)",
               f"capset(effective={cap_mask_hex(capabilities.names_to_mask(caps.effective) & supported)}, "
               f"permitted={cap_mask_hex(capabilities.names_to_mask(caps.permitted) & supported)}, "
@@ -321,7 +323,8 @@ def _finalize(config: Config) -> list[Part]:
                       calls, {"sets": {key: {"mask": cap_mask_hex(mask), "names": capabilities.mask_to_names(mask)}
                                        for key, mask in status.items()},
                               "dropped_from_bounding": dropped}))
-    parts.append(Part("cwd", "child", "the working directory, inside the container", [f"chdir(\"{config.working_dir}\")"]))
+    parts.append(Part("cwd", "child", "the working directory, inside the container",
+                      [f"chdir(\"{config.working_dir}\")"]))
     parts.append(Part("signals", "child", "signal dispositions and mask reset, every fd above 2 closed on exec: "
                       "nothing of nsinit leaks into the command", ["rt_sigaction(1..64, SIG_DFL)",
                                                                     "sigprocmask(SIG_SETMASK, {})",

@@ -152,7 +152,7 @@ def _read_cgroup_file(directory: str, name: str) -> str | None:
 
 def network(pid: int, *, addresses: bool = True) -> dict[str, Any]:
     """Interfaces (with counters and IPv4 addresses) and IPv4 routes, through /proc/PID/net."""
-    interfaces = []
+    interfaces: list[dict[str, Any]] = []
     for line in _read_lines(f"/proc/{pid}/net/dev")[2:]:
         name, _, counters = line.partition(":")
         values = counters.split()
@@ -240,10 +240,12 @@ def to_text(report: dict[str, Any]) -> str:
              f"init pid     {report['pid']['host']} on the host, {report['pid']['container']} inside", "",
              f"{'namespace':<10} {'container':>12} {'host':>12}  "]
     for kind, ns in report["namespaces"].items():
-        lines.append(f"{kind:<10} {ns['container']:>12} {ns['host']:>12}  {'own' if ns['own'] else 'shared with the host'}")
+        whose = "own" if ns["own"] else "shared with the host"
+        lines.append(f"{kind:<10} {ns['container']:>12} {ns['host']:>12}  {whose}")
     lines.append("")
     for key in ("uid_map", "gid_map"):
-        lines.append(f"{key:<10} container: {'; '.join(report[key]['container'])}   host: {'; '.join(report[key]['host'])}")
+        inside, host = "; ".join(report[key]["container"]), "; ".join(report[key]["host"])
+        lines.append(f"{key:<10} container: {inside}   host: {host}")
     lines.append("")
     for key, sets in report["capabilities"].items():
         inside = sets["container"]
@@ -265,7 +267,7 @@ def to_text(report: dict[str, Any]) -> str:
     lines.append("")
     net = report["network"]
     lines.append("network interfaces (container | host): "
-                 + " ".join(f"{i['name']}{' ' + i['ipv4'] if i.get('ipv4') else ''}" for i in net["container"]["interfaces"])
+                 + " ".join(f"{i['name']} {i.get('ipv4', '')}".strip() for i in net["container"]["interfaces"])
                  + " | " + " ".join(i["name"] for i in net["host"]["interfaces"]))
     for route in net["container"]["routes"]:
         lines.append(f"  route {route['destination']}/{route['mask']} via {route['gateway']} dev {route['interface']}")

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 
+from nsinit.errors import NsinitError
+
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Any
-
-from nsinit.errors import NsinitError
 
 WIDTH = 1100
 GUTTER = 230          # step names, left of the bars
@@ -47,7 +47,8 @@ def read_trace(path: str) -> list[dict[str, Any]]:
         if isinstance(record, dict) and {"step", "side", "start", "ms"} <= set(record):
             records.append(record)
     if not records:
-        raise NsinitError("trace-timeline", f"{path}: no step records (make one with: nsinit --trace=json exec ... 2> {path})", 1)
+        raise NsinitError("trace-timeline", f"{path}: no step records "
+                                            f"(make one with: nsinit --trace=json exec ... 2> {path})", 1)
     return records
 
 
@@ -56,8 +57,8 @@ def is_wait(record: dict[str, Any]) -> bool:
 
 
 def render(records: list[dict[str, Any]]) -> str:
-    start = min(r["start"] for r in records)
-    end = max(r["start"] + r["ms"] / 1000 for r in records)
+    start = float(min(r["start"] for r in records))
+    end = float(max(r["start"] + r["ms"] / 1000 for r in records))
     span_ms = max((end - start) * 1000, 0.001)
     scale = (WIDTH - GUTTER - 30) / span_ms
 
@@ -137,7 +138,8 @@ def _row(record: dict[str, Any], y: float, x: Any, scale: float) -> list[str]:
         summary += f' · {record.get("errno_name") or "failed"}: {record.get("error", "")}'
     anchor = "start" if after + 6.5 * len(summary) < WIDTH else "end"
     at = after if anchor == "start" else left - 5
-    parts.append(f'<text x="{at:.1f}" y="{y + 13}" text-anchor="{anchor}" fill="#555" font-size="11">{escape(summary)}</text>')
+    parts.append(f'<text x="{at:.1f}" y="{y + 13}" text-anchor="{anchor}" fill="#555" font-size="11">'
+                 f'{escape(summary)}</text>')
     return parts
 
 
@@ -147,7 +149,7 @@ def _messages(records: list[dict[str, Any]], rows: dict[int, float], x: Any) -> 
         return next((r for r in records if r["side"] == side and r["step"] == step), None)
 
     def end(record: dict[str, Any]) -> float:
-        return record["start"] + record["ms"] / 1000
+        return float(record["start"] + record["ms"] / 1000)
 
     arrows = []
     pairs = [

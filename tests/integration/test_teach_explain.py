@@ -142,7 +142,8 @@ def test_a_user_namespace_config_is_what_explain_says(nsinit: Nsinit, traversabl
 
 
 def test_explain_names_shared_namespaces_rlimits_and_cgroup_writes(nsinit: Nsinit) -> None:
-    nsinit.config(hostname=None, networks=None, namespaces=["NEWNS", "NEWPID"], rlimits=[{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}],
+    nsinit.config(hostname=None, networks=None, namespaces=["NEWNS", "NEWPID"],
+                  rlimits=[{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}],
                   cgroups={"memory": 64 << 20, "pids_limit": 20})
     report = explained(nsinit)
     clone = step(report, "clone")

@@ -34,7 +34,7 @@ def test_own_and_shared_namespaces_pids_limits_and_mounts(nsinit: Nsinit) -> Non
     assert text.returncode == 0 and "shared with the host" in text.stdout
     ns = report["namespaces"]
     assert {k for k, v in ns.items() if v["own"]} == {"NEWNS", "NEWPID", "NEWIPC"}
-    for kind, entry in ns.items():  # the inodes are the kernel's, for the init and for us
+    for entry in ns.values():  # the inodes are the kernel's, for the init and for us
         assert entry["container"] == inodes[entry["file"]]
         assert entry["host"] == os.stat(f"/proc/self/ns/{entry['file']}").st_ino
     assert report["pid"] == {"host": container.pid, "container": 1}
