@@ -7,6 +7,7 @@ from typing import Any
 
 from conftest import Nsinit, needs_root
 from _live import Live
+from test_network import bridge, subnet  # noqa: F401 - fixtures
 
 pytestmark = needs_root
 
@@ -73,3 +74,26 @@ def test_no_container_is_one_line_and_exit_1(nsinit: Nsinit) -> None:
     result = nsinit.run("inspect")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "no running container" in result.stderr
+
+
+def test_a_veth_network_is_what_explain_said_and_inspect_sees(  # type: ignore[no-untyped-def]
+        nsinit: Nsinit, bridge, subnet, link_prefix: str) -> None:
+    name = bridge()
+    address = f"{subnet[2]}/{subnet.prefixlen}"
+    nsinit.config(networks=[{"type": "loopback"},
+                            {"type": "veth", "bridge": name, "address": address, "gateway": str(subnet[1]),
+                             "name": "eth0", "prefix": link_prefix}])
+    explained = json.loads(nsinit.run("explain", "--json").stdout)
+    network = next(s for s in explained["steps"] if s["step"] == "network")
+    assert f"RTM_NEWADDR {address} dev eth0" in network["calls"]
+    assert f"RTM_NEWROUTE default via {subnet[1]} dev eth0" in network["calls"]
+    container = Live(nsinit, SCRIPT).wait_ready()
+    try:
+        report = inspected(nsinit)
+    finally:
+        container.stop()
+    interfaces = {i["name"]: i for i in report["network"]["container"]["interfaces"]}
+    assert set(interfaces) == {"lo", "eth0"}
+    assert interfaces["eth0"]["ipv4"] == address
+    routes = report["network"]["container"]["routes"]
+    assert {"interface": "eth0", "destination": "0.0.0.0", "gateway": str(subnet[1]), "mask": "0.0.0.0"} in routes
