@@ -46,7 +46,7 @@ class ChildPlan:
     stdio: console.Stdio
     sync_fd: int
     close_after_clone: list[int]
-    trace: bool = False
+    trace: bool | str = False
     join_pidfd: int = -1     # joining: the live init, pinned by a pidfd
     join_flags: int = 0      # joining: namespaces to enter through it
     cgroup_files: list[str] = field(default_factory=list)  # write "0" to move in

@@ -60,7 +60,7 @@ def trace_line(trace: bool | str, record: dict) -> None:
 class Container:
     """The container whose files live in ``root`` (container.json, pid, state.json)."""
 
-    def __init__(self, root: str, config: Config | None, *, trace: bool = False,
+    def __init__(self, root: str, config: Config | None, *, trace: bool | str = False,
                  warn: Callable[[str], None] | None = None) -> None:
         self.root = os.path.abspath(root)
         self.config = config
@@ -76,7 +76,7 @@ class Container:
         return cls(root, None)
 
     @classmethod
-    def load(cls, root: str = ".", config_path: str | None = None, *, trace: bool = False,
+    def load(cls, root: str = ".", config_path: str | None = None, *, trace: bool | str = False,
              warn: Callable[[str], None] | None = None) -> "Container":
         """The container of ``root`` with container.json read now (errors and
         warnings at once)."""
@@ -86,7 +86,7 @@ class Container:
         return container
 
     @classmethod
-    def for_exec(cls, root: str = ".", config_path: str | None = None, *, trace: bool = False,
+    def for_exec(cls, root: str = ".", config_path: str | None = None, *, trace: bool | str = False,
                  warn: Callable[[str], None] | None = None) -> "Container":
         """A handle for ``run``: container.json is read only if the container
         must be created.  A join takes the config recorded at creation, so it
