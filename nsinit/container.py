@@ -379,6 +379,18 @@ class _Launch:
         sync.send(self.sync_fd, go=True)
         self.read_child_messages(until=None)
 
+    child_step_end = 0.0
+
+    def trace_exec(self) -> None:
+        """The child's last step, exec, ends with the exec itself: only the
+        EOF it causes on the sync socket says it worked, so it is traced here."""
+        from nsinit.teach import calltrace
+
+        start = self.child_step_end or time.monotonic()
+        args = ", ".join(f'"{arg}"' for arg in self.process.args)
+        trace_line(self.container.trace, calltrace.step_record(
+            self.kind, "child", "exec", start, (time.monotonic() - start) * 1000, [f"execve([{args}], …)"]))
+
     def read_child_messages(self, until: str | None) -> None:
         """Handle the child's messages until one carries ``until`` (or, for
         None, until EOF: the exec closed the child's end)."""
@@ -408,18 +420,6 @@ class _Launch:
                 failure.from_child = True  # type: ignore[attr-defined]  # not the waiting step's own failure
                 failure.errno = message.get("errno")  # type: ignore[attr-defined]
                 raise failure
-
-    child_step_end = 0.0
-
-    def trace_exec(self) -> None:
-        """The child's last step, exec, ends with the exec itself: only the
-        EOF it causes on the sync socket says it worked, so it is traced here."""
-        from nsinit.teach import calltrace
-
-        start = self.child_step_end or time.monotonic()
-        args = ", ".join(f'"{arg}"' for arg in self.process.args)
-        trace_line(self.container.trace, calltrace.step_record(
-            self.kind, "child", "exec", start, (time.monotonic() - start) * 1000, [f"execve([{args}], …)"]))
 
     def supervise(self) -> int:
         stdio = self.stdio

@@ -93,27 +93,6 @@ def mount_all(config) -> None:  # type: ignore[no-untyped-def]
         os.close(root_fd)
 
 
-def mount_kind(config, m) -> str:  # type: ignore[no-untyped-def]
-    """How ``_mount_entry`` mounts ``m``: "bind", "host sysfs", "tmpfs",
-    "mqueue", "cgroup" or "fs".  ``nsinit explain`` (mount/plan.py) follows
-    the same choice, so what it shows is what this module does."""
-    device = m.device
-    if device == "bind":
-        return "bind"
-    if device == "sysfs" and _userns_without_netns(config):
-        return "host sysfs"
-    if device in ("tmpfs", "mqueue"):
-        return device
-    if device in ("cgroup", "cgroup2"):
-        return "cgroup"
-    return "fs"
-
-
-def host_sysfs_flags(flags: int) -> int:
-    """The bind flags of "host sysfs": the host's /sys, all of it, read-only."""
-    return flags | MS_REC | MS_RDONLY
-
-
 def _mount_entry(config, rootfs: str, root_fd: int, m) -> None:  # type: ignore[no-untyped-def]
     device = m.device
     data = m.data or None
@@ -154,6 +133,27 @@ def _mount_entry(config, rootfs: str, root_fd: int, m) -> None:  # type: ignore[
 
 def _userns_without_netns(config) -> bool:  # type: ignore[no-untyped-def]
     return bool(config.has_namespace("NEWUSER") and not config.has_namespace("NEWNET"))
+
+
+def mount_kind(config, m) -> str:  # type: ignore[no-untyped-def]
+    """How ``_mount_entry`` mounts ``m``: "bind", "host sysfs", "tmpfs",
+    "mqueue", "cgroup" or "fs".  ``nsinit explain`` (mount/plan.py) follows
+    the same choice, so what it shows is what this module does."""
+    device = m.device
+    if device == "bind":
+        return "bind"
+    if device == "sysfs" and _userns_without_netns(config):
+        return "host sysfs"
+    if device in ("tmpfs", "mqueue"):
+        return device
+    if device in ("cgroup", "cgroup2"):
+        return "cgroup"
+    return "fs"
+
+
+def host_sysfs_flags(flags: int) -> int:
+    """The bind flags of "host sysfs": the host's /sys, all of it, read-only."""
+    return flags | MS_REC | MS_RDONLY
 
 
 def readonly_submounts(rootfs: str, root_fd: int, destination: str) -> None:
