@@ -4,15 +4,16 @@ In each lesson, every ```sh block runs in order (``bash -e``, in the lesson's
 directory once its first block has made it), with ``nsinit`` on PATH being the
 tree under test, and must succeed; an ```output block right after it lists
 lines that must appear in what it printed.  The lesson's /tmp/lesson-NAME is
-put under the test's tmp_path.  So the lessons cannot rot.
+put under a fresh directory in /tmp.  So the lessons cannot rot.
 """
 from __future__ import annotations
 
 import os
 import re
-import stat
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -75,30 +76,27 @@ def nsinit_on_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def traversable(tmp_path: Path) -> Iterator[None]:
-    """Lesson 4's container root is host uid 100000: it must reach the rootfs by path."""
-    changed = []
-    for directory in [tmp_path, *tmp_path.parents]:
-        mode = stat.S_IMODE(directory.stat().st_mode)
-        if not mode & stat.S_IXOTH:
-            directory.chmod(mode | stat.S_IXOTH)
-            changed.append((directory, mode))
+def lesson_base() -> Iterator[Path]:
+    """Where the lesson's /tmp/lesson-NAME goes: under /tmp, 0711, not under
+    pytest's 0700 directories, because lesson 4's container root is host uid
+    100000 and must reach its rootfs by path."""
+    base = Path(tempfile.mkdtemp(prefix="nsinit-lessons-", dir="/tmp"))
+    base.chmod(0o711)
     try:
-        yield
+        yield base
     finally:
-        for directory, mode in changed:
-            directory.chmod(mode)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_the_lesson_runs_as_written(lesson: Path, tmp_path: Path, nsinit_on_path: Path, busybox_template: Path,
-                                    traversable: None, no_residue: None) -> None:
+                                    lesson_base: Path, no_residue: None) -> None:
     text = lesson.read_text()
-    workdir = Path(str(tmp_path) + LESSON_DIR.search(text).group(0))  # type: ignore[union-attr]
+    workdir = Path(str(lesson_base) + LESSON_DIR.search(text).group(0))  # type: ignore[union-attr]
     env = {**os.environ, "PATH": f"{nsinit_on_path}:{os.environ['PATH']}"}
     try:
         for number, (commands, expected) in enumerate(steps(text), 1):
-            script = LESSON_DIR.sub(lambda m: str(tmp_path) + m.group(0), commands)
+            script = LESSON_DIR.sub(lambda m: str(lesson_base) + m.group(0), commands)
             output_file = tmp_path / f"block-{number}.out"
             with open(output_file, "w") as out:
                 # A file, not a pipe: a container a block leaves running in the
