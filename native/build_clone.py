@@ -1,4 +1,5 @@
-"""cffi (API mode) build script for native/clone.c -> nsinit._clone.
+"""cffi (API mode) build script for native/clone.c -> nsinit._clone; run as a
+script, it also builds native/trampoline.c -> nsinit/_trampoline.
 
 Built without the limited API on purpose: PyOS_BeforeFork and friends,
 which nsi_clone needs to keep the interpreter consistent in the child,
@@ -30,6 +31,7 @@ ffibuilder.cdef(
                   unsigned long a4, unsigned long a5);
     int nsi_openat2(int dirfd, const char *path, uint64_t flags,
                     uint64_t mode, uint64_t resolve);
+    long nsi_fstatfs_type(int fd);
     int nsi_close_range(unsigned int first, unsigned int last, unsigned int flags);
     int nsi_bpf_load_device_program(const void *insns, unsigned int insn_count,
                                     const char *license, char *log, unsigned int log_size);
@@ -45,6 +47,27 @@ ffibuilder.set_source(
     extra_compile_args=["-O2", "-Wall"],
 )
 
+# native/trampoline.c -> nsinit/_trampoline: static, no libc, about 1 KB
+# (copied into a memfd on every start, see nsinit/trampoline.py).
+TRAMPOLINE_FLAGS = [
+    "-Os", "-static", "-nostdlib", "-no-pie", "-ffreestanding", "-fno-builtin",
+    "-fno-stack-protector", "-fno-asynchronous-unwind-tables", "-fcf-protection=none",
+    "-Wall", "-Wextra", "-Werror",
+    "-Wl,--build-id=none", "-Wl,-z,noexecstack", "-Wl,-z,noseparate-code", "-s",
+]
+
+
+def build_trampoline(target: pathlib.Path) -> None:
+    import os
+    import subprocess
+
+    scratch = target.with_name(target.name + ".new")
+    compiler = os.environ.get("CC", "gcc")
+    subprocess.run([compiler, *TRAMPOLINE_FLAGS, "-o", str(scratch), str(HERE / "trampoline.c")],
+                   check=True)
+    scratch.replace(target)  # atomic: a container starting now reads the old or the new one
+
+
 if __name__ == "__main__":
     import tempfile
 
@@ -54,3 +77,4 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         built = ffibuilder.compile(tmpdir=tmp, verbose=False)
         shutil.copy(built, HERE.parent / "nsinit" / pathlib.Path(built).name)
+    build_trampoline(HERE.parent / "nsinit" / "_trampoline")

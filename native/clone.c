@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/bpf.h>
@@ -125,6 +126,16 @@ static int nsi_openat2(int dirfd, const char *path, uint64_t flags,
 {
     struct nsi_open_how how = { flags, mode, resolve };
     return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/* The filesystem magic of what ``fd`` is on (f_type of fstatfs(2)): Python has no fstatfs. */
+static long nsi_fstatfs_type(int fd)
+{
+    struct statfs st;
+
+    if (fstatfs(fd, &st) < 0)
+        return -1;
+    return (long)st.f_type;
 }
 
 static int nsi_close_range(unsigned int first, unsigned int last, unsigned int flags)

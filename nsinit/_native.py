@@ -107,6 +107,14 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     return int(fd)
 
 
+def fstatfs_type(fd: int) -> int:
+    """The magic number (f_type) of the filesystem ``fd`` is on."""
+    magic = lib.nsi_fstatfs_type(fd)
+    if magic == -1:
+        _raise("fstatfs")
+    return int(magic)
+
+
 def cloexec_from(first: int) -> None:
     """Mark every fd >= first close-on-exec (close_range CLOEXEC)."""
     if lib.nsi_close_range(first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) < 0:

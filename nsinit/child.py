@@ -12,9 +12,10 @@ import errno
 import gc
 import os
 import resource
+import stat
 import time
 
-from nsinit import _native, console, namespaces, sync
+from nsinit import _native, console, namespaces, sync, trampoline
 # One write(2), no O_CREAT: for /proc and /sys files as for cgroupfs (already
 # loaded by the supervisor on both create and join).
 from nsinit.cgroups.fs import write_file
@@ -51,6 +52,8 @@ class ChildPlan:
     join_flags: int = 0      # joining: namespaces to enter through it
     cgroup_files: list[str] = field(default_factory=list)  # write "0" to move in
     unshare_cgroupns: bool = False
+    init_binary: str = ""    # exec --init: the host's static tini, bound at /dev/init
+    init_prefix: list[str] = field(default_factory=list)  # exec --init: tini's argv before the command
 
 
 class StepFailed(Exception):
@@ -145,6 +148,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
         _become_init(plan)
     with steps.step("cgroups"):
         attach_to_cgroups(plan.cgroup_files)  # host paths: before setns
+    with steps.step("trampoline"):
+        trampoline_fd = trampoline.sealed_copy()  # nsinit's files: before setns too
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
     with steps.step("setns"):
@@ -154,10 +159,10 @@ def _join_and_exec(plan: ChildPlan) -> None:
             os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
     with steps.step("console"):
         if plan.stdio.pty_in_container:
-            # setns put us in the container's mounts: this is its devpts.
-            _open_console(plan, "/dev/pts/ptmx")
+            # setns put us in the container's mounts, and made "/" its root.
+            _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd)
 
 
 def import_step_modules(*names: str) -> None:
@@ -193,6 +198,8 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     # container; and before pivot_root hides nsinit's files.
     with steps.step("load steps"):
         import_step_modules("mount", "network", "identity", "capabilities")
+    with steps.step("trampoline"):
+        trampoline_fd = trampoline.sealed_copy()
     from nsinit import mount, network
 
     with steps.step("wait for parent"):
@@ -216,9 +223,12 @@ def _setup_and_exec(plan: ChildPlan) -> None:
             mount.mount_all(cfg)
         if plan.stdio.pty_in_container:
             with steps.step("console"):
-                _open_console(plan, os.path.join(os.path.realpath(cfg.rootfs), "dev/pts/ptmx"))  # type: ignore[attr-defined]
+                _open_console(plan, os.path.realpath(cfg.rootfs))  # type: ignore[attr-defined]
         with steps.step("devices"):
             mount.create_devices(cfg, plan.stdio.console_fd)
+        if plan.init_binary:
+            with steps.step("--init"):
+                mount.bind_init(cfg, plan.init_binary)
         if plan.stdio.pty_in_container:
             with steps.step("console"):
                 console.attach_child_stdio(plan.stdio)
@@ -240,11 +250,13 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
-    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd)
+    finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
+                     plan.init_prefix)
 
 
 def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
-                     user: str, cwd: str) -> NoReturn:
+                     user: str, cwd: str, trampoline_fd: int,
+                     init_prefix: list[str] | None = None) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
@@ -272,6 +284,7 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         # die with its supervisor.
         _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")  # type: ignore[attr-defined]
     env = build_environment(cfg.environment, extra_env, ident)  # type: ignore[attr-defined]
+    os.umask(cfg.umask)  # type: ignore[attr-defined]  # the config's, never the caller's
     with steps.step("cwd"):
         try:
             os.chdir(cwd)
@@ -281,7 +294,8 @@ def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list
         reset_signals()
         _native.cloexec_from(3)
     with steps.step("exec"):
-        exec_command(args, env)
+        exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
+                     cfg.rootfs)  # type: ignore[attr-defined]
     raise AssertionError("unreachable")
 
 
@@ -342,9 +356,14 @@ def _write_first(paths: tuple[str, ...], value: str) -> None:
     raise NsinitError("security label", f"none of {', '.join(paths)} exists")
 
 
-def _open_console(plan: ChildPlan, ptmx: str) -> None:
-    """Make the pty in the container's devpts; its master goes to the supervisor."""
-    master, slave = console.open_container_pty(ptmx)
+def _open_console(plan: ChildPlan, root: str) -> None:
+    """Make the pty in the devpts of the container whose root is ``root``;
+    its master goes to the supervisor."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        master, slave = console.open_container_pty(root_fd)
+    finally:
+        os.close(root_fd)
     try:
         sync.send(plan.sync_fd, console=True, pass_fd=master)
     finally:
@@ -412,9 +431,13 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def find_executable(name: str, env: list[str]) -> str:
+def find_executable(name: str, env: list[str], rootfs: str = "/") -> str:
+    """The command's path by $PATH, found and checked here: the trampoline's
+    execve reports only an errno (see exec_failure).  Errors name the rootfs
+    searched (on the host), since a config read from elsewhere may point at
+    another one."""
     if "/" in name:
-        return name
+        return _check_executable(name, rootfs)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
     found_not_executable = ""
     for directory in path.split(":"):
@@ -425,13 +448,39 @@ def find_executable(name: str, env: list[str]) -> str:
             found_not_executable = found_not_executable or candidate
     if found_not_executable:
         raise NsinitError("exec", f"{found_not_executable}: Permission denied", EXIT_CANNOT_EXECUTE)
-    raise NsinitError("exec", f"{name}: command not found", EXIT_NOT_FOUND)
+    raise NsinitError("exec", f"{name}: command not found in the rootfs {rootfs} (PATH={path})", EXIT_NOT_FOUND)
 
 
-def exec_command(args: list[str], env: list[str]) -> NoReturn:
-    path = find_executable(args[0], env)
+def _check_executable(path: str, rootfs: str) -> str:
     try:
-        os.execve(path, args, dict(e.split("=", 1) for e in env))
+        st = os.stat(path)
     except OSError as err:
-        code = EXIT_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
-        raise NsinitError("exec", f"{path}: {err.strerror}", code) from None
+        raise exec_failure(path, err.errno or errno.EACCES, rootfs) from None
+    # execve(2) refuses anything but a regular file with EACCES; access(2)
+    # also sees a noexec mount.
+    if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+        raise exec_failure(path, errno.EACCES, rootfs)
+    return path
+
+
+def exec_command(args: list[str], env: list[str], trampoline_fd: int, report_fd: int,
+                 init_prefix: list[str], rootfs: str = "/") -> NoReturn:
+    path = find_executable(args[0], env, rootfs)
+    if init_prefix:
+        # Looked up here all the same, so that a missing command gets
+        # nsinit's one line and 127 rather than tini's FATAL; tini is given
+        # the name as typed and finds it on the same PATH.
+        path, args = init_prefix[0], [*init_prefix, *args]
+    try:
+        trampoline.exec_through(trampoline_fd, report_fd, path, args,
+                                dict(e.split("=", 1) for e in env))
+    except OSError as err:
+        raise NsinitError("exec", f"{trampoline.MEMFD_NAME} (nsinit's exec trampoline): "
+                                  f"{err.strerror}") from None
+
+
+def exec_failure(path: str, err: int, rootfs: str) -> NsinitError:
+    """An execve of ``path`` that failed with ``err``: 127 if not found, else 126."""
+    code = EXIT_NOT_FOUND if err == errno.ENOENT else EXIT_CANNOT_EXECUTE
+    where = f" in the rootfs {rootfs}" if err == errno.ENOENT else ""
+    return NsinitError("exec", f"{path}: {os.strerror(err)}{where}", code)

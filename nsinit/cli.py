@@ -1,10 +1,11 @@
 """nsinit — run a container from container.json, or join the one running there.
 
 Usage:
-  nsinit [options] exec [--tty | --no-tty] [--user USER] [--cwd DIR] [--env K=V]... [--] COMMAND [ARG...]
+  nsinit [options] exec [--tty | --no-tty] [--init] [--user USER] [--cwd DIR] [--env K=V]... [--new | --join] [--] COMMAND [ARG...]
   nsinit [options] state [--json]
   nsinit [options] ps [--json]
   nsinit [options] kill [--all] [SIGNAL]
+  nsinit [options] stop [--time N]
   nsinit [options] config
   nsinit [options] spec [--rootless] [--force]
   nsinit [options] pause
@@ -22,16 +23,22 @@ Usage:
 
 Options:
   --root DIR       Directory holding container.json, pid and state.json [default: .]
-  --config FILE    The container.json to read (default: ROOT/container.json).
+  --config FILE    The container.json to read (default: ROOT/container.json);
+                   the rootfs is then ROOT unless the file names one.
   --trace          Print each setup step, the system calls it made and its duration to stderr.
   --trace-json     The same as one JSON object per step and line (also spelled --trace=json).
-  -t --tty         Give the command a terminal of its own (a pty).
+  -t --tty         Give the command a terminal of its own (a pty); without -t/-T
+                   and a "tty" in container.json: one when stdin is a terminal.
   -T --no-tty      No terminal, even when container.json asks for one.
+  --init           Run tini as PID 1: it forwards signals and reaps zombies.
   -u --user USER   User to run as: name, uid, name:group or uid:gid.
   --cwd DIR        Working directory inside the container.
   -e --env K=V     Extra environment variable (repeatable).
+  --new            Only create a container: fail if one runs in ROOT.
+  --join           Only join the container running in ROOT: fail if none does.
   --json           Machine-readable output.
   --all            Signal every process of the container, not just PID 1.
+  --time N         Seconds stop waits after SIGTERM before SIGKILL (default 10).
   --force          Overwrite an existing container.json.
   --rootless       Write a config with a user namespace mapping.
   --memory BYTES   Memory limit: bytes, or with a K/M/G suffix; -1 = unlimited.
@@ -85,6 +92,17 @@ def protect_command(argv: list[str]) -> list[str]:
     return argv
 
 
+def signal_as_argument(words: list[str]) -> list[str]:
+    """``kill -9`` / ``kill -KILL``, as kill(1) spells them: the signal
+    without its dash, so docopt takes it for SIGNAL rather than an option."""
+    start = _command_index(words)
+    if start is None or words[start] != "kill":
+        return words
+    kept = {"--all", "--", "-h", "--help"}
+    return words[:start + 1] + [word[1:] if word.startswith("-") and len(word) > 1 and word not in kept
+                                else word for word in words[start + 1:]]
+
+
 def usage_for(words: list[str]) -> str:
     """The usage text docopt parses: for ``exec``, only its own pattern.
 
@@ -99,6 +117,11 @@ def usage_for(words: list[str]) -> str:
 
 
 def _command_word(words: list[str]) -> str | None:
+    i = _command_index(words)
+    return None if i is None else words[i]
+
+
+def _command_index(words: list[str]) -> int | None:
     i = 0
     while i < len(words):
         word = words[i]
@@ -107,23 +130,23 @@ def _command_word(words: list[str]) -> str | None:
         elif word.startswith("-"):
             i += 1
         else:
-            return word
+            return i
     return None
 
 
 # The `exec` options a plain command line uses, spelled out in full: with
 # these, parse_plain_exec gives docopt's answer without importing docopt.
-_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "--trace-json": "--trace-json",
-                     "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty"}
+_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "--trace-json": "--trace-json", "-t": "--tty", "--tty": "--tty",
+                     "-T": "--no-tty", "--no-tty": "--no-tty", "--init": "--init", "--new": "--new", "--join": "--join"}
 _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user", "--user": "--user",
                       "--cwd": "--cwd", "-e": "--env", "--env": "--env"}
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
 _EXEC_DEFAULTS: dict[str, Any] = {
     "--root": ".", "--config": None, "--trace": False, "--trace-json": False, "--json": False, "--all": False,
-    "--force": False, "--rootless": False, "--memory": None, "--cpu-quota": None,
+    "--force": False, "--rootless": False, "--time": None, "--memory": None, "--cpu-quota": None,
     "--cpu-period": None, "--cpu-shares": None, "--pids-limit": None, "exec": True,
-    "--tty": False, "--no-tty": False, "--user": None, "--cwd": None, "--env": [], "--": True,
-    "COMMAND": None, "ARG": [],
+    "--tty": False, "--no-tty": False, "--init": False, "--user": None, "--cwd": None, "--env": [], "--": True,
+    "COMMAND": None, "ARG": [], "--new": False, "--join": False,
 }
 
 
@@ -160,7 +183,7 @@ def parse_plain_exec(words: list[str]) -> dict[str, Any] | None:
         seen.add(name)
         i += step
     command = words[i + 1:]
-    if "exec" not in seen or not command or {"--tty", "--no-tty"} <= seen:
+    if "exec" not in seen or not command or {"--tty", "--no-tty"} <= seen or {"--new", "--join"} <= seen:
         return None
     args["COMMAND"], args["ARG"] = command[0], command[1:]
     return args
@@ -174,18 +197,18 @@ def spell_trace_json(words: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    words = spell_trace_json(protect_command(list(sys.argv[1:] if argv is None else argv)))
+    words = protect_command(list(sys.argv[1:] if argv is None else argv))
+    words = spell_trace_json(signal_as_argument(words))
     args = parse_plain_exec(words)
-    if args is None:
-        from docopt import docopt
-
-        from nsinit import __version__
-
-        args = docopt(usage_for(words), argv=words, version=f"nsinit {__version__}")
     try:
+        if args is None:
+            args = parse_with_docopt(words)
         return dispatch(args)
     except NsinitError as err:
-        print(f"nsinit: {err}", file=sys.stderr)
+        if err.step == "state" and _command_word(words) in _ATTACHED_COMMANDS:
+            err.step = str(_command_word(words))  # require_state's step: name the command that failed
+        # One "nsinit: " per line: a config's errors come several at once.
+        print("\n".join(f"nsinit: {line}" for line in str(err).splitlines()), file=sys.stderr)
         return err.exit_code
     except OSError as err:
         # A syscall failed outside any named step: still one line, no traceback.
@@ -194,6 +217,83 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nsinit: interrupted", file=sys.stderr)
         return 130
+
+
+# Commands that act on the running container (their errors name them).
+_ATTACHED_COMMANDS = ("ps", "kill", "stop", "pause", "resume", "stats", "update", "oom")
+
+
+def parse_with_docopt(words: list[str]) -> dict[str, Any]:
+    """docopt's parse; a usage error is one line naming the command.
+
+    docopt's own message for an unknown command or a bare ``exec`` is its
+    internal ``Warning: found unmatched (duplicate?) arguments
+    [Argument(None, 'run')]`` followed by the whole usage text.
+    """
+    from docopt import DocoptExit, docopt
+
+    from nsinit import __version__
+
+    command = _command_word(words)
+    if command is not None and command not in _usage_commands():
+        raise NsinitError("", unknown_command_text(command), EXIT_COMMAND_FAILED)
+    try:
+        return docopt(usage_for(words), argv=words, version=f"nsinit {__version__}")
+    except DocoptExit:
+        if command is None:
+            raise  # a bare `nsinit` (or only options): the usage text is the answer
+    if command == "exec" and _exec_command_missing(words):
+        raise NsinitError("exec", "no command given (e.g. nsinit exec /bin/sh); see nsinit exec --help")
+    usage = next(line.strip() for line in (__doc__ or "").split("\n")
+                 if line.startswith("  nsinit ") and f" {command} " in f"{line} ")
+    code = EXIT_NSINIT_FAILED if command == "exec" else EXIT_COMMAND_FAILED
+    raise NsinitError(command, f"bad arguments; usage: {usage} (see nsinit --help)", code)
+
+
+def _usage_commands() -> set[str]:
+    """The command words of the usage text ("exec", "state", ...)."""
+    found = set()
+    for line in (__doc__ or "").split("\n"):
+        parts = line.split()
+        if line.startswith("  nsinit ") and len(parts) > 1:
+            word = parts[2] if parts[1] == "[options]" and len(parts) > 2 else parts[1]
+            if word.replace("-", "").isalpha():  # trace-timeline too
+                found.add(word)
+    return found
+
+
+# What other runtimes call these, and what nsinit does instead.
+_OTHER_RUNTIMES_COMMANDS = {
+    "run": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
+    "create": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
+    "start": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
+    "list": "nsinit has no list: a container is its root dir; nsinit --root DIR state shows one",
+    "ls": "nsinit has no list: a container is its root dir; nsinit --root DIR state shows one",
+    "delete": "nsinit kill KILL ends the container (its nsinit then removes it); nsinit gc removes what dead ones left",
+    "rm": "nsinit kill KILL ends the container (its nsinit then removes it); nsinit gc removes what dead ones left",
+}
+
+
+def unknown_command_text(command: str) -> str:
+    hint = _OTHER_RUNTIMES_COMMANDS.get(command)
+    return f'unknown command "{command}": ' + (f"{hint}; " if hint else "") + "see nsinit --help"
+
+
+def _exec_command_missing(words: list[str]) -> bool:
+    """After ``exec`` and its options, nothing is left to run."""
+    rest = words[words.index("exec") + 1:]
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word == "--":
+            return i + 1 == len(rest)
+        if word in _EXEC_VALUE_OPTIONS or word in _GLOBAL_VALUE_OPTIONS:
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return False
+    return True
 
 
 def run() -> None:
@@ -234,7 +334,12 @@ def dispatch(args: dict[str, Any]) -> int:
     from nsinit.container import Container
 
     if args.get("config"):
-        return cmd_config(Container.load(args["--root"], args["--config"]))
+        try:
+            container = Container.load(args["--root"], args["--config"])
+        except NsinitError as err:
+            err.exit_code = EXIT_COMMAND_FAILED  # like the other commands; 125 is exec's own
+            raise
+        return cmd_config(container)
     # The commands below act on the running container through its recorded
     # state; they need no container.json (it may even have changed since).
     container = Container.attach(args["--root"])
@@ -244,6 +349,8 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_ps(container, args["--json"])
     if args.get("kill"):
         return cmd_kill(container, "TERM" if args["SIGNAL"] is None else args["SIGNAL"], args["--all"])
+    if args.get("stop"):
+        return cmd_stop(container, args["--time"])
     for name in ("pause", "resume", "stats", "update", "oom"):
         if args.get(name):
             return _cgroup_command(name, container, args)
@@ -260,7 +367,9 @@ def cmd_exec(args: dict[str, Any]) -> int:
     trace = "json" if args.get("--trace-json") else args["--trace"]
     container = Container.for_exec(args["--root"], args["--config"], trace=trace)
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
-                      user=args["--user"], cwd=args["--cwd"], tty=tty)
+                      user=args["--user"], cwd=args["--cwd"], tty=tty, init=args["--init"])
+    if args["--new"] or args["--join"]:
+        return exec_new_or_join(container, process, new=args["--new"])
     return container.run(process)
 
 
@@ -295,6 +404,18 @@ def cmd_teach(args: dict[str, Any]) -> int:
     count = timeline.write_svg(args["TRACE"], args["SVG"])
     print(f"nsinit: {count} steps drawn in {args['SVG']}")
     return 0
+
+
+def exec_new_or_join(container: Any, process: Any, *, new: bool) -> int:
+    """``exec --new`` creates only, ``exec --join`` joins only: two CI jobs
+    sharing a directory must not silently run inside each other."""
+    try:
+        return container.create(process) if new else container.join(process)
+    except NsinitError as err:
+        if err.step in ("create", "join"):  # the refusal (or the joined container's end): name the option
+            err.step = "exec --new" if new else "exec --join"
+            err.exit_code = EXIT_NSINIT_FAILED  # exec's own failures are 125
+        raise
 
 
 def cmd_gc(as_json: bool) -> int:
@@ -357,6 +478,12 @@ def cmd_spec(args: dict[str, Any]) -> int:
         raise NsinitError("spec", f"{path} exists (use --force to overwrite)", EXIT_COMMAND_FAILED) from None
     except OSError as err:
         raise NsinitError("spec", describe_oserror(err), EXIT_COMMAND_FAILED) from None
+    written = os.path.abspath(path)
+    # The rootfs of a config without one: its own directory, or with --config the root dir.
+    command = f"nsinit --config {written} exec /bin/sh" if args["--config"] else "nsinit exec /bin/sh"
+    rootfs = os.path.abspath(args["--root"]) if args["--config"] else os.path.dirname(written)
+    print(f"nsinit: wrote {written}; next: {command} in {rootfs}, "
+          "once it holds a root filesystem (nsinit rootfs DIR builds a busybox one)")
     return 0
 
 
@@ -451,6 +578,23 @@ def cmd_kill(container: Any, signame: str, every: bool) -> int:
     return 0
 
 
+def cmd_stop(container: Any, time_text: str | None) -> int:
+    """SIGTERM, ``--time`` seconds, SIGKILL; exit 0 once the container is gone."""
+    from nsinit.container import STOP_GRACE_SECONDS
+
+    grace = STOP_GRACE_SECONDS
+    if time_text is not None:
+        if not (time_text.isascii() and time_text.isdigit()):
+            raise NsinitError("stop", f'--time: "{time_text}" is not a whole number of seconds', EXIT_COMMAND_FAILED)
+        grace = float(time_text)
+    with _RootLocked(container):
+        current, pidfd = container.send_stop_signal()
+    if container.wait_stopped(current, pidfd, grace):
+        print(f"nsinit: stop: PID 1 was still running {grace:g} s after SIGTERM; killed it (SIGKILL)",
+              file=sys.stderr)
+    return 0
+
+
 def _cgroup_command(name: str, container: Any, args: dict[str, Any]) -> int:
     """pause, resume, stats, update, oom: failures exit 1, like the other
     lifecycle commands (the manager's errors default to exec's 125)."""
@@ -522,13 +666,17 @@ def cmd_update(container: Any, args: dict[str, Any]) -> None:
 
 
 def parse_amount(option: str, text: str) -> int:
-    """An integer, -1, or for --memory a size with a K/M/G suffix (powers of 1024)."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} if option == "--memory" else {}
-    body, scale = text.strip(), 1
-    if body[-1:].lower() in units:
-        body, scale = body[:-1], units[body[-1].lower()]
-    if body.lstrip("-").isdigit() and body.isascii():
-        return int(body) * scale
+    """An integer, -1, or for --memory a size with a K/M/G suffix (powers of
+    1024), parsed as container.json's cgroups.memory is."""
+    from nsinit.config.sizes import parse_size
+
+    if option == "--memory":
+        amount = parse_size(text)
+    else:
+        body = text.strip()
+        amount = int(body) if body.lstrip("-").isdigit() and body.isascii() else None
+    if amount is not None:
+        return amount
     example = " (e.g. 268435456, 256M, -1)" if option == "--memory" else ""
     raise NsinitError("update", f'{option}: "{text}" is not a number{example}')
 

@@ -33,6 +33,10 @@ else:
     import _signal as signal
 
 RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
+STOP_GRACE_SECONDS = 10.0  # `nsinit stop`: SIGTERM, then this long before SIGKILL (docker's default)
+STOP_CLEANUP_SECONDS = 10.0  # then how long its supervisor may take to remove what it made
+INTERRUPTS_TO_KILL = 3     # Ctrl-C presses (SIGINT to the supervisor) that kill, as docker's third
+INTERRUPT_WINDOW_SECONDS = 5.0
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 
@@ -45,7 +49,8 @@ class Process:
     env: list[str] = field(default_factory=list)   # "K=V", added to the config's
     user: str | None = None                         # default: config.user
     cwd: str | None = None                          # default: config.working_dir
-    tty: bool | None = None                         # default: config.tty
+    tty: bool | None = None                         # default: config.tty, else stdin's (use_tty)
+    init: bool = False                              # tini as PID 1 (creation only)
 
 
 def trace_line(trace: bool | str, record: dict) -> None:
@@ -279,6 +284,55 @@ class Container:
             if self.state() is not None:
                 raise NsinitError("destroy", f"the container in {self.root} still runs after SIGKILL")
 
+    # -- stop: SIGTERM, a grace period, SIGKILL ------------------------------
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> bool:
+        """``nsinit stop``: SIGTERM, ``grace`` seconds, then SIGKILL; returns
+        once the container is gone, True when it took SIGKILL."""
+        with state.RootLock(self.root):
+            current, pidfd = self.send_stop_signal()
+        return self.wait_stopped(current, pidfd, grace)
+
+    def send_stop_signal(self) -> tuple[State, int]:
+        """SIGTERM to the init; returns its state and a pidfd for wait_stopped.
+
+        Call under the root lock (the pid is checked and signalled before a
+        new container could take the directory over); call wait_stopped after
+        releasing it: the supervisor needs the lock to clean up.
+        """
+        current = self.require_state()
+        pidfd = pin_process(current.init_pid, current.init_start_time)
+        if pidfd < 0:
+            raise NoContainerError("stop", f"no running container in {self.root}")
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        return current, pidfd
+
+    def wait_stopped(self, current: State, pidfd: int, grace: float = STOP_GRACE_SECONDS) -> bool:
+        """Wait ``grace`` seconds for the init to exit, then SIGKILL every
+        process; return once the container's record is gone.  True when it
+        took SIGKILL (a PID 1 without a TERM handler ignores TERM: the
+        kernel's rule for a namespace's init)."""
+        try:
+            if current.status == "paused":
+                self._thaw_for_stop()  # a frozen init handles no signal
+            killed = not process_exited(pidfd, grace)
+            if killed:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                kill_every_process(current)
+                process_exited(pidfd, STOP_CLEANUP_SECONDS)
+        finally:
+            os.close(pidfd)
+        if not state.wait_for_removal(self.root, current, timeout=STOP_CLEANUP_SECONDS):
+            raise NsinitError("stop", f"the container in {self.root} ended but its nsinit "
+                                      f"(pid {current.supervisor_pid}) has not cleaned up", 1)
+        self.status()  # its nsinit died unreaped: remove what it left, quietly
+        return killed
+
+    def _thaw_for_stop(self) -> None:
+        try:
+            self.resume()
+        except NoContainerError:
+            pass  # it ended meanwhile: nothing left to thaw
+
     def set(self, **resources: object) -> None:
         """libcontainer's name for update(): change cgroup limits live."""
         self.update(**resources)
@@ -318,7 +372,7 @@ class _Launch:
 
     def prepare_plan(self, extra_close: list[int]) -> child.ChildPlan:
         cfg, proc = self.config, self.process
-        use_tty = cfg.tty if proc.tty is None else proc.tty
+        use_tty = choose_tty(proc.tty, cfg.tty)
         with self.step_timer("stdio"):
             self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"))
             self.undo.callback(console.close_fds, self.stdio.parent_only)
@@ -364,12 +418,25 @@ class _Launch:
         arrives during setup must stop the container, not kill nsinit and
         leave the container behind without its supervisor.
         """
+        interrupts = InterruptCounter()
+
         def forward(signum: int, _frame: object) -> None:
-            if not self.reaped:
-                signal.pidfd_send_signal(self.pidfd, signum)
+            if self.reaped:
+                return
+            if signum == signal.SIGINT and interrupts.press():
+                self.kill_on_interrupts()
+                return
+            signal.pidfd_send_signal(self.pidfd, signum)
 
         previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
         self.undo.callback(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
+
+    def kill_on_interrupts(self) -> None:
+        """The third Ctrl-C in a row: SIGKILL our child, whose PID 1 may
+        ignore SIGINT (a namespace's init without a handler does)."""
+        what = "the joined process" if isinstance(self, _Join) else "the container"
+        sys.stderr.write(f"nsinit: interrupted {INTERRUPTS_TO_KILL} times: killing {what} (SIGKILL)\n")
+        signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
     def release_child(self) -> None:
         """Send ``go``; wait until the child has exec'd (EOF) or failed.
@@ -420,6 +487,9 @@ class _Launch:
                 failure.from_child = True  # type: ignore[attr-defined]  # not the waiting step's own failure
                 failure.errno = message.get("errno")  # type: ignore[attr-defined]
                 raise failure
+            if "exec_errno" in message:  # from the exec trampoline (nsinit/trampoline.py)
+                raise child.exec_failure(self.process.args[0], int(message["exec_errno"]),
+                                         self.config.rootfs)
 
     def supervise(self) -> int:
         stdio = self.stdio
@@ -484,6 +554,20 @@ class _Launch:
             self.pidfd = -1
 
 
+class InterruptCounter:
+    """SIGINTs to the supervisor: ``press`` is True on the third within
+    INTERRUPT_WINDOW_SECONDS.  The first two are forwarded as they are (the
+    command may handle them); the third ends a container that ignores them."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def press(self) -> bool:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < INTERRUPT_WINDOW_SECONDS] + [now]
+        return len(self.times) >= INTERRUPTS_TO_KILL
+
+
 class _Creation(_Launch):
     """One create flow.  Parent side of the steps in nsinit/child.py."""
 
@@ -497,6 +581,7 @@ class _Creation(_Launch):
         self.cgroup_files: list[str] = []
         self.network_helper: NetworkHelper | None = None
         self.network_state: list[dict[str, object]] = []
+        self.oom_kills_before = 0
 
     def run(self) -> int:
         with self.undo:
@@ -519,6 +604,7 @@ class _Creation(_Launch):
             # its mounts and credentials were still being set up.
             self.lock.release()
             status = self.supervise()
+            say_if_oom_killed(status, self.cgroup_paths, self.oom_kills_before)
             self.undo.close()
             return status
         raise AssertionError("unreachable")
@@ -535,6 +621,8 @@ class _Creation(_Launch):
             self.manager.create()
             self.cgroup_files = self.manager.self_attach_files()
         self.cgroup_paths = self.manager.paths
+        if not self.manager.owned:  # a cgroup named in the config may have seen kills before
+            self.oom_kills_before = oom_kills(self.cgroup_paths)
 
     def tear_down(self) -> None:
         """Undo the container, whether it failed to start or has ended: the
@@ -567,6 +655,8 @@ class _Creation(_Launch):
         helper_fds = self.network_helper.supervisor_fds() if self.network_helper else []
         plan = self.prepare_plan([self.lock.fd, *helper_fds])
         plan.cgroup_files = self.cgroup_files
+        if self.process.init:
+            add_init(plan, cfg)
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
             # The cgroup namespace is rooted where its creator stands when it
@@ -654,15 +744,20 @@ class _Join(_Launch):
         super().__init__(container, process, recorded_config(current))
         self.current = current
         self.init_pidfd = -1
+        self.oom_kills_before = 0
 
     kind = "join"
 
     def run(self) -> int:
+        if self.process.init:
+            self.container.warn(f"--init: the container in {self.container.root} runs already, with its "
+                                "own PID 1; this process joins it without an init")
         with self.undo:
             try:
                 if self.container.trace:
                     self.start_trace(f"a new process in the container of init {self.current.init_pid}")
                 self.pin_init()
+                self.oom_kills_before = oom_kills(self.current.cgroup_paths)
                 self.start_child()
                 with self.step_timer("go, wait for exec"):
                     self.release_child()
@@ -683,6 +778,8 @@ class _Join(_Launch):
                     raise self.gone() from None
                 raise
             status = self.supervise()
+            if not say_if_oom_killed(status, self.current.cgroup_paths, self.oom_kills_before):
+                self.say_if_ended_with_the_init(status)
             self.undo.close()
             return status
         raise AssertionError("unreachable")
@@ -702,6 +799,18 @@ class _Join(_Launch):
         if self.init_pidfd < 0:
             return True
         return bool(select.select([self.init_pidfd], [], [], wait)[0])
+
+    def say_if_ended_with_the_init(self, status: int) -> None:
+        """One line when the joined process died because the container's
+        init exited: the kernel SIGKILLs every process of a pid namespace
+        whose init exits, and the 137 alone tells nothing of that."""
+        if status != 128 + signal.SIGKILL or "NEWPID" not in self.current.namespace_inodes:
+            return
+        # The init cannot finish exiting before we reaped our process (it
+        # waits for every process of its namespace), so "exiting" counts too.
+        if self.init_exited(wait=0) or init_is_exiting(self.current.init_pid):
+            sys.stderr.write(f"nsinit: the container's init (pid {self.current.init_pid}) exited, "
+                             "which killed this process\n")
 
     def gone(self) -> ContainerGoneError:
         return ContainerGoneError("join", f"container init {self.current.init_pid} exited")
@@ -731,6 +840,98 @@ class _Join(_Launch):
             except ProcessLookupError:
                 raise self.gone() from None
         self.adopt_child(pid, plan)
+
+
+def choose_tty(asked: bool | None, configured: bool | None) -> bool:
+    """-t/-T first, then container.json's "tty"; when neither says, a pty
+    exactly when nsinit's stdin is a terminal (someone is typing: a shell
+    without one has no prompt and no job control), and none in pipelines
+    and CI, where the output must stay byte for byte."""
+    if asked is not None:
+        return asked
+    if configured is not None:
+        return configured
+    return console.stdin_is_terminal()
+
+
+def add_init(plan: child.ChildPlan, config: Config) -> None:
+    """``exec --init``: tini, bound in by the child, runs the command."""
+    from nsinit.mount.init_binary import check_init_possible, find_init, init_args
+
+    check_init_possible(config)
+    plan.init_binary = find_init()
+    plan.init_prefix = init_args(config, [])
+
+
+def pin_process(pid: int, start_time: int) -> int:
+    """A pidfd on ``pid`` if it is still the process that started at
+    ``start_time``, else -1.  Opened before the check: from then on the pid
+    cannot be reused under us."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1
+    if not state.is_alive(pid, start_time):
+        os.close(pidfd)
+        return -1
+    return pidfd
+
+
+def process_exited(pidfd: int, timeout: float) -> bool:
+    """A pidfd becomes readable when its process exits (zombie or not)."""
+    return bool(select.select([pidfd], [], [], timeout)[0])
+
+
+def kill_every_process(current: State) -> None:
+    for pid in container_pids(current):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # exited since we listed it
+
+
+def oom_kills(cgroup_paths: dict[str, str]) -> int:
+    """The memory cgroup's OOM kill count (0 when the host keeps none)."""
+    if not cgroup_paths:
+        return 0
+    from nsinit.cgroups import oom
+
+    try:
+        found = oom.oom_kills_and_limit(cgroup_paths)
+    except OSError:
+        return 0  # the cgroup is going away with its container
+    return found[0] if found else 0
+
+
+def say_if_oom_killed(status: int, cgroup_paths: dict[str, str], kills_before: int) -> bool:
+    """One line when the OOM killer ended the command, which otherwise just
+    exits 137 like any SIGKILL.  Read before the cgroups are removed.
+    Returns whether it said so."""
+    if status != 128 + signal.SIGKILL or not cgroup_paths:
+        return False
+    from nsinit.cgroups import oom
+
+    try:
+        found = oom.oom_kills_and_limit(cgroup_paths)
+    except OSError:
+        return False  # the cgroup went with the container (a join outliving it): nothing to tell
+    if found is None or found[0] <= kills_before:
+        return False
+    sys.stderr.write(f"nsinit: {oom.oom_kill_text(found[1])}\n")
+    return True
+
+
+_PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit()
+
+
+def init_is_exiting(pid: int) -> bool:
+    """Whether ``pid`` has begun to exit (its /proc stat flags say PF_EXITING)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return bool(int(fields[6]) & _PF_EXITING)
+    except (OSError, IndexError, ValueError):
+        return True  # gone already
 
 
 def exit_status(status: int) -> int:

@@ -47,6 +47,22 @@ class ConfigError(NsinitError):
         self.problem = problem
 
 
+class ConfigErrors(ConfigError):
+    """Every error found in one config, so that one run lists them all.
+
+    Its field and problem are the first error's; ``str()`` is one line per
+    error (the CLI prefixes each with ``nsinit: ``).
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.source, first.field, first.problem)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self.errors)
+
+
 class NoContainerError(NsinitError):
     """A lifecycle command found no live container in the root directory."""
 

@@ -14,9 +14,9 @@ import json
 import os
 import shutil
 import stat
-import struct
 import subprocess
 
+from nsinit.elf import is_static_elf
 from nsinit.errors import NsinitError, describe_oserror
 
 DEFAULT_ROOTFS_CONFIG: dict = {
@@ -45,15 +45,23 @@ _DIRECTORIES = (
     ("home/user", 0o755), ("var", 0o755), ("run", 0o755),
 )
 
+# The usual set of a Debian base system, cut down: root, daemon (the user
+# libcontainer's API sample runs its process as), an unprivileged user for
+# tests and people, and nobody.
 _PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"
+    "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
     f"user:x:{USER_UID}:{USER_GID}:user:/home/user:/bin/sh\n"
     "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 )
-# wheel lists both users so supplementary groups can be tested.
+# wheel lists both users so supplementary groups can be tested; tty is the
+# group devpts gives the container's ptys (gid=5 in its mount options).
 _GROUP = (
     "root:x:0:\n"
+    "daemon:x:1:\n"
+    "tty:x:5:\n"
     "wheel:x:10:root,user\n"
+    "users:x:100:\n"
     f"user:x:{USER_GID}:\n"
     "nogroup:x:65534:\n"
 )
@@ -61,43 +69,6 @@ _HOSTS = (
     "127.0.0.1\tlocalhost\n"
     "::1\tlocalhost ip6-localhost ip6-loopback\n"
 )
-
-_PT_INTERP = 3
-
-
-def is_static_elf(path: str) -> bool:
-    """True when ``path`` is an ELF file without a PT_INTERP program header.
-
-    That is what ``ldd`` checks before printing "not a dynamic executable";
-    static-pie binaries have no PT_INTERP either and run fine without a libc.
-    """
-    try:
-        with open(path, "rb") as f:
-            ident = f.read(16)
-            if len(ident) < 16 or ident[:4] != b"\x7fELF":
-                return False
-            is64 = ident[4] == 2
-            endian = "<" if ident[5] == 1 else ">"
-            if is64:
-                header = f.read(48)
-                phoff, = struct.unpack_from(endian + "Q", header, 16)
-                phentsize, phnum = struct.unpack_from(endian + "HH", header, 38)
-            else:
-                header = f.read(36)
-                phoff, = struct.unpack_from(endian + "I", header, 12)
-                phentsize, phnum = struct.unpack_from(endian + "HH", header, 26)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-    except (OSError, struct.error):
-        return False
-    if len(table) < phentsize * phnum or phentsize < 4:
-        return False
-    for i in range(phnum):
-        p_type, = struct.unpack_from(endian + "I", table, i * phentsize)
-        if p_type == _PT_INTERP:
-            return False
-    return True
-
 
 def find_busybox() -> str:
     """Path of a statically linked busybox on the host."""

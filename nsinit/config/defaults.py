@@ -104,5 +104,9 @@ DEFAULT_ENVIRONMENT: tuple[str, ...] = (f"PATH={DEFAULT_PATH}",)
 
 DEFAULT_PARENT_DEATH_SIGNAL = 9  # SIGKILL: the container dies with nsinit
 
+# The process's umask when the config sets none (runc's and the OCI spec's
+# default): never the caller's, which may be 077 or 000.
+DEFAULT_UMASK = 0o022
+
 # The kernel's limit on lines in uid_map/gid_map (since 4.15; 5 before).
 MAX_ID_MAPPINGS = 340

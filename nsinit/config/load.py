@@ -28,6 +28,7 @@ from nsinit.config.defaults import (
     DEFAULT_NAMESPACES,
     DEFAULT_PARENT_DEATH_SIGNAL,
     DEFAULT_READONLY_PATHS,
+    DEFAULT_UMASK,
     MAX_ID_MAPPINGS,
 )
 from nsinit.config.model import (
@@ -44,12 +45,12 @@ from nsinit.config.model import (
     RouteConfig,
 )
 from nsinit.config.recorded import CAP_SET_KEYS
-from nsinit.errors import ConfigError
+from nsinit.errors import ConfigError, ConfigErrors
 from nsinit.record import replace
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any, Callable, NoReturn
 
 CONFIG_FILE = "container.json"
 
@@ -75,7 +76,7 @@ _TOP_KEYS = frozenset({
 # Known but not implemented: a warning when set, silence when zero/empty
 # (2015 configs write every key, so zero values are common and harmless).
 # Hooks was an untagged Go field, hence the capitalised spelling.
-_UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "seccomp", "pivot_dir", "privatefs", "rootPropagation", "umask")
+_UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "seccomp", "pivot_dir", "privatefs", "rootPropagation")
 
 _MOUNT_CONFIG_KEYS = frozenset({"no_pivot_root", "readonly_fs", "mounts", "device_nodes", "mount_label"})
 _CONTEXT_KEYS = frozenset({"apparmor_profile", "process_label", "mount_label", "restrictions"})
@@ -134,28 +135,37 @@ _ID_LIMIT = 2**32 - 1        # (uid_t)-1 is not a valid id, so ranges end below 
 # --- public API --------------------------------------------------------------
 
 def load_config(root: str, config_path: str | None = None) -> tuple[Config, list[str]]:
-    """Read <root>/container.json (or config_path); return (config, warnings)."""
+    """Read <root>/container.json (or config_path); return (config, warnings).
+
+    With ``config_path``, a config without a ``rootfs`` runs ``root`` (``nsinit
+    --config /elsewhere/c.json exec`` in a rootfs directory runs that
+    directory), not the directory the file happens to sit in.
+    """
     path = os.path.abspath(config_path if config_path else os.path.join(root, CONFIG_FILE))
     source = os.path.basename(path)
     data = _read_json(path, source)
-    config, warnings = parse_config(data, source, os.path.dirname(path))
+    default_rootfs = os.path.abspath(root) if config_path else None
+    config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs)
     return replace(config, source=path), warnings
 
 
-def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[str]]:
+def parse_config(data: dict, source: str, base_dir: str, *,
+                 default_rootfs: str | None = None) -> tuple[Config, list[str]]:
     """Normalise and validate decoded JSON; ``source`` names the file in errors.
 
     Relative paths (rootfs, bind sources) are relative to ``base_dir``, the
-    directory holding the config file.
+    directory holding the config file; without a ``rootfs`` field the rootfs
+    is ``default_rootfs`` if given, else ``base_dir``.
     """
     ctx = _Context(source, os.path.abspath(base_dir))
+    ctx.default_rootfs = default_rootfs
     if not isinstance(data, dict):
         ctx.fail("", "must be a JSON object")
     ctx.check_keys(data, _TOP_KEYS, "")
     for key in _UNSUPPORTED_TOP_KEYS:
         _warn_if_set(ctx, data, key, "")
-    mount_config = _section(ctx, data, "mount_config", _MOUNT_CONFIG_KEYS)
-    context = _section(ctx, data, "context", _CONTEXT_KEYS)
+    mount_config = ctx.collect(_section, data, "mount_config", _MOUNT_CONFIG_KEYS)
+    context = ctx.collect(_section, data, "context", _CONTEXT_KEYS)
     # restrict_sys / restrictions (2014) are accepted and need no handling:
     # the default mask and read-only paths and the read-only sysfs already do
     # what they asked for.  version and labels are informational.
@@ -163,7 +173,7 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
     origin: dict[str, str] = {}
 
     def pick(field: str, candidates: list[tuple[dict | None, str, str]]) -> Any:
-        value, origin[field] = _pick(ctx, candidates)
+        value, origin[field] = ctx.collect(_pick, candidates) or (None, candidates[0][2])
         return value
 
     raw_mounts = pick("mounts", [(data, "mounts", "mounts"), (mount_config, "mounts", "mount_config.mounts")])
@@ -198,40 +208,53 @@ def parse_config(data: dict, source: str, base_dir: str) -> tuple[Config, list[s
 
     config = Config(
         source=source,
-        rootfs=_parse_rootfs(ctx, data.get("rootfs"), "rootfs"),
-        hostname=_parse_hostname(ctx, data.get("hostname"), "hostname"),
-        namespaces=_parse_namespaces(ctx, data.get("namespaces"), "namespaces"),
-        uid_mappings=_parse_id_mappings(ctx, data.get("uid_mappings"), "uid_mappings"),
-        gid_mappings=_parse_id_mappings(ctx, data.get("gid_mappings"), "gid_mappings"),
-        capabilities=_parse_capabilities(ctx, data),
-        mounts=_effective_mounts(_parse_mounts(ctx, raw_mounts, origin["mounts"])),
-        devices=_effective_devices(_parse_devices(ctx, raw_devices, origin["devices"])),
-        environment=_parse_environment(ctx, data.get("environment"), "environment"),
-        user=_parse_user(ctx, data.get("user"), "user"),
-        additional_groups=_parse_groups(ctx, data.get("additional_groups"), "additional_groups"),
-        working_dir=_parse_working_dir(ctx, data.get("working_dir"), "working_dir"),
-        tty=_opt_bool(ctx, data.get("tty"), "tty"),
-        readonlyfs=_opt_bool(ctx, readonlyfs, origin["readonlyfs"]),
-        no_pivot_root=_opt_bool(ctx, no_pivot_root, origin["no_pivot_root"]),
-        mask_paths=_parse_path_list(ctx, data.get("mask_paths"), "mask_paths", DEFAULT_MASK_PATHS),
-        readonly_paths=_parse_path_list(ctx, data.get("readonly_paths"), "readonly_paths", DEFAULT_READONLY_PATHS),
-        rlimits=_parse_rlimits(ctx, data.get("rlimits"), "rlimits"),
-        no_new_privileges=_opt_bool(ctx, data.get("no_new_privileges"), "no_new_privileges"),
-        oom_score_adj=_parse_oom_score_adj(ctx, data.get("oom_score_adj"), "oom_score_adj"),
-        sysctl=_parse_sysctl(ctx, raw_sysctl, origin["sysctl"]),
-        networks=_parse_networks(ctx, data.get("networks"), "networks"),
-        routes=_parse_routes(ctx, data.get("routes"), "routes"),
-        cgroups=_parse_cgroups(ctx, data.get("cgroups"), "cgroups"),
-        apparmor_profile=_opt_str(ctx, apparmor_profile, origin["apparmor_profile"]),
-        process_label=_opt_str(ctx, process_label, origin["process_label"]),
-        mount_label=_opt_str(ctx, mount_label, origin["mount_label"]),
-        parent_death_signal=_parse_parent_death_signal(ctx, data.get("parent_death_signal"), "parent_death_signal"),
+        rootfs=ctx.collect(_parse_rootfs, data.get("rootfs"), "rootfs"),
+        hostname=ctx.collect(_parse_hostname, data.get("hostname"), "hostname"),
+        namespaces=ctx.collect(_parse_namespaces, data.get("namespaces"), "namespaces"),
+        uid_mappings=ctx.collect(_parse_id_mappings, data.get("uid_mappings"), "uid_mappings"),
+        gid_mappings=ctx.collect(_parse_id_mappings, data.get("gid_mappings"), "gid_mappings"),
+        capabilities=ctx.collect(_parse_capabilities, data),
+        mounts=ctx.collect(_parse_effective_mounts, raw_mounts, origin["mounts"]),
+        devices=ctx.collect(_parse_effective_devices, raw_devices, origin["devices"]),
+        environment=ctx.collect(_parse_environment, data.get("environment"), "environment"),
+        user=ctx.collect(_parse_user, data.get("user"), "user"),
+        additional_groups=ctx.collect(_parse_groups, data.get("additional_groups"), "additional_groups"),
+        working_dir=ctx.collect(_parse_working_dir, data.get("working_dir"), "working_dir"),
+        umask=ctx.collect(_parse_umask, data.get("umask"), "umask"),
+        tty=None if data.get("tty") is None else ctx.collect(_bool, data["tty"], "tty"),
+        readonlyfs=ctx.collect(_opt_bool, readonlyfs, origin["readonlyfs"]),
+        no_pivot_root=ctx.collect(_opt_bool, no_pivot_root, origin["no_pivot_root"]),
+        mask_paths=ctx.collect(_parse_path_list, data.get("mask_paths"), "mask_paths", DEFAULT_MASK_PATHS),
+        readonly_paths=ctx.collect(_parse_path_list, data.get("readonly_paths"), "readonly_paths", DEFAULT_READONLY_PATHS),
+        rlimits=ctx.collect(_parse_rlimits, data.get("rlimits"), "rlimits"),
+        no_new_privileges=ctx.collect(_opt_bool, data.get("no_new_privileges"), "no_new_privileges"),
+        oom_score_adj=ctx.collect(_parse_oom_score_adj, data.get("oom_score_adj"), "oom_score_adj"),
+        sysctl=ctx.collect(_parse_sysctl, raw_sysctl, origin["sysctl"]),
+        networks=ctx.collect(_parse_networks, data.get("networks"), "networks"),
+        routes=ctx.collect(_parse_routes, data.get("routes"), "routes"),
+        cgroups=ctx.collect(_parse_cgroups, data.get("cgroups"), "cgroups"),
+        apparmor_profile=ctx.collect(_opt_str, apparmor_profile, origin["apparmor_profile"]),
+        process_label=ctx.collect(_opt_str, process_label, origin["process_label"]),
+        mount_label=ctx.collect(_opt_str, mount_label, origin["mount_label"]),
+        parent_death_signal=ctx.collect(_parse_parent_death_signal, data.get("parent_death_signal"), "parent_death_signal"),
     )
-    config = _join_netns_networks(ctx, config)
+    # The rules across fields are checked once every field is valid: with a
+    # field that failed, they would judge the default standing in for it.
+    ctx.raise_errors()
+    config = ctx.collect(_join_netns_networks, config) or config
     _check_namespace_requirements(ctx, config, origin)
     _check_route_next_hops(ctx, config)
     _check_security_modules(ctx, config, origin)
+    ctx.raise_errors()
     return config, ctx.warnings
+
+
+def _parse_effective_mounts(ctx: _Context, value: Any, path: str) -> tuple[MountConfig, ...]:
+    return _effective_mounts(_parse_mounts(ctx, value, path))
+
+
+def _parse_effective_devices(ctx: _Context, value: Any, path: str) -> tuple[DeviceConfig, ...]:
+    return _effective_devices(_parse_devices(ctx, value, path))
 
 
 # --- reading -----------------------------------------------------------------
@@ -262,9 +285,28 @@ class _Context:
         self.source = source
         self.base_dir = base_dir
         self.warnings: list[str] = []
+        self.errors: list[ConfigError] = []
+        self.default_rootfs: str | None = None
 
     def fail(self, field: str, problem: str) -> NoReturn:
         raise ConfigError(self.source, field, problem)
+
+    def report(self, field: str, problem: str) -> None:
+        """An error that does not stop the checks of other fields."""
+        self.errors.append(ConfigError(self.source, field, problem))
+
+    def collect(self, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``parse(self, *args)``, or None with its error kept: the parse of
+        one field stops at its first error, the other fields are still read."""
+        try:
+            return parse(self, *args, **kwargs)
+        except ConfigError as err:
+            self.errors.append(err)
+            return None
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
     def warn(self, field: str, problem: str) -> None:
         self.warnings.append(f"{self.source}: {field}: {problem}")
@@ -272,7 +314,17 @@ class _Context:
     def check_keys(self, obj: dict, known: frozenset[str], path: str) -> None:
         for key in obj:
             if key not in known:
-                self.warnings.append(f'{self.source}: unknown key "{_child(path, key)}" ignored')
+                hint = _closest_key(key, known)
+                self.warnings.append(f'{self.source}: unknown key "{_child(path, key)}" ignored'
+                                     + (f" (did you mean {hint}?)" if hint else ""))
+
+
+def _closest_key(key: str, known: frozenset[str]) -> str | None:
+    """The known key a typo most likely meant ("hostnme" -> "hostname")."""
+    import difflib  # only on this path: most configs have no unknown key
+
+    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return matches[0] if matches else None
 
 
 def _child(path: str, key: str) -> str:
@@ -400,7 +452,7 @@ def _clean_abs_path(ctx: _Context, value: Any, path: str, *, allow_dotdot: bool 
 # --- rootfs, hostname, process -----------------------------------------------
 
 def _parse_rootfs(ctx: _Context, value: Any, path: str) -> str:
-    text = _opt_str(ctx, value, path)
+    text = _opt_str(ctx, value, path) or ctx.default_rootfs or ""
     # Symlinks are resolved once here so every later step (pivot_root, mount
     # targets resolved inside the rootfs) works on the same real path.
     rootfs = os.path.realpath(os.path.join(ctx.base_dir, text))
@@ -461,6 +513,19 @@ def _parse_working_dir(ctx: _Context, value: Any, path: str) -> str:
         return "/"
     # ".." is harmless here: chdir happens after pivot_root, inside the container.
     return _clean_abs_path(ctx, text, path, allow_dotdot=True)
+
+
+def _parse_umask(ctx: _Context, value: Any, path: str) -> int:
+    """An octal string ("0022", "077"), or a number as OCI's process.user.umask
+    writes it (18 = 0o22).  Unset: 0022, as runc gives; never the caller's."""
+    if value is None:
+        return DEFAULT_UMASK
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(ctx, value, path, lo=0, hi=0o777)
+    text = _str(ctx, value, path)
+    if not (1 <= len(text) <= 4 and all(ch in "01234567" for ch in text)) or int(text, 8) > 0o777:
+        ctx.fail(path, f'"{text}" is not a umask: give octal digits such as "0022" or "0077"')
+    return int(text, 8)
 
 
 def _parse_path_list(ctx: _Context, value: Any, path: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -663,7 +728,7 @@ def _ranges_overlap(start_a: int, start_b: int, size_a: int, size_b: int) -> boo
 def _parse_mounts(ctx: _Context, value: Any, path: str) -> tuple[MountConfig, ...]:
     mounts = []
     for i, item in enumerate(_opt_list(ctx, value, path)):
-        mount = _parse_mount(ctx, item, _item(path, i))
+        mount = ctx.collect(_parse_mount, item, _item(path, i))  # each entry's error, not only the first
         if mount is not None:
             mounts.append(mount)
     return tuple(mounts)
@@ -814,7 +879,9 @@ def _mount_source(ctx: _Context, value: Any, path: str, device: str) -> str:
 def _parse_devices(ctx: _Context, value: Any, path: str) -> tuple[DeviceConfig, ...]:
     devices: list[DeviceConfig] = []
     for i, item in enumerate(_opt_list(ctx, value, path)):
-        device = _parse_device(ctx, item, _item(path, i), rule=False)
+        device = ctx.collect(_parse_device, item, _item(path, i), rule=False)
+        if device is None:
+            continue  # its error is kept; the other entries are still read
         for j, other in enumerate(devices):
             if other.path == device.path:
                 ctx.fail(_child(_item(path, i), "path"), f"duplicates {_item(path, j)}")
@@ -969,7 +1036,9 @@ def _parse_networks(ctx: _Context, value: Any, path: str) -> tuple[NetworkConfig
     host_seen: dict[str, str] = {}   # fixed host veth names and bridges, on the host
     for i, item in enumerate(_opt_list(ctx, value, path)):
         entry_path = _item(path, i)
-        network = _parse_network(ctx, item, entry_path)
+        network = ctx.collect(_parse_network, item, entry_path)
+        if network is None:
+            continue  # its error is kept; the other entries are still read
         ifname = "lo" if network.type == "loopback" else network.name
         if ifname and ifname in seen:
             ctx.fail(_child(entry_path, "name"), f'interface "{ifname}" duplicates {_item(path, seen[ifname])}')
@@ -1056,12 +1125,41 @@ def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
         ctx.fail(_child(path, "name"), '"lo" is the loopback interface every network namespace has')
     if network.mac_address:
         _check_mac(ctx, network.mac_address, _child(path, "mac_address"))
+    if kind == "loopback":
+        network = _loopback_without_addresses(ctx, network, path)
     if network.address or network.gateway or network.ipv6_address or network.ipv6_gateway:
         _check_network_addresses(ctx, network, path)
     if network.ipv6_address and network.mtu and network.mtu < 1280:
         # The kernel turns IPv6 off on a link below the IPv6 minimum MTU.
         ctx.fail(_child(path, "mtu"), "must be at least 1280 with an IPv6 address")
     return network
+
+
+def _loopback_without_addresses(ctx: _Context, network: NetworkConfig, path: str) -> NetworkConfig:
+    """Drop the addresses of a loopback entry: lo always has 127.0.0.1/8 and ::1.
+
+    libcontainer's loopback strategy only brought lo up and read nothing
+    else, so its samples wrote placeholders ({"address": "127.0.0.1/0",
+    "gateway": "localhost"}): those load silently.  Anything else would be
+    an address nsinit does not give, so it is named in a warning.
+    """
+    import ipaddress  # only for loopback entries that set addresses
+
+    for key in ("address", "gateway", "ipv6_address", "ipv6_gateway"):
+        value = getattr(network, key)
+        if value and not _names_loopback(ipaddress, value):
+            ctx.warn(_child(path, key), f'"{value}" is ignored: the loopback interface always has '
+                                        "127.0.0.1/8 and ::1")
+    return replace(network, address="", gateway="", ipv6_address="", ipv6_gateway="")
+
+
+def _names_loopback(ipaddress: Any, text: str) -> bool:
+    if text == "localhost":
+        return True
+    try:
+        return bool(ipaddress.ip_interface(text).ip.is_loopback)
+    except ValueError:
+        return False
 
 
 def _check_ifname(ctx: _Context, name: str, path: str) -> None:
@@ -1187,20 +1285,24 @@ def _cgroup_path_part(ctx: _Context, value: Any, path: str) -> str:
 
 
 def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
+    # Each limit's error is kept (ctx.collect) and the other limits still read.
     def count(key: str, *, unlimited: bool = False) -> int | None:
         # Go configs write 0 for "not set"; writing 0 to memory.limit_in_bytes
         # or pids.max would make the container unusable, so 0 means None.
-        value = _opt_int(ctx, obj.get(key), _child(path, key), lo=-1 if unlimited else 0)
+        value = ctx.collect(_opt_int, obj.get(key), _child(path, key), lo=-1 if unlimited else 0)
         return value or None
 
+    def size(key: str, *, unlimited: bool = False) -> int | None:
+        return ctx.collect(_memory_size, obj.get(key), _child(path, key), unlimited)
+
     def cpu_list(key: str) -> str | None:
-        text = _opt_str(ctx, obj.get(key), _child(path, key))
+        text = ctx.collect(_opt_str, obj.get(key), _child(path, key))
         if text:
-            _check_cpu_list(ctx, text, _child(path, key))
+            ctx.collect(_check_cpu_list, text, _child(path, key))  # an error: the config is refused anyway
         return text or None
 
     def flag(key: str) -> bool | None:
-        return None if obj.get(key) is None else _bool(ctx, obj[key], _child(path, key))
+        return None if obj.get(key) is None else ctx.collect(_bool, obj[key], _child(path, key))
 
     for key in _UNSUPPORTED_RESOURCE_KEYS:
         _warn_if_set(ctx, obj, key, path)
@@ -1210,9 +1312,9 @@ def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
         (obj, "device_access", _child(path, "device_access")),  # March 2014 spelling
     ])
     return CgroupResources(
-        memory=count("memory"),
-        memory_reservation=count("memory_reservation"),
-        memory_swap=count("memory_swap", unlimited=True),
+        memory=size("memory"),
+        memory_reservation=size("memory_reservation"),
+        memory_swap=size("memory_swap", unlimited=True),
         memory_swappiness=_parse_swappiness(ctx, obj.get("memory_swappiness"), _child(path, "memory_swappiness")),
         cpu_shares=count("cpu_shares"),
         cpu_quota=count("cpu_quota", unlimited=True),
@@ -1229,6 +1331,18 @@ def _parse_resources(ctx: _Context, obj: dict, path: str) -> CgroupResources:
         **{key: _parse_throttle(ctx, obj.get(key), _child(path, key)) for key in _THROTTLE_KEYS},
         hugetlb_limit=_parse_hugetlb(ctx, obj.get("hugetlb_limit"), _child(path, "hugetlb_limit")),
     )
+
+
+def _memory_size(ctx: _Context, value: Any, path: str, unlimited: bool) -> int | None:
+    """A memory amount: bytes, or "256M" as ``nsinit update --memory`` takes it."""
+    if isinstance(value, str):
+        from nsinit.config.sizes import SIZE_EXAMPLES, parse_size
+
+        size = parse_size(value)
+        if size is None:
+            ctx.fail(path, f'"{value}" is not a size ({SIZE_EXAMPLES})')
+        value = size
+    return _opt_int(ctx, value, path, lo=-1 if unlimited else 0) or None
 
 
 def _parse_swappiness(ctx: _Context, value: Any, path: str) -> int | None:
@@ -1356,7 +1470,7 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
 
     def need(namespace: str, field: str) -> None:
         if not config.has_namespace(namespace):
-            ctx.fail(field, f"requires the {namespace} namespace")
+            ctx.report(field, f"requires the {namespace} namespace")
 
     if config.hostname:
         need("NEWUTS", "hostname")
@@ -1370,7 +1484,7 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
         # and root in it could not even set up the mounts.
         for field in ("uid_mappings", "gid_mappings"):
             if not getattr(config, field):
-                ctx.fail(field, "is required by the NEWUSER namespace")
+                ctx.report(field, "is required by the NEWUSER namespace")
     for i, network in enumerate(config.networks):
         if network.type != "netns":  # netns networks join an existing namespace
             need("NEWNET", _item("networks", i))
@@ -1387,27 +1501,28 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
     for key, _ in config.sysctl:
         namespace = _sysctl_namespace(key)
         if namespace is None:
-            ctx.fail(_child(origin["sysctl"], key), "not namespaced, refusing to change the host")
-        need(namespace, _child(origin["sysctl"], key))
+            ctx.report(_child(origin["sysctl"], key), "not namespaced, refusing to change the host")
+        else:
+            need(namespace, _child(origin["sysctl"], key))
 
 
 def _check_route_next_hops(ctx: _Context, config: Config) -> None:
     # Without either the kernel has nowhere to send the packets (ENODEV).
     for i, route in enumerate(config.routes):
         if not route.gateway and not route.interface_name:
-            ctx.fail(_item("routes", i), 'needs a "gateway" or an "interface_name"')
+            ctx.report(_item("routes", i), 'needs a "gateway" or an "interface_name"')
 
 
 def _check_security_modules(ctx: _Context, config: Config, origin: dict[str, str]) -> None:
     """Labels the kernel cannot apply: failing now beats running unconfined."""
     if config.apparmor_profile and not _apparmor_enabled():
-        ctx.fail(origin["apparmor_profile"], "AppArmor is not enabled on this kernel")
+        ctx.report(origin["apparmor_profile"], "AppArmor is not enabled on this kernel")
     for field in ("process_label", "mount_label"):
         if getattr(config, field) and not os.path.isdir(SELINUX_FS):
-            ctx.fail(origin[field], "SELinux is not enabled on this kernel")
-    if config.mount_label:
+            ctx.report(origin[field], "SELinux is not enabled on this kernel")
+    if config.mount_label and os.path.isdir(SELINUX_FS):
         # Refused rather than ignored: the mounts would carry no context.
-        ctx.fail(origin["mount_label"], "SELinux mount labels are not supported yet")
+        ctx.report(origin["mount_label"], "SELinux mount labels are not supported yet")
 
 
 def _apparmor_enabled() -> bool:

@@ -163,7 +163,8 @@ class Config:
     user: str = "root"
     additional_groups: tuple[str, ...] = ()
     working_dir: str = "/"
-    tty: bool = False
+    umask: int = 0o022               # config.defaults.DEFAULT_UMASK
+    tty: bool | None = None          # None: a pty exactly when nsinit's stdin is a terminal
     readonlyfs: bool = False
     no_pivot_root: bool = False
     mask_paths: tuple[str, ...]

@@ -52,6 +52,7 @@ def config_to_dict(config: Config) -> dict:
         "user": config.user,
         "additional_groups": list(config.additional_groups),
         "working_dir": config.working_dir,
+        "umask": f"{config.umask:04o}",
         "tty": config.tty,
         "readonlyfs": config.readonlyfs,
         "no_pivot_root": config.no_pivot_root,
@@ -162,6 +163,7 @@ def config_from_dict(data: dict, source: str = "recorded config") -> Config:
         user=data["user"],
         additional_groups=tuple(data["additional_groups"]),
         working_dir=data["working_dir"],
+        umask=int(data.get("umask", "0022"), 8),  # absent in records of older nsinit versions
         tty=data["tty"],
         readonlyfs=data["readonlyfs"],
         no_pivot_root=data["no_pivot_root"],

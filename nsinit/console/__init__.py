@@ -12,8 +12,11 @@ import errno
 import fcntl
 import os
 import select
+import stat
 import termios
 
+from nsinit import _native
+from nsinit.errors import NsinitError
 from nsinit.record import field, record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 TIOCSCTTY = 0x540E
 TIOCSPTLCK = 0x40045431  # unlockpt()
 TIOCGPTPEER = 0x5441     # open the slave of a master fd, without a path
+PTMX = "dev/pts/ptmx"     # inside the container's root
+DEVPTS_SUPER_MAGIC = 0x1CD1
+PTMX_RDEV = (5, 2)
 
 
 @record
@@ -74,9 +80,13 @@ def prepare_stdio(use_tty: bool, container_devpts: bool = True) -> Stdio:
     return _prepare_passthrough()
 
 
-def open_container_pty(ptmx_path: str) -> tuple[int, int]:
-    """In the child, after the container's devpts is mounted: (master, slave)."""
-    master = os.open(ptmx_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+def open_container_pty(root_fd: int) -> tuple[int, int]:
+    """In the child, after the container's devpts is mounted: (master, slave).
+
+    ``root_fd`` is the container's root: its dev/pts/ptmx is opened with
+    the path resolved inside it, never through the host's tree.
+    """
+    master = open_devpts_ptmx(root_fd)
     try:
         fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")
         slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -84,6 +94,56 @@ def open_container_pty(ptmx_path: str) -> tuple[int, int]:
         os.close(master)
         raise
     return master, slave
+
+
+def open_devpts_ptmx(root_fd: int) -> int:
+    """The container's /dev/pts/ptmx, opened read-write only once it is known
+    to be a devpts ptmx.
+
+    By host path, an image whose /dev (or a parent) is a symlink chain would
+    hand us a host pty, or any host file opened read-write as root.
+    RESOLVE_IN_ROOT keeps every symlink and ".." inside the root (as the
+    mounts were resolved), magic links are refused, and the node is checked
+    through an O_PATH fd first: on a devpts, opening can only make a pty,
+    where any other device node could act on being opened.
+    """
+    probe = _open_in_root(root_fd, os.O_PATH | os.O_CLOEXEC)
+    try:
+        seen = _check_ptmx(probe)
+        master = _open_in_root(root_fd, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(probe)
+    try:
+        if _check_ptmx(master) != seen:
+            raise _not_ptmx("was replaced while it was opened")
+    except BaseException:
+        os.close(master)
+        raise
+    return master
+
+
+def _open_in_root(root_fd: int, flags: int) -> int:
+    try:
+        return _native.openat2(root_fd, PTMX, flags,
+                               _native.RESOLVE_IN_ROOT | _native.RESOLVE_NO_MAGICLINKS)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise _not_ptmx("leads through a /proc magic link or a symlink loop") from None
+        raise
+
+
+def _check_ptmx(fd: int) -> tuple[int, int]:
+    """(st_dev, st_ino) of ``fd`` if it is a ptmx on a devpts, else NsinitError."""
+    st = os.fstat(fd)
+    if _native.fstatfs_type(fd) != DEVPTS_SUPER_MAGIC:
+        raise _not_ptmx("is not on a devpts filesystem")
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != PTMX_RDEV:
+        raise _not_ptmx("is not the ptmx device (5:2)")
+    return st.st_dev, st.st_ino
+
+
+def _not_ptmx(why: str) -> NsinitError:
+    return NsinitError("console", f"/{PTMX} in the container {why}; refusing it as the console")
 
 
 def use_child_pty(stdio: Stdio, slave: int) -> None:
@@ -129,6 +189,10 @@ def _prepare_passthrough() -> Stdio:
             stdio.parent_only.append(r)
     stdio.child_fds = (fds[0], fds[1], fds[2])
     return stdio
+
+
+def stdin_is_terminal() -> bool:
+    return _isatty(0)
 
 
 def _isatty(fd: int) -> bool:

@@ -503,10 +503,88 @@ def _move_root(rootfs: str) -> None:
     # moby#4512): move the rootfs over "/" and chroot into it.  The host tree
     # is still underneath, and a process with CAP_SYS_CHROOT can escape a
     # chroot; the user asked for this mode.
+    hide_host_pseudo_filesystems(rootfs)
     os.chdir(rootfs)
     _native.mount(rootfs, "/", None, MS_MOVE, label="/ (move rootfs)")
     os.chroot(".")
     os.chdir("/")
+
+
+# Filesystems the kernel lets a user namespace mount only if a full mount of
+# them is already in the mount namespace (SB_I_USERNS_VISIBLE, checked by
+# mount_too_revealing() in fs/namespace.c): procfs and sysfs.
+_USERNS_VISIBLE = ("proc", "sysfs")
+
+
+def hide_host_pseudo_filesystems(rootfs: str) -> None:
+    """Unmount (or cover) every full procfs/sysfs mount outside the rootfs.
+
+    Without pivot_root the host's tree stays in our mount namespace under the
+    moved rootfs.  Its /proc is a full, unmasked procfs, so the kernel would
+    let the container's root ``unshare -mr`` and mount a fresh procfs with
+    none of our masks (/proc/kcore, /proc/timer_list, ...): the masks would be
+    for show.  runc's msMoveRoot does the same before its MS_MOVE.  Where the
+    unmount is refused (EINVAL/EPERM: the mount is locked, e.g. inherited by
+    a user namespace) a tmpfs over it makes it count as hidden.  Repeated
+    until none is left, because mounts can be stacked on one mount point.
+    """
+    # Opened once: the host's /proc goes away in the first pass.  Each read
+    # from offset 0 lists the mounts as they are then.
+    table = os.open(mountinfo.MOUNTINFO, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        covered: set[tuple[str, str]] = set()
+        while True:
+            left = [m for m in _full_pseudo_mounts_outside(table, rootfs) if m not in covered]
+            if not left:
+                return
+            outcome = {m: _unmount_or_cover(m[1]) for m in left}
+            covered.update(m for m, done in outcome.items() if done == "covered")
+            if "detached" not in outcome.values() and "unreachable" in outcome.values():
+                # Listed, yet no path leads to them (a deleted or covered
+                # directory): the kernel still counts them.
+                hidden = ", ".join(m[1] for m, done in outcome.items() if done == "unreachable")
+                raise NsinitError("pivot_root", f"no_pivot_root: cannot hide the host's {hidden}")
+    finally:
+        os.close(table)
+
+
+def _full_pseudo_mounts_outside(table: int, rootfs: str) -> list[tuple[str, str]]:
+    """(major:minor, mount point) of each full procfs/sysfs mount outside the rootfs."""
+    base = rootfs.rstrip("/")
+    return [(dev, point) for dev, root, point, fstype, _opts in mountinfo.parse(_read_from_start(table))
+            if fstype in _USERNS_VISIBLE and root == "/"
+            and point != base and not point.startswith(base + "/")]
+
+
+def _read_from_start(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks).decode("utf-8", "surrogateescape")
+        chunks.append(chunk)
+
+
+def _unmount_or_cover(point: str) -> str:
+    """Detach the mount at ``point``, or cover it: "detached", "covered" or "unreachable"."""
+    try:
+        # rslave first: the unmount must never propagate to the host, even
+        # if something made this mount shared again (prepare_root made "/"
+        # rprivate).
+        _native.mount(None, point, None, MS_SLAVE | MS_REC, label=f"{point} (make rslave)")
+        _native.umount2(point, MNT_DETACH)
+        return "detached"
+    except OSError as err:
+        if err.errno == errno.ENOENT:
+            # Under a mount detached just now (then it is gone with it), or
+            # out of reach of any path: the next pass tells which.
+            return "unreachable"
+        if err.errno not in (errno.EINVAL, errno.EPERM):
+            raise
+    _native.mount("tmpfs", point, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  None, label=f"{point} (cover)")
+    return "covered"
 
 
 # --- after pivot -----------------------------------------------------------------
@@ -556,3 +634,4 @@ def mask_path(path: str) -> None:
         if err.errno != errno.ENOENT:
             raise
         # Gone between stat and mount (procfs entries come and go): nothing to hide.
+

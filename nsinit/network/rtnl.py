@@ -36,6 +36,8 @@ AF_INET, AF_INET6 = 2, 10
 
 # <linux/rtnetlink.h>
 RTM_NEWADDR = 20
+RTM_GETADDR = 22
+NLM_F_DUMP = 0x300          # <linux/netlink.h>: NLM_F_ROOT | NLM_F_MATCH
 RTM_NEWROUTE = 24
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3             # what `ip route add` uses
@@ -217,6 +219,19 @@ class Rtnl:
             attrs.append(("IFA_FLAGS", IFA_F_NODAD))
         msg["attrs"] = attrs
         self._request(RTM_NEWADDR, msg, NLM_F_CREATE | NLM_F_EXCL)
+
+    def get_addresses(self, index: int) -> list[str]:
+        """The addresses of link ``index`` with their prefix lengths ("10.0.0.1/24")."""
+        msg = _Messages.ifaddrmsg()
+        msg["index"] = index  # the kernel dumps every link's; filtered below
+        found = []
+        for data in self._request(RTM_GETADDR, msg, NLM_F_DUMP):
+            reply = _Messages.ifaddrmsg(data)
+            reply.decode()
+            address = reply.get_attr("IFA_LOCAL") or reply.get_attr("IFA_ADDRESS")
+            if reply["index"] == index and address:
+                found.append(f"{address}/{reply['prefixlen']}")
+        return found
 
     def add_route(self, destination: Any, *, gateway: Any = None, source: Any = None, oif: int = 0) -> None:
         """``destination``: an ipaddress network; ``gateway``/``source``: addresses or None."""

@@ -96,6 +96,9 @@ def _configure(config: Any, host: Rtnl, inside: Rtnl, netns_fd: int,
         _bring_up_loopback(inside)
     veths = [(f"networks[{i}]", n) for i, n in enumerate(config.networks) if n.type == "veth"]
     bridges = {network.bridge: _check_host_side(host, network, path) for path, network in veths}
+    for path, network in veths:
+        _refuse_addresses_in_use(network, path)
+        _warn_if_gateway_is_not_the_bridge(host, network, path, bridges[network.bridge])
     records = [_setup_veth(host, inside, netns_fd, network, path, bridges[network.bridge], created)
                for path, network in veths]
     for i, route in enumerate(config.routes):
@@ -114,6 +117,56 @@ def _check_host_side(host: Rtnl, network: Any, path: str) -> Link | None:
     if network.host_interface_name and host.get_link(network.host_interface_name) is not None:
         _fail(f"{path}.host_interface_name", f'"{network.host_interface_name}" already exists on the host')
     return bridge
+
+
+def _refuse_addresses_in_use(network: Any, path: str) -> None:
+    """An address another live nsinit container has on the same bridge
+    would make both unreachable at random (ARP answers from either): refused
+    before anything is created, naming that container's root dir.  Only
+    nsinit's own records are seen, not other tools' containers."""
+    from nsinit import state
+
+    wanted = {key: ipaddress.ip_interface(getattr(network, key)).ip
+              for key in ("address", "ipv6_address") if getattr(network, key)}
+    if not wanted:
+        return
+    for private in state.private_dirs():
+        try:
+            record = state.read_record(private)
+        except (state.StaleStateError, OSError):
+            continue  # unreadable: nsinit gc's business, not a conflict
+        if record is None or state.why_not_alive(record) is not None:
+            continue
+        for entry in record.network_state:
+            if not isinstance(entry, dict) or entry.get("bridge") != network.bridge:
+                continue
+            for key, ip in wanted.items():
+                theirs = entry.get(key)
+                if isinstance(theirs, str) and theirs and ipaddress.ip_interface(theirs).ip == ip:
+                    _fail(f"{path}.{key}", f"{ip} is already used on bridge {network.bridge} "
+                                          f"by the container in {record.root}")
+
+
+def _warn_if_gateway_is_not_the_bridge(host: Rtnl, network: Any, path: str, bridge: Link | None) -> None:
+    """A gateway no host interface answers on gives a dead default route.
+    When the bridge exists with addresses of that family and none is the
+    gateway, say so (another machine on the bridge may still be the
+    router: a warning, not an error).  A bridge nsinit creates gets the
+    gateway as its address."""
+    if bridge is None:
+        return
+    present = [ipaddress.ip_interface(text) for text in host.get_addresses(bridge.index)]
+    for key in ("gateway", "ipv6_gateway"):
+        text = getattr(network, key)
+        if not text:
+            continue
+        gateway = ipaddress.ip_address(text)
+        same_family = [a for a in present if a.version == gateway.version and not a.ip.is_link_local]
+        if same_family and all(a.ip != gateway for a in same_family):
+            has = ", ".join(str(a) for a in same_family)
+            sys.stderr.write(f"nsinit: warning: {path}.{key}: {gateway} is not an address of bridge "
+                             f"{network.bridge} (it has {has}); the default route leads nowhere "
+                             "unless another machine on the bridge answers there\n")
 
 
 def _bring_up_loopback(inside: Rtnl) -> None:

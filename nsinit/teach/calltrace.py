@@ -126,6 +126,7 @@ def _spellings() -> list[tuple[object, str, Callable[..., str]]]:
         (os, "symlink", lambda target, link, *a, **_: f"symlink({quote(target)}, {quote(link)})"),
         (os, "mkdir", lambda path, mode=0o777, **_: f"mkdir({quote(path)}, {mode:o})"),
         (os, "chroot", lambda path: f"chroot({quote(path)})"),
+        (os, "memfd_create", lambda name, flags=0: f"memfd_create({quote(name)}, {flags:#x})"),
         (os, "chdir", lambda path: f"chdir({quote(path if isinstance(path, str) else _fd_name(path))})"),
         (os, "setgroups", lambda groups: f"setgroups({list(groups)})"),
         (os, "setresgid", lambda r, e, s: f"setresgid({r}, {e}, {s})"),

@@ -97,6 +97,11 @@ def explain(config: Config, root: str) -> list[Part]:
     parts.append(_attach(config, root))
     parts.append(Part("load steps", "child", "the mount, network, identity and capability code is imported "
                       "now, while the host's files are still reachable (pivot_root hides them)", []))
+    parts.append(Part("trampoline", "child", "the command will be exec'd by a tiny static program from a sealed "
+                      "memfd, never from the host's Python, so /proc/self/exe in the container cannot reach a "
+                      "host binary (CVE-2019-5736)",
+                      ["memfd_create(\"nsinit-exec\", MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC)",
+                       "fcntl(F_ADD_SEALS, F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE)"]))
     parts.append(Part("wait for parent", "child", "the init waits on the sync socket until the supervisor "
                       "has written the id maps, set up the network and recorded the container",
                       ["recv(sync socket) → {\"go\": true}"]))
@@ -331,7 +336,8 @@ def _finalize(config: Config) -> list[Part]:
                                                                     "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)"]))
     parts.extend(_seccomp(config))  # last before execve: nsinit's own steps are not filtered
     parts.append(Part("exec", "child", "the init becomes the command: PID 1 of the container (its end closes "
-                      "the sync socket, which tells the supervisor it worked)", ["execve(COMMAND, ARGS, ENV)"],
+                      "the sync socket, which tells the supervisor it worked)",
+                      ["execveat(the nsinit-exec memfd, …)", "execve(COMMAND, ARGS, ENV)  (by the trampoline)"],
                       {"environment": list(config.environment)}))
     parts.append(Part("after exec", "child", "what the kernel's execve rules leave: /proc/self/status of the command",
                       [f"{key}:\t{cap_mask_hex(mask)}" for key, mask in status.items()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,41 @@ def test_memory_limit_oom_kills_and_oom_reports_it(nsinit: Nsinit) -> None:
     report, _ = watcher.communicate(timeout=10)   # ends when the container's cgroup goes
     assert watcher.returncode == 0
     assert report.splitlines()[0] == "oom kill 1"
+
+
+HOG = 'x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived'
+
+
+def test_an_oom_kill_is_said_in_one_line_with_the_limit(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
+    result = nsinit.sh(HOG)
+    assert result.returncode == 128 + signal.SIGKILL, result.stderr
+    assert "survived" not in result.stdout
+    assert stderr_lines(result) == ["nsinit: the command was killed by the OOM killer (memory limit 16 MiB)"]
+
+
+def test_a_joined_process_oom_kill_is_said_too(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
+    with running(nsinit, "sleep 30"):
+        result = nsinit.sh(HOG)
+    assert result.returncode == 128 + signal.SIGKILL, result.stderr
+    assert stderr_lines(result) == ["nsinit: the command was killed by the OOM killer (memory limit 16 MiB)"]
+
+
+def test_a_sigkill_that_is_no_oom_kill_says_nothing(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
+    with running(nsinit, "sleep 30") as proc:
+        assert nsinit.run("kill", "KILL").returncode == 0
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 128 + signal.SIGKILL
+        assert err == ""
+
+
+def test_memory_limit_written_with_a_suffix_as_update_takes_it(nsinit: Nsinit) -> None:
+    nsinit.config(cgroups={"memory": "24M", "memory_swap": "24M"})
+    with running(nsinit, "sleep 30"):
+        memory = cgroup_paths(nsinit)["memory"]
+        assert read(f"{memory}/memory.limit_in_bytes") == read(f"{memory}/memory.memsw.limit_in_bytes") == str(24 * MiB)
 
 
 def test_pids_limit_bounds_a_fork_loop(nsinit: Nsinit) -> None:
@@ -434,7 +470,7 @@ def test_lifecycle_commands_without_a_container_exit_1(nsinit: Nsinit) -> None:
     for command in (["pause"], ["resume"], ["stats"], ["update", "--pids-limit", "5"], ["oom"]):
         result = nsinit.run(*command)
         assert result.returncode == 1, command
-        assert stderr_lines(result) == [f"nsinit: state: no running container in {nsinit.root}"]
+        assert stderr_lines(result) == [f"nsinit: {command[0]}: no running container in {nsinit.root}"]
 
 
 # --- the v2 manager on this host's cgroup2 mount (core files only) ------------
@@ -523,13 +559,16 @@ def test_containers_ending_and_starting_in_one_dir_do_not_undo_each_other(nsinit
     # the next begins; every creation reuses the same cgroup path.  A
     # supervisor tearing down must never remove its successor's cgroups or
     # record, or the successor fails (its cgroup gone) or leaks.
-    # A process that joined dies with the init it joined (SIGKILL, 137); none
-    # may fail in nsinit itself (125) or say anything.
+    # A process that joined dies with the init it joined (SIGKILL, 137, and
+    # one line saying so); none may fail in nsinit itself (125) or say more.
     procs = [nsinit.popen("exec", "/bin/sh", "-c", "sleep 0.05") for _ in range(12)]
     results = [(p.wait(timeout=60), p.communicate()) for p in procs]
     for code, (_, err) in results:
         assert code in (0, 128 + signal.SIGKILL), err
-        assert err == ""
+        if code == 0:
+            assert err == ""
+        else:
+            assert re.fullmatch(r"nsinit: the container's init \(pid \d+\) exited, which killed this process\n", err), err
     assert any(code == 0 for code, _ in results)
 
 

@@ -111,6 +111,14 @@ def test_loopback_is_up_in_the_new_network_namespace(nsinit: Nsinit) -> None:
     assert ok(nsinit.exec("ls", "/sys/class/net")).split() == ["lo"]
 
 
+def test_the_seed_loopback_entry_runs(nsinit: Nsinit) -> None:
+    # The later seed's sample: placeholders libcontainer never read.
+    nsinit.config(networks=[{"type": "loopback", "address": "127.0.0.1/0", "gateway": "localhost"}])
+    result = nsinit.exec("cat", "/sys/class/net/lo/flags")
+    assert int(ok(result).strip(), 16) & 0x1, "IFF_UP not set on lo"
+    assert result.stderr == ""
+
+
 # --- fds ------------------------------------------------------------------------
 
 def test_pid_1_has_only_stdio(nsinit: Nsinit) -> None:
@@ -179,14 +187,31 @@ def test_pid_1_ignores_kill_from_inside(nsinit: Nsinit) -> None:
 def test_command_not_found_exits_127(nsinit: Nsinit) -> None:
     result = nsinit.exec("no-such-command")
     assert result.returncode == 127
-    lines = stderr_lines(result)
-    assert len(lines) == 1 and lines[0].startswith("nsinit: exec: ") and "no-such-command" in lines[0]
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert stderr_lines(result) == [f"nsinit: exec: no-such-command: command not found in the rootfs "
+                                    f"{nsinit.root} (PATH={path})"]
 
 
 def test_missing_absolute_path_exits_127(nsinit: Nsinit) -> None:
     result = nsinit.exec("/bin/no-such-command")
     assert result.returncode == 127
-    assert len(stderr_lines(result)) == 1
+    assert stderr_lines(result) == [f"nsinit: exec: /bin/no-such-command: No such file or directory "
+                                    f"in the rootfs {nsinit.root}"]
+
+
+def test_config_from_elsewhere_runs_the_current_directory(nsinit: Nsinit, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = json.loads((nsinit.root / "container.json").read_text())
+    (elsewhere / "c.json").write_text(json.dumps(config))
+    (nsinit.root / "marker").write_text("the rootfs\n")
+    assert ok(nsinit.run("--config", str(elsewhere / "c.json"), "exec", "cat", "/marker")) == "the rootfs\n"
+    assert sorted(os.listdir(elsewhere)) == ["c.json"]   # no dev/, proc/, sys/ made there
+    # An explicit rootfs still wins (relative to the file's directory).
+    config["rootfs"] = os.path.relpath(nsinit.root, elsewhere)
+    (elsewhere / "c.json").write_text(json.dumps(config))
+    other = Nsinit(tmp_path)
+    assert ok(other.run("--config", str(elsewhere / "c.json"), "exec", "cat", "/marker")) == "the rootfs\n"
 
 
 @pytest.mark.parametrize("command", ["/not-executable", "not-executable"])
@@ -210,6 +235,26 @@ def test_signals_to_nsinit_reach_pid_1(nsinit: Nsinit, sig: signal.Signals) -> N
     with running(nsinit, f'trap "exit 42" {name}; touch /tmp/ready; {LOOP}') as proc:
         proc.send_signal(sig)
         assert proc.wait(timeout=10) == 42
+
+
+def test_the_third_ctrl_c_kills_a_pid_1_that_ignores_it(nsinit: Nsinit) -> None:
+    proc = nsinit.popen("exec", "sleep", "60")  # sleep as PID 1: SIGINT is ignored
+    try:
+        nsinit.wait_for(lambda: proc.poll() is not None or (
+            (nsinit.root / "pid").exists() and
+            Path(f"/proc/{init_pid(nsinit.root)}/cmdline").read_bytes() == b"sleep\x0060\x00"))
+        for _ in range(2):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            assert proc.poll() is None  # forwarded, and ignored
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 128 + signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+    assert stderr_lines(subprocess.CompletedProcess([], 0, "", stderr)) == [
+        "nsinit: interrupted 3 times: killing the container (SIGKILL)"]
 
 
 def test_nsinit_kill_signals_pid_1(nsinit: Nsinit) -> None:

@@ -11,6 +11,7 @@ import os
 import resource
 import stat
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -98,6 +99,30 @@ def test_capabilities_mask_2014_drops_only_those(nsinit: Nsinit) -> None:
                                 "CapBnd": expected, "CapAmb": 0}
 
 
+# --- umask ------------------------------------------------------------------------
+
+@contextmanager
+def caller_umask(mask: int) -> Iterator[None]:
+    """nsinit started with this umask (a host setting the container must not get)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_the_process_gets_umask_0022_not_the_callers(nsinit: Nsinit) -> None:
+    with caller_umask(0o077):
+        out = ok(nsinit.sh("umask; touch /tmp/f; stat -c %a /tmp/f"))
+    assert out.split() == ["0022", "644"]
+
+
+def test_the_configured_umask_is_applied(nsinit: Nsinit) -> None:
+    nsinit.config(umask="0077")
+    with caller_umask(0):
+        assert ok(nsinit.sh("umask")).strip() == "0077"
+
+
 # --- user and groups --------------------------------------------------------------
 
 ID_SCRIPT = 'id -u; id -g; id -G; echo "$HOME"'
@@ -108,6 +133,14 @@ def test_user_by_name_gets_its_groups_and_home(nsinit: Nsinit) -> None:
     uid, gid, groups, home = ok(nsinit.sh(ID_SCRIPT)).splitlines()
     assert (uid, gid, home) == ("1000", "1000", "/home/user")
     assert sorted(groups.split()) == ["10", "1000"]  # its own group and wheel
+
+
+def test_the_demo_rootfs_has_the_daemon_user(nsinit: Nsinit) -> None:
+    # The seed's API sample runs its process as User: "daemon".
+    nsinit.config(user="daemon")
+    uid, gid, groups, home = ok(nsinit.sh(ID_SCRIPT)).splitlines()
+    assert (uid, gid, groups, home) == ("1", "1", "1", "/usr/sbin")
+    assert ok(nsinit.sh("id -un; id -gn; id -u nobody")).split() == ["daemon", "daemon", "65534"]
 
 
 def test_user_as_uid_gid(nsinit: Nsinit) -> None:

@@ -231,6 +231,19 @@ def test_joined_process_has_configured_limits(nsinit: Nsinit, start: Callable[..
     assert oom == "321"
 
 
+@pytest.mark.parametrize("configured, expected", [(None, "0022"), ("0027", "0027")])
+def test_joined_process_gets_the_containers_umask_not_the_callers(
+        nsinit: Nsinit, start: Callable[..., Live], configured: str | None, expected: str) -> None:
+    nsinit.config(umask=configured)
+    start()
+    old = os.umask(0o077)
+    try:
+        result = nsinit.sh("umask")
+    finally:
+        os.umask(old)
+    assert ok(result).strip() == expected
+
+
 def test_join_cwd(nsinit: Nsinit, start: Callable[..., Live]) -> None:
     nsinit.config(working_dir="/home")
     start()
@@ -291,7 +304,7 @@ def run_under_pty(args: list[str], cwd: Path, timeout: float = 20) -> tuple[int,
     return proc.returncode, output.decode(errors="replace")
 
 
-@pytest.mark.parametrize("option, expected", [("--tty", "TTY"), ("--no-tty", "NOTTY")])
+@pytest.mark.parametrize("option, expected", [("--tty", "TTY"), ("--no-tty", "NOTTY"), ("--", "TTY")])
 def test_join_tty(nsinit: Nsinit, start: Callable[..., Live], option: str, expected: str) -> None:
     live = start()
     status, output = run_under_pty(
@@ -325,6 +338,27 @@ def test_signals_to_a_joining_nsinit_reach_the_joined_process(nsinit: Nsinit, st
     assert live.alive()
 
 
+def test_the_third_ctrl_c_kills_only_the_joined_process(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start()
+    joined = nsinit.popen("exec", "/bin/sh", "-c",
+                          'trap "" INT; touch /tmp/joined; while :; do sleep 0.05; done')
+    try:
+        wait_until(lambda: (nsinit.root / "tmp" / "joined").exists() or joined.poll() is not None)
+        for _ in range(2):
+            joined.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            assert joined.poll() is None  # forwarded, and ignored
+        joined.send_signal(signal.SIGINT)
+        _, err = joined.communicate(timeout=10)
+    finally:
+        if joined.poll() is None:
+            joined.kill()
+            joined.communicate(timeout=10)
+    assert joined.returncode == 128 + signal.SIGKILL
+    assert err.splitlines() == ["nsinit: interrupted 3 times: killing the joined process (SIGKILL)"]
+    assert live.alive()
+
+
 # -- the join never tears the container down; PID 1 does ----------------------
 
 def test_join_leaves_the_container_running(nsinit: Nsinit, start: Callable[..., Live]) -> None:
@@ -351,9 +385,15 @@ def test_pid1_exit_kills_joined_processes_and_creator_cleans_up(nsinit: Nsinit, 
             joined.kill()
             joined.communicate(timeout=10)
     assert joined.returncode == 137
-    assert "Traceback" not in err
+    assert err.splitlines() == [f"nsinit: the container's init (pid {live.pid}) exited, which killed this process"]
     assert live.finish() == 137
     assert not (nsinit.root / "pid").exists() and not (nsinit.root / "state.json").exists()
+
+
+def test_a_joined_process_killed_on_its_own_says_nothing_of_the_init(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    start()
+    result = nsinit.exec("/bin/sh", "-c", "kill -9 $$")
+    assert (result.returncode, result.stderr) == (137, "")
 
 
 # -- create or join: stale, garbage and faked files ---------------------------
@@ -545,3 +585,31 @@ def test_a_join_does_not_read_container_json(nsinit: Nsinit, start: Callable[...
     created = nsinit.exec("/bin/true")
     assert created.returncode == 125
     assert "container.json" in created.stderr and len(stderr_lines(created)) == 1
+
+
+# -- exec --new / --join: say which one is wanted ----------------------------
+
+def test_exec_new_refuses_a_live_container_in_one_line(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start()
+    result = nsinit.exec("--new", "/bin/sh", "-c", "touch /tmp/ran")
+    assert result.returncode == 125
+    assert stderr_lines(result) == [f"nsinit: exec --new: a container already runs in {nsinit.root} "
+                                    f"(pid {live.pid})"]
+    assert not (nsinit.root / "tmp" / "ran").exists() and live.alive()
+
+
+def test_exec_new_creates_when_none_runs(nsinit: Nsinit) -> None:
+    assert ok(nsinit.exec("--new", "/bin/sh", "-c", "echo $$")) == "1\n"
+
+
+def test_exec_join_refuses_when_none_runs_and_creates_nothing(nsinit: Nsinit) -> None:
+    result = nsinit.exec("--join", "/bin/sh", "-c", "touch /tmp/ran")
+    assert result.returncode == 125
+    assert stderr_lines(result) == [f"nsinit: exec --join: no running container in {nsinit.root}"]
+    assert not (nsinit.root / "tmp" / "ran").exists() and not (nsinit.root / "pid").exists()
+
+
+def test_exec_join_joins_the_live_one(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start()
+    joined = ok(nsinit.exec("--join", "/bin/sh", "-c", "readlink /proc/self/ns/pid; echo $$")).split()
+    assert joined[0] == f"pid:[{ns_inode(live.pid, 'pid')}]" and joined[1] != "1"

@@ -76,3 +76,25 @@ def test_a_multi_threaded_caller_is_refused(nsinit: Nsinit) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("clone: the calling process has 2 threads")
     assert not (nsinit.root / "pid").exists()
+
+
+def test_stop_from_python(nsinit: Nsinit) -> None:
+    # sleep as PID 1 ignores SIGTERM: stop() has to SIGKILL it after the grace time.
+    creator = subprocess.Popen(
+        [sys.executable, "-c", "from nsinit.container import Container, Process\n"
+         f"raise SystemExit(Container.load({str(nsinit.root)!r}).create(Process(['/bin/sleep', '30'])))"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / "pid").exists())
+        result = run_python(nsinit, """
+            c = Container.attach(root)
+            print("killed", c.stop(grace=0.5))
+            print("state after stop", c.state())
+        """)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["killed True", "state after stop None"]
+        assert creator.wait(timeout=10) == 137
+    finally:
+        if creator.poll() is None:
+            creator.kill()
+        creator.communicate(timeout=10)

@@ -28,7 +28,7 @@ SLEEP_30 = b"sleep\x0030\x00"
 LOOP = "while :; do sleep 0.05; done"
 
 LIFECYCLE_COMMANDS = [["state"], ["state", "--json"], ["ps"], ["ps", "--json"], ["kill"],
-                      ["kill", "--all", "KILL"], ["kill", "9"]]
+                      ["kill", "--all", "KILL"], ["kill", "9"], ["stop"], ["stop", "--time", "1"]]
 
 
 # -- state -------------------------------------------------------------------
@@ -126,6 +126,68 @@ def test_kill_signals_pid1(nsinit: Nsinit, start: Callable[..., Live], args: lis
     assert f"got-{trapped}" in live.stdout
 
 
+@pytest.mark.parametrize("spelling", ["-9", "-KILL", "KILL", "SIGKILL", "9", "-sigkill"])
+def test_kill_takes_every_spelling_of_kill_1(nsinit: Nsinit, start: Callable[..., Live], spelling: str) -> None:
+    live = start()
+    ok(nsinit.run("kill", spelling))
+    assert live.finish() == 137
+
+
+def test_kill_dash_signal_with_all(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start(f'trap "echo got-USR1; exit 3" USR1; {READY}; {LOOP}')
+    ok(nsinit.run("kill", "-USR1", "--all"))
+    assert live.finish() == 3 and "got-USR1" in live.stdout
+
+
+# -- stop ----------------------------------------------------------------------
+
+def test_stop_ends_a_pid1_that_handles_term_at_once(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start(f'trap "echo got-TERM; exit 3" TERM; {READY}; {LOOP}')
+    began = time.monotonic()
+    ok(nsinit.run("stop"))
+    assert time.monotonic() - began < 5
+    # Gone when stop returns: its nsinit has removed the record.
+    assert not (nsinit.root / "pid").exists() and not os.path.lexists(private_dir(nsinit.root))
+    assert live.finish() == 3 and "got-TERM" in live.stdout
+
+
+def test_stop_kills_a_pid1_that_ignores_term_after_the_grace_time(
+        nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    # A shell as PID 1 without a TERM trap ignores TERM (the kernel's rule
+    # for a pid namespace's init); so does a joined process's parent here.
+    live = start(f"{READY}; {LOOP}")
+    joined = nsinit.popen("exec", "/bin/sh", "-c", f"touch /tmp/joined; {LOOP}")
+    try:
+        wait_until(lambda: (nsinit.root / "tmp" / "joined").exists() or joined.poll() is not None)
+        began = time.monotonic()
+        result = nsinit.run("stop", "--time", "1")
+        took = time.monotonic() - began
+        joined.communicate(timeout=10)
+    finally:
+        if joined.poll() is None:
+            joined.kill()
+            joined.communicate(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert stderr_lines(result) == ["nsinit: stop: PID 1 was still running 1 s after SIGTERM; killed it (SIGKILL)"]
+    assert 1 <= took < 6
+    assert not (nsinit.root / "pid").exists() and not os.path.lexists(private_dir(nsinit.root))
+    assert live.finish() == 137 and joined.returncode == 137
+
+
+def test_stop_thaws_a_paused_container(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    live = start(f'trap "exit 3" TERM; {READY}; {LOOP}')
+    ok(nsinit.run("pause"))
+    ok(nsinit.run("stop", "--time", "5"))
+    assert live.finish() == 3
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "1.5"])
+def test_stop_bad_time_is_one_line(nsinit: Nsinit, start: Callable[..., Live], value: str) -> None:
+    live = start()
+    assert "--time" in one_error_line(nsinit.run("stop", "--time", value))
+    assert live.alive()
+
+
 def test_kill_without_all_reaches_only_pid1(nsinit: Nsinit, start: Callable[..., Live]) -> None:
     live = start(f'trap "touch /tmp/init-got-it" USR1; {READY}; {LOOP}')
     joined = nsinit.popen("exec", "/bin/sh", "-c",
@@ -204,7 +266,7 @@ def test_kill_bad_signal_leaves_the_container_alone(nsinit: Nsinit, start: Calla
 @pytest.mark.parametrize("command", LIFECYCLE_COMMANDS, ids=" ".join)
 def test_commands_without_a_container_say_so(nsinit: Nsinit, command: list[str]) -> None:
     line = one_error_line(nsinit.run(*command))
-    assert "no running container" in line
+    assert line == f"nsinit: {command[0]}: no running container in {nsinit.root}"
     assert not (nsinit.root / "pid").exists()
 
 
@@ -219,6 +281,29 @@ def test_commands_after_the_container_exited_say_so(nsinit: Nsinit, command: lis
 def test_commands_in_a_dir_without_config_say_no_container(tmp_path: Path, command: list[str]) -> None:
     line = one_error_line(Nsinit(tmp_path).run(*command))
     assert "no running container" in line
+
+
+# -- usage errors -----------------------------------------------------------
+
+@pytest.mark.parametrize("words, expected", [
+    (["run", "sh"], 'unknown command "run": nsinit exec COMMAND creates the container (or joins the one '
+                    'running in the root dir); see nsinit --help'),
+    (["list"], 'unknown command "list": nsinit has no list: a container is its root dir; '
+               'nsinit --root DIR state shows one; see nsinit --help'),
+    (["delete"], 'unknown command "delete": nsinit kill KILL ends the container (its nsinit then removes it); '
+                 'nsinit gc removes what dead ones left; see nsinit --help'),
+    (["--root", ".", "frob"], 'unknown command "frob": see nsinit --help'),
+    (["kill", "TERM", "extra"], "kill: bad arguments; usage: nsinit [options] kill [--all] [SIGNAL] (see nsinit --help)"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_usage_errors_are_one_line_naming_the_command(nsinit: Nsinit, words: list[str], expected: str) -> None:
+    assert one_error_line(nsinit.run(*words)) == f"nsinit: {expected}"
+
+
+@pytest.mark.parametrize("words", [["exec"], ["exec", "-t"], ["exec", "--"]], ids=" ".join)
+def test_exec_without_a_command_is_one_line(nsinit: Nsinit, words: list[str]) -> None:
+    result = nsinit.run(*words)
+    assert result.returncode == 125
+    assert stderr_lines(result) == ["nsinit: exec: no command given (e.g. nsinit exec /bin/sh); see nsinit exec --help"]
 
 
 # -- config and spec --------------------------------------------------------
@@ -241,10 +326,26 @@ def test_config_of_a_running_container(nsinit: Nsinit, start: Callable[..., Live
 
 def test_config_error_is_one_line(nsinit: Nsinit) -> None:
     (nsinit.root / "container.json").write_text('{"namespaces": 3}')
+    assert "namespaces" in one_error_line(nsinit.run("config"))
+
+
+BROKEN = {"hostname": 5, "working_dir": "rel", "cgroups": {"pids_limit": "many"}}
+BROKEN_LINES = ["nsinit: container.json: hostname: must be a string",
+                "nsinit: container.json: working_dir: must be an absolute path",
+                "nsinit: container.json: cgroups.pids_limit: must be an integer"]
+
+
+def test_config_lists_every_error_at_once_and_exits_1(nsinit: Nsinit) -> None:
+    nsinit.config(**BROKEN)
     result = nsinit.run("config")
-    assert result.returncode != 0
-    lines = stderr_lines(result)
-    assert len(lines) == 1 and "namespaces" in lines[0]
+    assert (result.returncode, stderr_lines(result)) == (1, BROKEN_LINES)
+    assert not result.stdout
+
+
+def test_exec_lists_every_config_error_too_and_exits_125(nsinit: Nsinit) -> None:
+    nsinit.config(**BROKEN)
+    result = nsinit.exec("/bin/true")
+    assert (result.returncode, stderr_lines(result)) == (125, BROKEN_LINES)
 
 
 @pytest.fixture
@@ -255,12 +356,16 @@ def empty(tmp_path: Path) -> Nsinit:
 
 
 def test_spec_writes_a_loadable_default(empty: Nsinit) -> None:
-    ok(empty.run("spec"))
+    said = ok(empty.run("spec"))
+    assert said.splitlines() == [f"nsinit: wrote {empty.root}/container.json; next: nsinit exec /bin/sh in "
+                                 f"{empty.root}, once it holds a root filesystem (nsinit rootfs DIR builds a busybox one)"]
     written = json.loads((empty.root / "container.json").read_text())
     assert {ns["type"] for ns in written["namespaces"]} >= {"NEWNS", "NEWPID"}
     assert "NEWUSER" not in {ns["type"] for ns in written["namespaces"]}
+    assert "tty" not in written  # unset: a pty exactly when stdin is a terminal
     config = json.loads(ok(empty.run("config")))
     assert len(config["capabilities"]["bounding"]) == 14
+    assert config["tty"] is None
 
 
 def test_spec_refuses_to_overwrite_without_force(empty: Nsinit) -> None:
@@ -289,7 +394,9 @@ def test_spec_into_a_missing_directory_is_one_line(tmp_path: Path) -> None:
 
 
 def test_spec_to_a_named_config_file(empty: Nsinit) -> None:
-    ok(empty.run("--config", "other.json", "spec"))
+    said = ok(empty.run("--config", "other.json", "spec"))
+    assert said.startswith(f"nsinit: wrote {empty.root}/other.json; next: nsinit --config {empty.root}/other.json "
+                           f"exec /bin/sh in {empty.root}, ")
     assert (empty.root / "other.json").exists() and not (empty.root / "container.json").exists()
 
 

@@ -397,6 +397,38 @@ def test_taken_host_interface_name(nsinit: Nsinit, host_link: Callable[..., str]
     assert_one_line_failure(nsinit, f'networks[1].host_interface_name: "{taken}" already exists on the host')
 
 
+def test_a_gateway_the_existing_bridge_does_not_have_is_warned_of(
+        nsinit: Nsinit, bridge: Callable[[], str], subnet: ipaddress.IPv4Network,
+        busybox_template: Path, tmp_path: Path, link_prefix: str) -> None:
+    br = bridge()
+    nsinit.config(networks=networks(veth(br, subnet, 2, prefix=f"{link_prefix}v")))  # makes br at .1
+    other = second_container(busybox_template, tmp_path)
+    other.config(networks=networks(veth(br, subnet, 3, gateway=host_ip(subnet, 254), prefix=f"{link_prefix}w")))
+    with running(nsinit):
+        result = other.exec("true")
+    assert result.returncode == 0, result.stderr
+    assert stderr_lines(result) == [
+        f"nsinit: warning: networks[1].gateway: {host_ip(subnet, 254)} is not an address of bridge {br} "
+        f"(it has {host_ip(subnet, 1)}/24); the default route leads nowhere unless another machine on "
+        "the bridge answers there"]
+
+
+def test_an_address_a_live_container_has_on_the_bridge_is_refused(
+        nsinit: Nsinit, bridge: Callable[[], str], subnet: ipaddress.IPv4Network,
+        busybox_template: Path, tmp_path: Path, link_prefix: str) -> None:
+    br = bridge()
+    nsinit.config(networks=networks(veth(br, subnet, 2, prefix=f"{link_prefix}v")))
+    other = second_container(busybox_template, tmp_path)
+    other.config(networks=networks(veth(br, subnet, 2, prefix=f"{link_prefix}w")))
+    with running(nsinit):
+        assert_one_line_failure(other, f"networks[1].address: {host_ip(subnet, 2)} is already used on bridge "
+                                       f"{br} by the container in {nsinit.root}")
+        assert links_named(f"{link_prefix}w") == []   # nothing created
+        assert not (other.root / "pid").exists()
+    # Once that container is gone, the address is free again.
+    assert ok(other.sh(f"ip -4 addr show eth0 | grep -c {host_ip(subnet, 2)}")) == "1\n"
+
+
 def processes_with_cwd(path: Path) -> list[int]:
     """Processes working in ``path``: nsinit and its network helper do (it is the root dir)."""
     found = []

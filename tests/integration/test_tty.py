@@ -7,6 +7,7 @@ it, a host terminal on stdio must not reach the container at all.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import struct
@@ -106,6 +107,32 @@ def test_tty_from_the_config(nsinit: Nsinit) -> None:
     assert run.output.splitlines() == ["tty"]
 
 
+TTY_CHECK = "tty; test -t 1 && echo stdout-tty; true"
+
+
+def test_a_terminal_on_stdin_gives_a_pty_when_nothing_says(nsinit: Nsinit) -> None:
+    # The config `nsinit rootfs` writes has no "tty": someone typing
+    # `nsinit exec /bin/sh` gets a shell with a terminal (a prompt).
+    assert "tty" not in json.loads((nsinit.root / "container.json").read_text())
+    run = run_on_pty(nsinit, "exec", "/bin/sh", "-c", TTY_CHECK)
+    assert run.returncode == 0, run.stderr
+    assert run.output.splitlines() == ["/dev/pts/0", "stdout-tty"]
+    assert run.termios_after == run.termios_before
+
+
+def test_no_terminal_on_stdin_no_pty(nsinit: Nsinit) -> None:
+    result = nsinit.sh(TTY_CHECK)   # stdin /dev/null, stdout a pipe
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["not a tty"]
+
+
+def test_tty_false_in_the_config_is_obeyed_on_a_terminal(nsinit: Nsinit) -> None:
+    nsinit.config(tty=False)
+    run = run_on_pty(nsinit, "exec", "/bin/sh", "-c", TTY_CHECK)
+    assert run.returncode == 0, run.stderr
+    assert run.output.splitlines() == ["not a tty"]
+
+
 def test_window_size_changes_reach_the_container(nsinit: Nsinit) -> None:
     ready, go = nsinit.root / "tmp" / "ready", nsinit.root / "tmp" / "go"
 
@@ -116,7 +143,11 @@ def test_window_size_changes_reach_the_container(nsinit: Nsinit) -> None:
         go.touch()
 
     run = run_on_pty(nsinit, "exec", "--tty", "/bin/sh", "-c",
-                     "touch /tmp/ready; while [ ! -f /tmp/go ]; do sleep 0.02; done; stty size",
+                     # The relay passes the size on when its SIGWINCH handler runs: on a
+                     # loaded machine that can come after the 0.2 s above (bounded: 5 s).
+                     "touch /tmp/ready; while [ ! -f /tmp/go ]; do sleep 0.02; done; "
+                     "i=0; while [ \"$(stty size)\" != '50 132' ] && [ $i -lt 100 ]; do "
+                     "sleep 0.05; i=$((i+1)); done; stty size",
                      during=resize)
     assert run.returncode == 0, run.stderr
     assert run.output.splitlines()[-1] == "50 132"

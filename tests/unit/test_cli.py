@@ -39,9 +39,13 @@ PLAIN_EXEC_LINES = [
     ["exec", "--root", "r", "-u", "1:2", "--cwd", "/tmp", "ls"],
     ["--config", "c.json", "exec", "-T", "--", "-weird"],
     ["-t", "exec", "--user", "nobody", "id"],
+    ["exec", "--init", "-T", "sleep", "12"],
+    ["exec", "--new", "--", "sh"],
+    ["exec", "--join", "-t", "sh"],
 ]
 DOCOPT_ONLY_LINES = [
     ["exec", "--tty", "--no-tty", "sh"],        # exclusive: docopt reports it
+    ["exec", "--new", "--join", "sh"],
     ["exec", "--trace", "--trace", "sh"],       # repeated
     ["--root", "exec", "exec", "sh"],           # a root dir named "exec"
     ["exec", "-tT", "sh"],                      # stacked short flags
@@ -79,6 +83,17 @@ def test_other_commands_get_the_whole_usage() -> None:
     assert cli.usage_for(words) == cli.__doc__
     args = docopt(cli.usage_for(words), argv=words)
     assert args["state"] and args["--root"] == "exec"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["kill", "-9"], ["kill", "9"]),
+    (["--root", "/r", "kill", "--all", "-KILL"], ["--root", "/r", "kill", "--all", "KILL"]),
+    (["kill", "--help"], ["kill", "--help"]),
+    (["--root", "kill", "state"], ["--root", "kill", "state"]),   # "kill" is --root's value
+    (["exec", "kill", "-9", "1"], ["exec", "kill", "-9", "1"]),    # the container's own kill
+])
+def test_kill_dash_signal_becomes_the_signal_argument(argv: list[str], expected: list[str]) -> None:
+    assert cli.signal_as_argument(argv) == expected
 
 
 @pytest.mark.parametrize("text, number", [

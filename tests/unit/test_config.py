@@ -84,9 +84,10 @@ def test_sample_2014_as_shipped_names_the_missing_bind_source(tmp_path: Path) ->
     data = json.loads(SAMPLE_2014.read_text())
     if os.path.exists(data["mounts"][0]["source"]):
         pytest.skip("this host has the sample's docker files")
-    message = error(tmp_path, data)
-    assert message.startswith('container.json: mounts[0].source: "/var/lib/docker/containers/')
-    assert message.endswith('/resolv.conf" does not exist')
+    lines = error(tmp_path, data).splitlines()
+    assert lines[0].startswith('container.json: mounts[0].source: "/var/lib/docker/containers/')
+    assert lines[0].endswith('/resolv.conf" does not exist')
+    assert all(line.startswith("container.json: mounts[") for line in lines)  # each missing source
 
 
 def test_sample_2014_runnable_variant(tmp_path: Path) -> None:
@@ -198,6 +199,17 @@ def test_load_config_explicit_path_and_relative_rootfs(tmp_path: Path) -> None:
     path = write(tmp_path, {"rootfs": "fs"}, name="my.json")
     config, _ = load_config("/nonexistent-state-dir", str(path))
     assert config.rootfs == os.path.realpath(tmp_path / "fs")
+
+
+def test_load_config_explicit_path_without_rootfs_runs_the_root_dir(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "here").mkdir()
+    path = write(tmp_path / "elsewhere", {"hostname": "x"}, name="c.json")
+    config, _ = load_config(str(tmp_path / "here"), str(path))
+    assert config.rootfs == str(tmp_path / "here")
+    # Without --config the file sits in the root dir: the same directory.
+    write(tmp_path / "here", {"hostname": "x"})
+    assert load_config(str(tmp_path / "here"))[0].rootfs == str(tmp_path / "here")
 
 
 def test_rootfs_must_be_an_existing_directory(tmp_path: Path) -> None:
@@ -582,7 +594,8 @@ def test_networks_and_routes_need_newnet(tmp_path: Path) -> None:
         "container.json: networks[0]: requires the NEWNET namespace"
     )
     assert error(tmp_path, {"namespaces": ["NEWNS"], "routes": [{}]}) == (
-        "container.json: routes: requires the NEWNET namespace"
+        "container.json: routes: requires the NEWNET namespace\n"
+        'container.json: routes[0]: needs a "gateway" or an "interface_name"'  # every error at once
     )
     assert cfg(tmp_path, namespaces=["NEWNS"], networks=[{"type": "netns", "path": "/run/netns/a"}]).networks
 
@@ -636,6 +649,23 @@ def test_cgroup_errors(tmp_path: Path, cgroups: dict, expected: str) -> None:
     assert error(tmp_path, {"cgroups": cgroups}) == f"container.json: {expected}"
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("64M", 64 << 20), ("64m", 64 << 20), ("64MiB", 64 << 20), ("1g", 1 << 30), ("512k", 512 << 10),
+    ("268435456", 268435456),
+])
+def test_memory_takes_the_sizes_update_takes(tmp_path: Path, text: str, expected: int) -> None:
+    from nsinit.cli import parse_amount
+
+    resources = cfg(tmp_path, cgroups={"memory": text, "memory_swap": text}).cgroups.resources
+    assert resources.memory == resources.memory_swap == expected == parse_amount("--memory", text)
+
+
+@pytest.mark.parametrize("text", ["64X", "1.5G", "M", "-1M", ""])
+def test_memory_refuses_what_is_not_a_size(tmp_path: Path, text: str) -> None:
+    assert error(tmp_path, {"cgroups": {"memory": text}}) == (
+        f'container.json: cgroups.memory: "{text}" is not a size (e.g. 268435456, 256M, 1G)')
+
+
 # --- rules across fields -----------------------------------------------------
 
 @pytest.mark.parametrize("data, expected", [
@@ -684,6 +714,58 @@ def test_selinux_labels_need_selinux(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
 
 
+# --- every error at once ------------------------------------------------------
+
+def test_every_field_error_is_listed_once_each_in_order(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse(tmp_path, {
+            "hostname": 5, "namespaces": ["NEWFOO"], "user": [],
+            "mounts": [{"device": "tmpfs", "destination": "rel"}], "cgroups": {"memory": "lots"},
+        })
+    assert str(excinfo.value).splitlines() == [
+        "container.json: hostname: must be a string",
+        'container.json: namespaces[0]: unknown namespace "NEWFOO"',
+        "container.json: mounts[0].destination: must be an absolute path",
+        "container.json: user: must be a string",
+        'container.json: cgroups.memory: "lots" is not a size (e.g. 268435456, 256M, 1G)',
+    ]
+    assert (excinfo.value.field, excinfo.value.problem) == ("hostname", "must be a string")  # the first
+
+
+def test_every_bad_entry_of_a_list_and_every_bad_limit_is_listed(tmp_path: Path) -> None:
+    lines = error(tmp_path, {
+        "mounts": [{"device": "tmpfs", "destination": "a"}, {"device": "tmpfs", "destination": "/ok"},
+                   {"device": "tmpfs", "destination": "/"}],
+        "networks": [{"type": "wifi"}, {"type": "loopback"}, {"type": "veth"}],
+        "devices": [{"type": "x", "path": "/dev/a", "major": 1, "minor": 1}, {"type": "c", "path": "/etc/b", "major": 1, "minor": 2}],
+        "cgroups": {"memory": "lots", "pids_limit": "many", "cpuset_cpus": "3-1", "oom_kill_disable": 1},
+    }).splitlines()
+    assert lines == [
+        "container.json: mounts[0].destination: must be an absolute path",
+        "container.json: mounts[2].destination: must not be the container root",
+        'container.json: devices[0].type: unknown device type "x" (expected c, b, p)',
+        "container.json: devices[1].path: must be under /dev",
+        'container.json: networks[0].type: unknown network type "wifi"',
+        'container.json: networks[2].bridge: is required for a veth network',
+        'container.json: cgroups.memory: "lots" is not a size (e.g. 268435456, 256M, 1G)',
+        "container.json: cgroups.cpuset_cpus: \"3-1\" is not a list like \"0-1,3\"",
+        "container.json: cgroups.pids_limit: must be an integer",
+        "container.json: cgroups.oom_kill_disable: must be true or false",
+    ]
+
+
+def test_rules_across_fields_are_all_listed_once_the_fields_are_valid(tmp_path: Path) -> None:
+    # A field error alone: the cross-field rules would judge its default.
+    assert error(tmp_path, {"namespaces": 3, "hostname": "h"}) == (
+        "container.json: namespaces: must be a list or an object")
+    assert error(tmp_path, {"namespaces": ["NEWNS"], "hostname": "h", "sysctl": {"kernel.shmmax": "1", "vm.x": "1"}}
+                 ).splitlines() == [
+        "container.json: hostname: requires the NEWUTS namespace",
+        "container.json: sysctl.kernel.shmmax: requires the NEWIPC namespace",
+        "container.json: sysctl.vm.x: not namespaced, refusing to change the host",
+    ]
+
+
 # --- warnings ----------------------------------------------------------------
 
 def test_unknown_keys_are_warnings(tmp_path: Path) -> None:
@@ -692,12 +774,14 @@ def test_unknown_keys_are_warnings(tmp_path: Path) -> None:
         "mounts": [{"device": "tmpfs", "destination": "/t", "writeable": True}],
         "cgroups": {"resources": {"memroy": 1}},
         "context": {"colour": "blue"},
+        "zzz": 1,
     })
     assert warnings == [
-        'container.json: unknown key "hostnme" ignored',
+        'container.json: unknown key "hostnme" ignored (did you mean hostname?)',
+        'container.json: unknown key "zzz" ignored',
         'container.json: unknown key "context.colour" ignored',
-        'container.json: unknown key "mounts[0].writeable" ignored',
-        'container.json: unknown key "cgroups.resources.memroy" ignored',
+        'container.json: unknown key "mounts[0].writeable" ignored (did you mean writable?)',
+        'container.json: unknown key "cgroups.resources.memroy" ignored (did you mean memory?)',
     ]
 
 
@@ -713,6 +797,21 @@ def test_unsupported_features_warn_only_when_set(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("value, expected", [(None, 0o022), ("0077", 0o077), ("027", 0o027), ("0", 0), (18, 0o022)])
+def test_umask_is_octal_text_or_a_number_and_0022_by_default(tmp_path: Path, value: object, expected: int) -> None:
+    assert cfg(tmp_path, umask=value).umask == expected
+
+
+@pytest.mark.parametrize("value", ["0999", "1777", "22a", "", "00022", 512, -1, True])
+def test_bad_umask(tmp_path: Path, value: object) -> None:
+    assert error(tmp_path, {"umask": value}).startswith("container.json: umask: ")
+
+
+def test_tty_unset_stays_unset_for_exec_to_decide(tmp_path: Path) -> None:
+    assert cfg(tmp_path).tty is None and cfg(tmp_path, tty=None).tty is None
+    assert cfg(tmp_path, tty=False).tty is False and cfg(tmp_path, tty=True).tty is True
+
+
 def test_go_null_means_absent(tmp_path: Path) -> None:
     config = cfg(tmp_path, mounts=None, devices=None, networks=None, cgroups=None, mask_paths=None,
                  namespaces=None, capabilities=None, environment=None)
@@ -724,7 +823,7 @@ def test_go_null_means_absent(tmp_path: Path) -> None:
 def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(load_module, "SELINUX_FS", str(tmp_path))
     config = cfg(tmp_path, **{
-        **USERNS, "hostname": "box", "user": "nobody", "working_dir": "/srv",
+        **USERNS, "hostname": "box", "user": "nobody", "working_dir": "/srv", "umask": "0027",
         "capabilities": {"bounding": ["KILL", "CHOWN"], "permitted": ["KILL"], "effective": ["KILL"],
                          "inheritable": ["KILL"], "ambient": ["KILL"]},
         "mounts": [
@@ -747,6 +846,7 @@ def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # A join reads the record back without the loader: same Config.
     assert config_from_dict(dumped) == config
     assert dumped["mounts"][-3]["flags"] == ["rbind", "ro", "rprivate"]
+    assert dumped["umask"] == "0027"  # what `nsinit config` shows
 
 
 def test_round_trip_of_the_2014_sample(tmp_path: Path) -> None:

@@ -92,6 +92,25 @@ def test_host_names_unique_and_not_a_bridge(tmp_path: Path) -> None:
     assert len(cfg(tmp_path, networks=[first, {**VETH, "name": "eth1"}]).networks) == 2
 
 
+# --- loopback -------------------------------------------------------------------
+
+SEED_LOOPBACK = {"type": "loopback", "address": "127.0.0.1/0", "gateway": "localhost"}
+
+
+def test_the_seed_loopback_entry_loads_without_a_warning(tmp_path: Path) -> None:
+    # From the later seed's sample config: libcontainer read neither field.
+    config, warnings = parse_config({"networks": [SEED_LOOPBACK]}, "container.json", str(tmp_path))
+    assert warnings == []
+    assert config.networks[0].type == "loopback" and config.networks[0].address == ""
+
+
+def test_a_loopback_address_nsinit_does_not_give_is_named(tmp_path: Path) -> None:
+    _, warnings = parse_config({"networks": [{"type": "loopback", "address": "10.0.0.1/8"}]},
+                               "container.json", str(tmp_path))
+    assert warnings == [('container.json: networks[0].address: "10.0.0.1/8" is ignored: '
+                         "the loopback interface always has 127.0.0.1/8 and ::1")]
+
+
 # --- routes -------------------------------------------------------------------
 
 def test_route_needs_a_next_hop(tmp_path: Path) -> None:

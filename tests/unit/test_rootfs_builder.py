@@ -72,8 +72,10 @@ def test_etc_files(rootfs):
     assert "root:x:0:0:root:/root:/bin/sh" in passwd
     assert "user:x:1000:1000:user:/home/user:/bin/sh" in passwd
     assert "nobody:x:65534:65534:nobody:/nonexistent:/bin/false" in passwd
+    assert "daemon:x:1:1:daemon:/usr/sbin:/bin/false" in passwd
     group = (rootfs / "etc" / "group").read_text().splitlines()
-    for line in ("root:x:0:", "user:x:1000:", "wheel:x:10:root,user", "nogroup:x:65534:"):
+    for line in ("root:x:0:", "user:x:1000:", "wheel:x:10:root,user", "nogroup:x:65534:",
+                 "daemon:x:1:", "tty:x:5:", "users:x:100:"):
         assert line in group
     assert (rootfs / "etc" / "hostname").read_text() == "nsinit\n"
     assert "127.0.0.1\tlocalhost" in (rootfs / "etc" / "hosts").read_text()
