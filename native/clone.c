@@ -22,6 +22,8 @@
 #include <linux/capability.h>
 #include <linux/sched.h>
 
+#include "clone.h"
+
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif

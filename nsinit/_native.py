@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 
+from nsinit import _clone
 from nsinit._clone import ffi, lib
+from nsinit.errors import NsinitError
 
 # close_range(2) flag: mark instead of closing, so the sync socket stays
 # usable until execve closes it.
@@ -19,6 +21,32 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
+
+
+def stale_build(built: str, sources: str) -> str | None:
+    """The name of a file in ``sources`` (native/) newer than the built
+    helper ``built``, or None.
+
+    A built helper older than its sources (a pull changed clone.c, the build
+    was not rerun) can lack a function or disagree on one, and would fail
+    far from the cause.  A stat per file, no hash: this runs at every start.
+    An installed package has no native/ beside it: nothing to compare.
+    """
+    try:
+        built_at = os.stat(built).st_mtime_ns
+        entries = list(os.scandir(sources))
+    except FileNotFoundError:
+        return None
+    for entry in entries:
+        if entry.is_file() and entry.stat().st_mtime_ns > built_at:
+            return entry.name
+    return None
+
+
+_STALE = stale_build(_clone.__file__, os.path.join(os.path.dirname(os.path.dirname(__file__)), "native"))
+if _STALE is not None:
+    raise NsinitError("native helper", f"{_clone.__file__} is older than native/{_STALE}: "
+                                       "rebuild it with python3 native/build_clone.py")
 
 
 def _raise(syscall: str, detail: str | None = None) -> None:
@@ -118,6 +146,12 @@ def fstatfs_type(fd: int) -> int:
 def cloexec_from(first: int) -> None:
     """Mark every fd >= first close-on-exec (close_range CLOEXEC)."""
     if lib.nsi_close_range(first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) < 0:
+        _raise("close_range")
+
+
+def close_from(first: int) -> None:
+    """Close every fd >= first (close_range), however high it is numbered."""
+    if lib.nsi_close_range(first, 0xFFFFFFFF, 0) < 0:
         _raise("close_range")
 
 

@@ -16,9 +16,8 @@ import stat
 import time
 
 from nsinit import _native, console, namespaces, sync, trampoline
-# One write(2), no O_CREAT: for /proc and /sys files as for cgroupfs (already
-# loaded by the supervisor on both create and join).
-from nsinit.cgroups.fs import write_file
+# One write(2), no O_CREAT (already loaded by the supervisor's cgroup managers).
+from nsinit.kernelfs import write_file
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
 from nsinit.record import field, record
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Callable, NoReturn
 
     from nsinit import identity
+    from nsinit.config.model import Config, Rlimit
 else:
     import _signal as signal  # see nsinit/container.py
 
@@ -39,7 +39,7 @@ PR_SET_DUMPABLE = 4
 class ChildPlan:
     """Everything the child needs, prepared by the parent before clone."""
 
-    config: object          # nsinit.config.Config
+    config: Config
     args: list[str]
     env: list[str]          # extra "K=V" from the command line
     user: str
@@ -65,7 +65,7 @@ class StepFailed(Exception):
 class Steps:
     """Runs named steps; reports their timing when tracing."""
 
-    def __init__(self, sync_fd: int, trace: bool) -> None:
+    def __init__(self, sync_fd: int, trace: bool | str) -> None:
         self.sync_fd, self.trace = sync_fd, trace
 
     def step(self, name: str) -> _Step:
@@ -106,10 +106,13 @@ class _Step:
         from nsinit.teach import calltrace
 
         ms = (time.monotonic() - self.start) * 1000
-        failed = {} if err is None else {
-            "failed": True, "errno": errno_of(err),
-            "error": getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)}
-        sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calltrace.take(), **failed)
+        calls = calltrace.take()
+        if err is None:
+            sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls)
+            return
+        text = getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)
+        sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls,
+                  failed=True, errno=errno_of(err), error=text)
 
 
 def errno_of(err: BaseException) -> int | None:
@@ -155,8 +158,9 @@ def _join_and_exec(plan: ChildPlan) -> None:
     with steps.step("setns"):
         namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
         os.close(plan.join_pidfd)
-        if not cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
-            os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+        if not cfg.has_namespace("NEWNS"):
+            os.chroot(cfg.rootfs)
+            os.chdir("/")  # a cwd left outside a chroot is a way out of it
     with steps.step("console"):
         if plan.stdio.pty_in_container:
             # setns put us in the container's mounts, and made "/" its root.
@@ -204,26 +208,26 @@ def _setup_and_exec(plan: ChildPlan) -> None:
 
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
-    if cfg.has_namespace("NEWUSER") and not cfg.namespace("NEWUSER").path:  # type: ignore[attr-defined]
+    if (userns := cfg.namespace("NEWUSER")) is not None and not userns.path:
         with steps.step("user namespace"):
             # Until now we ran as the host's uid 0, which the maps need not
             # cover; files we create would get unmappable owners (EOVERFLOW).
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-    if any(ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY for ns in cfg.namespaces):  # type: ignore[attr-defined]
+    if any(ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY for ns in cfg.namespaces):
         with steps.step("join namespaces"):
             _join_path_namespaces(cfg)
     if not plan.stdio.pty_in_container:
         with steps.step("console"):
             console.attach_child_stdio(plan.stdio)
-    if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
+    if cfg.has_namespace("NEWNS"):
         with steps.step("prepare rootfs"):
             mount.prepare_root(cfg)
         with steps.step("mounts"):
             mount.mount_all(cfg)
         if plan.stdio.pty_in_container:
             with steps.step("console"):
-                _open_console(plan, os.path.realpath(cfg.rootfs))  # type: ignore[attr-defined]
+                _open_console(plan, os.path.realpath(cfg.rootfs))
         with steps.step("devices"):
             mount.create_devices(cfg, plan.stdio.console_fd)
         if plan.init_binary:
@@ -236,67 +240,106 @@ def _setup_and_exec(plan: ChildPlan) -> None:
             mount.pivot_to_rootfs(cfg)
     else:
         with steps.step("chroot"):
-            os.chroot(cfg.rootfs)  # type: ignore[attr-defined]
+            os.chroot(cfg.rootfs)
             os.chdir("/")
-    if cfg.hostname:  # type: ignore[attr-defined]
+    if cfg.hostname:
         with steps.step("hostname"):
-            _native.sethostname(cfg.hostname)  # type: ignore[attr-defined]
-    if cfg.has_namespace("NEWNET") and not cfg.namespace("NEWNET").path:  # type: ignore[attr-defined]
+            _native.sethostname(cfg.hostname)
+    if (netns := cfg.namespace("NEWNET")) is not None and not netns.path:
         with steps.step("loopback"):
             network.bring_up_loopback()
-    if cfg.sysctl:  # type: ignore[attr-defined]
+    if cfg.sysctl:
         with steps.step("sysctl"):
-            _write_sysctls(cfg.sysctl)  # type: ignore[attr-defined]
-    if cfg.has_namespace("NEWNS"):  # type: ignore[attr-defined]
+            _write_sysctls(cfg.sysctl)
+    if cfg.has_namespace("NEWNS"):
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      plan.init_prefix)
 
 
-def finalize_process(steps: Steps, cfg: object, args: list[str], extra_env: list[str],
+def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list[str],
                      user: str, cwd: str, trampoline_fd: int,
                      init_prefix: list[str] | None = None) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
-    if cfg.rlimits:  # type: ignore[attr-defined]
+    with steps.step("close fds"):
+        # First: nothing below (the image's /etc/passwd, the cwd) may reach
+        # a caller's fd through /proc/self/fd.
+        close_inherited_fds(steps.sync_fd, trampoline_fd)
+    if cfg.rlimits:
         with steps.step("rlimits"):
-            _set_rlimits(cfg.rlimits)  # type: ignore[attr-defined]
-    if cfg.oom_score_adj is not None:  # type: ignore[attr-defined]
+            _set_rlimits(cfg.rlimits)
+    if cfg.oom_score_adj is not None:
         with steps.step("oom_score_adj"):
-            write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))  # type: ignore[attr-defined]
+            write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))
     with steps.step("user"):
-        ident = identity.resolve_user(user, cfg.additional_groups)  # type: ignore[attr-defined]
-    if cfg.apparmor_profile or cfg.process_label:  # type: ignore[attr-defined]
+        ident = identity.resolve_user(user, cfg.additional_groups)
+    if cfg.apparmor_profile or cfg.process_label:
         with steps.step("security label"):
-            apply_security_labels(cfg.apparmor_profile, cfg.process_label)  # type: ignore[attr-defined]
+            apply_security_labels(cfg.apparmor_profile, cfg.process_label)
     with steps.step("capabilities"):
-        caps = cfg.capabilities  # type: ignore[attr-defined]
+        caps = cfg.capabilities
         capabilities.drop_bounding_set(caps)
         capabilities.keep_caps_across_setuid(True)
         identity.switch_user(ident)
         capabilities.keep_caps_across_setuid(False)
         capabilities.apply_capability_sets(caps)
-        if cfg.no_new_privileges:  # type: ignore[attr-defined]
+        if cfg.no_new_privileges:
             capabilities.set_no_new_privileges()
         # setuid cleared the parent-death signal; the container must still
         # die with its supervisor.
-        _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")  # type: ignore[attr-defined]
-    env = build_environment(cfg.environment, extra_env, ident)  # type: ignore[attr-defined]
-    os.umask(cfg.umask)  # type: ignore[attr-defined]  # the config's, never the caller's
+        _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")
+    env = build_environment(cfg.environment, extra_env, ident)
+    os.umask(cfg.umask)  # the config's, never the caller's
     with steps.step("cwd"):
-        try:
-            os.chdir(cwd)
-        except OSError as err:
-            raise NsinitError("cwd", f"{cwd}: {err.strerror}") from None
+        enter_working_dir(cwd)
     with steps.step("signals"):
         reset_signals()
         _native.cloexec_from(3)
     with steps.step("exec"):
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
-                     cfg.rootfs)  # type: ignore[attr-defined]
+                     cfg.rootfs)
     raise AssertionError("unreachable")
+
+
+def close_inherited_fds(*keep: int) -> None:
+    """Close every fd but stdio and ``keep`` (the sync socket, the exec
+    trampoline), before the chdir and before reading the image's files.
+
+    A caller's fd on a host directory (``exec 9</``) would otherwise still
+    be open when the working directory is entered, and a cwd of
+    ``/proc/self/fd/9`` would put the command in the host's root
+    (CVE-2024-21626).  What is kept goes at execve (close-on-exec).
+    """
+    first = 3
+    for fd in sorted(set(keep)):
+        if fd > first:
+            os.closerange(first, fd)
+        first = max(first, fd + 1)
+    _native.close_from(first)
+
+
+def enter_working_dir(cwd: str) -> None:
+    """chdir inside the container's root, then check that we are still in it.
+
+    From "/", so a relative cwd is relative to the container's root and never
+    to wherever a join or a chroot left us.  The kernel's getcwd() prefixes
+    "(unreachable)" to a directory outside the process's root, and glibc
+    turns that into ENOENT: either way the command would run outside.
+    """
+    try:
+        os.chdir("/")
+        os.chdir(cwd)
+    except OSError as err:
+        raise NsinitError("cwd", f"{cwd}: {err.strerror}") from None
+    try:
+        reached = os.getcwd()
+    except OSError:
+        reached = "(unreachable)"
+    if not reached.startswith("/"):
+        raise NsinitError("cwd", f"{cwd}: is outside the container's root")
 
 
 def _become_init(plan: ChildPlan) -> None:
@@ -371,8 +414,8 @@ def _open_console(plan: ChildPlan, root: str) -> None:
     console.use_child_pty(plan.stdio, slave)
 
 
-def _join_path_namespaces(cfg: object) -> None:
-    paths = {ns.type: ns.path for ns in cfg.namespaces  # type: ignore[attr-defined]
+def _join_path_namespaces(cfg: Config) -> None:
+    paths = {ns.type: ns.path for ns in cfg.namespaces
              if ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY}
     if not paths:
         return
@@ -392,12 +435,12 @@ def _write_sysctls(sysctl: tuple[tuple[str, str], ...]) -> None:
             raise NsinitError("sysctl", f"{key}: {err.strerror}") from None
 
 
-def _set_rlimits(rlimits: tuple[object, ...]) -> None:
+def _set_rlimits(rlimits: tuple[Rlimit, ...]) -> None:
     for limit in rlimits:
         try:
-            resource.setrlimit(limit.type, (limit.soft, limit.hard))  # type: ignore[attr-defined]
+            resource.setrlimit(limit.type, (limit.soft, limit.hard))
         except (OSError, ValueError) as err:
-            raise NsinitError("rlimits", f"resource {limit.type}: soft {limit.soft} hard {limit.hard}: "  # type: ignore[attr-defined]
+            raise NsinitError("rlimits", f"resource {limit.type}: soft {limit.soft} hard {limit.hard}: "
                               f"{getattr(err, 'strerror', None) or err} (a hard limit can be lowered but "
                               "not raised without CAP_SYS_RESOURCE)") from None
 

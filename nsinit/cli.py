@@ -62,6 +62,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any
 
+    from nsinit.container import Container, Process
+
 # exec's own options that take a value: everything after them and their
 # value, up to the first other word, still belongs to nsinit.
 _EXEC_VALUE_OPTIONS = {"--user", "-u", "--cwd", "--env", "-e"}
@@ -364,6 +366,13 @@ def cmd_exec(args: dict[str, Any]) -> int:
     for entry in args["--env"]:
         if "=" not in entry or entry.startswith("="):
             raise NsinitError("--env", f'"{entry}" is not KEY=VALUE')
+    if args["--user"] is not None:
+        from nsinit.identity import parse_user_spec
+
+        try:
+            parse_user_spec(args["--user"])
+        except ValueError as err:
+            raise NsinitError("--user", str(err)) from None
     trace = "json" if args.get("--trace-json") else args["--trace"]
     container = Container.for_exec(args["--root"], args["--config"], trace=trace)
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
@@ -406,7 +415,7 @@ def cmd_teach(args: dict[str, Any]) -> int:
     return 0
 
 
-def exec_new_or_join(container: Any, process: Any, *, new: bool) -> int:
+def exec_new_or_join(container: Container, process: Process, *, new: bool) -> int:
     """``exec --new`` creates only, ``exec --join`` joins only: two CI jobs
     sharing a directory must not silently run inside each other."""
     try:
@@ -438,7 +447,7 @@ def cmd_gc(as_json: bool) -> int:
 
 
 def cmd_rootfs(target: str) -> int:
-    from nsinit.rootfs import build_rootfs
+    from nsinit.demo_rootfs import build_rootfs
 
     try:
         build_rootfs(target)
@@ -454,6 +463,8 @@ def cmd_config(container: Any) -> int:
     from nsinit.config import config_to_dict
 
     print(json.dumps(config_to_dict(container.config), indent=2))
+    if container.config.capabilities_note:  # on stderr: stdout stays a config that loads
+        sys.stderr.write(f"nsinit: note: {container.config.capabilities_note}\n")
     return 0
 
 
@@ -461,7 +472,7 @@ def cmd_spec(args: dict[str, Any]) -> int:
     import json
 
     from nsinit.errors import describe_oserror
-    from nsinit.rootfs import DEFAULT_ROOTFS_CONFIG
+    from nsinit.demo_rootfs import DEFAULT_ROOTFS_CONFIG
 
     path = args["--config"] or os.path.join(args["--root"], "container.json")
     spec: dict[str, Any] = json.loads(json.dumps(DEFAULT_ROOTFS_CONFIG))

@@ -23,8 +23,9 @@ from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, des
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Callable
+    from typing import Any, Callable
 
+    from nsinit.cgroups.manager import Manager
     from nsinit.config.model import Config
     from nsinit.network.helper import NetworkHelper
 else:
@@ -53,7 +54,7 @@ class Process:
     init: bool = False                              # tini as PID 1 (creation only)
 
 
-def trace_line(trace: bool | str, record: dict) -> None:
+def trace_line(trace: bool | str, record: dict[str, object]) -> None:
     """One step of ``--trace`` (text) or ``--trace=json`` (one JSON object a line)."""
     from nsinit import jsontext
     from nsinit.teach import calltrace
@@ -157,7 +158,7 @@ class Container:
     # -- cgroups: pause, resume, stats, update, oom ------------------------
     # pause/resume/update rewrite state.json, so they hold the root lock
     # (a flock: callers must not hold it already).
-    def cgroups(self, current: State | None = None):  # type: ignore[no-untyped-def]
+    def cgroups(self, current: State | None = None) -> Manager:
         """The live container's cgroup manager (nsinit.cgroups.Manager)."""
         from nsinit import cgroups
 
@@ -181,7 +182,7 @@ class Container:
             current.status = "paused" if frozen else "running"
             state.update_state(self.root, current)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Cgroup statistics (libcontainer's shape) plus ``interfaces``:
         host veth counters turned round to the container's view."""
         current = self.require_state()
@@ -193,16 +194,14 @@ class Container:
     def update(self, **resources: object) -> None:
         """Apply limits (CgroupResources field names) live, and record them
         in state.json's config so ``nsinit state`` and later updates see them."""
+        from nsinit.config import recorded
         from nsinit.config.model import CgroupResources
 
         changes = {key: value for key, value in resources.items() if value is not None}
         with state.RootLock(self.root):
             current = self.require_state()
             applied = self.cgroups(current).update(CgroupResources(**changes))  # type: ignore[arg-type]
-            config = current.config
-            recorded = config.get("cgroups") or {"name": "", "parent": "", "path": "", "resources": {}}
-            recorded.setdefault("resources", {}).update(applied or changes)
-            config["cgroups"] = recorded
+            current.config = recorded.with_resources(current.config, applied or changes)
             state.update_state(self.root, current)
 
     def oom_events(self):  # type: ignore[no-untyped-def]
@@ -967,15 +966,9 @@ class _Timer:
 
 
 def recorded_config(record: State) -> Config:
-    from nsinit.config.recorded import config_from_dict
+    from nsinit.config.recorded import read_recorded
 
-    try:
-        config = config_from_dict(record.config)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        # Only a record written by another nsinit version gets here.
-        raise NsinitError("join", f"the container's recorded config does not load "
-                                  f"({err.__class__.__name__}: {err})") from None
-    return config
+    return read_recorded(record.config, "join")
 
 
 def collecting_while_waiting() -> bool:
@@ -1093,7 +1086,7 @@ def describe_process(pid: int) -> dict[str, object]:
     return {"pid": pid, "container_pid": container_pid, "command": command}
 
 
-def interface_stats(entry: dict) -> dict[str, object]:
+def interface_stats(entry: dict[str, Any]) -> dict[str, object]:
     """Counters of a veth's host end, as the container sees them: what the
     host end transmits, the container receives (libcontainer swaps them)."""
     host = str(entry["host_interface_name"])

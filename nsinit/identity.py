@@ -7,12 +7,17 @@ the container image, and could load host libraries into the container.
 
 Semantics follow libcontainer's ``user.GetExecUser``:
 
+* a spec is exactly ``name``, ``uid``, ``name:group``, ``uid:gid``,
+  ``uid:group`` or ``name:gid`` (``parse_user_spec``); empty parts, negative
+  numbers and a second colon are refused, never read as root;
 * ``""``/``"root"`` is uid 0 (the passwd entry of "root"/uid 0 when there is
   one, else gid 0 and home ``/`` as libcontainer's defaults);
-* the user part matches a passwd entry by name or by uid; a number not in
-  passwd (or with no passwd file) is used as is, with home ``/`` and gid 0;
-* the group part matches a group entry by name or gid; a number not in the
-  group file is used as is;
+* a number is a uid and is matched against the uid field only, a name
+  against the name field only: the image could otherwise name a user "1000"
+  with uid 0 and turn ``--user 1000`` into root (CVE-2016-3697).  A uid not
+  in passwd (or with no passwd file) is used as is, with home ``/`` and gid 0;
+* the group part likewise: a number is a gid, a name a group name; a gid
+  not in the group file is used as is;
 * supplementary groups (every group listing the user's name) are only taken
   in the implicit form, without a group part -- with ``user:group`` the
   caller asked for exactly that group, as ``docker run -u user:group`` does;
@@ -24,12 +29,15 @@ import os
 
 from nsinit.errors import NsinitError, errno_text
 from nsinit.record import record
+from nsinit.regularfile import FileRefused, MiB, read_regular_file
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Sequence
 
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to setres*id
+# Some 80,000 users; real images have dozens.
+MAX_ID_FILE_BYTES = 8 * MiB
 
 
 @record(frozen=True)
@@ -59,13 +67,24 @@ class _GroupEntry:
     members: tuple[str, ...]
 
 
-def _read_lines(path: str) -> list[list[str]] | None:
-    """Colon-split, non-comment lines of ``path``; None when it does not exist."""
+def _read_lines(path: str, shown: str) -> list[list[str]] | None:
+    """Colon-split, non-comment lines of ``path``; None when it does not exist.
+
+    The image made this file: only a regular file is read (a FIFO would hang
+    create and join, a link to /dev/zero read until the OOM killer came), at
+    most MAX_ID_FILE_BYTES, and through no magic link (a /proc/PID/fd or
+    /proc/PID/root link can lead to a host file).  Read after pivot_root or
+    chroot, so its symlinks resolve inside the container's root.
+    """
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        raw = read_regular_file(path, MAX_ID_FILE_BYTES, no_magic_links=True)
     except FileNotFoundError:
         return None
+    except FileRefused as err:
+        raise NsinitError("user", str(err).replace(path, shown, 1)) from None
+    except OSError as err:
+        raise NsinitError("user", f"{shown}: {errno_text(err)}") from None
+    text = raw.decode("utf-8", errors="surrogateescape")
     rows = []
     for line in text.splitlines():
         line = line.strip()
@@ -81,8 +100,8 @@ def _parse_id(text: str) -> int | None:
     return None
 
 
-def _read_passwd(path: str) -> list[_PasswdEntry] | None:
-    rows = _read_lines(path)
+def _read_passwd(path: str, shown: str) -> list[_PasswdEntry] | None:
+    rows = _read_lines(path, shown)
     if rows is None:
         return None
     entries = []
@@ -95,8 +114,8 @@ def _read_passwd(path: str) -> list[_PasswdEntry] | None:
     return entries
 
 
-def _read_group(path: str) -> list[_GroupEntry] | None:
-    rows = _read_lines(path)
+def _read_group(path: str, shown: str) -> list[_GroupEntry] | None:
+    rows = _read_lines(path, shown)
     if rows is None:
         return None
     entries = []
@@ -110,6 +129,39 @@ def _read_group(path: str) -> list[_GroupEntry] | None:
     return entries
 
 
+def parse_user_spec(spec: str) -> tuple[str, str]:
+    """(user, group) of ``name``, ``uid``, ``name:group``, ``uid:gid``,
+    ``uid:group`` or ``name:gid``; group is "" when not given.
+
+    Raises ValueError with the problem, for the caller to name its field
+    (``--user``, container.json's ``user``).  A lax parse once ran ``:`` and
+    ``:1000`` as uid 0 (issue 15).
+    """
+    if not spec:
+        raise ValueError("must not be empty (name, uid, name:group or uid:gid)")
+    user, sep, group = spec.partition(":")
+    if not user:
+        raise ValueError(f'"{spec}" has no user before the colon (name, uid, name:group or uid:gid)')
+    if sep and not group:
+        raise ValueError(f'"{spec}" has no group after the colon (name, uid, name:group or uid:gid)')
+    _check_spec_part(spec, user, "user")
+    if sep:
+        _check_spec_part(spec, group, "group")
+    return user, group
+
+
+def _check_spec_part(spec: str, part: str, kind: str) -> None:
+    if ":" in part:
+        raise ValueError(f'"{spec}" has more than one colon (name, uid, name:group or uid:gid)')
+    if part.startswith(("-", "+")):
+        raise ValueError(f'"{spec}": {kind} "{part}" is neither a name nor a non-negative number')
+    if not part.isprintable() or any(c.isspace() for c in part):
+        raise ValueError(f'"{spec}": {kind} name "{part}" contains a space or control character')
+    number = _parse_id(part)
+    if number is not None and number > _MAX_ID:
+        raise ValueError(f'"{spec}": {"uid" if kind == "user" else "gid"} {number} is out of range (0-{_MAX_ID})')
+
+
 def _check_range(kind: str, value: int) -> int:
     if value > _MAX_ID:
         raise NsinitError("user", f"{kind} {value} is out of range (0-{_MAX_ID})")
@@ -119,7 +171,7 @@ def _check_range(kind: str, value: int) -> int:
 def _lookup_group(spec: str, groups: list[_GroupEntry] | None, group_path: str) -> int:
     gid = _parse_id(spec)
     for entry in groups or ():
-        if entry.name == spec or entry.gid == gid:
+        if entry.gid == gid if gid is not None else entry.name == spec:
             return entry.gid
     if gid is None:
         where = (f"not in {group_path} of the container" if groups is not None
@@ -136,15 +188,18 @@ def resolve_user(spec: str, additional_groups: Sequence[str] = (), etc: str = "/
     # container's /etc even when a caller (or a test) reaches it another way.
     shown_passwd, shown_group = "/etc/passwd", "/etc/group"
 
-    user_part, sep, group_part = spec.partition(":")
-    user_part = user_part or "0"  # no user: root, whatever its passwd name is
+    try:
+        # "" is root, as in 2014 configs (whatever root's passwd name is).
+        user_part, group_part = parse_user_spec(spec or "0")
+    except ValueError as err:
+        raise NsinitError("user", str(err)) from None
     numeric = _parse_id(user_part)
-    passwd = _read_passwd(passwd_path)
-    groups = _read_group(group_path)
+    passwd = _read_passwd(passwd_path, shown_passwd)
+    groups = _read_group(group_path, shown_group)
 
     entry = None
     for candidate in passwd or ():
-        if candidate.name == user_part or candidate.uid == numeric:
+        if candidate.uid == numeric if numeric is not None else candidate.name == user_part:
             entry = candidate
             break
 
@@ -160,7 +215,7 @@ def resolve_user(spec: str, additional_groups: Sequence[str] = (), etc: str = "/
         uid, gid, home, name = _check_range("uid", numeric), 0, "/", ""
 
     supplementary: list[int] = []
-    if sep and group_part:
+    if group_part:
         gid = _lookup_group(group_part, groups, shown_group)
     elif name:
         supplementary = [g.gid for g in groups or () if name in g.members]

@@ -96,7 +96,7 @@ def replace(obj: T, **changes: Any) -> T:
     if unknown:
         raise TypeError(f"{type(obj).__name__} has no field {sorted(unknown)[0]!r}")
     values.update(changes)
-    return type(obj)(**values)  # type: ignore[call-arg]
+    return type(obj)(**values)
 
 
 @_dataclass_transform(field_specifiers=(field, Field))
@@ -111,17 +111,17 @@ def _make_record(cls: type[T], frozen: bool, kw_only: bool) -> type[T]:
     table = _collect_fields(cls, kw_only)
     cls.__record_fields__ = table  # type: ignore[attr-defined]
     cls.__record_positional__ = () if kw_only else tuple(f.name for f in table)  # type: ignore[attr-defined]
-    cls.__init__ = _init  # type: ignore[assignment,misc]
+    cls.__init__ = _init  # type: ignore[method-assign]
     if "__repr__" not in cls.__dict__:
-        cls.__repr__ = _repr  # type: ignore[assignment,method-assign]
+        cls.__repr__ = _repr  # type: ignore[method-assign]
     if "__eq__" not in cls.__dict__:
-        cls.__eq__ = _eq  # type: ignore[assignment,method-assign]
+        cls.__eq__ = _eq  # type: ignore[method-assign]
         # Same rule as dataclasses: equal values must hash equally, so only
         # immutable records are hashable.
         cls.__hash__ = _hash if frozen else None  # type: ignore[assignment,method-assign]
     if frozen:
-        cls.__setattr__ = _refuse_setattr  # type: ignore[assignment,method-assign]
-        cls.__delattr__ = _refuse_delattr  # type: ignore[assignment,method-assign]
+        cls.__setattr__ = _refuse_setattr  # type: ignore[method-assign]
+        cls.__delattr__ = _refuse_delattr  # type: ignore[method-assign]
     return cls
 
 

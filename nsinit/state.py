@@ -10,8 +10,9 @@ directory while the container runs, for people and scripts to read; nsinit
 itself never trusts them.
 
 A pid on its own proves nothing: pids are reused, so a container is live
-only when its pid exists, has the start time we recorded (nsinit-origins
-§7.2), and still has the namespaces we recorded, none of them nsinit's own.
+only when its pid exists, has the start time we recorded (libcontainer
+stored it but never compared it: runc#871), and still has the namespaces we
+recorded, none of them nsinit's own.
 Files are written atomically (temp file + rename).
 """
 from __future__ import annotations
@@ -29,6 +30,8 @@ from nsinit.record import asdict, field, fields, record
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Any
+
+    from nsinit.config.recorded import RecordedConfig
 
 PID_FILE = "pid"
 STATE_FILE = "state.json"
@@ -70,7 +73,7 @@ class State:
     status: str = "running"
     supervisor_pid: int = 0          # the creating nsinit, which removes all this at the end
     supervisor_start_time: int = 0
-    config: dict[str, Any] = field(default_factory=dict)
+    config: RecordedConfig = field(default_factory=dict)   # written and read by nsinit.config.recorded
 
     def to_json(self) -> str:
         return jsontext.dumps(asdict(self), indent=2, sort_keys=True)
@@ -82,7 +85,7 @@ def read_start_time(pid: int) -> int | None:
     Parsed after the last ')' because the command name may itself contain
     spaces and parentheses (``comm`` is up to 15 bytes of anything but NUL):
     splitting the whole line on spaces shifts every later field
-    (nsinit-origins §7.2).
+    (libcontainer's bug, runc#871).
     """
     if pid <= 0:
         return None  # /proc/0 does not exist, and /proc/-1 is no pid either
@@ -365,6 +368,8 @@ def _check_namespaces(state: State) -> None:
     nsinit's own: a pid file naming a host process is refused here, whatever
     start time sits beside it.  A zombie init has lost its namespace links,
     so it counts as gone."""
+    # Read here, not through nsinit.config.recorded: kill, state and the
+    # other lifecycle commands check liveness without loading the config model.
     joined_by_path = {ns.get("type") for ns in state.config.get("namespaces", [])
                       if isinstance(ns, dict) and ns.get("path")} if isinstance(state.config, dict) else set()
     pid = state.init_pid

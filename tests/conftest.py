@@ -13,8 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -34,7 +35,7 @@ needs_root = pytest.mark.skipif(not is_root(), reason="needs root: creates names
 @pytest.fixture(scope="session")
 def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nsinit.errors import NsinitError
-    from nsinit.rootfs import build_rootfs, find_busybox
+    from nsinit.demo_rootfs import build_rootfs, find_busybox
 
     try:
         find_busybox()
@@ -230,6 +231,65 @@ class Nsinit:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
         wait_until(predicate, timeout)
+
+
+def make_config(rootfs: str = "/", *, namespaces: tuple[str, ...] = ("NEWNS",), **fields: Any) -> Any:
+    """A real nsinit Config (what the loader makes), with every field a test
+    does not name left empty: for the steps that take a Config directly."""
+    from nsinit.config.model import CapabilitySets, Config, NamespaceConfig
+
+    values: dict[str, Any] = dict(
+        source="test", rootfs=rootfs, namespaces=tuple(NamespaceConfig(name) for name in namespaces),
+        capabilities=CapabilitySets(), mounts=(), devices=(), environment=(), mask_paths=(), readonly_paths=())
+    values.update(fields)
+    return Config(**values)
+
+
+# A container that stays until killed: the shell loops, one short sleep at a time.
+LOOP = "while :; do sleep 0.05; done"
+
+
+def ok(result: subprocess.CompletedProcess[str], *, quiet: bool = True) -> str:
+    """The stdout of a run that must have succeeded, with nothing on stderr
+    (``quiet=False``: warnings allowed, a traceback never)."""
+    lines = stderr_lines(result)
+    assert result.returncode == 0, result.stderr
+    if quiet:
+        assert not lines, result.stderr
+    return result.stdout
+
+
+@contextmanager
+def running(nsinit: Nsinit, script: str, *, ready: str = "tmp/ready",
+            go: bool = False) -> Iterator[subprocess.Popen[str]]:
+    """A container running ``script``, supervised by an nsinit process, from
+    the moment ``ready`` (a path in the rootfs) exists; ``ready="pid"``: as
+    soon as it is recorded.  Killed on the way out if still alive; its
+    supervisor must end without a traceback.
+
+    ``go``: the script first waits for /go, which leaving the block creates.
+    """
+    proc = nsinit.popen("exec", "/bin/sh", "-c", f"{WAIT_FOR_GO}; {script}" if go else script)
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / ready).exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        yield proc
+        if go:
+            (nsinit.root / "go").touch()
+    finally:
+        if proc.poll() is None and not go:
+            nsinit.run("resume")   # a frozen init would not die of the SIGKILL
+            nsinit.run("kill", "KILL")  # the supervisor then cleans up as after any exit
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate(timeout=10)
+    assert "Traceback" not in stderr, stderr
+
+
+# The script of a ``running(..., go=True)`` container waits for this first.
+WAIT_FOR_GO = "while [ ! -e /go ]; do sleep 0.02; done"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:

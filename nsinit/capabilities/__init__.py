@@ -32,6 +32,7 @@ This is libcontainer's FinalizeNamespace order (2014 ``namespaces/init.go``,
 """
 from __future__ import annotations
 
+import errno
 
 from nsinit import _native
 from nsinit.config.names import CAPABILITIES
@@ -39,6 +40,8 @@ from nsinit.config.names import CAPABILITIES
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Iterable
+
+    from nsinit.config.model import CapabilitySets
 
 # prctl(2) options and arguments (linux/prctl.h).
 PR_SET_KEEPCAPS = 8
@@ -51,9 +54,8 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _NAMES_BY_BIT: dict[int, str] = {bit: name for name, bit in CAPABILITIES.items()}
 
-# The highest capability this table knows; used when /proc is unreadable.
-DEFAULT_LAST_CAP = 40
-_CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"
+# No kernel has more: the capability sets are 64-bit masks (two u32 words).
+_MAX_CAP = 63
 
 _last_cap_cache: int | None = None
 
@@ -90,25 +92,61 @@ def mask_to_names(mask: int) -> list[str]:
 
 
 def last_cap() -> int:
-    """Highest capability number the running kernel supports."""
+    """Highest capability number the running kernel supports.
+
+    Asked of the kernel itself: PR_CAPBSET_READ fails with EINVAL for a
+    capability it does not know.  Never read from
+    /proc/sys/kernel/cap_last_cap: this runs after the chroot or pivot_root,
+    where /proc may be a directory of the image's (no NEWNS, or a bind over
+    /proc), and a fake "1" there would leave every capability above 1 in the
+    bounding set and the permitted set of the container (issue 15).
+    """
     global _last_cap_cache
     if _last_cap_cache is None:
-        try:
-            with open(_CAP_LAST_CAP_PATH, "rb") as f:
-                _last_cap_cache = int(f.read().strip())
-        except (OSError, ValueError):
-            # No /proc (or a foreign one): assume the kernel knows exactly the
-            # caps we have names for; a wrong guess only makes capset or the
-            # bounding drop fail loudly with EINVAL, never silently keep a cap.
-            _last_cap_cache = DEFAULT_LAST_CAP
+        _last_cap_cache = _probe_last_cap()
     return _last_cap_cache
+
+
+def _probe_last_cap() -> int:
+    """Binary search for the highest cap PR_CAPBSET_READ accepts (6 prctl calls)."""
+    low, high = 0, _MAX_CAP  # CAP_CHOWN (0) exists on every kernel
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _kernel_knows(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _kernel_knows(cap: int) -> bool:
+    try:
+        _native.prctl(PR_CAPBSET_READ, cap, label=f"prctl(PR_CAPBSET_READ, {cap})")
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            return False
+        raise
+    return True
 
 
 def _supported_mask() -> int:
     return (1 << (last_cap() + 1)) - 1
 
 
-def drop_bounding_set(caps) -> None:  # type: ignore[no-untyped-def]
+def held_by_caller() -> frozenset[str]:
+    """Names of the capabilities this process could hand a child: in both
+    its permitted set (capset can never add to it) and its bounding set
+    (no execve can ever gain more)."""
+    _effective, permitted, _inheritable = _native.capget()
+    return frozenset(name for name, bit in CAPABILITIES.items()
+                     if bit <= last_cap() and permitted >> bit & 1 and _in_bounding_set(bit))
+
+
+def _in_bounding_set(cap: int) -> bool:
+    return _native.prctl(PR_CAPBSET_READ, cap, label=f"prctl(PR_CAPBSET_READ, {cap})") == 1
+
+
+def drop_bounding_set(caps: CapabilitySets) -> None:
     """Remove from the bounding set every capability not in ``caps.bounding``.
 
     Needs CAP_SETPCAP, so call it while still root (step 1 above).
@@ -124,7 +162,7 @@ def keep_caps_across_setuid(on: bool) -> None:
     _native.prctl(PR_SET_KEEPCAPS, 1 if on else 0, label="prctl(PR_SET_KEEPCAPS)")
 
 
-def apply_capability_sets(caps) -> None:  # type: ignore[no-untyped-def]
+def apply_capability_sets(caps: CapabilitySets) -> None:
     """capset(effective, permitted, inheritable), then replace the ambient set.
 
     Capabilities the running kernel does not know (newer than cap_last_cap)

@@ -20,6 +20,7 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from nsinit.cgroups.layout import Layout
     from nsinit.cgroups.manager import Manager
+    from nsinit.config.model import Config
 
 # The package itself imports nothing heavy: a join only needs
 # nsinit.cgroups.membership, and importing that runs this file first.
@@ -34,16 +35,16 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'nsinit.cgroups' has no attribute {name!r}")
 
 
-def manager_for(config: object, root: str, lay: Layout | None = None) -> Manager:
+def manager_for(config: Config, root: str, lay: Layout | None = None) -> Manager:
     """The manager for a container about to be created from ``config`` in ``root``."""
     from nsinit.cgroups import layout
     from nsinit.cgroups.manager import cgroup_path
     from nsinit.config.model import CgroupResources
 
-    cgroups = getattr(config, "cgroups", None)
+    cgroups = config.cgroups
     path, explicit = cgroup_path(cgroups, root)
     resources = cgroups.resources if cgroups is not None else CgroupResources()
-    devices = tuple(getattr(config, "devices", ()))
+    devices = config.devices
     lay = lay or layout.detect()
     if lay.v1:
         from nsinit.cgroups.v1 import V1Manager

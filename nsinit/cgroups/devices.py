@@ -3,8 +3,9 @@
 Deny by default: a root process that can open /dev/sda or /dev/mem owns the
 host, and mknod is in the default capability set, so the device cgroup, not
 the absence of nodes, is what keeps the container away from host devices.
-The allow list is libcontainer's (nsinit-origins section 4), the container's
-own nodes (config.devices), then ``resources.allowed_devices``; after it
+The allow list is libcontainer's (DefaultAllowedDevices in
+runc@dcdbf01076b5:configs/device_defaults.go), the container's own nodes
+(config.devices), then ``resources.allowed_devices``; after it
 ``resources.denied_devices``.  ``allow_all_devices`` turns all of it off.
 
 cgroup v1 takes the rules as lines written to devices.deny/devices.allow.

@@ -3,15 +3,17 @@
 Both managers go through these few functions, so the unit tests can stand a
 temp directory in for cgroupfs and play the kernel's part by wrapping them.
 
-cgroupfs files are written with one ``write(2)`` and without O_CREAT: a
-missing interface file then fails with ENOENT (controller absent) instead of
-silently creating a plain file, and the kernel sees the whole value at once.
+cgroupfs files are written with nsinit.kernelfs.write_file: one ``write(2)``,
+without O_CREAT.
 """
 from __future__ import annotations
 
 import errno
 import os
 import time
+
+# Called as fs.write_file by the managers, so the unit tests can wrap it here.
+from nsinit.kernelfs import write_file as write_file
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -27,14 +29,6 @@ RMDIR_FIRST_DELAY = 0.01
 EMPTY_TIMEOUT = 5.0
 FREEZE_TIMEOUT = 5.0
 POLL_INTERVAL = 0.005
-
-
-def write_file(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
 
 
 def read_file(path: str) -> str:

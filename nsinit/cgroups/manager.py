@@ -15,13 +15,13 @@ import errno
 import os
 
 from nsinit.cgroups import fs, layout, membership
-from nsinit.config.model import CgroupResources, DeviceConfig
+from nsinit.config.model import CgroupConfig, CgroupResources, DeviceConfig
 from nsinit.errors import NsinitError, describe_oserror
 from nsinit.record import fields
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Any, Iterator
 
 DEFAULT_PARENT = "nsinit"
 MiB = 1024 * 1024
@@ -57,7 +57,7 @@ def _sha256(data: bytes):  # type: ignore[no-untyped-def]
         from _sha256 import sha256  # CPython <= 3.11
     except ImportError:
         try:
-            from _sha2 import sha256  # type: ignore[no-redef] # CPython >= 3.12
+            from _sha2 import sha256  # CPython >= 3.12
         except ImportError:
             from hashlib import sha256
     return sha256(data)
@@ -74,15 +74,13 @@ def default_name(root: str) -> str:
     return f"nsinit-{os.path.basename(root.rstrip('/')) or 'root'}-{digest}"
 
 
-def cgroup_path(cgroups: object | None, root: str) -> tuple[str, str]:
+def cgroup_path(cgroups: CgroupConfig | None, root: str) -> tuple[str, str]:
     """(path absolute in every hierarchy, the config field that chose it or "").
 
     Relative to each hierarchy's root, not to nsinit's own cgroup, so the
     same container always lands in the same place (like runc's cgroupsPath).
     """
-    path = getattr(cgroups, "path", "") or ""
-    name = getattr(cgroups, "name", "") or ""
-    parent = getattr(cgroups, "parent", "") or ""
+    path, name, parent = ("", "", "") if cgroups is None else (cgroups.path, cgroups.name, cgroups.parent)
     if path:
         full, field = path, "path"
     else:
@@ -159,7 +157,7 @@ def check_resources(r: CgroupResources) -> None:
         raise field_error("pids_limit", f"{r.pids_limit} is not a positive number (use -1 for unlimited)")
     if r.blkio_weight is not None and not MIN_BLKIO_WEIGHT <= r.blkio_weight <= MAX_BLKIO_WEIGHT:
         raise field_error("blkio_weight", f"{r.blkio_weight} is not between {MIN_BLKIO_WEIGHT} and {MAX_BLKIO_WEIGHT}")
-    for i, (size, value) in enumerate(r.hugetlb_limit):
+    for i, (_size, value) in enumerate(r.hugetlb_limit):
         if value < 0:
             raise field_error(f"hugetlb_limit[{i}].limit", f"{value} is negative")
 
@@ -232,7 +230,7 @@ class Manager:
     def is_frozen(self) -> bool:
         return membership.is_frozen(self.paths)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def update(self, resources: CgroupResources) -> dict[str, object]:

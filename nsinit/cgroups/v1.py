@@ -23,7 +23,7 @@ from nsinit.errors import NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Any, Iterator
 
 _THROTTLE_FILES = {
     "blkio_throttle_read_bps_device": "blkio.throttle.read_bps_device",
@@ -286,7 +286,7 @@ class V1Manager(Manager):
         implied = self.write_limits(resources, updating=True)
         return {**changed_fields(resources), **implied}
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         from nsinit.cgroups import stats
 
         return stats.v1_stats(self.paths)

@@ -31,7 +31,7 @@ from nsinit.errors import NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Any, Iterator
 
 # v1 name -> v2 name of the controller a field needs.
 _V2_CONTROLLER = {"blkio": "io"}
@@ -271,7 +271,7 @@ class V2Manager(Manager):
         self.write_limits(resources, updating=True)
         return changed_fields(resources)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         from nsinit.cgroups import stats
 
         return stats.v2_stats(self.path)

@@ -1,8 +1,9 @@
 """What a container gets when container.json does not say.
 
-Sources (see /work/shared/reference/nsinit-origins.md section 4): the 2015
-nsinit template for capabilities and system mounts, libcontainer's
-DefaultSimpleDevices for device nodes, and runc's current defaults for the
+Sources (in opencontainers/runc's history): the 2015 nsinit template for
+capabilities and system mounts (runc@dcdbf01076b5:nsinit/), libcontainer's
+DefaultSimpleDevices for device nodes (runc@dcdbf01076b5:
+configs/device_defaults.go), and runc's current defaults for the
 masked and read-only paths (the 2014 lists missed several /proc files that
 leak host information or allow host changes).
 """

@@ -2,7 +2,8 @@
 
 Three generations of libcontainer wrote this file (2014 docker pkg/libcontainer,
 mid-2014 docker/libcontainer, 2015 configs.Config) and later runc added more;
-see /work/shared/reference/nsinit-origins.md section 2.  Every form is accepted
+their sources are in opencontainers/runc's history (runc@ed290121599c:
+container.go, runc@bdafa085aeca:config.go, runc@dcdbf01076b5:configs/).  Every form is accepted
 and folded into the model in ``nsinit.config.model``; everything that would
 only fail later, half-way through building a container, is rejected here with
 the field path that is wrong (``mounts[2].destination: must be an absolute
@@ -161,6 +162,7 @@ def parse_config(data: dict, source: str, base_dir: str, *,
     ctx.default_rootfs = default_rootfs
     if not isinstance(data, dict):
         ctx.fail("", "must be a JSON object")
+    _check_every_string(ctx, data)
     ctx.check_keys(data, _TOP_KEYS, "")
     for key in _UNSUPPORTED_TOP_KEYS:
         _warn_if_set(ctx, data, key, "")
@@ -241,6 +243,8 @@ def parse_config(data: dict, source: str, base_dir: str, *,
     # The rules across fields are checked once every field is valid: with a
     # field that failed, they would judge the default standing in for it.
     ctx.raise_errors()
+    if data.get("capabilities_mask") is not None:
+        config = _limit_mask_to_caller(config)
     config = ctx.collect(_join_netns_networks, config) or config
     _check_namespace_requirements(ctx, config, origin)
     _check_route_next_hops(ctx, config)
@@ -259,12 +263,23 @@ def _parse_effective_devices(ctx: _Context, value: Any, path: str) -> tuple[Devi
 
 # --- reading -----------------------------------------------------------------
 
+# Far above any real config (the 2015 ones with every key are ~10 KiB): a bound
+# so that /dev/zero or a runaway generator cannot eat the memory.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def _read_json(path: str, source: str) -> Any:
+    from nsinit.regularfile import FileRefused, read_regular_file
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular_file(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
+        raise ConfigError(source, "", f'{path}: No such file or directory (write one with "nsinit spec", '
+                                      'or make a rootfs with one: "nsinit rootfs DIR")') from None
+    except FileRefused as err:
+        raise ConfigError(source, "", str(err)) from None
     except OSError as err:
-        raise ConfigError(source, "", err.strerror or str(err)) from None
+        raise ConfigError(source, "", f"{path}: {err.strerror or err}") from None
     try:
         return jsontext.loads(raw)
     except UnicodeDecodeError:
@@ -274,6 +289,45 @@ def _read_json(path: str, source: str) -> Any:
     except ValueError as err:  # json.JSONDecodeError, without importing json to name it
         where = f" at line {err.lineno} column {err.colno}" if hasattr(err, "lineno") else ""  # type: ignore[attr-defined]
         raise ConfigError(source, "", f"invalid JSON{where}: {getattr(err, 'msg', err)}") from None
+
+
+def _check_every_string(ctx: _Context, data: dict) -> None:
+    """Every key and string value of the file, once, before any field is read.
+
+    Strings end up in C calls (sethostname, mount, execve) and in files
+    (sysctl, cgroups): a NUL would silently cut them short, and a lone
+    surrogate (valid JSON: "\\ud800") cannot be encoded at all and ended in a
+    UnicodeEncodeError traceback (issue 15).  Every bad string is listed
+    (an object's keys before its values); then nothing else is checked, as the field parsers would
+    meet the same strings.  Iterative: the nesting depth is whatever the
+    JSON scanner accepted.
+    """
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            children = [(item, _child(path, key)) for key, item in value.items()
+                        if _text_ok(ctx, key, path or "(top level)", what="key ")]
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            stack.extend(reversed([(item, _item(path, i)) for i, item in enumerate(value)]))
+        elif isinstance(value, str):
+            _text_ok(ctx, value, path)
+    ctx.raise_errors()
+
+
+def _text_ok(ctx: _Context, text: str, path: str, what: str = "") -> bool:
+    """False, with the error reported, for a string no C call can take."""
+    if "\x00" in text:
+        ctx.report(path, f"{what}must not contain NUL characters")
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = ord(text[err.start])
+        ctx.report(path, f"{what}is not valid Unicode: a lone surrogate U+{bad:04X} cannot be encoded as UTF-8")
+        return False
+    return True
 
 
 # --- helpers: context, field paths, types ------------------------------------
@@ -489,9 +543,16 @@ def _parse_user(ctx: _Context, value: Any, path: str) -> str:
     if value is None:
         return "root"
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(_int(ctx, value, path, lo=0))
-    # 2014: "" meant root, like "root".
-    return _str(ctx, value, path) or "root"
+        spec = str(_int(ctx, value, path, lo=0))
+    else:
+        spec = _str(ctx, value, path) or "root"  # 2014: "" meant root, like "root"
+    from nsinit.identity import parse_user_spec  # small; the child loads it anyway
+
+    try:
+        parse_user_spec(spec)  # here, so a bad spec fails before anything is created
+    except ValueError as err:
+        ctx.fail(path, str(err))
+    return spec
 
 
 def _parse_groups(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
@@ -666,15 +727,31 @@ def _cap_sets(ctx: _Context, obj: dict, path: str) -> CapabilitySets:
     return CapabilitySets(**{key: _sorted_caps(caps) for key, caps in sets.items()})
 
 
+# The capabilities a 2014 mask can keep: the 2014 table ended at
+# CAP_BLOCK_SUSPEND (36); AUDIT_READ, PERFMON, BPF and CHECKPOINT_RESTORE came
+# later, and a mask written then never meant to grant them.
+_LAST_CAP_2014 = names.CAPABILITIES["CAP_BLOCK_SUSPEND"]
+# Never granted by a mask, only by naming it in "capabilities": with it,
+# open_by_handle_at(2) opens any host file by inode number (the Shocker
+# exploit, why Docker 1.0 moved from a drop list to a whitelist), and 2014
+# masks never dropped it because nobody knew.
+_NEVER_BY_MASK = "CAP_DAC_READ_SEARCH"
+
+
 def _caps_kept_by_mask(ctx: _Context, mask: Any, path: str) -> list[str]:
-    """2014 capabilities_mask: every capability except the dropped ones."""
+    """2014 capabilities_mask: the 2014 capabilities except the dropped ones
+    and DAC_READ_SEARCH; ``_limit_mask_to_caller`` then keeps those the
+    caller holds."""
     dropped: set[str] = set()
+    asked_for_shocker: list[str] = []  # fields that keep DAC_READ_SEARCH by name
     if isinstance(mask, dict):
         # May 2014: {"MKNOD": true, "SYS_ADMIN": false}; false drops.
         for key, keep in mask.items():
             name = _cap_name(ctx, key, _child(path, key))
             if not _bool(ctx, keep, _child(path, key)):
                 dropped.add(name)
+            elif name == _NEVER_BY_MASK:
+                asked_for_shocker.append(_child(path, key))
     elif isinstance(mask, list):
         for i, item in enumerate(mask):
             if isinstance(item, dict):
@@ -683,11 +760,39 @@ def _caps_kept_by_mask(ctx: _Context, mask: Any, path: str) -> list[str]:
                 name = _cap_name(ctx, item.get("key"), _child(_item(path, i), "key"))
                 if not _opt_bool(ctx, item.get("enabled"), _child(_item(path, i), "enabled")):
                     dropped.add(name)
+                elif name == _NEVER_BY_MASK:
+                    asked_for_shocker.append(_item(path, i))
             else:
                 dropped.add(_cap_name(ctx, item, _item(path, i)))  # a plain drop-list
     else:
         ctx.fail(path, "must be a list or an object")
-    return [name for name in names.CAPABILITIES if name not in dropped]
+    for field in asked_for_shocker:
+        ctx.warn(field, "DAC_READ_SEARCH is never granted by a mask (open_by_handle_at reads host "
+                        'files with it): name it in "capabilities" to grant it')
+    dropped.add(_NEVER_BY_MASK)
+    return [name for name, bit in names.CAPABILITIES.items() if bit <= _LAST_CAP_2014 and name not in dropped]
+
+
+def _limit_mask_to_caller(config: Config) -> Config:
+    """A mask means "every capability the caller holds, minus these": the
+    ones nsinit itself lacks (root here may lack CAP_SYS_RESOURCE, and any
+    outer container lacks more) are left out instead of failing capset.
+
+    A new or joined user namespace gives its first process every capability
+    in it, whatever the caller held, so there nothing is left out.
+    """
+    if config.has_namespace("NEWUSER"):
+        held_note = "in its user namespace"
+        kept = config.capabilities.bounding
+    else:
+        from nsinit.capabilities import held_by_caller  # only configs with a mask pay for it
+
+        held = held_by_caller()
+        held_note = "that nsinit holds"
+        kept = tuple(name for name in config.capabilities.bounding if name in held)
+    note = (f"capabilities_mask: the capabilities of 2014 (CHOWN to BLOCK_SUSPEND) {held_note}, "
+            f"minus those the mask drops and never DAC_READ_SEARCH: {len(kept)} kept")
+    return replace(config, capabilities=_whitelist(kept), capabilities_note=note)
 
 
 # --- uid/gid mappings --------------------------------------------------------
@@ -1498,6 +1603,13 @@ def _check_namespace_requirements(ctx: _Context, config: Config, origin: dict[st
         need("NEWNS", "readonly_paths")
     if config.readonlyfs:
         need("NEWNS", origin["readonlyfs"])  # would remount the host's / read-only
+    # Labels are written to /proc/self/attr: without NEWNS the container's /proc
+    # is a directory of the image's, whose regular files would take the write
+    # and leave the command unconfined without a word (as a fake
+    # /proc/sys/kernel/cap_last_cap once kept every capability; issue 15).
+    for field in ("apparmor_profile", "process_label"):
+        if getattr(config, field):
+            need("NEWNS", origin[field])
     for key, _ in config.sysctl:
         namespace = _sysctl_namespace(key)
         if namespace is None:

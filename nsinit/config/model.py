@@ -180,6 +180,9 @@ class Config:
     process_label: str = ""
     mount_label: str = ""
     parent_death_signal: int = 9         # SIGKILL; 0 = none (2015 configs write 0 for "unset")
+    # How a 2014 capabilities_mask became ``capabilities``, for `nsinit config`
+    # to say; "" when the sets were written out.  Not part of the config's value.
+    capabilities_note: str = field(default="", compare=False)
 
     def has_namespace(self, name: str) -> bool:
         """True if the container gets its own (new or joined) namespace of this type."""

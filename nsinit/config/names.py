@@ -92,7 +92,7 @@ CAPABILITIES: dict[str, int] = {
 }
 
 # Highest capability this table knows.  A running kernel may know fewer
-# (/proc/sys/kernel/cap_last_cap); the capabilities module clips to that.
+# (PR_CAPBSET_READ says which); the capabilities module clips to that.
 CAP_LAST_CAP = 40
 
 # Capability number -> canonical name.

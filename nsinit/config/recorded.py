@@ -7,6 +7,12 @@ without the loader: the record is nsinit's own, written at creation into its
 private directory, so it needs types, not validation, and a join need not
 import 1,500 lines of era handling.  ``parse_config`` reads the same form
 (with validation); a unit test keeps the three in agreement.
+
+The container's record is written and read back through this module:
+``config_to_dict`` (a creation), ``read_recorded`` (a join) and
+``with_resources`` (``nsinit update``).  Only the liveness check in
+nsinit/state.py reads one key itself (which namespaces were joined by path),
+because the lifecycle commands must not load the config model for it.
 """
 from __future__ import annotations
 
@@ -24,16 +30,20 @@ from nsinit.config.model import (
     Rlimit,
     RouteConfig,
 )
-from nsinit.record import asdict, fields
+from nsinit.errors import NsinitError
+from nsinit.record import asdict, fields, replace
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Any
 
+    # config_to_dict's form, as state.json keeps it under "config".
+    RecordedConfig = dict[str, Any]
+
 CAP_SET_KEYS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 
-def config_to_dict(config: Config) -> dict:
+def config_to_dict(config: Config) -> RecordedConfig:
     """The config as JSON-ready data with later-era key names.
 
     ``parse_config`` of the result gives back an equal Config: mounts and
@@ -104,7 +114,7 @@ def _mount_flag_names(flags: int, propagation: int) -> list[Any]:
     return out
 
 
-def _mount_to_dict(mount: MountConfig) -> dict:
+def _mount_to_dict(mount: MountConfig) -> dict[str, Any]:
     return {
         "source": mount.source,
         "destination": mount.destination,
@@ -114,7 +124,7 @@ def _mount_to_dict(mount: MountConfig) -> dict:
     }
 
 
-def _network_to_dict(network: NetworkConfig) -> dict:
+def _network_to_dict(network: NetworkConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"type": network.type}
     for key, default in _NETWORK_DEFAULTS.items():
         value = getattr(network, key)
@@ -130,7 +140,7 @@ _NETWORK_DEFAULTS = {
 }
 
 
-def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
+def _cgroups_to_dict(cgroups: CgroupConfig) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for key in (f.name for f in fields(CgroupResources)):
         value = getattr(cgroups.resources, key)
@@ -146,7 +156,7 @@ def _cgroups_to_dict(cgroups: CgroupConfig) -> dict:
     return {"name": cgroups.name, "parent": cgroups.parent, "path": cgroups.path, "resources": resources}
 
 
-def config_from_dict(data: dict, source: str = "recorded config") -> Config:
+def config_from_dict(data: RecordedConfig, source: str = "recorded config") -> Config:
     """The Config that ``config_to_dict`` made ``data`` from."""
     cgroups = data.get("cgroups")
     return Config(
@@ -183,7 +193,7 @@ def config_from_dict(data: dict, source: str = "recorded config") -> Config:
     )
 
 
-def _mount_from_dict(data: dict) -> MountConfig:
+def _mount_from_dict(data: dict[str, Any]) -> MountConfig:
     flags = propagation = 0
     for item in data["flags"]:
         if isinstance(item, int):
@@ -195,7 +205,7 @@ def _mount_from_dict(data: dict) -> MountConfig:
     return MountConfig(data["source"], data["destination"], data["device"], flags, data["data"], propagation)
 
 
-def _cgroups_from_dict(data: dict) -> CgroupConfig:
+def _cgroups_from_dict(data: dict[str, Any]) -> CgroupConfig:
     values: dict[str, Any] = {}
     for key, value in data["resources"].items():
         if key in ("allowed_devices", "denied_devices"):
@@ -206,3 +216,22 @@ def _cgroups_from_dict(data: dict) -> CgroupConfig:
             value = tuple(value)
         values[key] = value
     return CgroupConfig(data["name"], data["parent"], data["path"], CgroupResources(**values))
+
+
+def read_recorded(data: RecordedConfig, step: str) -> Config:
+    """The Config recorded at creation; an error names ``step``."""
+    try:
+        return config_from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        # Only a record written by another nsinit version gets here.
+        raise NsinitError(step, f"the container's recorded config does not load "
+                                f"({err.__class__.__name__}: {err})") from None
+
+
+def with_resources(data: RecordedConfig, changes: dict[str, object]) -> RecordedConfig:
+    """The recorded config with these CgroupResources fields changed."""
+    config = read_recorded(data, "update")
+    cgroups = config.cgroups or CgroupConfig()
+    resources = replace(cgroups.resources, **changes)
+    return config_to_dict(replace(config, cgroups=replace(cgroups, resources=resources)))
+

@@ -15,6 +15,10 @@ from nsinit.errors import NsinitError
 from nsinit.mount.flags import MS_NODEV, MS_NOSUID, MS_RDONLY
 from nsinit.mount.rootfs import mount_bind, open_root, rootfs_path
 
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from nsinit.config.model import Config
+
 INIT_PATH = "/dev/init"   # where docker puts its init too
 _CANDIDATES = ("/usr/bin/tini-static", "/usr/local/bin/tini-static")
 _NO_TINI = "no static tini found: install the Debian package tini (apt-get install tini)"
@@ -33,7 +37,7 @@ def find_init() -> str:
     raise NsinitError("--init", _NO_TINI)
 
 
-def check_init_possible(config) -> None:  # type: ignore[no-untyped-def]
+def check_init_possible(config: Config) -> None:
     """Host side, before clone: /dev/init goes on the container's /dev tmpfs."""
     if not config.has_namespace("NEWNS"):
         raise NsinitError("--init", "needs a mount namespace (NEWNS) to bind the init into")
@@ -42,14 +46,14 @@ def check_init_possible(config) -> None:  # type: ignore[no-untyped-def]
                                     f"{INIT_PATH} is put there, never into the rootfs")
 
 
-def init_args(config, args: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+def init_args(config: Config, args: list[str]) -> list[str]:
     """tini, then the command.  Without a pid namespace tini is not PID 1:
     -s makes it the subreaper of the command's orphans instead."""
     subreaper = [] if config.has_namespace("NEWPID") else ["-s"]
     return [INIT_PATH, *subreaper, "--", *args]
 
 
-def bind_init(config, host_path: str) -> None:  # type: ignore[no-untyped-def]
+def bind_init(config: Config, host_path: str) -> None:
     """Child side, after the mounts and devices (/dev is the container's
     tmpfs by then), before pivot_root (``host_path`` is a host path)."""
     rootfs = rootfs_path(config)

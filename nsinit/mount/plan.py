@@ -169,7 +169,7 @@ def plan_mounts(config: Config, *, tty: bool | None = None) -> Plan:
     _prepare_root(plan, rootfs)
     for entry in config.mounts:
         _mount_entry(plan, config, rootfs, entry)
-    _devices(plan, config, config.tty if tty is None else tty)
+    _devices(plan, config, bool(config.tty if tty is None else tty))
     _pivot(plan, config, rootfs)
     _finish(plan, config, rootfs)
     return plan

@@ -16,6 +16,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
+    from nsinit.config.model import IdMap
+
 CLONE_FLAGS: dict[str, int] = NAMESPACE_CLONE_FLAGS
 PROC_NAMES: dict[str, str] = NAMESPACE_PROC_FILES  # file names under /proc/PID/ns/
 
@@ -75,7 +77,7 @@ def enter_namespaces(fds: dict[str, int], names: Sequence[str] = JOIN_ORDER) -> 
                 raise OSError(err.errno, f"setns({PROC_NAMES[name]}): {errno_text(err)}") from None
 
 
-def write_id_maps(pid: int, uid_maps: Sequence[object], gid_maps: Sequence[object]) -> None:
+def write_id_maps(pid: int, uid_maps: Sequence[IdMap], gid_maps: Sequence[IdMap]) -> None:
     """Write /proc/PID/{gid,uid}_map for a child in a new user namespace.
 
     Entries have container_id, host_id and size.  We write as host root, so
@@ -85,8 +87,8 @@ def write_id_maps(pid: int, uid_maps: Sequence[object], gid_maps: Sequence[objec
     _write_map(f"/proc/{pid}/uid_map", uid_maps)
 
 
-def _write_map(path: str, entries: Sequence[object]) -> None:
-    text = "".join(f"{e.container_id} {e.host_id} {e.size}\n" for e in entries)  # type: ignore[attr-defined]
+def _write_map(path: str, entries: Sequence[IdMap]) -> None:
+    text = "".join(f"{e.container_id} {e.host_id} {e.size}\n" for e in entries)
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, text.encode())  # the kernel needs the whole map in one write

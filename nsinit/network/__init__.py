@@ -2,7 +2,9 @@
 
 Loopback is brought up from inside the child with one ioctl: no netlink
 library needed, so a loopback-only container pays nothing for pyroute2.
-veth networks are configured from the parent (see the networking issue).
+veth networks are set up from the host side by a short-lived helper process
+that the supervisor forks (helper.py, veth.py), and undone without pyroute2
+(teardown.py).
 """
 from __future__ import annotations
 

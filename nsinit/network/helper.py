@@ -30,6 +30,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     import signal
     from typing import Any, Iterable, NoReturn
+
+    from nsinit.config.model import Config
 else:
     import _signal as signal  # signal.py without its enum classes: see nsinit/sync.py
 
@@ -39,7 +41,7 @@ STEP = "network"
 class NetworkHelper:
     """The forked helper, from the supervisor's side."""
 
-    def __init__(self, config: Any, ignored_signals: Iterable[int]) -> None:
+    def __init__(self, config: Config, ignored_signals: Iterable[int]) -> None:
         pid_read, self.pid_write = os.pipe2(os.O_CLOEXEC)
         self.reply_read, reply_write = os.pipe2(os.O_CLOEXEC)
         self.helper = os.fork()
@@ -92,7 +94,7 @@ class NetworkHelper:
             self.pid_write = -1
 
 
-def _serve(config: Any, ignored_signals: Iterable[int], pid_fd: int, reply_fd: int) -> NoReturn:
+def _serve(config: Config, ignored_signals: Iterable[int], pid_fd: int, reply_fd: int) -> NoReturn:
     reply: dict[str, Any] | None = None
     try:
         for signum in ignored_signals:
@@ -107,7 +109,7 @@ def _serve(config: Any, ignored_signals: Iterable[int], pid_fd: int, reply_fd: i
             reply = {"records": veth.setup_networks(config, int(text))}
     except NsinitError as err:
         reply = {"step": err.step, "error": err.message}
-    except BaseException as err:  # a bug: still one line, and the helper must not return
+    except BaseException as err:  # noqa: BLE001 - a bug: still one line, and the helper must not return
         reply = {"step": STEP, "error": f"{type(err).__name__}: {err}"}
     try:
         data = jsontext.dumps(reply).encode() if reply is not None else b""

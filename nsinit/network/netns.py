@@ -21,13 +21,13 @@ from nsinit.errors import NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from nsinit.config.model import Config
 
 NS_GET_NSTYPE = 0xB703     # _IO(0xb7, 0x3), Linux 4.11: the CLONE_NEW* type of an nsfs file
 CLONE_NEWNET = NAMESPACE_CLONE_FLAGS["NEWNET"]
 
 
-def check_network_namespace(config: Any) -> None:
+def check_network_namespace(config: Config) -> None:
     """Raise NsinitError("network", "<field>: ...") unless the NEWNET path
     (if any) names a network namespace."""
     ns = config.namespace("NEWNET")
@@ -53,7 +53,7 @@ def check_network_namespace(config: Any) -> None:
         raise NsinitError("network", f"{field}: {ns.path} is a {other} namespace, not a network namespace")
 
 
-def _field_of(config: Any, path: str) -> str:
+def _field_of(config: Config, path: str) -> str:
     """The config field the path came from, for the error message."""
     for i, network in enumerate(config.networks):
         if network.type == "netns" and os.path.normpath(network.path) == os.path.normpath(path):

@@ -93,7 +93,7 @@ def _import_messages() -> None:
         if spec is None or spec.loader is None or not spec.submodule_search_locations:
             raise ImportError("No module named 'pyroute2'", name="pyroute2")
         package = importlib.util.module_from_spec(spec)
-        package.__getattr__ = _complete_on_demand(package, spec)  # type: ignore[attr-defined,method-assign]
+        package.__getattr__ = _complete_on_demand(package, spec)  # type: ignore[method-assign]
         sys.modules["pyroute2"] = package
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg

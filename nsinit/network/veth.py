@@ -13,7 +13,7 @@ resident in the supervisor.
 The container's side is reached through a netlink socket opened inside its
 namespace (``Rtnl(netns_fd)``): no second helper, no ``ip netns exec``.
 
-Cleanup (nsinit-origins §7.5: 2014 leaked the pair on errors): deleting one
+Cleanup (2014 libcontainer leaked the pair on errors): deleting one
 end of a veth pair deletes both, so only host ends are tracked.  On a failed
 setup every host end made so far is deleted before the error is raised; after
 the container exits ``teardown.teardown_networks`` deletes any still there.
@@ -39,12 +39,14 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+    from nsinit.config.model import Config, NetworkConfig, RouteConfig
+
 STEP = "network"
 RANDOM_HEX_CHARS = 7          # widened from 4 in 2014-10 after name collisions
 NAME_ATTEMPTS = 10            # random host names tried before giving up
 
 
-def setup_networks(config: Any, pid: int) -> list[dict[str, Any]]:
+def setup_networks(config: Config, pid: int) -> list[dict[str, Any]]:
     """Create and configure the veth networks and routes of ``config`` for the
     init ``pid``; return one state record per veth network.
 
@@ -76,7 +78,7 @@ def setup_networks(config: Any, pid: int) -> list[dict[str, Any]]:
         os.close(netns_fd)
 
 
-def container_netns_path(config: Any, pid: int) -> str:
+def container_netns_path(config: Config, pid: int) -> str:
     """The network namespace the init runs in: the one it joins by path
     (it has not joined yet: it waits for ``go``), else its own new one."""
     ns = config.namespace("NEWNET")
@@ -87,7 +89,7 @@ def container_netns_path(config: Any, pid: int) -> str:
 
 # --- the steps ---------------------------------------------------------------
 
-def _configure(config: Any, host: Rtnl, inside: Rtnl, netns_fd: int,
+def _configure(config: Config, host: Rtnl, inside: Rtnl, netns_fd: int,
                created: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ns = config.namespace("NEWNET")
     if ns is not None and not ns.path:
@@ -106,7 +108,7 @@ def _configure(config: Any, host: Rtnl, inside: Rtnl, netns_fd: int,
     return records
 
 
-def _check_host_side(host: Rtnl, network: Any, path: str) -> Link | None:
+def _check_host_side(host: Rtnl, network: NetworkConfig, path: str) -> Link | None:
     """What the host already has that would make this network fail: checked
     for every network before anything is created (a bridge made for the
     first network would otherwise stay behind when the second fails).
@@ -175,7 +177,7 @@ def _bring_up_loopback(inside: Rtnl) -> None:
         inside.set_up(lo.index)
 
 
-def _setup_veth(host: Rtnl, inside: Rtnl, netns_fd: int, network: Any, path: str,
+def _setup_veth(host: Rtnl, inside: Rtnl, netns_fd: int, network: NetworkConfig, path: str,
                 bridge: Link | None, created: list[dict[str, Any]]) -> dict[str, Any]:
     bridge = bridge or _ensure_bridge(host, network, path)
     host_end = _create_pair(host, network, path, bridge, netns_fd, created)
@@ -217,7 +219,7 @@ def _setup_veth(host: Rtnl, inside: Rtnl, netns_fd: int, network: Any, path: str
     }
 
 
-def _ensure_bridge(host: Rtnl, network: Any, path: str) -> Link:
+def _ensure_bridge(host: Rtnl, network: NetworkConfig, path: str) -> Link:
     name = network.bridge
     field = f"{path}.bridge"
     link = host.get_link(name)
@@ -238,7 +240,7 @@ def _ensure_bridge(host: Rtnl, network: Any, path: str) -> Link:
     return link
 
 
-def _configure_new_bridge(host: Rtnl, network: Any, field: str) -> Link:
+def _configure_new_bridge(host: Rtnl, network: NetworkConfig, field: str) -> Link:
     """Gateway addresses (with the container's prefix length) and up."""
     link = host.get_link(network.bridge)
     if link is None:
@@ -262,7 +264,7 @@ def _configure_new_bridge(host: Rtnl, network: Any, field: str) -> Link:
     return link
 
 
-def _create_pair(host: Rtnl, network: Any, path: str, bridge: Link, netns_fd: int,
+def _create_pair(host: Rtnl, network: NetworkConfig, path: str, bridge: Link, netns_fd: int,
                  created: list[dict[str, Any]]) -> Link:
     fixed = network.host_interface_name
     for _ in range(1 if fixed else NAME_ATTEMPTS):
@@ -287,7 +289,7 @@ def _create_pair(host: Rtnl, network: Any, path: str, bridge: Link, netns_fd: in
     _fail(f"{path}.prefix", f'no free interface name "{network.prefix}…" after {NAME_ATTEMPTS} tries')
 
 
-def _add_configured_route(inside: Rtnl, route: Any, path: str) -> None:
+def _add_configured_route(inside: Rtnl, route: RouteConfig, path: str) -> None:
     """A ``routes`` entry: {destination, source, gateway, interface_name}.
 
     An empty destination is the default route of the family the other

@@ -121,6 +121,7 @@ def _spellings() -> list[tuple[object, str, Callable[..., str]]]:
         (_native, "capset", lambda e, p, i: f"capset(effective={mask(e)}, permitted={mask(p)}, inheritable={mask(i)})"),
         (_native, "prctl", _prctl_text),
         (_native, "cloexec_from", lambda first: f"close_range({first}, ~0, CLOSE_RANGE_CLOEXEC)"),
+        (_native, "close_from", lambda first: f"close_range({first}, ~0, 0)"),
         (os, "mknod", lambda path, mode=0o600, device=0, **_: (
             f"mknod({quote(path)}, {mode:o}, {os.major(device)}:{os.minor(device)})")),
         (os, "symlink", lambda target, link, *a, **_: f"symlink({quote(target)}, {quote(link)})"),

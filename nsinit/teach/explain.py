@@ -292,7 +292,9 @@ def _resolve_uid(config: Config) -> tuple[int | None, str]:
 def _finalize(config: Config) -> list[Part]:
     from nsinit import capabilities
 
-    parts = []
+    parts = [Part("close fds", "child", "every fd the caller passed in is closed (but the sync socket and the "
+                  "trampoline) before the image's files are read or its cwd entered (CVE-2024-21626)",
+                  ["close_range(3.., all but the sync socket and the trampoline)"])]
     if config.rlimits:
         parts.append(Part("rlimits", "child", "limits per process, inherited by everything the command starts",
                           [f"setrlimit({names.RLIMIT_NAMES.get(r.type, r.type)}, "

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import Nsinit, stderr_lines, wait_until  # noqa: F401 (re-exported to the tests)
+from conftest import Nsinit, ok, stderr_lines, wait_until  # noqa: F401 (re-exported to the tests)
 
 READY = "touch /tmp/ready"
 
@@ -78,14 +78,6 @@ def read_cmdline(pid: int) -> bytes | None:
 
 def ns_inode(pid: int | str, kind: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    """stdout of a run that must have succeeded, with a clean stderr."""
-    lines = stderr_lines(result)
-    assert result.returncode == 0, result.stderr
-    assert not lines, result.stderr
-    return result.stdout
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

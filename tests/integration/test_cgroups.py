@@ -17,16 +17,14 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import Nsinit, cgroups_left, needs_root, stderr_lines
+from conftest import Nsinit, cgroups_left, needs_root, running, stderr_lines
 
 pytestmark = needs_root
 
 MiB = 1024 * 1024
-WAIT_FOR_GO = "while [ ! -e /go ]; do sleep 0.02; done"
 
 
 def cgroup_paths(nsinit: Nsinit) -> dict[str, str]:
@@ -35,31 +33,6 @@ def cgroup_paths(nsinit: Nsinit) -> dict[str, str]:
 
 def read(path: str) -> str:
     return Path(path).read_text().strip()
-
-
-@contextmanager
-def running(nsinit: Nsinit, script: str, *, go: bool = False) -> Iterator[subprocess.Popen[str]]:
-    """A container running ``script``; killed on the way out if still alive.
-
-    ``go``: the script first waits for /go, which leaving the block creates.
-    """
-    proc = nsinit.popen("exec", "/bin/sh", "-c", f"{WAIT_FOR_GO}; {script}" if go else script)
-    try:
-        nsinit.wait_for(lambda: (nsinit.root / "pid").exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.communicate()
-        yield proc
-        if go:
-            (nsinit.root / "go").touch()
-    finally:
-        if proc.poll() is None and not go:
-            nsinit.run("resume")   # a frozen init would not die of the SIGKILL
-            nsinit.run("kill", "KILL")
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.communicate()
 
 
 # --- where the container is, and that it goes ---------------------------------
@@ -77,7 +50,7 @@ def test_every_hierarchy_gets_the_default_cgroup_and_loses_it(nsinit: Nsinit, tm
 
 
 def test_state_shows_the_cgroup_paths_and_join_enters_them(nsinit: Nsinit) -> None:
-    with running(nsinit, "sleep 30") as _:
+    with running(nsinit, "sleep 30", ready="pid") as _:
         paths = cgroup_paths(nsinit)
         state = nsinit.run("state")
         for name, path in paths.items():
@@ -99,7 +72,7 @@ def test_memory_limit_oom_kills_and_oom_reports_it(nsinit: Nsinit) -> None:
     # escape into swap; the shell holds the whole string in memory.
     nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
     hog = 'x=$(head -c 67108864 /dev/zero | tr "\\0" a); echo survived'
-    with running(nsinit, hog, go=True) as proc:
+    with running(nsinit, hog, go=True, ready="pid") as proc:
         assert read(os.path.join(cgroup_paths(nsinit)["memory"], "memory.limit_in_bytes")) == str(16 * MiB)
         watcher = nsinit.popen("oom")
         assert "watching for OOM kills" in watcher.stderr.readline()
@@ -124,7 +97,7 @@ def test_an_oom_kill_is_said_in_one_line_with_the_limit(nsinit: Nsinit) -> None:
 
 def test_a_joined_process_oom_kill_is_said_too(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
-    with running(nsinit, "sleep 30"):
+    with running(nsinit, "sleep 30", ready="pid"):
         result = nsinit.sh(HOG)
     assert result.returncode == 128 + signal.SIGKILL, result.stderr
     assert stderr_lines(result) == ["nsinit: the command was killed by the OOM killer (memory limit 16 MiB)"]
@@ -132,7 +105,7 @@ def test_a_joined_process_oom_kill_is_said_too(nsinit: Nsinit) -> None:
 
 def test_a_sigkill_that_is_no_oom_kill_says_nothing(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"memory": 16 * MiB, "memory_swap": 16 * MiB})
-    with running(nsinit, "sleep 30") as proc:
+    with running(nsinit, "sleep 30", ready="pid") as proc:
         assert nsinit.run("kill", "KILL").returncode == 0
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 128 + signal.SIGKILL
@@ -141,7 +114,7 @@ def test_a_sigkill_that_is_no_oom_kill_says_nothing(nsinit: Nsinit) -> None:
 
 def test_memory_limit_written_with_a_suffix_as_update_takes_it(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"memory": "24M", "memory_swap": "24M"})
-    with running(nsinit, "sleep 30"):
+    with running(nsinit, "sleep 30", ready="pid"):
         memory = cgroup_paths(nsinit)["memory"]
         assert read(f"{memory}/memory.limit_in_bytes") == read(f"{memory}/memory.memsw.limit_in_bytes") == str(24 * MiB)
 
@@ -159,7 +132,7 @@ def test_pids_limit_bounds_a_fork_loop(nsinit: Nsinit) -> None:
 def test_cpu_and_cpuset_limits_in_files_and_stats(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"cpu_shares": 512, "cpu_quota": 20000, "cpu_period": 100000,
                            "cpuset_cpus": "0", "cpuset_mems": "0", "pids_limit": 64})
-    with running(nsinit, "while true; do :; done"):
+    with running(nsinit, "while true; do :; done", ready="pid"):
         paths = cgroup_paths(nsinit)
         assert read(f"{paths['cpu']}/cpu.shares") == "512"
         assert read(f"{paths['cpu']}/cpu.cfs_quota_us") == "20000"
@@ -179,7 +152,7 @@ def test_cpu_and_cpuset_limits_in_files_and_stats(nsinit: Nsinit) -> None:
 
 
 def test_stats_json_shape(nsinit: Nsinit) -> None:
-    with running(nsinit, "sleep 30"):
+    with running(nsinit, "sleep 30", ready="pid"):
         stats = json.loads(nsinit.run("stats", "--json").stdout)
     assert set(stats) >= {"cpu_stats", "memory_stats", "pids_stats", "blkio_stats", "interfaces"}
     assert set(stats["cpu_stats"]["cpu_usage"]) == {"total_usage", "percpu_usage", "usage_in_kernelmode",
@@ -204,7 +177,7 @@ def test_stats_count_the_host_veth_from_the_container_side(nsinit: Nsinit, link_
 
     try:
         # ARP for a neighbour nobody answers: the container transmits, the host end receives.
-        with running(nsinit, "ping -c 2 -W 1 10.254.77.9 >/dev/null 2>&1; sleep 30"):
+        with running(nsinit, "ping -c 2 -W 1 10.254.77.9 >/dev/null 2>&1; sleep 30", ready="pid"):
             nsinit.wait_for(lambda: host_counters()["rx_packets"] > 0)
             before = host_counters()
             stats = json.loads(nsinit.run("stats", "--json").stdout)
@@ -222,7 +195,7 @@ def test_stats_count_the_host_veth_from_the_container_side(nsinit: Nsinit, link_
 
 def test_update_changes_live_limits_and_records_them(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"memory": 32 * MiB, "memory_swap": 32 * MiB})
-    with running(nsinit, "sleep 30"):
+    with running(nsinit, "sleep 30", ready="pid"):
         paths = cgroup_paths(nsinit)
         result = nsinit.run("update", "--memory", "64M", "--pids-limit", "50", "--cpu-quota", "30000",
                             "--cpu-period", "60000", "--cpu-shares", "256")
@@ -278,7 +251,7 @@ def test_allow_all_devices(nsinit: Nsinit) -> None:
 def test_pause_freezes_resume_thaws_and_state_shows_it(nsinit: Nsinit) -> None:
     counter = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.01; done"
     count = nsinit.root / "count"
-    with running(nsinit, counter):
+    with running(nsinit, counter, ready="pid"):
         nsinit.wait_for(lambda: count.exists() and count.read_text().strip() != "")
         assert nsinit.run("pause").returncode == 0
         frozen_at = count.read_text()
@@ -293,7 +266,7 @@ def test_pause_freezes_resume_thaws_and_state_shows_it(nsinit: Nsinit) -> None:
 
 def test_a_paused_container_refuses_joins_and_outlives_its_supervisor_until_resumed(
         nsinit: Nsinit, tmp_path: Path) -> None:
-    with running(nsinit, "sleep 30") as proc:
+    with running(nsinit, "sleep 30", ready="pid") as proc:
         init = int((nsinit.root / "pid").read_text())
         assert nsinit.run("pause").returncode == 0
         joined = nsinit.exec("/bin/true", timeout=10)   # would freeze before its exec
@@ -546,7 +519,7 @@ def test_cgroup_namespace_is_rooted_at_the_containers_cgroup(nsinit: Nsinit) -> 
 
 
 def test_joined_process_enters_the_cgroups_by_itself(nsinit: Nsinit) -> None:
-    with running(nsinit, "sleep 30"):
+    with running(nsinit, "sleep 30", ready="pid"):
         paths = cgroup_paths(nsinit)
         result = nsinit.sh("cat /proc/self/cgroup")
         assert result.returncode == 0, result.stderr

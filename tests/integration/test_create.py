@@ -13,41 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import REPO, Nsinit, needs_root, processes_rooted_in, stderr_lines
+from conftest import LOOP, REPO, Nsinit, needs_root, ok, processes_rooted_in, running, stderr_lines
 
 pytestmark = needs_root
-
-LOOP = "while :; do sleep 0.05; done"
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    """The stdout of a run that must have succeeded."""
-    stderr_lines(result)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-@contextmanager
-def running(nsinit: Nsinit, script: str) -> Iterator[subprocess.Popen[str]]:
-    """A container running ``script`` (which must touch /tmp/ready), supervised
-    by an nsinit process; killed if the test leaves it running."""
-    proc = nsinit.popen("exec", "/bin/sh", "-c", script)
-    try:
-        nsinit.wait_for(lambda: (nsinit.root / "tmp" / "ready").exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.communicate()
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()  # the container dies with it (parent-death signal)
-        _, stderr = proc.communicate(timeout=10)
-    assert "Traceback" not in stderr, stderr
-
 
 def init_pid(root: Path) -> int:
     return int((root / "pid").read_text())
@@ -100,7 +72,7 @@ def test_masked_paths_read_empty(nsinit: Nsinit) -> None:
 
 def test_proc_sys_is_read_only(nsinit: Nsinit) -> None:
     result = nsinit.sh("echo evil > /proc/sys/kernel/domainname; echo rc=$?; cat /proc/sys/kernel/domainname")
-    out = ok(result)
+    out = ok(result, quiet=False)  # the shell says which writes failed
     assert "rc=0" not in out and "evil" not in out
     assert "Read-only file system" in result.stderr
 

@@ -17,18 +17,12 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import Nsinit, needs_root, stderr_lines
+from conftest import Nsinit, needs_root, ok, stderr_lines
 from _live import Live, start  # noqa: F401 (fixture)
 
 pytestmark = needs_root
 
 USERNS_BASE = 100000
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    stderr_lines(result)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture

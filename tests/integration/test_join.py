@@ -539,7 +539,7 @@ def test_concurrent_execs_in_an_empty_dir_make_one_container(nsinit: Nsinit) -> 
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate(timeout=10)
-    for status, out, err in results:
+    for status, _out, err in results:
         assert status == 0 and "Traceback" not in err and not err.strip(), (status, err)
     reports = [out.split(" ", 2) for _, out, _ in results]
     pids = [pid for pid, _, _ in reports]

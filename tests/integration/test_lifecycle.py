@@ -18,14 +18,13 @@ from typing import Callable
 
 import pytest
 
-from conftest import Nsinit, needs_root, stderr_lines
+from conftest import LOOP, Nsinit, needs_root, stderr_lines
 from _live import (READY, Live, ns_inode, ok, one_error_line, planted_record, private_dir,  # noqa: F401 (fixture)
                    start, wait_until)
 
 pytestmark = [pytest.mark.integration, needs_root]
 
 SLEEP_30 = b"sleep\x0030\x00"
-LOOP = "while :; do sleep 0.05; done"
 
 LIFECYCLE_COMMANDS = [["state"], ["state", "--json"], ["ps"], ["ps", "--json"], ["kill"],
                       ["kill", "--all", "KILL"], ["kill", "9"], ["stop"], ["stop", "--time", "1"]]

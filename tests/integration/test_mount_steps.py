@@ -12,14 +12,18 @@ import json
 import os
 import stat
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+from conftest import make_config
 from nsinit import _native
+from nsinit.config.model import Config
+from nsinit.config.model import DeviceConfig as Device
+from nsinit.config.model import MountConfig as Mount
 from nsinit.errors import NsinitError
+from nsinit.record import replace
 from nsinit.mount import (create_devices, finish_rootfs, mount_all, pivot_to_rootfs,
                           prepare_root)
 from nsinit.mount.flags import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,
@@ -32,43 +36,6 @@ pytestmark = [pytest.mark.integration,
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: str
-    destination: str
-    device: str
-    flags: int = 0
-    data: str = ""
-    propagation: int = 0
-
-
-@dataclass(frozen=True)
-class Device:
-    type: str
-    path: str
-    major: int
-    minor: int
-    permissions: str = "rwm"
-    file_mode: int = 0o666
-    uid: int = 0
-    gid: int = 0
-
-
-@dataclass(frozen=True)
-class Config:
-    rootfs: str
-    mounts: tuple[Mount, ...]
-    devices: tuple[Device, ...] = ()
-    readonlyfs: bool = False
-    no_pivot_root: bool = False
-    mask_paths: tuple[str, ...] = ()
-    readonly_paths: tuple[str, ...] = ()
-    namespaces: frozenset[str] = field(default_factory=lambda: frozenset({"NEWNS"}))
-
-    def has_namespace(self, name: str) -> bool:
-        return name in self.namespaces
 
 
 SAFE = MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -257,7 +224,7 @@ def full_config(root: Path, **overrides: Any) -> Config:
         readonly_paths=("/rodir", "/missing-too", "/proc/sys"),
     )
     values.update(overrides)
-    return Config(**values)
+    return make_config(**values)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -369,9 +336,9 @@ def test_rootfs_setup_in_user_namespace(rootfs: Path) -> None:
     locked = rootfs.parent / "locked"
     locked.mkdir()
     config = full_config(rootfs, readonlyfs=True,
-                         namespaces=frozenset({"NEWNS", "NEWUSER", "NEWPID"}))
-    config = Config(**{**config.__dict__, "mounts": config.mounts + (
-        Mount(str(locked / "file.txt"), "/locked.txt", "bind", MS_BIND | MS_RDONLY),)})
+                         namespaces=("NEWNS", "NEWUSER", "NEWPID"))
+    config = replace(config, mounts=config.mounts + (
+        Mount(str(locked / "file.txt"), "/locked.txt", "bind", MS_BIND | MS_RDONLY),))
 
     def lock_flags() -> None:
         # Mounts a user namespace inherits keep nosuid/nodev/noexec locked:
@@ -416,7 +383,7 @@ def test_rootfs_setup_in_user_namespace(rootfs: Path) -> None:
 
 
 def test_no_pivot_root_moves_and_chroots(rootfs: Path) -> None:
-    config = Config(rootfs=str(rootfs), mounts=(SYSTEM_MOUNTS[1],), devices=DEVICES[:1],
+    config = make_config(rootfs=str(rootfs), mounts=(SYSTEM_MOUNTS[1],), devices=DEVICES[:1],
                     no_pivot_root=True, readonlyfs=True)
 
     def body() -> dict[str, Any]:
@@ -441,7 +408,7 @@ def test_policy_refusals(rootfs: Path) -> None:
     (rootfs / "up").symlink_to("../..")
 
     def attempt(extra: Mount) -> str:
-        config = Config(rootfs=str(rootfs), mounts=(SYSTEM_MOUNTS[0], extra))
+        config = make_config(rootfs=str(rootfs), mounts=(SYSTEM_MOUNTS[0], extra))
         try:
             mount_all(config)
         except NsinitError as err:
@@ -449,7 +416,7 @@ def test_policy_refusals(rootfs: Path) -> None:
         return "mounted"
 
     def body() -> dict[str, Any]:
-        prepare_root(Config(rootfs=str(rootfs), mounts=()))
+        prepare_root(make_config(rootfs=str(rootfs), mounts=()))
         src = str(rootfs.parent / "src-dir")
         return {
             "root": attempt(Mount(src, "/", "bind", MS_BIND)),
@@ -474,7 +441,7 @@ def test_proc_behind_a_symlink_is_refused(rootfs: Path) -> None:
     # checks and of the masks.
     (rootfs / "proc").rmdir()
     (rootfs / "proc").symlink_to("/realproc")
-    config = Config(rootfs=str(rootfs), mounts=(SYSTEM_MOUNTS[0],))
+    config = make_config(rootfs=str(rootfs), mounts=(SYSTEM_MOUNTS[0],))
 
     def body() -> dict[str, Any]:
         prepare_root(config)

@@ -17,17 +17,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Nsinit, links_left, links_named, needs_root, stderr_lines
+from conftest import LOOP, Nsinit, links_left, links_named, needs_root, ok, running, stderr_lines
 
 pytestmark = needs_root
 
-LOOP = "while :; do sleep 0.05; done"
+STAY = f"touch /tmp/ready; {LOOP}"   # a container that stays until the test ends
 
 
 # --- fixtures -------------------------------------------------------------------
@@ -114,34 +113,10 @@ def networks(*entries: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "loopback"}, *entries]
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    stderr_lines(result)
-    return result.stdout
-
-
 def second_container(busybox_template: Path, tmp_path: Path) -> Nsinit:
     target = tmp_path / "rootfs2"
     shutil.copytree(busybox_template, target, symlinks=True)
     return Nsinit(target)
-
-
-@contextmanager
-def running(nsinit: Nsinit, script: str = "") -> Iterator[subprocess.Popen[str]]:
-    """A container that touched /tmp/ready and keeps running until the test ends."""
-    proc = nsinit.popen("exec", "/bin/sh", "-c", f"{script}touch /tmp/ready; {LOOP}")
-    try:
-        nsinit.wait_for(lambda: (nsinit.root / "tmp" / "ready").exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.communicate()
-        yield proc
-    finally:
-        if proc.poll() is None:
-            nsinit.run("kill", "KILL")  # the supervisor then cleans up as after any exit
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=10)
 
 
 def link_exists(name: str) -> bool:
@@ -165,7 +140,7 @@ def test_two_containers_reach_each_other_the_gateway_and_the_host(
     nsinit.config(networks=networks(veth(br, subnet, 2)))
     other = second_container(busybox_template, tmp_path)
     other.config(networks=networks(veth(br, subnet, 3)))
-    with running(nsinit) as first:
+    with running(nsinit, STAY) as first:
         result = other.sh(f"ping -c 1 -W 2 {host_ip(subnet, 2)} && ping -c 1 -W 2 {host_ip(subnet, 1)}")
         assert result.returncode == 0, result.stdout + result.stderr
         assert stderr_lines(result) == []  # the bridge existed already: nothing said
@@ -186,7 +161,7 @@ def test_address_mtu_mac_and_host_end_as_configured(
         br, subnet, 2, mtu=1400, txqueuelen=500, mac_address="02:42:0a:d5:00:02", host_interface_name=host_name,
         ipv6_address=f"{host_ip(ula, 2)}/64", ipv6_gateway=host_ip(ula, 1),
     )))
-    with running(nsinit):
+    with running(nsinit, STAY):
         # The host end: on the bridge, MTU, txqueuelen, up.
         assert os.path.basename(os.readlink(f"/sys/class/net/{host_name}/master")) == br
         assert sysfs(host_name, "mtu") == "1400"
@@ -217,7 +192,7 @@ def test_routes_are_applied(nsinit: Nsinit, bridge: Callable[[], str], subnet: i
             {"destination": "10.216.0.0/16", "gateway": gateway},
         ],
     )
-    routes = ok(nsinit.sh("ip route"))
+    routes = ok(nsinit.sh("ip route"), quiet=False)  # "created bridge"
     assert f"default via {gateway} dev eth1" in routes
     assert f"10.214.0.0/16 via {gateway} dev eth1" in routes
     assert f"10.215.7.0/24 dev eth1 scope link  src {host_ip(subnet, 2)}" in routes
@@ -228,7 +203,7 @@ def test_network_state_is_recorded(nsinit: Nsinit, bridge: Callable[[], str],
                                    subnet: ipaddress.IPv4Network, link_prefix: str) -> None:
     br = bridge()
     nsinit.config(networks=networks(veth(br, subnet, 2, prefix=f"{link_prefix}v")))
-    with running(nsinit):
+    with running(nsinit, STAY):
         result = nsinit.run("state", "--json")
         assert result.returncode == 0, result.stderr
         [record] = json.loads(result.stdout)["network_state"]
@@ -270,7 +245,7 @@ def test_host_veth_is_gone_right_after_exit(nsinit: Nsinit, bridge: Callable[[],
                                             subnet: ipaddress.IPv4Network, link_prefix: str) -> None:
     host_name = f"{link_prefix}h0"
     nsinit.config(networks=networks(veth(bridge(), subnet, 2, host_interface_name=host_name)))
-    assert "eth0" in ok(nsinit.sh("ip link show eth0"))
+    assert "eth0" in ok(nsinit.sh("ip link show eth0"), quiet=False)
     assert not link_exists(host_name)  # deleted by nsinit, not left to the kernel's async cleanup
 
 
@@ -303,7 +278,7 @@ def test_host_veth_is_removed_by_the_kernel_after_kill_9_of_nsinit(
         nsinit: Nsinit, bridge: Callable[[], str], subnet: ipaddress.IPv4Network, link_prefix: str) -> None:
     host_name = f"{link_prefix}h0"
     nsinit.config(networks=networks(veth(bridge(), subnet, 2, host_interface_name=host_name)))
-    with running(nsinit) as proc:
+    with running(nsinit, STAY) as proc:
         assert link_exists(host_name)
         proc.kill()  # SIGKILL: no cleanup code of ours runs
         proc.wait(timeout=10)
@@ -348,7 +323,7 @@ def test_veth_into_a_joined_namespace_is_removed_on_exit(
     host_name = f"{link_prefix}h0"
     nsinit.config(networks=[{"type": "netns", "path": f"/run/netns/{named_netns}"},
                             veth(bridge(), subnet, 2, host_interface_name=host_name)])
-    ok(nsinit.sh(f"ping -c 1 -W 2 {host_ip(subnet, 1)} >/dev/null"))
+    ok(nsinit.sh(f"ping -c 1 -W 2 {host_ip(subnet, 1)} >/dev/null"), quiet=False)
     # The namespace outlives the container, so only nsinit's teardown removes the pair.
     assert not link_exists(host_name)
     listing = subprocess.run(["ip", "netns", "exec", named_netns, "ip", "-o", "link"],
@@ -404,7 +379,7 @@ def test_a_gateway_the_existing_bridge_does_not_have_is_warned_of(
     nsinit.config(networks=networks(veth(br, subnet, 2, prefix=f"{link_prefix}v")))  # makes br at .1
     other = second_container(busybox_template, tmp_path)
     other.config(networks=networks(veth(br, subnet, 3, gateway=host_ip(subnet, 254), prefix=f"{link_prefix}w")))
-    with running(nsinit):
+    with running(nsinit, STAY):
         result = other.exec("true")
     assert result.returncode == 0, result.stderr
     assert stderr_lines(result) == [
@@ -420,7 +395,7 @@ def test_an_address_a_live_container_has_on_the_bridge_is_refused(
     nsinit.config(networks=networks(veth(br, subnet, 2, prefix=f"{link_prefix}v")))
     other = second_container(busybox_template, tmp_path)
     other.config(networks=networks(veth(br, subnet, 2, prefix=f"{link_prefix}w")))
-    with running(nsinit):
+    with running(nsinit, STAY):
         assert_one_line_failure(other, f"networks[1].address: {host_ip(subnet, 2)} is already used on bridge "
                                        f"{br} by the container in {nsinit.root}")
         assert links_named(f"{link_prefix}w") == []   # nothing created

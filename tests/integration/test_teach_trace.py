@@ -18,7 +18,8 @@ CREATE_STEPS = {
     ("child", "wait for parent"),
     ("child", "console"), ("child", "prepare rootfs"), ("child", "mounts"), ("child", "devices"),
     ("child", "pivot_root"), ("child", "hostname"), ("child", "loopback"), ("child", "restrict paths"),
-    ("child", "user"), ("child", "capabilities"), ("child", "cwd"), ("child", "signals"), ("child", "exec"),
+    ("child", "close fds"), ("child", "user"), ("child", "capabilities"), ("child", "cwd"), ("child", "signals"),
+    ("child", "exec"),
 }
 
 
@@ -96,7 +97,7 @@ def test_a_failing_step_is_marked_with_its_errno_and_nothing_after_it_is_traced(
     assert len(failed) == 1
     assert (failed[0]["side"], failed[0]["step"], failed[0]["errno"], failed[0]["errno_name"]) == (
         "child", "cwd", 2, "ENOENT")
-    assert failed[0]["calls"] == ['chdir("/nonexistent") = -1 ENOENT']
+    assert failed[0]["calls"][-1] == 'chdir("/nonexistent") = -1 ENOENT'
     steps = {(r["side"], r["step"]) for r in records}
     assert ("child", "signals") not in steps and ("child", "exec") not in steps
     # Still one error line for people, after the trace.

@@ -51,10 +51,21 @@ def test_last_cap_matches_proc():
     assert last_cap() == expected
 
 
-def test_last_cap_fallback(monkeypatch):
+def test_last_cap_asks_the_kernel_not_a_file(monkeypatch):
+    # After chroot, /proc may be the image's: the probe must not open anything.
+    import builtins
+    import os
+
+    def no_files(*args, **kwargs):
+        raise AssertionError(f"last_cap opened {args[0]!r}")
+
     monkeypatch.setattr(caps_mod, "_last_cap_cache", None)
-    monkeypatch.setattr(caps_mod, "_CAP_LAST_CAP_PATH", "/nonexistent/cap_last_cap")
-    assert last_cap() == 40
+    monkeypatch.setattr(builtins, "open", no_files)
+    monkeypatch.setattr(os, "open", no_files)
+    probed = last_cap()
+    monkeypatch.undo()
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        assert probed == int(f.read())
 
 
 def _status_masks() -> dict[str, str]:
@@ -93,7 +104,7 @@ def test_apply_in_child_as_uid_1000():
             caps_mod.set_no_new_privileges()
             payload = {"ok": _status_masks()}
             status = 0
-        except BaseException as err:  # report anything, the parent fails the test
+        except BaseException as err:  # noqa: BLE001 - report anything, the parent fails the test
             payload = {"error": f"{type(err).__name__}: {err}"}
         finally:
             try:

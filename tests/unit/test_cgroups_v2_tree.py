@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_config
 from nsinit.cgroups import devices, fs, layout, manager_for, oom
 from nsinit.cgroups.manager import MIN_MEMORY, cgroup_path, default_name
 from nsinit.cgroups.v2 import V2Manager, shares_to_weight
@@ -487,18 +488,15 @@ def test_layout_keeps_a_whole_hierarchy_over_a_subtree_mount() -> None:
 def test_manager_choice_follows_the_layout(tmp_path: Path) -> None:
     from nsinit.cgroups.v1 import V1Manager
 
-    class Config:
-        cgroups = CgroupConfig(name="box")
-        devices = ()
-
-    v1 = manager_for(Config(), str(tmp_path), layout.parse_mountinfo(HYBRID))
+    config = make_config(cgroups=CgroupConfig(name="box"))
+    v1 = manager_for(config, str(tmp_path), layout.parse_mountinfo(HYBRID))
     assert isinstance(v1, V1Manager)
     assert v1.paths["memory"] == "/sys/fs/cgroup/memory/nsinit/box"
     assert v1.paths["cpu"] == v1.paths["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct/nsinit/box"
-    v2 = manager_for(Config(), str(tmp_path), layout.parse_mountinfo(PURE_V2))
+    v2 = manager_for(config, str(tmp_path), layout.parse_mountinfo(PURE_V2))
     assert isinstance(v2, V2Manager) and v2.paths == {"unified": "/sys/fs/cgroup/nsinit/box"}
     with pytest.raises(NsinitError, match="no cgroup hierarchy"):
-        manager_for(Config(), str(tmp_path), layout.parse_mountinfo(""))
+        manager_for(config, str(tmp_path), layout.parse_mountinfo(""))
 
 
 def test_cgroup_path_rules(tmp_path: Path) -> None:

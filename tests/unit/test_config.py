@@ -98,8 +98,13 @@ def test_sample_2014_runnable_variant(tmp_path: Path) -> None:
     assert [ns.type for ns in config.namespaces] == ALL_DEFAULT_NS
     assert config.environment[1] == "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     assert "CAP_SYS_ADMIN" not in config.capabilities.bounding
-    assert "CAP_CHOWN" in config.capabilities.bounding
-    assert len(config.capabilities.bounding) == 41 - 15
+    from nsinit.capabilities import held_by_caller
+
+    dropped = {"CAP_" + name for name in json.loads(SAMPLE_2014.read_text())["capabilities_mask"]}
+    assert len(dropped) == 15
+    # The 37 capabilities of 2014 that nsinit holds, minus the 15, never DAC_READ_SEARCH.
+    assert config.capabilities.bounding == tuple(
+        n for n in CAPS_2014 if n in held_by_caller() and n not in dropped | {"CAP_DAC_READ_SEARCH"})
     assert config.mounts[:6] == defaults.DEFAULT_MOUNTS
     assert config.mounts[6] == MountConfig(
         str(tmp_path / "resolv.conf"), "/etc/resolv.conf", "bind",
@@ -184,7 +189,29 @@ def test_load_config_reads_root_container_json(tmp_path: Path) -> None:
 def test_load_config_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_config(str(tmp_path))
-    assert str(excinfo.value) == "container.json: No such file or directory"
+    path = tmp_path / "container.json"
+    assert str(excinfo.value) == (f'container.json: {path}: No such file or directory (write one with "nsinit spec", '
+                                  'or make a rootfs with one: "nsinit rootfs DIR")')
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda p: os.mkfifo(p), "a FIFO"),
+    (lambda p: os.symlink("/dev/zero", p), "a character device"),
+    (lambda p: os.mkdir(p), "a directory"),
+])
+def test_load_config_reads_only_a_regular_file(tmp_path: Path, make, kind: str) -> None:
+    make(tmp_path / "container.json")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(str(tmp_path))
+    assert str(excinfo.value) == f"container.json: {tmp_path / 'container.json'}: not a regular file ({kind})"
+
+
+def test_load_config_refuses_a_huge_file(tmp_path: Path) -> None:
+    with open(tmp_path / "container.json", "wb") as f:
+        f.truncate(load_module.MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(str(tmp_path))
+    assert str(excinfo.value) == f"container.json: {tmp_path / 'container.json'}: larger than 4 MiB, not read"
 
 
 def test_load_config_invalid_json_names_line_and_column(tmp_path: Path) -> None:
@@ -276,15 +303,45 @@ def test_capability_object_form_with_runc_keys(tmp_path: Path) -> None:
     assert caps == CapabilitySets(("CAP_CHOWN", "CAP_KILL"), ("CAP_KILL",), ("CAP_KILL",), ("CAP_KILL",), ("CAP_KILL",))
 
 
+CAPS_2014 = [name for name, bit in names.CAPABILITIES.items() if bit <= names.CAPABILITIES["CAP_BLOCK_SUSPEND"]]
+
+
 def test_capabilities_mask_list_drops(tmp_path: Path) -> None:
-    caps = cfg(tmp_path, capabilities_mask=["SYS_ADMIN", "MKNOD"]).capabilities
-    assert len(caps.bounding) == 39 and "CAP_SYS_ADMIN" not in caps.bounding
+    # In a user namespace the container holds every capability, whatever
+    # nsinit holds: the result is the mask's alone.
+    caps = cfg(tmp_path, **USERNS, capabilities_mask=["SYS_ADMIN", "MKNOD"]).capabilities
+    assert caps.bounding == tuple(n for n in CAPS_2014 if n not in ("CAP_SYS_ADMIN", "CAP_MKNOD", "CAP_DAC_READ_SEARCH"))
     assert caps.bounding == caps.effective == caps.permitted and caps.inheritable == ()
 
 
 def test_capabilities_mask_map_false_drops(tmp_path: Path) -> None:
-    caps = cfg(tmp_path, capabilities_mask={"MKNOD": True, "SYS_ADMIN": False}).capabilities
+    caps = cfg(tmp_path, **USERNS, capabilities_mask={"MKNOD": True, "SYS_ADMIN": False}).capabilities
     assert "CAP_MKNOD" in caps.bounding and "CAP_SYS_ADMIN" not in caps.bounding
+
+
+@pytest.mark.parametrize("mask", [[], {"DAC_READ_SEARCH": True}, [{"key": "DAC_READ_SEARCH", "enabled": True}]])
+def test_a_mask_never_grants_dac_read_search_nor_caps_newer_than_2014(tmp_path: Path, mask: object) -> None:
+    # Shocker: open_by_handle_at needs only DAC_READ_SEARCH to read host files.
+    config, warnings = parse(tmp_path, {**USERNS, "capabilities_mask": mask})
+    assert "CAP_DAC_READ_SEARCH" not in config.capabilities.bounding
+    for newer in ("CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"):
+        assert newer not in config.capabilities.bounding
+    assert len(config.capabilities.bounding) == len(CAPS_2014) - 1
+    assert "DAC_READ_SEARCH" in config.capabilities_note
+    assert len(warnings) == (1 if mask else 0)
+    assert all("DAC_READ_SEARCH is never granted by a mask" in w for w in warnings)
+
+
+def test_a_mask_keeps_only_what_nsinit_holds(tmp_path: Path) -> None:
+    from nsinit.capabilities import held_by_caller
+
+    caps = cfg(tmp_path, capabilities_mask=["MKNOD"]).capabilities
+    assert caps.bounding == tuple(n for n in CAPS_2014 if n in held_by_caller()
+                                  and n not in ("CAP_MKNOD", "CAP_DAC_READ_SEARCH"))
+
+
+def test_a_whitelist_may_name_dac_read_search(tmp_path: Path) -> None:
+    assert cfg(tmp_path, capabilities=["DAC_READ_SEARCH"]).capabilities.bounding == ("CAP_DAC_READ_SEARCH",)
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -437,6 +494,13 @@ def test_context_and_readonly_fs_of_2014_are_folded_in(tmp_path: Path) -> None:
     ({"oom_score_adj": True}, "oom_score_adj: must be an integer"),
     ({"parent_death_signal": 65}, "parent_death_signal: must be between 0 and 64"),
     ({"user": -1}, "user: must be at least 0"),
+    ({"user": 2**32}, f'user: "{2**32}": uid {2**32} is out of range (0-{2**32 - 2})'),
+    ({"user": ":"}, 'user: ":" has no user before the colon (name, uid, name:group or uid:gid)'),
+    ({"user": ":1000"}, 'user: ":1000" has no user before the colon (name, uid, name:group or uid:gid)'),
+    ({"user": "1000:"}, 'user: "1000:" has no group after the colon (name, uid, name:group or uid:gid)'),
+    ({"user": "-1"}, 'user: "-1": user "-1" is neither a name nor a non-negative number'),
+    ({"user": "0:-1"}, 'user: "0:-1": group "-1" is neither a name nor a non-negative number'),
+    ({"user": "a:b:c"}, 'user: "a:b:c" has more than one colon (name, uid, name:group or uid:gid)'),
     ({"readonlyfs": True, "readonly_fs": False}, 'readonly_fs: conflicts with "readonlyfs"'),
     ({"mask_paths": ["proc/kcore"]}, "mask_paths[0]: must be an absolute path"),
     ({"readonly_paths": "/proc/sys"}, "readonly_paths: must be a list"),
@@ -881,3 +945,52 @@ def test_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- strings that cannot reach the kernel --------------------------------------
+
+SURROGATE = "is not valid Unicode: a lone surrogate U+D800 cannot be encoded as UTF-8"
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"hostname": "\ud800"}, f"hostname: {SURROGATE}"),
+    ({"environment": ["PATH=/bin", "A=\ud800"]}, f"environment[1]: {SURROGATE}"),
+    ({"user": "us\ud800er"}, f"user: {SURROGATE}"),
+    ({"working_dir": "/\ud800"}, f"working_dir: {SURROGATE}"),
+    ({"sysctl": {"kernel.\ud800": "1"}}, f"sysctl: key {SURROGATE}"),
+    ({"sysctl": {"kernel.domainname": "\ud800"}}, f"sysctl.kernel.domainname: {SURROGATE}"),
+    ({"mounts": [{"type": "tmpfs", "destination": "/x", "data": "size=\ud800"}]}, f"mounts[0].data: {SURROGATE}"),
+    ({"\ud800": 1}, f"(top level): key {SURROGATE}"),
+    ({"labels": ["a\x00b"]}, "labels[0]: must not contain NUL characters"),
+    ({"cgroups": {"name": "x", "resources": {"cpuset_cpus": "0\x00"}}},
+     "cgroups.resources.cpuset_cpus: must not contain NUL characters"),
+    ({"sysctl": {"kernel.domain\x00name": "x"}}, "sysctl: key must not contain NUL characters"),
+])
+def test_strings_that_cannot_be_encoded_are_refused_by_field(tmp_path: Path, data: dict, expected: str) -> None:
+    assert error(tmp_path, data) == f"container.json: {expected}"
+
+
+def test_every_bad_string_is_listed(tmp_path: Path) -> None:
+    # An object's keys first, then its values in order; nothing below a bad key.
+    data = {"hostname": "\ud800", "environment": ["A=\x00", "B=\udfff"], "\ud801": {"x": "\x00"}}
+    assert error(tmp_path, data).splitlines() == [
+        f"container.json: (top level): key {SURROGATE.replace('D800', 'D801')}",
+        f"container.json: hostname: {SURROGATE}",
+        "container.json: environment[0]: must not contain NUL characters",
+        f"container.json: environment[1]: {SURROGATE.replace('D800', 'DFFF')}",
+    ]
+
+
+def test_a_lone_surrogate_from_the_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "container.json").write_text('{"hostname": "\\ud800"}')  # valid JSON
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(str(tmp_path))
+    assert str(excinfo.value) == f"container.json: hostname: {SURROGATE}"
+
+
+@pytest.mark.parametrize("field", ["apparmor_profile", "process_label"])
+def test_a_security_label_needs_the_containers_own_proc(tmp_path: Path, field: str) -> None:
+    # Without NEWNS, /proc/self/attr/exec could be a regular file of the image.
+    data = {"namespaces": ["NEWUTS", "NEWIPC", "NEWPID", "NEWNET"], field: "unconfined"}
+    # (listed with the LSM's own check, which fails on a kernel without it)
+    assert f"container.json: {field}: requires the NEWNS namespace" in error(tmp_path, data).splitlines()

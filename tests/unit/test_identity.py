@@ -1,10 +1,12 @@
 """resolve_user against a temporary container /etc; no root needed."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from nsinit.errors import NsinitError
-from nsinit.identity import Identity, resolve_user
+from nsinit.identity import MAX_ID_FILE_BYTES, Identity, parse_user_spec, resolve_user
 
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh
@@ -71,8 +73,32 @@ def test_uid_group(etc):
     assert resolve_user("4242:wheel", etc=etc) == Identity(4242, 10, (), "/", "")
 
 
-def test_empty_group_part_is_implicit(etc):
-    assert resolve_user("user:", etc=etc).groups == (10, 29)
+@pytest.mark.parametrize("spec", [":", ":1000", "user:", "1000:", "-1", "1000:-1", "-5:0", "+1",
+                                  "a:b:c", "1:2:3", "us er", "user\t", "1:\n", str(2**32), f"0:{2**32}"])
+def test_malformed_specs_are_refused_never_root(etc, spec):
+    with pytest.raises(NsinitError) as err:
+        resolve_user(spec, etc=etc)
+    assert err.value.step == "user"
+    assert repr(spec)[1:-1] in err.value.message or spec in err.value.message
+
+
+@pytest.mark.parametrize("spec, parts", [
+    ("user", ("user", "")), ("1000", ("1000", "")), ("user:wheel", ("user", "wheel")),
+    ("1000:10", ("1000", "10")), ("1000:wheel", ("1000", "wheel")), ("user:10", ("user", "10")),
+])
+def test_the_six_accepted_forms(spec, parts):
+    assert parse_user_spec(spec) == parts
+
+
+def test_a_number_is_a_uid_never_a_name(tmp_path):
+    # CVE-2016-3697: the image names a user "1000" with uid 0.
+    (tmp_path / "passwd").write_text("1000:x:0:0::/:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
+    (tmp_path / "group").write_text("10:x:0:\nstaff:x:10:\n")
+    assert resolve_user("1000", etc=str(tmp_path)) == Identity(1000, 1000, (), "/home/user", "user")
+    assert resolve_user("1000:10", etc=str(tmp_path)).gid == 10
+    assert resolve_user("user", ["10"], etc=str(tmp_path)).groups == (10,)
+    # A name is looked up by name only.
+    assert resolve_user("1000:staff", etc=str(tmp_path)).gid == 10
 
 
 def test_additional_groups_names_and_numbers(etc):
@@ -117,3 +143,40 @@ def test_missing_files(tmp_path):
     assert info.value.message == 'unknown user "bob" (the container has no /etc/passwd)'
     with pytest.raises(NsinitError, match='unknown group "staff"'):
         resolve_user("0:staff", etc=etc)
+
+
+@pytest.mark.parametrize("name", ["passwd", "group"])
+def test_only_regular_id_files_are_read(tmp_path, name):
+    (tmp_path / "passwd").write_text(PASSWD)
+    (tmp_path / "group").write_text(GROUP)
+    (tmp_path / name).unlink()
+    os.mkfifo(tmp_path / name)  # with no writer: an open without O_NONBLOCK waits for ever
+    with pytest.raises(NsinitError) as err:
+        resolve_user("user", etc=str(tmp_path))
+    assert err.value.message == f"/etc/{name}: not a regular file (a FIFO)"
+    (tmp_path / name).unlink()
+    (tmp_path / name).symlink_to("/dev/zero")  # read until the OOM killer came
+    with pytest.raises(NsinitError) as err:
+        resolve_user("user", etc=str(tmp_path))
+    assert err.value.message == f"/etc/{name}: not a regular file (a character device)"
+
+
+def test_a_huge_passwd_is_not_read(tmp_path):
+    with open(tmp_path / "passwd", "wb") as f:
+        f.truncate(MAX_ID_FILE_BYTES + 1)
+    with pytest.raises(NsinitError) as err:
+        resolve_user("user", etc=str(tmp_path))
+    assert err.value.message == "/etc/passwd: larger than 8 MiB, not read"
+
+
+def test_id_files_are_not_read_through_magic_links(tmp_path):
+    secret = tmp_path / "host-file"
+    secret.write_text("user:x:0:0::/:/bin/sh\n")
+    fd = os.open(secret, os.O_RDONLY)
+    try:
+        (tmp_path / "passwd").symlink_to(f"/proc/self/fd/{fd}")
+        with pytest.raises(NsinitError) as err:
+            resolve_user("user", etc=str(tmp_path))
+        assert err.value.message == "/etc/passwd: Too many levels of symbolic links"
+    finally:
+        os.close(fd)

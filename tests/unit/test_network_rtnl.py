@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("pyroute2")
 
-from nsinit.network import nlwire, rtnl  # noqa: E402
+from nsinit.network import nlwire, rtnl
 
 
 def run_python(code: str) -> str:

@@ -93,6 +93,6 @@ def test_class_definitions_are_checked() -> None:
     with pytest.raises(ValueError, match="mutable default"):
         @record
         class Shared:
-            items: list[int] = []  # noqa: RUF012
+            items: list[int] = []
     with pytest.raises(TypeError, match="not a record"):
         fields(object())

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from nsinit.errors import NsinitError
-from nsinit.rootfs import DEFAULT_ROOTFS_CONFIG, build_rootfs, find_busybox, is_static_elf
+from nsinit.demo_rootfs import DEFAULT_ROOTFS_CONFIG, build_rootfs, find_busybox, is_static_elf
 
 
 @pytest.fixture(scope="module")
