@@ -514,6 +514,10 @@ class _Launch:
         old_wakeup = signal.set_wakeup_fd(write_fd)
         old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
         old_winch = signal.signal(signal.SIGWINCH, lambda *_: console.on_window_change(stdio))
+        # The command has run since its exec: a resize before the handler
+        # above was installed was ignored (SIGWINCH's default), so copy the
+        # size once more now that none can be missed.
+        console.on_window_change(stdio)
         console.enter_raw_mode(stdio)
 
         def child_exited() -> bool:

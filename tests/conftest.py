@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -318,3 +319,25 @@ def sleeper():  # type: ignore[no-untyped-def]
     finally:
         proc.kill()
         proc.wait(timeout=5)
+
+
+@pytest.fixture
+def traversable(tmp_path: Path) -> Iterator[None]:
+    """Let any user search (not list) the pytest directories above tmp_path.
+
+    The container's root is an unprivileged host uid in a user namespace, and
+    the rootfs is bind-mounted by path: pytest makes its directories 0700.
+    """
+    changed = []
+    for directory in [tmp_path, *tmp_path.parents]:
+        mode = directory.stat().st_mode
+        if mode & stat.S_IXOTH:
+            continue
+        directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        changed.append((directory, stat.S_IMODE(mode)))
+    try:
+        yield
+    finally:
+        for directory, mode in changed:
+            directory.chmod(mode)
+

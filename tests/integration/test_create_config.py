@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -228,27 +227,6 @@ def test_symlinked_mount_destination_stays_in_the_rootfs(nsinit: Nsinit, tmp_pat
     assert ok(nsinit.exec("cat", f"/etc/{name}")) == "payload\n"
     assert not Path("/etc", name).exists(), "the mount destination escaped to the host's /etc"
     assert (nsinit.root / "etc" / name).exists()
-
-
-@pytest.fixture
-def traversable(tmp_path: Path) -> Iterator[None]:
-    """Let any user search (not list) the pytest directories above tmp_path.
-
-    The container's root is an unprivileged host uid in a user namespace, and
-    the rootfs is bind-mounted by path: pytest makes its directories 0700.
-    """
-    changed = []
-    for directory in [tmp_path, *tmp_path.parents]:
-        mode = directory.stat().st_mode
-        if mode & stat.S_IXOTH:
-            continue
-        directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-        changed.append((directory, stat.S_IMODE(mode)))
-    try:
-        yield
-    finally:
-        for directory, mode in changed:
-            directory.chmod(mode)
 
 
 def test_user_namespace_maps(nsinit: Nsinit, traversable: None) -> None:

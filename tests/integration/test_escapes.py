@@ -9,11 +9,10 @@ import ctypes
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
@@ -23,24 +22,6 @@ from _live import Live, start  # noqa: F401 (fixture)
 pytestmark = needs_root
 
 USERNS_BASE = 100000
-
-
-@pytest.fixture
-def traversable(tmp_path: Path) -> Iterator[None]:
-    """Let any user search the pytest directories above tmp_path (they are
-    0700): a mapped root is an unprivileged host uid."""
-    changed = []
-    for directory in [tmp_path, *tmp_path.parents]:
-        mode = directory.stat().st_mode
-        if mode & stat.S_IXOTH:
-            continue
-        directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-        changed.append((directory, stat.S_IMODE(mode)))
-    try:
-        yield
-    finally:
-        for directory, mode in changed:
-            directory.chmod(mode)
 
 
 def map_root(nsinit: Nsinit) -> None:
