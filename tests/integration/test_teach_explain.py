@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 
 from conftest import Nsinit, needs_root, stderr_lines
 
@@ -99,23 +97,6 @@ def test_a_user_with_ambient_caps_binds_and_tmpfs_are_what_explain_says(nsinit: 
     # By hand: a non-root command keeps only its ambient set (NET_BIND_SERVICE = bit 10).
     assert status["CapEff"] == status["CapPrm"] == status["CapAmb"] == f"{1 << 10:016x}"
     assert next(t for t in table if t[0] == "/")[2].startswith("ro,")  # readonlyfs
-
-
-@pytest.fixture
-def traversable(tmp_path: Path) -> Iterator[None]:
-    """Let any user search the pytest directories above tmp_path (they are
-    0700): a mapped root, or nobody, must reach the rootfs by path."""
-    changed = []
-    for directory in [tmp_path, *tmp_path.parents]:
-        mode = stat.S_IMODE(directory.stat().st_mode)
-        if not mode & stat.S_IXOTH:
-            directory.chmod(mode | stat.S_IXOTH)
-            changed.append((directory, mode))
-    try:
-        yield
-    finally:
-        for directory, mode in changed:
-            directory.chmod(mode)
 
 
 def give_rootfs_to(root: Path, base: int) -> None:
