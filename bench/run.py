@@ -1027,6 +1027,9 @@ class Suite:
         return time.perf_counter() - start
 
     # -- where nsinit's time goes --------------------------------------------------
+    # Steps that are one process waiting for the other (the other's steps, counted already).
+    TRACE_WAITS = ("wait for parent", "wait for child", "go, wait for exec")
+
     def trace_runs(self, root: str, count: int) -> dict[str, object]:
         """``nsinit --trace exec /bin/true``, ``count`` times: median per step."""
         runs, walls = [], []
@@ -1039,7 +1042,7 @@ class Suite:
         # The child's "wait for parent" is the parent's cgroups/network/state
         # steps seen from the other side: counting it would count them twice.
         return {"wall_ms_median": stats.median(walls), "steps_ms": steps,
-                "steps_total_ms": sum(ms for step, ms in steps if step != "wait for parent")}
+                "steps_total_ms": sum(ms for step, ms in steps if step not in self.TRACE_WAITS)}
 
     def profile(self) -> None:
         """Interleaved rows whose differences are the interpreter, site and its

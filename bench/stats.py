@@ -109,7 +109,10 @@ def choose_free_subnet(used: Iterable[str],
 
 # --- nsinit's own reports ------------------------------------------------------
 
-_TRACE_LINE = re.compile(r"^nsinit: trace: (?P<step>.+): (?P<ms>[0-9.]+) ms$")
+# "nsinit: trace: create: child mounts: 0.55 ms" (older nsinit: "nsinit: trace: mounts: 0.55 ms");
+# the indented lines under a step are its system calls.
+_TRACE_LINE = re.compile(r"^nsinit: trace: (?:(?:create|join): (?:parent|child) )?"
+                         r"(?P<step>[^ ].*?): (?P<ms>[0-9.]+) ms$")
 
 
 def parse_trace(stderr: str) -> list[tuple[str, float]]:

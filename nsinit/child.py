@@ -47,7 +47,7 @@ class ChildPlan:
     stdio: console.Stdio
     sync_fd: int
     close_after_clone: list[int]
-    trace: bool = False
+    trace: bool | str = False
     join_pidfd: int = -1     # joining: the live init, pinned by a pidfd
     join_flags: int = 0      # joining: namespaces to enter through it
     cgroup_files: list[str] = field(default_factory=list)  # write "0" to move in
@@ -59,15 +59,15 @@ class ChildPlan:
 
 
 class StepFailed(Exception):
-    def __init__(self, step: str, message: str, exit_code: int) -> None:
+    def __init__(self, step: str, message: str, exit_code: int, errno: int | None = None) -> None:
         super().__init__(message)
-        self.step, self.message, self.exit_code = step, message, exit_code
+        self.step, self.message, self.exit_code, self.errno = step, message, exit_code, errno
 
 
 class Steps:
     """Runs named steps; reports their timing when tracing."""
 
-    def __init__(self, sync_fd: int, trace: bool) -> None:
+    def __init__(self, sync_fd: int, trace: bool | str) -> None:
         self.sync_fd, self.trace = sync_fd, trace
 
     def step(self, name: str) -> _Step:
@@ -82,22 +82,45 @@ class _Step:
         self.start = 0.0
 
     def __enter__(self) -> None:
+        if self.steps.trace:
+            from nsinit.teach import calltrace  # loaded by the supervisor before clone
+
+            calltrace.take()  # what ran between steps is no step's
         self.start = time.monotonic()
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: object) -> None:
         name = self.name
+        if self.steps.trace and not isinstance(err, StepFailed):
+            self.send_trace(err)
         if err is None:
-            if self.steps.trace:
-                sync.send(self.steps.sync_fd, trace=name, ms=(time.monotonic() - self.start) * 1000)
             return
         if isinstance(err, StepFailed) or not isinstance(err, Exception):
             return  # already named, or KeyboardInterrupt/SystemExit: let it through
         if isinstance(err, NsinitError):
-            raise StepFailed(err.step or name, err.message, err.exit_code) from None
+            raise StepFailed(err.step or name, err.message, err.exit_code, errno_of(err)) from None
         if isinstance(err, OSError):
-            raise StepFailed(name, err.strerror or str(err), 125) from None
+            raise StepFailed(name, err.strerror or str(err), 125, err.errno) from None
         # A bug must still reach the user as one line.
         raise StepFailed(name, f"{err.__class__.__name__}: {err}", 125) from None
+
+    def send_trace(self, err: BaseException | None) -> None:
+        """The step's trace record: when it started, how long, the calls it made."""
+        from nsinit.teach import calltrace
+
+        ms = (time.monotonic() - self.start) * 1000
+        calls = calltrace.take()
+        if err is None:
+            sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls)
+            return
+        text = getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)
+        sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls,
+                  failed=True, errno=errno_of(err), error=text)
+
+
+def errno_of(err: BaseException) -> int | None:
+    """The errno behind a failure: its own, or that of the OSError it was
+    raised from (``raise NsinitError(...) from None`` keeps it as context)."""
+    return getattr(err, "errno", None) or getattr(err.__context__, "errno", None)
 
 
 def run(plan: ChildPlan) -> NoReturn:
@@ -110,7 +133,7 @@ def _guarded(plan: ChildPlan, body: "Callable[[ChildPlan], None]", what: str) ->
     try:
         body(plan)
     except StepFailed as err:
-        _report(plan.sync_fd, err.step, err.message, err.exit_code)
+        _report(plan.sync_fd, err.step, err.message, err.exit_code, err.errno)
     except BaseException as err:  # noqa: BLE001 - e.g. KeyboardInterrupt forwarded too early
         _report(plan.sync_fd, what, f"{err.__class__.__name__}: {err}", 125)
     os._exit(125)
@@ -122,9 +145,10 @@ def run_joined(plan: ChildPlan) -> NoReturn:
 
 
 def _join_and_exec(plan: ChildPlan) -> None:
-    import_step_modules("identity", "capabilities")  # before setns leaves the host's files
     cfg = plan.config
     steps = Steps(plan.sync_fd, plan.trace)
+    with steps.step("load steps"):
+        import_step_modules("identity", "capabilities")  # before setns leaves the host's files
     with steps.step("init"):
         _become_init(plan)
     with steps.step("cgroups"):
@@ -160,9 +184,9 @@ def import_step_modules(*names: str) -> None:
         __import__(f"nsinit.{name}")
 
 
-def _report(fd: int, step: str, message: str, exit_code: int) -> NoReturn:
+def _report(fd: int, step: str, message: str, exit_code: int, errno: int | None = None) -> NoReturn:
     try:
-        sync.send(fd, error=message, step=step, exit=exit_code)
+        sync.send(fd, error=message, step=step, exit=exit_code, errno=errno)
     finally:
         os._exit(exit_code)
 
@@ -193,8 +217,9 @@ def _setup_and_exec(plan: ChildPlan) -> None:
             # cover; files we create would get unmappable owners (EOVERFLOW).
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-    with steps.step("join namespaces"):
-        _join_path_namespaces(cfg)
+    if any(ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY for ns in cfg.namespaces):
+        with steps.step("join namespaces"):
+            _join_path_namespaces(cfg)
     if not plan.stdio.pty_in_container:
         with steps.step("console"):
             console.attach_child_stdio(plan.stdio)
@@ -226,8 +251,9 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if (netns := cfg.namespace("NEWNET")) is not None and not netns.path:
         with steps.step("loopback"):
             network.bring_up_loopback()
-    with steps.step("sysctl"):
-        _write_sysctls(cfg.sysctl)
+    if cfg.sysctl:
+        with steps.step("sysctl"):
+            _write_sysctls(cfg.sysctl)
     if cfg.has_namespace("NEWNS"):
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
@@ -254,8 +280,9 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
         # First: nothing below (the image's /etc/passwd, the cwd) may reach
         # a caller's fd through /proc/self/fd.
         close_inherited_fds(steps.sync_fd, trampoline_fd)
-    with steps.step("rlimits"):
-        _set_rlimits(cfg.rlimits)
+    if cfg.rlimits:
+        with steps.step("rlimits"):
+            _set_rlimits(cfg.rlimits)
     if cfg.oom_score_adj is not None:
         with steps.step("oom_score_adj"):
             write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))

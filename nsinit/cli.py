@@ -14,6 +14,9 @@ Usage:
   nsinit [options] update [--memory BYTES] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] [--pids-limit N]
   nsinit [options] oom
   nsinit gc [--json]
+  nsinit [options] explain [--json]
+  nsinit [options] inspect [--json]
+  nsinit trace-timeline TRACE SVG
   nsinit rootfs DIR
   nsinit (-h | --help)
   nsinit --version
@@ -22,7 +25,8 @@ Options:
   --root DIR       Directory holding container.json, pid and state.json [default: .]
   --config FILE    The container.json to read (default: ROOT/container.json);
                    the rootfs is then ROOT unless the file names one.
-  --trace          Print each setup step with its duration to stderr.
+  --trace          Print each setup step, the system calls it made and its duration to stderr.
+  --trace-json     The same as one JSON object per step and line (also spelled --trace=json).
   -t --tty         Give the command a terminal of its own (a pty); without -t/-T
                    and a "tty" in container.json: one when stdin is a terminal.
   -T --no-tty      No terminal, even when container.json asks for one.
@@ -134,13 +138,13 @@ def _command_index(words: list[str]) -> int | None:
 
 # The `exec` options a plain command line uses, spelled out in full: with
 # these, parse_plain_exec gives docopt's answer without importing docopt.
-_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "-t": "--tty", "--tty": "--tty", "-T": "--no-tty", "--no-tty": "--no-tty",
-                     "--init": "--init", "--new": "--new", "--join": "--join"}
+_PLAIN_EXEC_FLAGS = {"--trace": "--trace", "--trace-json": "--trace-json", "-t": "--tty", "--tty": "--tty",
+                     "-T": "--no-tty", "--no-tty": "--no-tty", "--init": "--init", "--new": "--new", "--join": "--join"}
 _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user", "--user": "--user",
                       "--cwd": "--cwd", "-e": "--env", "--env": "--env"}
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
 _EXEC_DEFAULTS: dict[str, Any] = {
-    "--root": ".", "--config": None, "--trace": False, "--json": False, "--all": False,
+    "--root": ".", "--config": None, "--trace": False, "--trace-json": False, "--json": False, "--all": False,
     "--force": False, "--rootless": False, "--time": None, "--memory": None, "--cpu-quota": None,
     "--cpu-period": None, "--cpu-shares": None, "--pids-limit": None, "exec": True,
     "--tty": False, "--no-tty": False, "--init": False, "--user": None, "--cwd": None, "--env": [], "--": True,
@@ -187,8 +191,16 @@ def parse_plain_exec(words: list[str]) -> dict[str, Any] | None:
     return args
 
 
+def spell_trace_json(words: list[str]) -> list[str]:
+    """``--trace=json`` as ``--trace-json`` for the parsers (docopt has no
+    optional option values); only nsinit's own words, before ``--``."""
+    end = words.index("--") if "--" in words else len(words)
+    return [("--trace-json" if word == "--trace=json" and i < end else word) for i, word in enumerate(words)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    words = signal_as_argument(protect_command(list(sys.argv[1:] if argv is None else argv)))
+    words = protect_command(list(sys.argv[1:] if argv is None else argv))
+    words = spell_trace_json(signal_as_argument(words))
     args = parse_plain_exec(words)
     try:
         if args is None:
@@ -247,7 +259,7 @@ def _usage_commands() -> set[str]:
         parts = line.split()
         if line.startswith("  nsinit ") and len(parts) > 1:
             word = parts[2] if parts[1] == "[options]" and len(parts) > 2 else parts[1]
-            if word.isalpha():
+            if word.replace("-", "").isalpha():  # trace-timeline too
                 found.add(word)
     return found
 
@@ -319,6 +331,8 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_exec(args)
     if args.get("gc"):
         return cmd_gc(args["--json"])
+    if args.get("explain") or args.get("inspect") or args.get("trace-timeline"):
+        return cmd_teach(args)
     from nsinit.container import Container
 
     if args.get("config"):
@@ -359,12 +373,46 @@ def cmd_exec(args: dict[str, Any]) -> int:
             parse_user_spec(args["--user"])
         except ValueError as err:
             raise NsinitError("--user", str(err)) from None
-    container = Container.for_exec(args["--root"], args["--config"], trace=args["--trace"])
+    trace = "json" if args.get("--trace-json") else args["--trace"]
+    container = Container.for_exec(args["--root"], args["--config"], trace=trace)
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty, init=args["--init"])
     if args["--new"] or args["--join"]:
         return exec_new_or_join(container, process, new=args["--new"])
     return container.run(process)
+
+
+def cmd_teach(args: dict[str, Any]) -> int:
+    """explain, inspect, trace-timeline: nsinit/teach/ does the work; this prints."""
+    import json
+
+    if args.get("explain"):
+        from nsinit.config.load import load_config
+        from nsinit.teach import explain
+
+        config, warnings = load_config(args["--root"], args["--config"])
+        for text in warnings:
+            sys.stderr.write(f"nsinit: warning: {text}\n")
+        parts = explain.explain(config, os.path.abspath(args["--root"]))
+        if args["--json"]:
+            print(json.dumps(explain.to_json(parts, config), indent=2))
+        else:
+            sys.stdout.write(explain.to_text(parts))
+        return 0
+    if args.get("inspect"):
+        from nsinit.teach import inspect
+
+        report = inspect.inspect(args["--root"])
+        if args["--json"]:
+            print(json.dumps(report, indent=2))
+        else:
+            sys.stdout.write(inspect.to_text(report))
+        return 0
+    from nsinit.teach import timeline
+
+    count = timeline.write_svg(args["TRACE"], args["SVG"])
+    print(f"nsinit: {count} steps drawn in {args['SVG']}")
+    return 0
 
 
 def exec_new_or_join(container: Container, process: Process, *, new: bool) -> int:

@@ -54,14 +54,19 @@ class Process:
     init: bool = False                              # tini as PID 1 (creation only)
 
 
-def trace_line(step: str, ms: float) -> None:
-    sys.stderr.write(f"nsinit: trace: {step}: {ms:.2f} ms\n")
+def trace_line(trace: bool | str, record: dict[str, object]) -> None:
+    """One step of ``--trace`` (text) or ``--trace=json`` (one JSON object a line)."""
+    from nsinit import jsontext
+    from nsinit.teach import calltrace
+
+    text = jsontext.dumps(record) + "\n" if trace == "json" else calltrace.line_text(record)
+    sys.stderr.write(text)
 
 
 class Container:
     """The container whose files live in ``root`` (container.json, pid, state.json)."""
 
-    def __init__(self, root: str, config: Config | None, *, trace: bool = False,
+    def __init__(self, root: str, config: Config | None, *, trace: bool | str = False,
                  warn: Callable[[str], None] | None = None) -> None:
         self.root = os.path.abspath(root)
         self.config = config
@@ -77,7 +82,7 @@ class Container:
         return cls(root, None)
 
     @classmethod
-    def load(cls, root: str = ".", config_path: str | None = None, *, trace: bool = False,
+    def load(cls, root: str = ".", config_path: str | None = None, *, trace: bool | str = False,
              warn: Callable[[str], None] | None = None) -> "Container":
         """The container of ``root`` with container.json read now (errors and
         warnings at once)."""
@@ -87,7 +92,7 @@ class Container:
         return container
 
     @classmethod
-    def for_exec(cls, root: str = ".", config_path: str | None = None, *, trace: bool = False,
+    def for_exec(cls, root: str = ".", config_path: str | None = None, *, trace: bool | str = False,
                  warn: Callable[[str], None] | None = None) -> "Container":
         """A handle for ``run``: container.json is read only if the container
         must be created.  A join takes the config recorded at creation, so it
@@ -352,8 +357,19 @@ class _Launch:
         self.stdio = console.Stdio()
         self.undo = Undo()
 
+    kind = ""  # "create" or "join": what a trace says it is
+
     def step_timer(self, name: str) -> "_Timer":
-        return _Timer(name, self.container.trace)
+        return _Timer(name, self.container.trace, self.kind)
+
+    def start_trace(self, what: str) -> None:
+        """Say what this trace is, and wrap the calls the steps make (nsinit/teach/calltrace.py)."""
+        from nsinit.teach import calltrace
+
+        calltrace.install()
+        self.undo.callback(calltrace.uninstall)
+        if self.container.trace != "json":
+            sys.stderr.write(f"nsinit: trace: {self.kind}: {what}\n")
 
     def prepare_plan(self, extra_close: list[int]) -> child.ChildPlan:
         cfg, proc = self.config, self.process
@@ -458,6 +474,18 @@ class _Launch:
         sync.send(self.sync_fd, go=True)
         self.read_child_messages(until=None)
 
+    child_step_end = 0.0
+
+    def trace_exec(self) -> None:
+        """The child's last step, exec, ends with the exec itself: only the
+        EOF it causes on the sync socket says it worked, so it is traced here."""
+        from nsinit.teach import calltrace
+
+        start = self.child_step_end or time.monotonic()
+        args = ", ".join(f'"{arg}"' for arg in self.process.args)
+        trace_line(self.container.trace, calltrace.step_record(
+            self.kind, "child", "exec", start, (time.monotonic() - start) * 1000, [f"execve([{args}], …)"]))
+
     def read_child_messages(self, until: str | None) -> None:
         """Handle the child's messages until one carries ``until`` (or, for
         None, until EOF: the exec closed the child's end)."""
@@ -465,12 +493,19 @@ class _Launch:
             message = sync.receive(self.sync_fd)
             if message is None:
                 if until is None:
+                    if self.container.trace:
+                        self.trace_exec()
                     return
                 raise NsinitError("init", "the container's init exited during setup")
             if until is not None and message.get(until):
                 return
             if "trace" in message:
-                trace_line(message["trace"], message["ms"])
+                from nsinit.teach import calltrace
+
+                self.child_step_end = message["start"] + message["ms"] / 1000
+                trace_line(self.container.trace, calltrace.step_record(
+                    self.kind, "child", message["trace"], message["start"], message["ms"], message["calls"],
+                    message=message.get("error", "") if message.get("failed") else "", errno=message.get("errno")))
                 continue
             if "console" in message and "fd" in message:
                 console.adopt_master(self.stdio, message["fd"])
@@ -479,7 +514,10 @@ class _Launch:
                 self.send_seccomp_listener(message["fd"])
                 continue
             if "error" in message:
-                raise NsinitError(message["step"], message["error"], message["exit"])
+                failure = NsinitError(message["step"], message["error"], message["exit"])
+                failure.from_child = True  # type: ignore[attr-defined]  # not the waiting step's own failure
+                failure.errno = message.get("errno")  # type: ignore[attr-defined]
+                raise failure
             if "exec_errno" in message:  # from the exec trampoline (nsinit/trampoline.py)
                 raise child.exec_failure(self.process.args[0], int(message["exec_errno"]),
                                          self.config.rootfs)
@@ -568,6 +606,8 @@ class InterruptCounter:
 class _Creation(_Launch):
     """One create flow.  Parent side of the steps in nsinit/child.py."""
 
+    kind = "create"
+
     def __init__(self, container: Container, process: Process, config: Config,
                  lock: state.RootLock) -> None:
         super().__init__(container, process, config)
@@ -580,6 +620,8 @@ class _Creation(_Launch):
 
     def run(self) -> int:
         with self.undo:
+            if self.container.trace:
+                self.start_trace(f"a new container in {self.container.root}")
             # The network helper (veth configs only) first: its imports
             # overlap the cgroups and the clone.  The cgroups before clone:
             # the parent's own work after it pays for copy-on-write faults
@@ -591,7 +633,8 @@ class _Creation(_Launch):
             self.wait_until_attached()
             self.write_id_maps()
             self.record_child()
-            self.release_child()
+            with self.step_timer("go, wait for exec"):
+                self.release_child()
             # Joiners may come in only now that the init has exec'd: before,
             # its mounts and credentials were still being set up.
             self.lock.release()
@@ -666,7 +709,8 @@ class _Creation(_Launch):
     def wait_until_attached(self) -> None:
         """The child moves itself into its cgroups (and cgroup namespace)
         first thing; the namespaces recorded in state.json come after."""
-        self.read_child_messages(until="attached")
+        with self.step_timer("wait for child"):
+            self.read_child_messages(until="attached")
 
     def write_id_maps(self) -> None:
         cfg = self.config
@@ -739,16 +783,21 @@ class _Join(_Launch):
         self.init_pidfd = -1
         self.oom_kills_before = 0
 
+    kind = "join"
+
     def run(self) -> int:
         if self.process.init:
             self.container.warn(f"--init: the container in {self.container.root} runs already, with its "
                                 "own PID 1; this process joins it without an init")
         with self.undo:
             try:
+                if self.container.trace:
+                    self.start_trace(f"a new process in the container of init {self.current.init_pid}")
                 self.pin_init()
                 self.oom_kills_before = oom_kills(self.current.cgroup_paths)
                 self.start_child()
-                self.release_child()
+                with self.step_timer("go, wait for exec"):
+                    self.release_child()
             except (NsinitError, OSError) as err:
                 # Whatever failed (setns: ESRCH, clone into a dying pid
                 # namespace: ENOMEM, our child killed with that namespace:
@@ -756,8 +805,9 @@ class _Join(_Launch):
                 # init is gone by now.  The kernel stops pid allocation in
                 # the namespace before the init's exit shows on its pidfd,
                 # so for those errors we give the exit a moment to show.
-                dying = isinstance(err, OSError) and err.errno in (errno.ENOMEM, errno.ESRCH,
-                                                                   errno.ECONNRESET, errno.EPIPE)
+                # The child's own setns failing with ESRCH counts too: its errno
+                # crosses the sync socket now.
+                dying = getattr(err, "errno", None) in (errno.ENOMEM, errno.ESRCH, errno.ECONNRESET, errno.EPIPE)
                 # Reap our child first: a dying pid namespace's init does not
                 # finish exiting while a zombie of the namespace is unreaped.
                 self.kill_child()
@@ -928,15 +978,29 @@ def exit_status(status: int) -> int:
 
 
 class _Timer:
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.name, self.enabled = name, enabled
+    """A supervisor step: with --trace, its time, its calls, and whether it failed."""
+
+    def __init__(self, name: str, enabled: bool | str, kind: str = "") -> None:
+        self.name, self.enabled, self.kind = name, enabled, kind
 
     def __enter__(self) -> None:
+        if self.enabled:
+            from nsinit.teach import calltrace
+
+            calltrace.take()
         self.start = time.monotonic()
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if self.enabled and exc_type is None:
-            trace_line(self.name, (time.monotonic() - self.start) * 1000)
+    def __exit__(self, exc_type: object, err: BaseException | None, _tb: object) -> None:
+        if not self.enabled:
+            return
+        from nsinit.teach import calltrace
+
+        ms = (time.monotonic() - self.start) * 1000
+        own_failure = err if err is not None and not getattr(err, "from_child", False) else None
+        message = str(own_failure) if isinstance(own_failure, NsinitError) else (
+            describe_oserror(own_failure) if isinstance(own_failure, OSError) else "")
+        trace_line(self.enabled, calltrace.step_record(self.kind, "parent", self.name, self.start, ms,
+                                                       calltrace.take(), own_failure, message))
 
 
 def recorded_config(record: State) -> Config:

@@ -100,22 +100,23 @@ def mount_all(config: Config) -> None:
 def _mount_entry(config: Config, rootfs: str, root_fd: int, m: MountConfig) -> None:
     device = m.device
     data = m.data or None
-    if device == "bind":
+    kind = mount_kind(config, m)
+    if kind == "bind":
         mount_bind(rootfs, root_fd, m.source, m.destination, m.flags, m.propagation)
-    elif device == "sysfs" and _userns_without_netns(config):
+    elif kind == "host sysfs":
         # The kernel lets a user namespace mount sysfs only if it owns the
         # network namespace (sysfs shows that netns's devices).  Without
         # NEWNET the best we can give is the host's /sys, read-only -- all
         # of it: a remount only changes the top mount, and the host's
         # submounts (cgroup hierarchies, debugfs, ...) come along with MS_REC.
-        mount_bind(rootfs, root_fd, "/sys", m.destination, m.flags | MS_REC | MS_RDONLY)
+        mount_bind(rootfs, root_fd, "/sys", m.destination, host_sysfs_flags(m.flags))
         readonly_submounts(rootfs, root_fd, m.destination)
         if m.propagation:
             set_propagation(rootfs, root_fd, m.destination, m.propagation)
-    elif device == "tmpfs":
+    elif kind == "tmpfs":
         mount_tmpfs(rootfs, root_fd, m.source or "tmpfs", m.destination, m.flags, data,
                     m.propagation)
-    elif device == "mqueue":
+    elif kind == "mqueue":
         try:
             mount_fs(rootfs, root_fd, m.source or "mqueue", m.destination, "mqueue",
                      m.flags, data, m.propagation)
@@ -127,7 +128,7 @@ def _mount_entry(config: Config, rootfs: str, root_fd: int, m: MountConfig) -> N
             # a container that cannot have it still runs.
             if not (config.has_namespace("NEWUSER") and err.errno in (errno.EPERM, errno.ENODEV)):
                 raise
-    elif device in ("cgroup", "cgroup2"):
+    elif kind == "cgroup":
         mount_cgroup(rootfs, root_fd, m.destination, device, m.flags, data, m.propagation)
     else:
         mount_fs(rootfs, root_fd, m.source or device, m.destination, device, m.flags, data,
@@ -136,6 +137,27 @@ def _mount_entry(config: Config, rootfs: str, root_fd: int, m: MountConfig) -> N
 
 def _userns_without_netns(config: Config) -> bool:
     return bool(config.has_namespace("NEWUSER") and not config.has_namespace("NEWNET"))
+
+
+def mount_kind(config: Config, m: MountConfig) -> str:
+    """How ``_mount_entry`` mounts ``m``: "bind", "host sysfs", "tmpfs",
+    "mqueue", "cgroup" or "fs".  ``nsinit explain`` (mount/plan.py) follows
+    the same choice, so what it shows is what this module does."""
+    device = m.device
+    if device == "bind":
+        return "bind"
+    if device == "sysfs" and _userns_without_netns(config):
+        return "host sysfs"
+    if device in ("tmpfs", "mqueue"):
+        return device
+    if device in ("cgroup", "cgroup2"):
+        return "cgroup"
+    return "fs"
+
+
+def host_sysfs_flags(flags: int) -> int:
+    """The bind flags of "host sysfs": the host's /sys, all of it, read-only."""
+    return flags | MS_REC | MS_RDONLY
 
 
 def readonly_submounts(rootfs: str, root_fd: int, destination: str) -> None:
@@ -231,12 +253,17 @@ def mount_fs(rootfs: str, root_fd: int, source: str, destination: str, fstype: s
     """A new filesystem (proc, sysfs, devpts, tmpfs, ...) at ``destination``."""
     fd = open_destination(rootfs, root_fd, destination, allow_proc=(fstype == "proc"))
     try:
-        _native.mount(source, fd_path(fd), fstype, flags & ~OPERATION_FLAGS, data,
+        _native.mount(source, fd_path(fd), fstype, new_mount_flags(flags), data,
                       label=inside(destination))
     finally:
         os.close(fd)
     if propagation:
         set_propagation(rootfs, root_fd, destination, propagation)
+
+
+def new_mount_flags(flags: int) -> int:
+    """The flags of the mount(2) call that makes a new filesystem."""
+    return flags & ~OPERATION_FLAGS
 
 
 def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags: int,
@@ -252,8 +279,12 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
             mode = stat.S_IMODE(os.fstat(fd).st_mode)
         finally:
             os.close(fd)
-        data = f"{data},mode={mode:o}" if data else f"mode={mode:o}"
+        data = tmpfs_data(data, mode)
     mount_fs(rootfs, root_fd, source, destination, "tmpfs", flags, data, propagation)
+
+
+def tmpfs_data(data: str | None, mode: int) -> str:
+    return f"{data},mode={mode:o}" if data else f"mode={mode:o}"
 
 
 def _has_option(data: str | None, name: str) -> bool:
@@ -276,8 +307,7 @@ def mount_bind(rootfs: str, root_fd: int, source: str, destination: str, flags: 
     as_file = not stat.S_ISDIR(info.st_mode)
     fd = open_destination(rootfs, root_fd, destination, create_file=as_file)
     try:
-        _native.mount(source, fd_path(fd), None, MS_BIND | (flags & MS_REC),
-                      label=inside(destination))
+        _native.mount(source, fd_path(fd), None, bind_flags(flags), label=inside(destination))
     finally:
         os.close(fd)
     extra = flags & BIND_REMOUNT_FLAGS
@@ -292,6 +322,11 @@ def mount_bind(rootfs: str, root_fd: int, source: str, destination: str, flags: 
         set_propagation(rootfs, root_fd, destination, propagation, as_file=as_file)
 
 
+def bind_flags(flags: int) -> int:
+    """The flags of the first, binding mount(2) call (see mount_bind)."""
+    return MS_BIND | (flags & MS_REC)
+
+
 def remount_bind(target: str, flags: int, *, label: str) -> None:
     """MS_REMOUNT|MS_BIND ``target`` adding ``flags``, keeping what it has.
 
@@ -300,14 +335,18 @@ def remount_bind(target: str, flags: int, *, label: str) -> None:
     with EPERM.  So the mount's current flags (statvfs) are carried over, and
     its atime mode too unless ``flags`` picks one.
     """
-    current = mount_flags(target)
+    _native.mount(None, target, None, remount_flags(flags, mount_flags(target)), label=label)
+
+
+def remount_flags(flags: int, current: int) -> int:
+    """The remount's flags: ``flags`` added to the mount's ``current`` ones."""
     if flags & ATIME_FLAGS:
         current &= ~ATIME_FLAGS
     elif not current & ATIME_FLAGS:
         # statvfs has no bit for strictatime; no atime bit means strictatime,
         # and leaving it out would make the kernel default to relatime.
         current |= MS_STRICTATIME
-    _native.mount(None, target, None, MS_BIND | MS_REMOUNT | flags | current, label=label)
+    return MS_BIND | MS_REMOUNT | flags | current
 
 
 def mount_flags(path: str) -> int:
@@ -579,6 +618,9 @@ def make_readonly(path: str) -> None:
     remount_bind(path, MS_RDONLY, label=path)
 
 
+MASK_DIR_FLAGS = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC  # the empty tmpfs over a masked directory
+
+
 def mask_path(path: str) -> None:
     """Hide ``path``: /dev/null over a file, an empty read-only tmpfs over a directory."""
     try:
@@ -589,8 +631,7 @@ def mask_path(path: str) -> None:
         raise OSError(err.errno, f"stat({path}): {errno_text(err)}") from None
     try:
         if is_dir:
-            _native.mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                          None, label=path)
+            _native.mount("tmpfs", path, "tmpfs", MASK_DIR_FLAGS, None, label=path)
         else:
             _native.mount("/dev/null", path, None, MS_BIND, label=path)
     except OSError as err:

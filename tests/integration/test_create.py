@@ -315,8 +315,11 @@ def test_trace_prints_each_step(nsinit: Nsinit) -> None:
     result = nsinit.run("--trace", "exec", "true")
     assert result.returncode == 0
     lines = stderr_lines(result)
-    assert lines and all(line.startswith("nsinit: trace: ") and line.endswith(" ms") for line in lines)
-    steps = [line.split(": ")[2] for line in lines]
+    assert lines and all(line.startswith("nsinit: trace: ") for line in lines)
+    # A header, then per step a line with its time and one per system call it made.
+    step_lines = [line for line in lines[1:] if not line.startswith("nsinit: trace:     ")]
+    assert step_lines and all(line.endswith(" ms") for line in step_lines)
+    steps = [line.split(": ")[3].split(" ", 1)[1] for line in step_lines]
     for step in ("clone", "mounts", "pivot_root", "capabilities"):
         assert step in steps, steps
 

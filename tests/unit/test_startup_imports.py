@@ -48,6 +48,8 @@ def test_plain_exec_path_imports_no_heavy_modules(tmp_path: pathlib.Path) -> Non
     loaded = set(ast.literal_eval(probe.stdout))
     assert "nsinit.container" in loaded and "nsinit.config.model" in loaded
     assert not loaded & set(KEPT_OFF)
+    # Teaching (explain, inspect, the timeline) is never paid for by a container.
+    assert not {m for m in loaded if m.startswith("nsinit.teach") or m == "nsinit.mount.plan"}
 
 
 def test_the_config_package_loads_its_loader_on_first_use() -> None:
