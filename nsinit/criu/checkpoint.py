@@ -72,10 +72,25 @@ def checkpoint(container: Container, opts: CriuOptions) -> str:
     if response is None or not response.success:
         raise failure("checkpoint", response, log)
     if not opts.leave_running and not opts.pre_dump:
-        # criu has killed the tree; wait until its supervisor has removed
-        # the record (or clean up after it), as `destroy` does.
-        container.destroy()
+        wait_for_end(container)
     return images
+
+
+def wait_for_end(container: Container, grace: float = 5.0) -> None:
+    """criu has killed the tree after the dump: wait until its supervisor
+    has removed the record; if it does not, destroy the rest ourselves."""
+    import time
+
+    from nsinit.errors import NoContainerError
+
+    record = os.path.join(state.private_dir(container.root), state.STATE_FILE)
+    deadline = time.monotonic() + grace
+    while os.path.exists(record) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        container.destroy()
+    except NoContainerError:
+        pass  # gone, as it should be
 
 
 def refuse_unrestorable(config: Config) -> None:

@@ -5,8 +5,8 @@ What fds 0-2 of the container's init pointed at outside the container
 one end of a pipe, and the other end lives in a process it does not dump.
 So, as runc does, the targets of /proc/PID/fd/0..2 ("pipe:[INODE]") are
 written beside the images at dump, and at restore each pipe is handed to
-criu as an inherited fd: key "pipe:[INODE]", fd = which of criu's fds
-0-2 (the restoring nsinit's stdio) takes its place.
+criu as an inherited fd: key "pipe:[INODE]", and an fd of criu's that is
+the restoring nsinit's stdin, stdout or stderr, whichever it was.
 
 A file the init has open from a mount outside its own mount namespace
 (the host's /dev/null, a log file on the host) is the same problem: criu
@@ -84,7 +84,7 @@ def read_descriptors(images_dir: str) -> list[str]:
 
 
 def inherited_fds(targets: list[str]) -> list[tuple[str, int]]:
-    """(key, fd of criu's stdio) for each recorded pipe or socket; a target
+    """(key, which of 0-2) for each recorded pipe, socket or outside file; a target
     on several fds (stdout and stderr on one pipe) is given once, from the
     first of them."""
     seen: dict[str, int] = {}

@@ -136,13 +136,16 @@ class _Restore(_Creation):
                 keep.append(fd)
             dir_fds = open_dirs(self.images, self.work)
             keep.extend(dir_fds)
+            # The stdio for the restored init, at numbers of their own in
+            # criu (whose own 0-2 are /dev/null): inherit_fd names them.
+            stdio = [os.dup(fd) for fd in self.stdio.child_fds]
+            keep.extend(stdio)
             # criu runs in the container's cgroups: cg_root below is read from
             # where it stands, and the restored tree lands in the same place.
             cgroup_files = list(self.cgroup_files)
-            swrk = Swrk(self.criu, stdio=self.stdio.child_fds, keep_fds=keep,
-                        before_exec=lambda: _attach(cgroup_files))
+            swrk = Swrk(self.criu, keep_fds=keep, before_exec=lambda: _attach(cgroup_files))
             try:
-                request = self.restore_request(root, dir_fds, namespace_fds, swrk.proc.pid)
+                request = self.restore_request(root, dir_fds, namespace_fds, swrk.proc.pid, stdio)
                 response = swrk.call(request)
             finally:
                 swrk.close()
@@ -166,7 +169,7 @@ class _Restore(_Creation):
         return target
 
     def restore_request(self, root: str, dir_fds: tuple[int, int], namespace_fds: list[tuple[str, int]],
-                        criu_pid: int) -> Any:
+                        criu_pid: int, stdio: list[int]) -> Any:
         from nsinit.criu.messages import messages
 
         msgs = messages()
@@ -179,7 +182,9 @@ class _Restore(_Creation):
         )
         for key, value in mounts.restore_ext_mounts(self.config):
             criu_opts.ext_mnt.add(key=key, val=value)
-        for key, fd in fds.inherited_fds(self.targets) + namespace_fds:
+        for key, index in fds.inherited_fds(self.targets):
+            criu_opts.inherit_fd.add(key=key, fd=stdio[index])
+        for key, fd in namespace_fds:
             criu_opts.inherit_fd.add(key=key, fd=fd)
         for controllers, path in criu_cgroups(criu_pid, self.cgroup_paths):
             entry = criu_opts.cg_root.add(path=path)

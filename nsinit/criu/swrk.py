@@ -40,22 +40,24 @@ def find_criu() -> str:
 class Swrk:
     """One ``criu swrk`` process and the socket nsinit talks to it on.
 
-    ``stdio`` becomes criu's fds 0-2 (at restore: what the restored init's
-    inherited stdio fds are taken from); ``keep_fds`` stay open in criu at
-    the same numbers (namespace files, inherited fds); ``before_exec`` runs
-    in criu's process before the exec (joining the container's cgroups).
+    criu's own fds 0-2 are /dev/null: everything it says goes to its log
+    (before the log is open it warns on stderr about what it was built
+    without, which is no business of nsinit's user).  ``keep_fds`` stay
+    open in criu at the same numbers (images dir, namespace files, the
+    stdio handed to the restored init); ``before_exec`` runs in criu's
+    process before the exec (joining the container's cgroups).
     """
 
-    def __init__(self, criu: str, *, stdio: tuple[int, int, int] | None = None, keep_fds: list[int] | None = None,
+    def __init__(self, criu: str, *, keep_fds: list[int] | None = None,
                  before_exec: Callable[[], None] | None = None) -> None:
         self.criu = criu
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.sock = ours
         try:
-            fds = (0, 1, 2) if stdio is None else stdio
             self.proc = subprocess.Popen(
                 [criu, "swrk", str(theirs.fileno())], pass_fds=[theirs.fileno(), *(keep_fds or [])],
-                stdin=fds[0], stdout=fds[1], stderr=fds[2], preexec_fn=before_exec, close_fds=True)
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=before_exec, close_fds=True)
         except OSError as err:
             ours.close()
             raise CriuError("criu", f"cannot start {criu} swrk: {err.strerror}") from None
@@ -104,7 +106,7 @@ class Swrk:
 def check_version(criu: str) -> tuple[int, int, int]:
     """criu's version through a VERSION request; refuses one older than MIN_VERSION."""
     msgs = messages()
-    swrk = Swrk(criu, stdio=(_devnull(), _devnull(), _devnull()))
+    swrk = Swrk(criu)
     try:
         response = swrk.call(msgs.criu_req(type=msgs.VERSION))
     finally:
@@ -119,16 +121,6 @@ def check_version(criu: str) -> tuple[int, int, int]:
         raise CriuError("criu", f"{criu} is criu {'.'.join(map(str, found))}; nsinit needs {wanted} or newer "
                                 "(older releases cannot dump on this kernel's vDSO layout)")
     return found
-
-
-_null_fd = -1
-
-
-def _devnull() -> int:
-    global _null_fd
-    if _null_fd < 0:
-        _null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    return _null_fd
 
 
 def failure(what: str, response: Any, log_path: str) -> CriuError:

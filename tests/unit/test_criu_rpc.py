@@ -305,7 +305,8 @@ def test_the_restore_request_maps_mounts_fds_cgroups_and_veths(fake_criu: Path, 
                     images=str(tmp_path), targets=["file[18:3]", "pipe:[77]", "pipe:[77]"], dumped=dumped,
                     on_restored=None)
     flow.cgroup_paths = {controllers.split(",")[0]: "/sys/fs/cgroup/x"}
-    request = flow.restore_request("/run/nsinit/x/criu-root", (5, 6), [("extRootNetNS", 9)], os.getpid())
+    request = flow.restore_request("/run/nsinit/x/criu-root", (5, 6), [("extRootNetNS", 9)], os.getpid(),
+                                   [10, 11, 12])
     client = swrk.Swrk(str(fake_criu))
     assert client.call(request).success
     client.close()
@@ -314,7 +315,7 @@ def test_the_restore_request_maps_mounts_fds_cgroups_and_veths(fake_criu: Path, 
     assert sent.type == m.RESTORE and o.rst_sibling and o.manage_cgroups and o.tcp_established
     assert o.root == "/run/nsinit/x/criu-root" and (o.images_dir_fd, o.work_dir_fd) == (5, 6)
     assert [(e.key, e.val) for e in o.ext_mnt] == [("/data", str(moved))]
-    assert [(i.key, i.fd) for i in o.inherit_fd] == [("file[18:3]", 0), ("pipe:[77]", 1), ("extRootNetNS", 9)]
+    assert [(i.key, i.fd) for i in o.inherit_fd] == [("file[18:3]", 10), ("pipe:[77]", 11), ("extRootNetNS", 9)]
     assert [(c.ctrl, c.path) for c in o.cg_root] == [(own[1], own[2])]
     assert list(o.external) == ["veth[eth0]:vethab12cd3@nsbr0", "veth[eth1]:vethhost1"]
     assert o.manage_cgroups_mode == m.SOFT and o.log_file == "restore.log"
