@@ -53,6 +53,7 @@ def checkpoint(container: Container, opts: CriuOptions) -> str:
         if opts.pre_dump:
             require_memory_tracking(criu)
         targets = fds.read_stdio_targets(current.init_pid)
+        fds.refuse_terminal(targets)
         fds.write_descriptors(images, targets)
         with open(os.path.join(images, IMAGES_RECORD), "w") as f:
             f.write(current.to_json() + "\n")

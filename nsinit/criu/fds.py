@@ -46,6 +46,16 @@ def read_stdio_targets(pid: int) -> list[str]:
     return targets
 
 
+def refuse_terminal(targets: list[str]) -> None:
+    """A container made with a terminal (``exec -t``) has the slave of a pty
+    whose master nsinit's supervisor holds, outside what criu dumps: criu
+    would fail late with "Unable to find a master"."""
+    for fd, target in enumerate(targets):
+        if target.startswith("/dev/pts/") or target in ("/dev/console", "/dev/tty"):
+            raise CriuError("checkpoint", f"the container's init has a terminal on fd {fd} ({target}): "
+                                          "checkpoint supports pipes and files as its stdio, not a terminal")
+
+
 def external_files(targets: list[str]) -> list[str]:
     """criu's ``external`` entries for the stdio files outside the container."""
     return sorted({t for t in targets if t.startswith("file[")})

@@ -43,7 +43,8 @@ def find_working_criu() -> tuple[str | None, str]:
     check = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=60)
     if check.returncode != 0:
         lines = [line for line in (check.stderr + check.stdout).splitlines() if line.strip()]
-        return None, f"`{criu} check` fails here: {lines[-1] if lines else check.returncode}"
+        errors = [line for line in lines if line.startswith("Error")] or lines
+        return None, f"`{criu} check` fails here: {errors[0] if errors else check.returncode}"
     return criu, ""
 
 
@@ -279,6 +280,16 @@ def test_a_no_pivot_root_container_is_refused(nsinit: Nsinit, counters: list[Cou
     assert line == ("nsinit: checkpoint: no_pivot_root is set: criu cannot restore a container "
                     "whose root was entered by chroot (MS_MOVE)")
     first.wait_past(first.count() + 2)   # untouched
+
+
+@needs_criu
+def test_a_container_with_a_terminal_is_refused(nsinit: Nsinit, counters: list[Counter], tmp_path: Path) -> None:
+    first = start_counter(nsinit, counters, "exec", "--tty", "/bin/sh", "-c", COUNTER)
+    first.wait_past(1)
+    line = one_error_line(nsinit.run("checkpoint", "--image-path", str(tmp_path / "images")))
+    assert line == ("nsinit: checkpoint: the container's init has a terminal on fd 0 (/dev/pts/0): "
+                    "checkpoint supports pipes and files as its stdio, not a terminal")
+    first.wait_past(first.count() + 2)
 
 
 @needs_criu
