@@ -123,6 +123,7 @@ class _Restore(_Creation):
         from nsinit import _native
         from nsinit.criu.swrk import Swrk, failure
 
+        share_images_with_container_root(self.images, self.config)
         root = self.bind_rootfs()
         keep: list[int] = []
         namespace_fds = []
@@ -228,6 +229,26 @@ class _Restore(_Creation):
                     raise CriuError("restore", f"criu did not make the host veth {entry['host_interface_name']}")
                 host.set_up(link.index)
                 self.network_state.append({**entry, "host_interface_index": link.index})
+
+
+def share_images_with_container_root(images: str, config: Config) -> None:
+    """In a new user namespace, criu reads some images (utsns-*.img, ...) as
+    the restored tree's own root: the images get its group, readable, not
+    writable (0750 / 0640), so that it can read them and cannot replace
+    them.  Others still have no access at all."""
+    user_ns = config.namespace("NEWUSER")
+    if user_ns is None or user_ns.path:
+        return
+    gid = next((m.host_id for m in config.gid_mappings if m.container_id == 0), None)
+    if gid is None:
+        return  # no root inside: criu would fail itself, with its own message
+    os.chown(images, -1, gid)
+    os.chmod(images, 0o750)
+    for name in os.listdir(images):
+        path = os.path.join(images, name)
+        if name.endswith(".img") and os.path.isfile(path) and not os.path.islink(path):
+            os.chown(path, -1, gid)
+            os.chmod(path, 0o640)
 
 
 def _attach(files: list[str]) -> None:
