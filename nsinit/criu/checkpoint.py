@@ -48,6 +48,7 @@ def checkpoint(container: Container, opts: CriuOptions) -> str:
         current = container.require_state()
         config = recorded_config(current)
         refuse_unrestorable(config)
+        warn_about_joined(container, current)
         images = prepare_dir(opts.images_directory or default_images_dir(container.root), "--image-path")
         work = prepare_dir(opts.work_directory, "--work-path") if opts.work_directory else images
         if opts.pre_dump:
@@ -101,6 +102,43 @@ def refuse_unrestorable(config: Config) -> None:
     if config.no_pivot_root:
         raise CriuError("checkpoint", "no_pivot_root is set: criu cannot restore a container whose root "
                                       "was entered by chroot (MS_MOVE)")
+
+
+def warn_about_joined(container: Container, current: State) -> None:
+    """criu dumps the init's process tree; a process joined with ``exec``
+    is in the container's namespaces but its parent is its own nsinit,
+    outside: it is not in the images (and ends with the container)."""
+    from nsinit.container import container_pids
+
+    # The members first, the tree after: a child the init forks meanwhile
+    # is then in the tree if it is in the list at all.
+    members = container_pids(current)
+    tree = descendants(current.init_pid)
+    outside = [pid for pid in members if pid not in tree and os.path.exists(f"/proc/{pid}")]
+    if outside:
+        container.warn(f"processes joined with exec are not checkpointed (not children of the init): "
+                       f"{', '.join(map(str, outside))}")
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue  # exited while we looked
+        parent = int(raw[raw.rindex(b")") + 2:].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = {pid}, [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
 
 
 def prepare_dir(path: str, option: str) -> str:

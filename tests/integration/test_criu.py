@@ -303,6 +303,26 @@ def test_restore_detach_returns_and_the_container_is_supervised(nsinit: Nsinit, 
 
 
 @needs_criu
+def test_a_joined_process_is_named_as_not_checkpointed(nsinit: Nsinit, counters: list[Counter],
+                                                       tmp_path: Path) -> None:
+    first = start_counter(nsinit, counters, "exec", "/bin/sh", "-c", COUNTER)
+    first.wait_past(1)
+    joined = nsinit.popen("exec", "sleep", "30")
+    try:
+        wait_until(lambda: len(json.loads(nsinit.run("ps", "--json").stdout)) >= 3)
+        sleep_pid = next(p["pid"] for p in json.loads(nsinit.run("ps", "--json").stdout)
+                         if p["command"] == "sleep 30")
+        result = nsinit.run("checkpoint", "--leave-running", "--image-path", str(tmp_path / "images"), timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert stderr_lines(result) == [
+            f"nsinit: warning: processes joined with exec are not checkpointed (not children of the init): {sleep_pid}",
+            f"nsinit: checkpoint written to {tmp_path / 'images'}"]
+    finally:
+        joined.kill()
+        joined.communicate(timeout=10)
+
+
+@needs_criu
 def test_a_no_pivot_root_container_is_refused(nsinit: Nsinit, counters: list[Counter], tmp_path: Path) -> None:
     nsinit.config(no_pivot_root=True)
     first = start_counter(nsinit, counters, "exec", "/bin/sh", "-c", COUNTER)
