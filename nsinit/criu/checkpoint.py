@@ -72,7 +72,7 @@ def checkpoint(container: Container, opts: CriuOptions) -> str:
                 os.close(fd)
     log = os.path.join(work, "pre-dump.log" if opts.pre_dump else "dump.log")
     if response is None or not response.success:
-        raise failure("checkpoint", response, log)
+        raise failure("checkpoint", response, log, swrk.exit_text())
     if not opts.leave_running and not opts.pre_dump:
         wait_for_end(container)
     return images

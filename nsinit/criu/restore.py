@@ -157,7 +157,7 @@ class _Restore(_Creation):
             os.rmdir(root)
         console.close_fds(self.stdio.child_only)
         if response is None or not response.success:
-            raise failure("restore", response, os.path.join(self.work, "restore.log"))
+            raise failure("restore", response, os.path.join(self.work, "restore.log"), swrk.exit_text())
         self.adopt_restored(response.restore.pid)
 
     def bind_rootfs(self) -> str:

@@ -102,6 +102,17 @@ class Swrk:
             self.proc.kill()
             return self.proc.wait()
 
+    def exit_text(self) -> str:
+        """How criu ended, for a request it never answered."""
+        status = self.proc.returncode
+        if status is None:
+            return "criu exited without an answer"
+        if status < 0:
+            import signal
+
+            return f"criu was killed by {signal.Signals(-status).name} before it answered"
+        return f"criu exited with status {status} without an answer"
+
 
 def check_version(criu: str) -> tuple[int, int, int]:
     """criu's version through a VERSION request; refuses one older than MIN_VERSION."""
@@ -123,7 +134,7 @@ def check_version(criu: str) -> tuple[int, int, int]:
     return found
 
 
-def failure(what: str, response: Any, log_path: str) -> CriuError:
+def failure(what: str, response: Any, log_path: str, exit_text: str = "criu exited without an answer") -> CriuError:
     """One line for a failed request: the first real error of criu's log
     (the cause; later ones are its consequences), else criu's message."""
     detail = first_log_error(log_path)
@@ -132,7 +143,7 @@ def failure(what: str, response: Any, log_path: str) -> CriuError:
     if not detail and response is not None and response.cr_errno:
         detail = os.strerror(response.cr_errno)
     if not detail:
-        detail = "criu exited without an answer" if response is None else "criu reported a failure"
+        detail = exit_text if response is None else "criu reported a failure"
     return CriuError(what, f"{detail} (criu log: {log_path})")
 
 

@@ -323,6 +323,24 @@ def test_a_joined_process_is_named_as_not_checkpointed(nsinit: Nsinit, counters:
 
 
 @needs_criu
+def test_a_failed_restore_leaves_nothing_behind(nsinit: Nsinit, counters: list[Counter], tmp_path: Path) -> None:
+    first = start_counter(nsinit, counters, "exec", "/bin/sh", "-c", COUNTER)
+    first.wait_past(1)
+    images = tmp_path / "images"
+    checkpoint(nsinit, images)
+    first.finish()
+    (images / "pstree.img").unlink()
+    result = nsinit.run("restore", "--image-path", str(images), timeout=60)
+    assert result.returncode == 125
+    (line,) = stderr_lines(result)
+    # criu 4.2 crashes on the missing image: nsinit says how it ended.
+    assert line.startswith("nsinit: restore: criu was killed by SIG") or "pstree" in line, line
+    assert f"(criu log: {images / 'restore.log'})" in line, line
+    assert "criu-root" not in Path("/proc/self/mountinfo").read_text()
+    # And no_residue: no cgroups, no record, nothing running.
+
+
+@needs_criu
 def test_a_no_pivot_root_container_is_refused(nsinit: Nsinit, counters: list[Counter], tmp_path: Path) -> None:
     nsinit.config(no_pivot_root=True)
     first = start_counter(nsinit, counters, "exec", "/bin/sh", "-c", COUNTER)
