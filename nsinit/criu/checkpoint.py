@@ -51,6 +51,7 @@ def checkpoint(container: Container, opts: CriuOptions) -> str:
         warn_about_joined(container, current)
         images = prepare_dir(opts.images_directory or default_images_dir(container.root), "--image-path")
         work = prepare_dir(opts.work_directory, "--work-path") if opts.work_directory else images
+        warn_if_inside(container, images, config.rootfs)
         if opts.pre_dump:
             require_memory_tracking(criu)
         targets = fds.read_stdio_targets(current.init_pid)
@@ -102,6 +103,15 @@ def refuse_unrestorable(config: Config) -> None:
     if config.no_pivot_root:
         raise CriuError("checkpoint", "no_pivot_root is set: criu cannot restore a container whose root "
                                       "was entered by chroot (MS_MOVE)")
+
+
+def warn_if_inside(container: Container, images: str, rootfs: str) -> None:
+    """Images inside the rootfs can be rewritten by the container's root
+    before criu, as the host's root, restores from them."""
+    real_rootfs = os.path.realpath(rootfs)
+    if os.path.commonpath([os.path.realpath(images), real_rootfs]) == real_rootfs:
+        container.warn(f"{images} is inside the container's rootfs: its root can rewrite the images "
+                       "that restore will trust")
 
 
 def warn_about_joined(container: Container, current: State) -> None:

@@ -334,3 +334,14 @@ def test_the_exec_path_imports_nothing_of_criu(tmp_path: Path) -> None:
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "[]"
+
+
+def test_images_inside_the_rootfs_are_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "rootfs").mkdir()
+    warnings: list[str] = []
+    container = Container(str(tmp_path), None, warn=warnings.append)
+    checkpoint.warn_if_inside(container, str(tmp_path / "images"), str(tmp_path / "rootfs"))
+    assert warnings == []
+    checkpoint.warn_if_inside(container, str(tmp_path / "rootfs" / "checkpoint"), str(tmp_path / "rootfs"))
+    assert warnings == [f"{tmp_path / 'rootfs' / 'checkpoint'} is inside the container's rootfs: its root can "
+                        "rewrite the images that restore will trust"]
