@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Commands that act on the running container (their errors name them).
-_ATTACHED_COMMANDS = ("ps", "kill", "stop", "pause", "resume", "stats", "update", "oom")
+_ATTACHED_COMMANDS = ("ps", "kill", "stop", "pause", "resume", "stats", "update", "oom", "checkpoint")
 
 
 def parse_with_docopt(words: list[str]) -> dict[str, Any]:

@@ -407,6 +407,9 @@ def test_a_missing_criu_or_checkpoint_is_one_line(nsinit: Nsinit, tmp_path: Path
     env = {**os.environ, "NSINIT_CRIU": str(tmp_path / "no-criu")}
     line = one_error_line(nsinit.run("checkpoint", env=env))
     assert line == f"nsinit: criu: NSINIT_CRIU={tmp_path / 'no-criu'} is not an executable file"
+    if CRIU is not None:
+        line = one_error_line(nsinit.run("checkpoint"))
+        assert line == f"nsinit: checkpoint: no running container in {nsinit.root}"
     # restore exits as exec does when nsinit fails: 125.
     result = nsinit.run("restore", "--image-path", str(tmp_path), env=env)
     assert result.returncode == 125 and stderr_lines(result) == [
