@@ -56,15 +56,14 @@ def restore_detached(container: Any, opts: CriuOptions) -> int:
         os.close(read_fd)
         os.setsid()
         pending = [write_fd]   # the foreground's pipe, until it has its answer
-        code = 0
+        code = EXIT_COMMAND_FAILED  # anything unforeseen: the foreground sees the pipe close
         try:
             code = container.restore(None, opts, on_restored=lambda init: _tell(pending, f"ok {init}"))
         except NsinitError as err:
             _tell(pending, f"error {err}")
             code = err.exit_code
-        except BaseException as err:  # the foreground must get an answer, whatever happened
+        except OSError as err:
             _tell(pending, f"error restore: {err}")
-            code = EXIT_COMMAND_FAILED
         finally:
             os._exit(code)
     os.close(write_fd)

@@ -99,7 +99,7 @@ def _message_class(desc: Any) -> Any:
 
     if hasattr(message_factory, "GetMessageClass"):   # protobuf >= 4.21
         return message_factory.GetMessageClass(desc)
-    return message_factory.MessageFactory().GetPrototype(desc)  # type: ignore[attr-defined]
+    return message_factory.MessageFactory().GetPrototype(desc)
 
 
 _loaded: _Messages | None = None

@@ -16,13 +16,13 @@ import pytest
 
 pytest.importorskip("google.protobuf", reason="protobuf (PyPI) is not installed: pip install protobuf")
 
-from nsinit.config.load import parse_config  # noqa: E402
-from nsinit.container import Container  # noqa: E402
-from nsinit.criu import CriuError, checkpoint, fds, mounts, swrk  # noqa: E402
-from nsinit.criu.messages import PROTO_FILE, messages, parse_proto  # noqa: E402
-from nsinit.criu.options import CriuOptions, VethPair  # noqa: E402
-from nsinit.criu.restore import _Restore  # noqa: E402
-from nsinit.state import RootLock, State  # noqa: E402
+from nsinit.config.load import parse_config
+from nsinit.container import Container
+from nsinit.criu import CriuError, checkpoint, fds, mounts, swrk
+from nsinit.criu.messages import PROTO_FILE, messages, parse_proto
+from nsinit.criu.options import CriuOptions, VethPair
+from nsinit.criu.restore import _Restore
+from nsinit.state import RootLock, State
 
 REPO = Path(__file__).resolve().parents[2]
 
