@@ -13,6 +13,8 @@ Usage:
   nsinit [options] stats [--json]
   nsinit [options] update [--memory BYTES] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] [--pids-limit N]
   nsinit [options] oom
+  nsinit [options] checkpoint [--image-path DIR] [--work-path DIR] [--leave-running] [--tcp-established] [--ext-unix-sk] [--shell-job] [--file-locks] [--pre-dump] [--page-server ADDR:PORT] [--manage-cgroups-mode MODE]
+  nsinit [options] restore [--image-path DIR] [--work-path DIR] [--detach] [--tcp-established] [--ext-unix-sk] [--shell-job] [--file-locks] [--manage-cgroups-mode MODE]
   nsinit gc [--json]
   nsinit [options] explain [--json]
   nsinit [options] inspect [--json]
@@ -46,6 +48,17 @@ Options:
   --cpu-period N   Length of a CPU quota period in µs (1000..1000000).
   --cpu-shares N   Relative CPU weight (2..262144, default 1024).
   --pids-limit N   Maximum number of processes; -1 = unlimited.
+  --image-path DIR        criu's images (default: /var/lib/nsinit/checkpoints/ID).
+  --work-path DIR         criu's logs (default: the image path).
+  --leave-running         Keep the container running after the checkpoint.
+  --tcp-established       Checkpoint/restore established TCP connections.
+  --ext-unix-sk           Allow unix sockets connected outside the container.
+  --shell-job             The init is attached to a terminal session outside.
+  --file-locks            Checkpoint file locks.
+  --pre-dump              Dump memory only (needs soft-dirty tracking).
+  --page-server ADDR:PORT Send the memory to a criu page server.
+  --manage-cgroups-mode MODE  soft, full, strict, ignore, props or none.
+  --detach                Return once restored; nsinit supervises in the background.
 
 Exit status of exec: the command's own status, 128+N when a signal N killed
 it, 125 when nsinit itself failed, 126 when the command cannot be executed,
@@ -147,6 +160,9 @@ _EXEC_DEFAULTS: dict[str, Any] = {
     "--root": ".", "--config": None, "--trace": False, "--trace-json": False, "--json": False, "--all": False,
     "--force": False, "--rootless": False, "--time": None, "--memory": None, "--cpu-quota": None,
     "--cpu-period": None, "--cpu-shares": None, "--pids-limit": None, "exec": True,
+    "--image-path": None, "--work-path": None, "--leave-running": False, "--tcp-established": False,
+    "--ext-unix-sk": False, "--shell-job": False, "--file-locks": False, "--pre-dump": False,
+    "--page-server": None, "--manage-cgroups-mode": None, "--detach": False,
     "--tty": False, "--no-tty": False, "--init": False, "--user": None, "--cwd": None, "--env": [], "--": True,
     "COMMAND": None, "ARG": [], "--new": False, "--join": False,
 }
@@ -222,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Commands that act on the running container (their errors name them).
-_ATTACHED_COMMANDS = ("ps", "kill", "stop", "pause", "resume", "stats", "update", "oom")
+_ATTACHED_COMMANDS = ("ps", "kill", "stop", "pause", "resume", "stats", "update", "oom", "checkpoint")
 
 
 def parse_with_docopt(words: list[str]) -> dict[str, Any]:
@@ -333,6 +349,10 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_gc(args["--json"])
     if args.get("explain") or args.get("inspect") or args.get("trace-timeline"):
         return cmd_teach(args)
+    if args.get("checkpoint") or args.get("restore"):
+        from nsinit.criu.cli import cmd_checkpoint, cmd_restore
+
+        return cmd_checkpoint(args) if args.get("checkpoint") else cmd_restore(args)
     from nsinit.container import Container
 
     if args.get("config"):

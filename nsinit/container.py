@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from nsinit.cgroups.manager import Manager
     from nsinit.config.model import Config
+    from nsinit.criu.options import CriuOptions
     from nsinit.network.helper import NetworkHelper
 else:
     # The C module under signal.py, which adds enum classes (and the enum
@@ -335,6 +336,23 @@ class Container:
     def set(self, **resources: object) -> None:
         """libcontainer's name for update(): change cgroup limits live."""
         self.update(**resources)
+
+    # -- checkpoint and restore: the flows live in nsinit/criu/ -------------
+    def checkpoint(self, opts: CriuOptions | None = None) -> str:
+        """Dump the live container with criu; returns the images directory."""
+        from nsinit.criu import checkpoint
+        from nsinit.criu.options import CriuOptions
+
+        return checkpoint.checkpoint(self, opts or CriuOptions())
+
+    def restore(self, process: Process | None = None, opts: CriuOptions | None = None, *,
+                on_restored: Callable[[int], None] | None = None) -> int:
+        """Restore a checkpoint into a new container here; supervises it
+        and returns its init's exit status, as ``run`` does."""
+        from nsinit.criu import restore
+        from nsinit.criu.options import CriuOptions
+
+        return restore.restore(self, process, opts or CriuOptions(), on_restored)
 
 
 class _Launch:
