@@ -23,7 +23,6 @@ import pytest
 
 from conftest import Nsinit, needs_root, stderr_lines, wait_until
 from _live import ns_inode, one_error_line
-from test_create_config import traversable  # noqa: F401 (fixture)
 from test_network import bridge, host_ip, subnet, veth  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.integration, needs_root]
