@@ -53,6 +53,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any, Callable, NoReturn
 
+    from nsinit.rootless import Caller
+
 CONFIG_FILE = "container.json"
 
 # Module attributes (not constants inlined in the checks) so tests can point
@@ -121,7 +123,8 @@ _RESOURCE_KEYS = frozenset({
     "devices", "hugetlb_limit", *_THROTTLE_KEYS, *_UNSUPPORTED_RESOURCE_KEYS,
 })
 # systemd-driver settings: meaningless for the fs driver, accepted silently.
-_CGROUP_KEYS = frozenset({"name", "parent", "path", "resources", "slice", "unit_properties", "scope_prefix"})
+_CGROUP_KEYS = frozenset({"name", "parent", "path", "resources", "slice", "unit_properties", "scope_prefix",
+                          "rootless"})
 _HUGETLB_KEYS = frozenset({"page_size", "limit"})
 _THROTTLE_OBJECT_KEYS = frozenset({"major", "minor", "rate"})
 
@@ -146,12 +149,16 @@ def load_config(root: str, config_path: str | None = None) -> tuple[Config, list
     source = os.path.basename(path)
     data = _read_json(path, source)
     default_rootfs = os.path.abspath(root) if config_path else None
-    config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs)
+    from nsinit import rootless
+
+    caller = rootless.Caller.current() if rootless.is_rootless() else None
+    config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs,
+                                    caller=caller)
     return replace(config, source=path), warnings
 
 
 def parse_config(data: dict, source: str, base_dir: str, *,
-                 default_rootfs: str | None = None) -> tuple[Config, list[str]]:
+                 default_rootfs: str | None = None, caller: Caller | None = None) -> tuple[Config, list[str]]:
     """Normalise and validate decoded JSON; ``source`` names the file in errors.
 
     Relative paths (rootfs, bind sources) are relative to ``base_dir``, the
@@ -243,6 +250,13 @@ def parse_config(data: dict, source: str, base_dir: str, *,
     # The rules across fields are checked once every field is valid: with a
     # field that failed, they would judge the default standing in for it.
     ctx.raise_errors()
+    if caller is not None:
+        # Without root: a user namespace and maps of the caller's own ids
+        # (nsinit/config/rootless.py), before the rules below judge them
+        # (and before a capabilities_mask looks for the user namespace).
+        from nsinit.config.rootless import apply_rootless
+
+        config = apply_rootless(ctx, config, caller)
     if data.get("capabilities_mask") is not None:
         config = _limit_mask_to_caller(config)
     config = ctx.collect(_join_netns_networks, config) or config
@@ -1378,7 +1392,10 @@ def _parse_cgroups(ctx: _Context, value: Any, path: str) -> CgroupConfig | None:
         resources_obj = _obj(ctx, obj["resources"], resources_path)
         ctx.check_keys(resources_obj, _RESOURCE_KEYS, resources_path)
         resources = _parse_resources(ctx, resources_obj, resources_path)
-    return CgroupConfig(resources=resources, **location)
+    rootless = _opt_str(ctx, obj.get("rootless"), _child(path, "rootless"))
+    if rootless not in ("", "error", "ignore"):
+        ctx.fail(_child(path, "rootless"), f'must be "error" or "ignore", not "{rootless}"')
+    return CgroupConfig(resources=resources, rootless=rootless, **location)
 
 
 def _cgroup_path_part(ctx: _Context, value: Any, path: str) -> str:

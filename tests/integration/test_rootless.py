@@ -1,0 +1,340 @@
+"""nsinit run by a plain user: a real unprivileged account, made for the session.
+
+The test user is created with useradd (a unique name, no subordinate ids)
+and removed at the end, also when a test fails.  It cannot read root's
+Python or this tree under /work or /root, so the package (with its built C
+helper, cffi's backend and docopt) is copied to a directory it can read,
+and nsinit runs as ``runuser -u NAME -- PYTHON -m nsinit``.  Every rootfs
+is built by the user with ``nsinit rootfs``, so its files are the user's.
+
+After each test: nothing in /run/nsinit, nothing in the user's state
+directory, no process of the user's left.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import REPO, needs_root, stderr_lines
+
+pytestmark = [pytest.mark.integration, needs_root]
+
+needs_runuser = pytest.mark.skipif(shutil.which("runuser") is None or shutil.which("useradd") is None,
+                                   reason="needs runuser and useradd (util-linux, passwd)")
+
+
+class PlainUser:
+    """The test account, and nsinit run as it."""
+
+    def __init__(self, name: str, base: Path) -> None:
+        self.name, self.base = name, base
+        import pwd
+
+        entry = pwd.getpwnam(name)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+        self.home = Path(entry.pw_dir)
+        self.lib = base / "lib"
+        self.python = ""
+        self.run_dir = Path(f"/tmp/nsinit-{self.uid}")
+
+    def env(self, **extra: str) -> list[str]:
+        values = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(self.home),
+                  "PYTHONPATH": str(self.lib), "LANG": "C.UTF-8", **extra}
+        return ["env", "-i", *(f"{k}={v}" for k, v in values.items())]
+
+    def command(self, args: list[str], **env: str) -> list[str]:
+        return ["runuser", "-u", self.name, "--", *self.env(**env), *args]
+
+    def nsinit_command(self, args: list[str], **env: str) -> list[str]:
+        return self.command([self.python, "-m", "nsinit", *args], **env)
+
+    def nsinit(self, *args: str, cwd: Path, timeout: float = 60, stdin: str = "",
+               **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.nsinit_command(list(args), **env), cwd=cwd, capture_output=True,
+                              text=True, timeout=timeout, input=stdin)
+
+    def popen(self, *args: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.nsinit_command(list(args), **env), cwd=cwd, text=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def processes(self) -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat(f"/proc/{entry}").st_uid == self.uid:
+                        found.append(int(entry))
+                except OSError:
+                    continue  # exited while we looked
+        return found
+
+
+def _copy_package(target: Path) -> None:
+    """nsinit (with its built _clone module), cffi's backend and docopt, where the user can read them."""
+    import _cffi_backend
+    import docopt
+
+    target.mkdir()
+    shutil.copytree(REPO / "nsinit", target / "nsinit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(_cffi_backend.__file__, target)
+    docopt_path = Path(docopt.__file__)
+    if docopt_path.name == "__init__.py":
+        shutil.copytree(docopt_path.parent, target / "docopt", ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        shutil.copy2(docopt_path, target)
+
+
+def _usable_python(user: PlainUser) -> str:
+    """An interpreter of this Python version the user may run (root's own
+    may sit under /root, which is 0700)."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for candidate in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        if not os.path.exists(candidate):
+            continue
+        probe = subprocess.run(user.command([candidate, "-c", "import nsinit._native"]),
+                               capture_output=True, text=True, cwd="/")
+        if probe.returncode == 0:
+            return candidate
+    pytest.skip(f"no Python {version} that the test user can run (root's is {sys.executable})")
+
+
+@pytest.fixture(scope="module")
+def user() -> Iterator[PlainUser]:
+    if shutil.which("runuser") is None or shutil.which("useradd") is None:
+        pytest.skip("needs runuser and useradd (Debian util-linux and passwd)")
+    base = Path(tempfile.mkdtemp(prefix="nsinit-rootless-"))
+    name = "nsr" + secrets.token_hex(4)
+    home = base / "home"
+    created = False
+    try:
+        os.chmod(base, 0o755)
+        # No subordinate ids: the plain case first; test_subordinate_ids adds a range.
+        subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
+                        "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name],
+                       check=True, capture_output=True, text=True)
+        created = True
+        plain = PlainUser(name, base)
+        home.mkdir()
+        os.chown(home, plain.uid, plain.gid)
+        _copy_package(plain.lib)
+        subprocess.run(["chmod", "-R", "a+rX", str(plain.lib)], check=True)
+        plain.python = _usable_python(plain)
+        yield plain
+    finally:
+        if created:
+            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+            subprocess.run(["userdel", "--force", name], capture_output=True)
+            shutil.rmtree(f"/tmp/nsinit-{plain.uid}", ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def work(user: PlainUser) -> Iterator[Path]:
+    """A directory of the user's, removed after the test, with the residue checks."""
+    path = Path(tempfile.mkdtemp(prefix="t-", dir=user.base))
+    os.chown(path, user.uid, user.gid)
+    try:
+        yield path
+        assert not [p for p in user.processes()], "processes of the test user left running"
+        run_dir = Path("/run/nsinit")
+        left = [e for e in os.listdir(run_dir)] if run_dir.is_dir() else []
+        for root in path.iterdir():
+            st = os.stat(root)
+            assert f"{st.st_dev:x}-{st.st_ino:x}" not in left, "a record in /run/nsinit"
+        if user.run_dir.exists():
+            assert not os.listdir(user.run_dir), f"left in {user.run_dir}: {os.listdir(user.run_dir)}"
+    finally:
+        for pid in user.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make_rootfs(user: PlainUser, work: Path, name: str = "rootfs") -> Path:
+    result = user.nsinit("rootfs", name, cwd=work)
+    assert result.returncode == 0, result.stderr
+    return work / name
+
+
+def edit_config(rootfs: Path, **changes: object) -> None:
+    path = rootfs / "container.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def running(user: PlainUser, rootfs: Path) -> bool:
+    return user.nsinit("state", cwd=rootfs).returncode == 0
+
+
+# --- the tests -------------------------------------------------------------------
+
+def test_rootfs_built_by_a_plain_user_is_theirs(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    for path in (rootfs, rootfs / "bin" / "busybox", rootfs / "etc" / "passwd", rootfs / "home" / "user"):
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid) == (user.uid, user.gid), path
+    assert not [p for p in (rootfs / "dev").iterdir()], "no device node is made (mknod needs root)"
+
+
+def test_exec_as_a_plain_user(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    script = ("echo pid=$$; hostname; cat /proc/self/uid_map /proc/self/gid_map; "
+              "cat /proc/self/setgroups; id -u; touch /tmp/made; echo data > /dev/null && echo null-ok")
+    result = user.nsinit("exec", "/bin/sh", "-c", script, cwd=rootfs)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] == "pid=1"
+    assert lines[1] == "nsinit"
+    assert lines[2].split() == ["0", str(user.uid), "1"]   # uid_map: the caller's uid as root
+    assert lines[3].split() == ["0", str(user.gid), "1"]   # gid_map
+    assert lines[4] == "deny"  # the kernel's price for an unprivileged gid_map
+    assert lines[5] == "0"
+    assert lines[6] == "null-ok"  # /dev/null bound from the host
+    st = os.stat(rootfs / "tmp" / "made")
+    assert (st.st_uid, st.st_gid) == (user.uid, user.gid), "a file made inside is the caller's on the host"
+
+
+def test_state_goes_to_the_users_own_directory(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    proc = user.popen("exec", "sleep", "30", cwd=rootfs)
+    try:
+        wait_for(lambda: running(user, rootfs))
+        st = os.lstat(user.run_dir)
+        assert (st.st_uid, st.st_mode & 0o7777) == (user.uid, 0o700)
+        root = os.stat(rootfs)
+        assert os.listdir(user.run_dir) == [f"{root.st_dev:x}-{root.st_ino:x}"]
+        assert not os.path.exists(f"/run/nsinit/{root.st_dev:x}-{root.st_ino:x}")
+    finally:
+        user.nsinit("kill", "KILL", cwd=rootfs)
+        proc.wait(timeout=15)
+
+
+def test_xdg_runtime_dir_is_used_when_it_is_private(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    xdg = work / "xdg"
+    xdg.mkdir(mode=0o700)
+    os.chown(xdg, user.uid, user.gid)
+    result = user.nsinit("exec", "/bin/sh", "-c", "ls /", cwd=rootfs, XDG_RUNTIME_DIR=str(xdg))
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(xdg / "nsinit") == [], "the record went away with the container"
+    proc = user.popen("exec", "sleep", "30", cwd=rootfs, XDG_RUNTIME_DIR=str(xdg))
+    try:
+        wait_for(lambda: bool(os.listdir(xdg / "nsinit")))
+    finally:
+        user.nsinit("kill", "KILL", cwd=rootfs, XDG_RUNTIME_DIR=str(xdg))
+        proc.wait(timeout=15)
+
+
+def test_a_state_dir_someone_else_made_is_refused(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    shutil.rmtree(user.run_dir, ignore_errors=True)
+    user.run_dir.mkdir(mode=0o755)  # root's, as another user could have made it first
+    try:
+        result = user.nsinit("exec", "/bin/true", cwd=rootfs)
+        lines = stderr_lines(result)
+        assert result.returncode == 125
+        assert lines == [f"nsinit: state: {user.run_dir} is owned by uid 0, not {user.uid}: refusing to keep "
+                         "container state there (remove it, or set NSINIT_RUN_DIR or XDG_RUNTIME_DIR)"]
+        assert os.listdir(user.run_dir) == []
+    finally:
+        user.run_dir.rmdir()
+
+
+def test_join_state_ps_kill(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    proc = user.popen("exec", "sleep", "30", cwd=rootfs)
+    try:
+        wait_for(lambda: running(user, rootfs))
+        state = json.loads(user.nsinit("state", "--json", cwd=rootfs).stdout)
+        init = state["init_pid"]
+        joined = user.nsinit("exec", "/bin/sh", "-c", "cat /proc/1/cmdline; echo; cat /proc/self/uid_map; "
+                             "hostname; echo $$", cwd=rootfs)
+        assert joined.returncode == 0, joined.stderr
+        lines = joined.stdout.split("\n")
+        assert lines[0] == "sleep\x0030\x00"
+        assert lines[1].split() == ["0", str(user.uid), "1"]
+        assert lines[2] == "nsinit"
+        assert lines[3] != "1"
+        for kind in ("user", "pid", "mnt", "net", "uts"):
+            assert os.stat(f"/proc/{init}/ns/{kind}").st_ino != os.stat(f"/proc/self/ns/{kind}").st_ino
+        ps = user.nsinit("ps", cwd=rootfs)
+        assert ps.returncode == 0, ps.stderr
+        assert "sleep 30" in ps.stdout
+        killed = user.nsinit("kill", "KILL", cwd=rootfs)
+        assert killed.returncode == 0, killed.stderr
+        assert proc.wait(timeout=15) == 137
+    finally:
+        if proc.poll() is None:
+            user.nsinit("kill", "KILL", cwd=rootfs)
+            proc.wait(timeout=15)
+
+
+def test_limits_are_refused_naming_the_field(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    edit_config(rootfs, cgroups={"memory": "64M", "pids_limit": 20})
+    result = user.nsinit("exec", "/bin/true", cwd=rootfs)
+    lines = stderr_lines(result)
+    assert result.returncode == 125
+    assert [line.split(":")[2].strip() for line in lines] == ["cgroups.memory", "cgroups.pids_limit"]
+    assert "none is delegated to you" in lines[0]
+    edit_config(rootfs, cgroups={"memory": "64M", "rootless": "ignore"})
+    result = user.nsinit("exec", "/bin/true", cwd=rootfs)
+    assert result.returncode == 0, result.stderr
+    assert "warning: container.json: cgroups.memory: ignored: it needs a cgroup" in result.stderr
+
+
+def test_no_cgroup_file_is_written(user: PlainUser, work: Path) -> None:
+    """Without delegation the container has no cgroup: nothing under
+    /sys/fs/cgroup names it, and it runs in the caller's own cgroups."""
+    rootfs = make_rootfs(user, work)
+    result = user.nsinit("exec", "/bin/cat", "/proc/self/cgroup", cwd=rootfs)
+    assert result.returncode == 0, result.stderr
+    with open("/proc/self/cgroup") as f:
+        assert result.stdout == f.read(), "the container stays in its caller's cgroups"
+    paused = user.nsinit("pause", cwd=rootfs)
+    assert paused.returncode != 0
+
+
+def test_a_map_of_ids_the_user_does_not_own_is_refused(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    edit_config(rootfs, uid_mappings=[{"container_id": 0, "host_id": 100000, "size": 10}])
+    result = user.nsinit("exec", "/bin/true", cwd=rootfs)
+    assert result.returncode == 125
+    assert stderr_lines(result) == [
+        "nsinit: container.json: uid_mappings[0]: host uids 100000-100009 are not yours: without root you "
+        f"may map your own uid {user.uid} (one id) and what /etc/subuid grants {user.name} (nothing)"]
+
+
+def test_veth_is_refused_without_root(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    edit_config(rootfs, networks=[{"type": "loopback"}, {"type": "veth", "bridge": "nsinit0"}])
+    result = user.nsinit("exec", "/bin/true", cwd=rootfs)
+    assert result.returncode == 125
+    assert stderr_lines(result)[0].startswith("nsinit: container.json: networks[1].type: a veth needs root")
+
+
+def test_gc_walks_the_users_own_records(user: PlainUser, work: Path) -> None:
+    result = user.nsinit("gc", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
