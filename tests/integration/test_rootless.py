@@ -338,3 +338,69 @@ def test_gc_walks_the_users_own_records(user: PlainUser, work: Path) -> None:
     result = user.nsinit("gc", cwd=work)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+def test_spec_rootless_writes_the_callers_own_maps(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    result = user.nsinit("spec", "--rootless", "--force", cwd=rootfs)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((rootfs / "container.json").read_text())
+    assert config["uid_mappings"] == [{"container_id": 0, "host_id": user.uid, "size": 1}]
+    assert config["gid_mappings"] == [{"container_id": 0, "host_id": user.gid, "size": 1}]
+    assert "cgroups" not in config
+    assert config["networks"] == [{"type": "loopback"}]
+    ran = user.nsinit("exec", "/bin/cat", "/proc/self/uid_map", cwd=rootfs)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["0", str(user.uid), "1"]
+
+
+@pytest.fixture
+def subordinate_ids(user: PlainUser) -> Iterator[int]:
+    """A range of 65536 ids in /etc/subuid and /etc/subgid for the test user, removed after."""
+    if not shutil.which("newuidmap") or not shutil.which("newgidmap"):
+        pytest.skip("newuidmap/newgidmap not installed (Debian package uidmap)")
+    first = 3_000_000_000 + secrets.randbelow(10_000) * 65536
+    line = f"{user.name}:{first}:65536\n"
+    saved = {}
+    try:
+        for path in ("/etc/subuid", "/etc/subgid"):
+            saved[path] = Path(path).read_text() if os.path.exists(path) else None
+            with open(path, "a") as f:
+                f.write(line)
+        yield first
+    finally:
+        for path, text in saved.items():
+            if text is None:
+                os.unlink(path)
+            else:
+                current = Path(path).read_text()
+                Path(path).write_text(current.replace(line, ""))
+
+
+def test_subordinate_ids_through_newuidmap(user: PlainUser, work: Path, subordinate_ids: int) -> None:
+    rootfs = make_rootfs(user, work)
+    result = user.nsinit("spec", "--rootless", "--force", cwd=rootfs)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((rootfs / "container.json").read_text())
+    expected = [{"container_id": 0, "host_id": user.uid, "size": 1},
+                {"container_id": 1, "host_id": subordinate_ids, "size": 65536}]
+    assert config["uid_mappings"] == expected
+    assert config["gid_mappings"] == [dict(expected[0], host_id=user.gid), expected[1]]
+    # --user with another uid works inside; what it makes is a subordinate id's on the host.
+    script = "id -u; id -g; cat /proc/self/uid_map; cat /proc/self/setgroups; touch /tmp/by-user"
+    ran = user.nsinit("exec", "--user", "user", "/bin/sh", "-c", script, cwd=rootfs)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.split("\n")
+    assert lines[:2] == ["1000", "1000"]
+    assert [line.split() for line in lines[2:4]] == [["0", str(user.uid), "1"], ["1", str(subordinate_ids), "65536"]]
+    assert lines[4] == "allow"  # newgidmap mapped the groups: setgroups works
+    st = os.stat(rootfs / "tmp" / "by-user")
+    assert (st.st_uid, st.st_gid) == (subordinate_ids + 999, subordinate_ids + 999)
+    # A range beyond the grant is refused in one line naming the entry.
+    edit_config(rootfs, uid_mappings=[{"container_id": 0, "host_id": subordinate_ids, "size": 65537}])
+    refused = user.nsinit("exec", "/bin/true", cwd=rootfs)
+    assert refused.returncode == 125
+    assert stderr_lines(refused) == [
+        f"nsinit: container.json: uid_mappings[0]: host uids {subordinate_ids}-{subordinate_ids + 65536} are "
+        f"not yours: without root you may map your own uid {user.uid} (one id) and what /etc/subuid grants "
+        f"{user.name} ({subordinate_ids}-{subordinate_ids + 65535})"]
