@@ -558,6 +558,7 @@ class _Creation(_Launch):
             self.setup_networks()  # nothing in it waits for the child
             self.wait_until_attached()
             self.write_id_maps()
+            self.start_user_mode_networks()
             self.record_child()
             self.release_child()
             # Joiners may come in only now that the init has exec'd: before,
@@ -643,6 +644,17 @@ class _Creation(_Launch):
         if user_ns is not None and not user_ns.path:
             with self.step_timer("id maps"):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
+
+    def start_user_mode_networks(self) -> None:
+        """slirp4netns/pasta, once the id maps let them into the namespaces;
+        stopped when the container ends (nsinit/network/usermode.py)."""
+        if not any(n.type in ("slirp4netns", "pasta") for n in self.config.networks):
+            return
+        from nsinit.network import usermode
+
+        with self.step_timer("network"):
+            helpers = usermode.start_networks(self.config.networks, self.pid)
+        self.undo.callback(usermode.stop_networks, helpers)
 
     def start_network_helper(self) -> None:
         """Before the cgroups and the clone, so that its imports overlap them

@@ -128,7 +128,8 @@ _CGROUP_KEYS = frozenset({"name", "parent", "path", "resources", "slice", "unit_
 _HUGETLB_KEYS = frozenset({"page_size", "limit"})
 _THROTTLE_OBJECT_KEYS = frozenset({"major", "minor", "rate"})
 
-_NETWORK_TYPES = ("loopback", "veth", "netns")
+_NETWORK_TYPES = ("loopback", "veth", "netns", "slirp4netns", "pasta")
+_USER_MODE_TYPES = ("slirp4netns", "pasta")  # nsinit/network/usermode.py
 _NODE_TYPES = ("c", "b", "p")
 _RULE_TYPES = ("a", "c", "b")
 _VETH_RANDOM_CHARS = 7       # host veth name = prefix + 7 random hex chars
@@ -1212,7 +1213,7 @@ def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
     )
     network = NetworkConfig(
         type=kind,
-        name=text("name") or ("eth0" if kind == "veth" else ""),
+        name=text("name") or ("eth0" if kind == "veth" else "tap0" if kind in _USER_MODE_TYPES else ""),
         bridge=bridge,
         host_interface_name=text("host_interface_name"),
         prefix=prefix or "veth",
@@ -1244,6 +1245,13 @@ def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
         ctx.fail(_child(path, "name"), '"lo" is the loopback interface every network namespace has')
     if network.mac_address:
         _check_mac(ctx, network.mac_address, _child(path, "mac_address"))
+    if kind in _USER_MODE_TYPES:
+        # The helper chooses them (slirp4netns: 10.0.2.100/24 via 10.0.2.2;
+        # pasta: the host's own address and gateway).
+        for key in ("bridge", "host_interface_name", "mac_address", "address", "gateway",
+                    "ipv6_address", "ipv6_gateway", "path"):
+            if obj.get(key):
+                ctx.fail(_child(path, key), f"is not configurable for a {kind} network")
     if kind == "loopback":
         network = _loopback_without_addresses(ctx, network, path)
     if network.address or network.gateway or network.ipv6_address or network.ipv6_gateway:

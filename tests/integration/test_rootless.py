@@ -146,7 +146,8 @@ def work(user: PlainUser) -> Iterator[Path]:
     os.chown(path, user.uid, user.gid)
     try:
         yield path
-        assert not [p for p in user.processes()], "processes of the test user left running"
+        left = user.processes()
+        assert not left, f"processes of the test user left running: {[describe(pid) for pid in left]}"
         run_dir = Path("/run/nsinit")
         left = [e for e in os.listdir(run_dir)] if run_dir.is_dir() else []
         for root in path.iterdir():
@@ -404,3 +405,106 @@ def test_subordinate_ids_through_newuidmap(user: PlainUser, work: Path, subordin
         f"nsinit: container.json: uid_mappings[0]: host uids {subordinate_ids}-{subordinate_ids + 65536} are "
         f"not yours: without root you may map your own uid {user.uid} (one id) and what /etc/subuid grants "
         f"{user.name} ({subordinate_ids}-{subordinate_ids + 65535})"]
+
+
+# --- networking without root ---------------------------------------------------------
+
+@pytest.fixture
+def tun_usable() -> Iterator[None]:
+    """/dev/net/tun as distributions ship it (0666, by udev); restored after."""
+    mode = os.stat("/dev/net/tun").st_mode & 0o777 if os.path.exists("/dev/net/tun") else None
+    if mode is None:
+        pytest.skip("no /dev/net/tun (CONFIG_TUN)")
+    os.chmod("/dev/net/tun", 0o666)
+    try:
+        yield
+    finally:
+        os.chmod("/dev/net/tun", mode)
+
+
+# Run by root in a network namespace made for the test: a veth (both ends there)
+# with two addresses stands in for the host's network (pasta copies the
+# first to the container), and a listener on the second is what the
+# container reaches through its helper.  Nothing leaves that namespace.
+_OUTSIDE = r"""
+set -e
+ip link set lo up
+ip link add d0 type veth peer name d1
+ip addr add 10.199.0.1/24 dev d0
+ip addr add 10.199.0.5/24 dev d0
+ip link set d1 up
+ip link set d0 up
+ip route add default via 10.199.0.254 dev d0
+{python} -c '
+import os, socket, sys
+s = socket.socket()
+s.bind(("10.199.0.5", 9999))
+s.listen()
+open(sys.argv[1], "w").close()
+c, peer = s.accept()
+c.sendall(b"hello from outside\n")
+c.close()
+' {ready} &
+while [ ! -e {ready} ]; do sleep 0.05; done
+{nsinit}
+wait
+"""
+
+
+@pytest.mark.parametrize("kind", ["slirp4netns", "pasta"])
+def test_user_mode_network_reaches_outside(user: PlainUser, work: Path, kind: str, tun_usable: None) -> None:
+    if not shutil.which(kind):
+        pytest.skip(f"{kind} not installed (Debian package {'passt' if kind == 'pasta' else kind})")
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs unshare (util-linux) and ip (iproute2)")
+    rootfs = make_rootfs(user, work)
+    edit_config(rootfs, networks=[{"type": "loopback"}, {"type": kind}])
+    script = ("ip -o -4 addr show tap0; ip route | grep ^default; "
+              # timeout: the pasta of Debian 12 now and then does not pass
+              # on the listener's FIN (nc then sits in FIN_WAIT2 for good);
+              # the line has come by then.
+              "timeout 5 nc 10.199.0.5 9999 </dev/null; true")
+    command = " ".join(f"'{part}'" for part in user.nsinit_command(["exec", "/bin/sh", "-c", script]))
+    outside = _OUTSIDE.format(python=sys.executable, ready=work / "ready", nsinit=command)
+    result = subprocess.run(["unshare", "--net", "--", "sh", "-c", outside], cwd=rootfs, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    address = "10.0.2.100/24" if kind == "slirp4netns" else "10.199.0.1/24"
+    assert lines[0].split()[1:4] == ["tap0", "inet", address]
+    assert lines[1].startswith("default via ") and lines[1].split()[3:5] == ["dev", "tap0"]
+    assert lines[2] == "hello from outside"
+    assert not user.processes(), f"{kind} still runs after the container"
+
+
+def test_user_mode_network_takes_no_addresses(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    edit_config(rootfs, networks=[{"type": "slirp4netns", "address": "10.0.2.5/24"}])
+    result = user.nsinit("exec", "/bin/true", cwd=rootfs)
+    assert result.returncode == 125
+    assert stderr_lines(result) == [
+        "nsinit: container.json: networks[0].address: is not configurable for a slirp4netns network"]
+
+
+def describe(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"{pid} " + f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return str(pid)
+
+
+def test_user_mode_network_without_tun_access_is_one_line(user: PlainUser, work: Path) -> None:
+    if not os.path.exists("/dev/net/tun") or not shutil.which("slirp4netns"):
+        pytest.skip("needs /dev/net/tun and slirp4netns")
+    rootfs = make_rootfs(user, work)
+    edit_config(rootfs, networks=[{"type": "slirp4netns"}])
+    mode = os.stat("/dev/net/tun").st_mode & 0o777
+    os.chmod("/dev/net/tun", 0o600)  # as a host without udev's rule has it
+    try:
+        result = user.nsinit("exec", "/bin/true", cwd=rootfs)
+    finally:
+        os.chmod("/dev/net/tun", mode)
+    assert result.returncode == 125
+    assert stderr_lines(result) == ["nsinit: network: slirp4netns needs /dev/net/tun readable and writable by "
+                                    "you (distributions make it 0666; its ioctls need CAP_NET_ADMIN anyway)"]

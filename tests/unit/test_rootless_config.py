@@ -163,3 +163,9 @@ def test_setgroups_denied_reads_the_proc_file(tmp_path: Path) -> None:
     path.write_text("allow\n")
     assert not setgroups_denied(str(path))
     assert not setgroups_denied(str(tmp_path / "none"))
+
+
+@pytest.mark.parametrize("kind", ["slirp4netns", "pasta"])
+def test_user_mode_networks_load_with_tap0(tmp_path: Path, kind: str) -> None:
+    config, _ = parse_config({"networks": [{"type": kind}, {"type": "loopback"}]}, "container.json", str(tmp_path))
+    assert (config.networks[0].type, config.networks[0].name) == (kind, "tap0")
