@@ -508,3 +508,60 @@ def test_user_mode_network_without_tun_access_is_one_line(user: PlainUser, work:
     assert result.returncode == 125
     assert stderr_lines(result) == ["nsinit: network: slirp4netns needs /dev/net/tun readable and writable by "
                                     "you (distributions make it 0666; its ioctls need CAP_NET_ADMIN anyway)"]
+
+
+def test_gc_removes_what_a_killed_nsinit_left_in_the_users_dir(user: PlainUser, work: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    proc = user.popen("exec", "sleep", "30", cwd=rootfs)
+    try:
+        wait_for(lambda: running(user, rootfs))
+        state = json.loads(user.nsinit("state", "--json", cwd=rootfs).stdout)
+        os.kill(state["supervisor_pid"], signal.SIGKILL)  # its init dies with it (PDEATHSIG)
+        proc.wait(timeout=15)
+        wait_for(lambda: not os.path.exists(f"/proc/{state['init_pid']}"))
+        assert len(os.listdir(user.run_dir)) == 1, "the record outlived its nsinit"
+        shutil.rmtree(rootfs)  # nothing would ever look there again
+        result = user.nsinit("gc", cwd=work)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"removed container {state['init_pid']} of {rootfs} (")
+        assert os.listdir(user.run_dir) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def delegated_cgroup(user: PlainUser) -> Iterator[Path]:
+    """A cgroup2 directory given to the test user, as systemd's Delegate=yes does."""
+    from nsinit.cgroups import layout
+
+    unified = layout.detect().unified
+    if unified is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    path = Path(unified) / f"nsinit-delegated-{user.name}"
+    path.mkdir()
+    try:
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(path / name, user.uid, user.gid)
+        yield path
+    finally:
+        for child in path.iterdir() if path.is_dir() else ():
+            if child.is_dir():
+                child.rmdir()
+        path.rmdir()
+
+
+def test_a_delegated_cgroup2_subtree_is_used(user: PlainUser, work: Path, delegated_cgroup: Path) -> None:
+    rootfs = make_rootfs(user, work)
+    # Root moves the user's nsinit into the delegated cgroup, as a login does.
+    command = ["sh", "-c", f'echo $$ > {delegated_cgroup}/cgroup.procs && exec "$@"', "sh",
+               *user.nsinit_command(["exec", "/bin/sh", "-c", "cat /proc/self/cgroup | grep ^0::; "
+                                     "ls -ln /sys/fs/cgroup/unified >/dev/null 2>&1; true"])]
+    result = subprocess.run(command, cwd=rootfs, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    from nsinit.cgroups import default_name, layout
+
+    relative = "/" + os.path.relpath(delegated_cgroup, layout.detect().unified)
+    assert result.stdout.strip() == f"0::{relative}/{default_name(str(rootfs))}"
+    assert [p.name for p in delegated_cgroup.iterdir() if p.is_dir()] == [], "its cgroup went with it"
