@@ -565,3 +565,37 @@ def test_a_delegated_cgroup2_subtree_is_used(user: PlainUser, work: Path, delega
     relative = "/" + os.path.relpath(delegated_cgroup, layout.detect().unified)
     assert result.stdout.strip() == f"0::{relative}/{default_name(str(rootfs))}"
     assert [p.name for p in delegated_cgroup.iterdir() if p.is_dir()] == [], "its cgroup went with it"
+
+
+def test_a_plain_user_installs_nsinit_into_a_venv(user: PlainUser, work: Path) -> None:
+    """The README's install without root: a venv of the user's, `pip install .`
+    from a copy they own; the wheel carries the built C helper and the
+    trampoline, and the venv's nsinit runs a container.  Needs PyPI (cffi,
+    docopt-ng, pyroute2)."""
+    source = work / "nsinit-src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.so", "_trampoline", "build", "*.egg-info", ".pytest_cache"))
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(source)], check=True)
+    venv = work / "venv"
+    made = subprocess.run(user.command(["/usr/bin/python3", "-m", "venv", str(venv)]), cwd=work,
+                          capture_output=True, text=True, timeout=120)
+    if made.returncode != 0:
+        pytest.skip(f"python3 -m venv fails (Debian package python3-venv): {made.stdout}{made.stderr}")
+    installed = subprocess.run(user.command([str(venv / "bin" / "pip"), "install", "-q",
+                                             "--disable-pip-version-check", str(source)]),
+                               cwd=work, capture_output=True, text=True, timeout=600)
+    if installed.returncode != 0 and any(word in installed.stdout + installed.stderr for word in (
+            "NewConnectionError", "Temporary failure in name resolution", "No matching distribution")):
+        pytest.skip(f"PyPI is out of reach: {installed.stderr.strip().splitlines()[-1]}")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    nsinit = str(venv / "bin" / "nsinit")
+    alone = {"PYTHONPATH": "/nonexistent"}  # the venv's own nsinit, not the copy the other tests use
+    built = subprocess.run(user.command([nsinit, "rootfs", "box"], **alone), cwd=work, capture_output=True,
+                           text=True)
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run(user.command([nsinit, "exec", "/bin/sh", "-c", "echo $$; cat /proc/self/uid_map"], **alone),
+                         cwd=work / "box", capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.split("\n")
+    assert lines[0] == "1"
+    assert lines[1].split() == ["0", str(user.uid), "1"]
