@@ -577,7 +577,7 @@ def test_a_plain_user_installs_nsinit_into_a_venv(user: PlainUser, work: Path) -
         ".git", "__pycache__", "*.so", "_trampoline", "build", "*.egg-info", ".pytest_cache"))
     subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(source)], check=True)
     venv = work / "venv"
-    made = subprocess.run(user.command(["/usr/bin/python3", "-m", "venv", str(venv)]), cwd=work,
+    made = subprocess.run(user.command([user.python, "-m", "venv", str(venv)]), cwd=work,
                           capture_output=True, text=True, timeout=120)
     if made.returncode != 0:
         pytest.skip(f"python3 -m venv fails (Debian package python3-venv): {made.stdout}{made.stderr}")
