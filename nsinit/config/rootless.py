@@ -35,6 +35,11 @@ def apply_rootless(ctx: Any, config: Config, caller: Caller) -> Config:
             ctx.report("additional_groups", "a user namespace that maps only your own gid denies "
                        "setgroups(2) (the kernel's rule); map a range from /etc/subgid in "
                        "gid_mappings (newgidmap) to use additional groups")
+    if not config.has_namespace("NEWPID") and any(m.device == "proc" for m in config.mounts):
+        # The kernel mounts a procfs only for a pid namespace that the
+        # mounting user namespace owns: the host's is root's.
+        ctx.report("namespaces", "without root, /proc can be mounted only in a new pid namespace: "
+                   'add {"type": "NEWPID"}')
     for i, network in enumerate(config.networks):
         if network.type == "veth":
             ctx.report(f"networks[{i}].type", f"a veth needs root (its host end joins a host bridge); {SLIRP_HINT}")

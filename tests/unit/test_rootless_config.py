@@ -169,3 +169,8 @@ def test_setgroups_denied_reads_the_proc_file(tmp_path: Path) -> None:
 def test_user_mode_networks_load_with_tap0(tmp_path: Path, kind: str) -> None:
     config, _ = parse_config({"networks": [{"type": kind}, {"type": "loopback"}]}, "container.json", str(tmp_path))
     assert (config.networks[0].type, config.networks[0].name) == (kind, "tap0")
+
+
+def test_proc_without_a_pid_namespace_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors, match=r'namespaces: without root, /proc can be mounted only in a new pid namespace'):
+        parse({"namespaces": [{"type": "NEWNS"}]}, caller(), tmp_path)
