@@ -66,6 +66,9 @@ def manager_for(config: Config, root: str, lay: Layout | None = None) -> Manager
 def load_manager(cgroup_paths: dict[str, str]) -> Manager:
     """The manager of a live container, from state.json's cgroup_paths."""
     if not cgroup_paths:
+        if os.geteuid() != 0:
+            raise NsinitError("cgroups", "the container has no cgroup: without root, nsinit makes one only "
+                                         "in a cgroup2 subtree delegated to you")
         raise NsinitError("cgroups", "the container has no cgroup recorded in state.json")
     if set(cgroup_paths) == {"unified"}:
         from nsinit.cgroups import layout

@@ -313,8 +313,17 @@ def test_no_cgroup_file_is_written(user: PlainUser, work: Path) -> None:
     assert result.returncode == 0, result.stderr
     with open("/proc/self/cgroup") as f:
         assert result.stdout == f.read(), "the container stays in its caller's cgroups"
-    paused = user.nsinit("pause", cwd=rootfs)
-    assert paused.returncode != 0
+    proc = user.popen("exec", "sleep", "30", cwd=rootfs)
+    try:
+        wait_for(lambda: running(user, rootfs))
+        for command in ("pause", "stats"):
+            refused = user.nsinit(command, cwd=rootfs)
+            assert refused.returncode == 1
+            assert stderr_lines(refused) == ["nsinit: cgroups: the container has no cgroup: without root, nsinit "
+                                             "makes one only in a cgroup2 subtree delegated to you"]
+    finally:
+        user.nsinit("kill", "KILL", cwd=rootfs)
+        proc.wait(timeout=15)
 
 
 def test_a_map_of_ids_the_user_does_not_own_is_refused(user: PlainUser, work: Path) -> None:
