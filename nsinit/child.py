@@ -56,6 +56,7 @@ class ChildPlan:
     init_prefix: list[str] = field(default_factory=list)  # exec --init: tini's argv before the command
     seccomp_program: bytes = b""  # compiled by the parent (nsinit/seccomp); empty: no filter
     seccomp_flags: int = 0
+    dumpable_until_go: bool = False  # rootless: the parent (or newuidmap) must open our /proc files
 
 
 class StepFailed(Exception):
@@ -211,6 +212,8 @@ def _setup_and_exec(plan: ChildPlan) -> None:
 
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
+        if plan.dumpable_until_go:
+            _native.prctl(PR_SET_DUMPABLE, 0, label="prctl(PR_SET_DUMPABLE)")
     if (userns := cfg.namespace("NEWUSER")) is not None and not userns.path:
         with steps.step("user namespace"):
             # Until now we ran as the host's uid 0, which the maps need not
@@ -391,7 +394,11 @@ def _become_init(plan: ChildPlan) -> None:
     _native.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, label="prctl(PR_SET_PDEATHSIG)")
     # Non-dumpable until execve: nothing in the container may ptrace us or
     # open our /proc/PID/exe, the host's Python (the CVE-2019-5736 class).
-    _native.prctl(PR_SET_DUMPABLE, 0, label="prctl(PR_SET_DUMPABLE)")
+    # Without root, only from "go" on: a non-dumpable process's /proc files
+    # belong to root, and a plain user's nsinit could not write our id maps.
+    # Until go, nothing of the container runs yet.
+    if not plan.dumpable_until_go:
+        _native.prctl(PR_SET_DUMPABLE, 0, label="prctl(PR_SET_DUMPABLE)")
     console.close_fds(plan.close_after_clone)
     # The child execs within milliseconds: a garbage collection here would
     # only walk the interpreter's objects, copying every page it touches

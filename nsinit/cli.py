@@ -42,7 +42,7 @@ Options:
   --all            Signal every process of the container, not just PID 1.
   --time N         Seconds stop waits after SIGTERM before SIGKILL (default 10).
   --force          Overwrite an existing container.json.
-  --rootless       Write a config with a user namespace mapping.
+  --rootless       Write a config with a user namespace mapping (as a plain user: your ids).
   --memory BYTES   Memory limit: bytes, or with a K/M/G suffix; -1 = unlimited.
   --cpu-quota N    CPU time (µs) per period the container may use; -1 = unlimited.
   --cpu-period N   Length of a CPU quota period in µs (1000..1000000).
@@ -507,8 +507,7 @@ def cmd_spec(args: dict[str, Any]) -> int:
     spec: dict[str, Any] = json.loads(json.dumps(DEFAULT_ROOTFS_CONFIG))
     if args["--rootless"]:
         spec["namespaces"].append({"type": "NEWUSER"})
-        spec["uid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
-        spec["gid_mappings"] = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+        spec["uid_mappings"], spec["gid_mappings"] = rootless_maps()
     from nsinit.seccomp.default_profile import default_seccomp
 
     spec["seccomp"] = default_seccomp()  # Docker's deny list; container.json without it: no filter
@@ -528,6 +527,20 @@ def cmd_spec(args: dict[str, Any]) -> int:
     print(f"nsinit: wrote {written}; next: {command} in {rootfs}, "
           "once it holds a root filesystem (nsinit rootfs DIR builds a busybox one)")
     return 0
+
+
+def rootless_maps() -> tuple[list[dict[str, int]], list[dict[str, int]]]:
+    """spec --rootless: run by a plain user, maps that user can have (their
+    own ids as root, plus the /etc/subuid range newuidmap can map); run by
+    root, 65536 ids from 100000 for a user namespace of root's."""
+    from nsinit import rootless
+
+    if not rootless.is_rootless():
+        whole = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+        return whole, [dict(whole[0])]
+    caller = rootless.Caller.current()
+    return tuple([{"container_id": m.container_id, "host_id": m.host_id, "size": m.size}  # type: ignore[return-value]
+                  for m in caller.default_maps(kind)] for kind in ("uid", "gid"))
 
 
 class _RootLocked:

@@ -650,6 +650,7 @@ class _Creation(_Launch):
             self.setup_networks()  # nothing in it waits for the child
             self.wait_until_attached()
             self.write_id_maps()
+            self.start_user_mode_networks()
             self.record_child()
             with self.step_timer("go, wait for exec"):
                 self.release_child()
@@ -708,6 +709,7 @@ class _Creation(_Launch):
         helper_fds = self.network_helper.supervisor_fds() if self.network_helper else []
         plan = self.prepare_plan([self.lock.fd, *helper_fds])
         plan.cgroup_files = self.cgroup_files
+        plan.dumpable_until_go = os.geteuid() != 0  # see nsinit/child.py _become_init
         if self.process.init:
             add_init(plan, cfg)
         flags = cfg.clone_flags()
@@ -736,6 +738,17 @@ class _Creation(_Launch):
         if user_ns is not None and not user_ns.path:
             with self.step_timer("id maps"):
                 namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
+
+    def start_user_mode_networks(self) -> None:
+        """slirp4netns/pasta, once the id maps let them into the namespaces;
+        stopped when the container ends (nsinit/network/usermode.py)."""
+        if not any(n.type in ("slirp4netns", "pasta") for n in self.config.networks):
+            return
+        from nsinit.network import usermode
+
+        with self.step_timer("network"):
+            helpers = usermode.start_networks(self.config.networks, self.pid)
+        self.undo.callback(usermode.stop_networks, helpers)
 
     def start_network_helper(self) -> None:
         """Before the cgroups and the clone, so that its imports overlap them
@@ -886,6 +899,16 @@ class _Join(_Launch):
         plan.cgroup_files = self.cgroup_files()
         plan.join_pidfd = self.init_pidfd
         plan.join_flags = namespaces.flags_for(k for k in kinds if k not in namespaces.FOR_CHILDREN_ONLY)
+        if "NEWUSER" in kinds and os.geteuid() != 0:
+            # Without root, entering the pid namespace for our child needs
+            # CAP_SYS_ADMIN in our own user namespace: we take the
+            # container's, whose owner we are, and its pid (time) namespace
+            # for our children, for good: neither our user namespace nor the
+            # host's pid namespace could be entered again.  We make no other
+            # child.  The child then joins the rest.
+            namespaces.enter_with_pidfd(self.init_pidfd, namespaces.flags_for(["NEWUSER", *for_children]))
+            plan.join_flags &= ~namespaces.CLONE_FLAGS["NEWUSER"]
+            for_children = []
         with self.step_timer("clone"):
             try:
                 with namespaces.PidfdNamespaces(self.init_pidfd, for_children):

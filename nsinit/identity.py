@@ -33,7 +33,7 @@ from nsinit.regularfile import FileRefused, MiB, read_regular_file
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Sequence
+    from typing import Any, Callable, Sequence
 
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to setres*id
 # Some 80,000 users; real images have dozens.
@@ -227,6 +227,19 @@ def resolve_user(spec: str, additional_groups: Sequence[str] = (), etc: str = "/
     return Identity(uid=uid, gid=gid, groups=unique, home=home, name=name)
 
 
+def setgroups_denied(path: str = "/proc/self/setgroups") -> bool:
+    """Whether this user namespace forbids setgroups(2) for good: one that a
+    plain user mapped their own gid into (see nsinit/rootless.py).  The
+    process keeps the supplementary groups it came with, the user's own on
+    the host, which it cannot drop (that is why the kernel denies it); the
+    config loader refuses additional_groups there."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().strip() == b"deny"
+    except OSError:
+        return False  # no user namespaces (or before Linux 3.19): allowed
+
+
 def switch_user(identity: Identity) -> None:
     """setgroups, then setresgid, then setresuid -- in that order because both
     group calls need CAP_SETGID, which setresuid to a non-root uid takes away
@@ -235,11 +248,11 @@ def switch_user(identity: Identity) -> None:
     Setting all three of real/effective/saved ids leaves no saved uid 0 that
     the container command could switch back to.
     """
-    steps = (
-        (f"setgroups({list(identity.groups)})", os.setgroups, (list(identity.groups),)),
-        (f"setresgid({identity.gid})", os.setresgid, (identity.gid,) * 3),
-        (f"setresuid({identity.uid})", os.setresuid, (identity.uid,) * 3),
-    )
+    steps: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
+    if not setgroups_denied():
+        steps.append((f"setgroups({list(identity.groups)})", os.setgroups, (list(identity.groups),)))
+    steps.append((f"setresgid({identity.gid})", os.setresgid, (identity.gid,) * 3))
+    steps.append((f"setresuid({identity.uid})", os.setresuid, (identity.uid,) * 3))
     for label, call, args in steps:
         try:
             call(*args)

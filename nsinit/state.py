@@ -22,7 +22,7 @@ import fcntl
 import os
 import time
 
-from nsinit import jsontext
+from nsinit import jsontext, rootless
 from nsinit.config.names import NAMESPACE_PROC_FILES
 from nsinit.errors import NsinitError, describe_oserror
 from nsinit.record import asdict, field, fields, record
@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
 PID_FILE = "pid"
 STATE_FILE = "state.json"
-# Root's private state; NSINIT_RUN_DIR moves it (tests, unprivileged use).
-RUN_DIR = os.environ.get("NSINIT_RUN_DIR", "/run/nsinit")
+# Root's private state; NSINIT_RUN_DIR moves it (tests).  A plain user's
+# goes to a directory of their own (nsinit/rootless.py): /run/nsinit is root's.
+RUN_DIR = os.environ.get("NSINIT_RUN_DIR") or (
+    rootless.run_dir(os.geteuid()) if rootless.is_rootless() else "/run/nsinit")
 
 
 class ContainerStoppedError(Exception):
@@ -136,6 +138,9 @@ def private_dir(root: str) -> str:
 
 def ensure_private_dir(root: str) -> str:
     os.makedirs(RUN_DIR, mode=0o700, exist_ok=True)
+    if rootless.is_rootless():
+        # Made by us just now, or by whoever came first (in /tmp, anyone).
+        rootless.check_private_dir(RUN_DIR, os.geteuid())
     path = private_dir(root)
     try:
         os.mkdir(path, 0o700)

@@ -14,6 +14,8 @@ hosts); the v2 manager on a pure cgroup2 host.  See layout.py.
 """
 from __future__ import annotations
 
+import os
+
 from nsinit.errors import NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -41,6 +43,10 @@ def manager_for(config: Config, root: str, lay: Layout | None = None) -> Manager
     from nsinit.cgroups.manager import cgroup_path
     from nsinit.config.model import CgroupResources
 
+    if lay is None and os.geteuid() != 0:
+        from nsinit.cgroups.rootless import rootless_manager
+
+        return rootless_manager(config, root)
     cgroups = config.cgroups
     path, explicit = cgroup_path(cgroups, root)
     resources = cgroups.resources if cgroups is not None else CgroupResources()
@@ -60,6 +66,9 @@ def manager_for(config: Config, root: str, lay: Layout | None = None) -> Manager
 def load_manager(cgroup_paths: dict[str, str]) -> Manager:
     """The manager of a live container, from state.json's cgroup_paths."""
     if not cgroup_paths:
+        if os.geteuid() != 0:
+            raise NsinitError("cgroups", "the container has no cgroup: without root, nsinit makes one only "
+                                         "in a cgroup2 subtree delegated to you")
         raise NsinitError("cgroups", "the container has no cgroup recorded in state.json")
     if set(cgroup_paths) == {"unified"}:
         from nsinit.cgroups import layout

@@ -53,6 +53,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any, Callable, NoReturn
 
+    from nsinit.rootless import Caller
+
 CONFIG_FILE = "container.json"
 
 # Module attributes (not constants inlined in the checks) so tests can point
@@ -121,11 +123,13 @@ _RESOURCE_KEYS = frozenset({
     "devices", "hugetlb_limit", *_THROTTLE_KEYS, *_UNSUPPORTED_RESOURCE_KEYS,
 })
 # systemd-driver settings: meaningless for the fs driver, accepted silently.
-_CGROUP_KEYS = frozenset({"name", "parent", "path", "resources", "slice", "unit_properties", "scope_prefix"})
+_CGROUP_KEYS = frozenset({"name", "parent", "path", "resources", "slice", "unit_properties", "scope_prefix",
+                          "rootless"})
 _HUGETLB_KEYS = frozenset({"page_size", "limit"})
 _THROTTLE_OBJECT_KEYS = frozenset({"major", "minor", "rate"})
 
-_NETWORK_TYPES = ("loopback", "veth", "netns")
+_NETWORK_TYPES = ("loopback", "veth", "netns", "slirp4netns", "pasta")
+_USER_MODE_TYPES = ("slirp4netns", "pasta")  # nsinit/network/usermode.py
 _NODE_TYPES = ("c", "b", "p")
 _RULE_TYPES = ("a", "c", "b")
 _VETH_RANDOM_CHARS = 7       # host veth name = prefix + 7 random hex chars
@@ -146,12 +150,16 @@ def load_config(root: str, config_path: str | None = None) -> tuple[Config, list
     source = os.path.basename(path)
     data = _read_json(path, source)
     default_rootfs = os.path.abspath(root) if config_path else None
-    config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs)
+    from nsinit import rootless
+
+    caller = rootless.Caller.current() if rootless.is_rootless() else None
+    config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs,
+                                    caller=caller)
     return replace(config, source=path), warnings
 
 
 def parse_config(data: dict, source: str, base_dir: str, *,
-                 default_rootfs: str | None = None) -> tuple[Config, list[str]]:
+                 default_rootfs: str | None = None, caller: Caller | None = None) -> tuple[Config, list[str]]:
     """Normalise and validate decoded JSON; ``source`` names the file in errors.
 
     Relative paths (rootfs, bind sources) are relative to ``base_dir``, the
@@ -244,6 +252,13 @@ def parse_config(data: dict, source: str, base_dir: str, *,
     # The rules across fields are checked once every field is valid: with a
     # field that failed, they would judge the default standing in for it.
     ctx.raise_errors()
+    if caller is not None:
+        # Without root: a user namespace and maps of the caller's own ids
+        # (nsinit/config/rootless.py), before the rules below judge them
+        # (and before a capabilities_mask looks for the user namespace).
+        from nsinit.config.rootless import apply_rootless
+
+        config = apply_rootless(ctx, config, caller)
     if data.get("capabilities_mask") is not None:
         config = _limit_mask_to_caller(config)
     config = ctx.collect(_join_netns_networks, config) or config
@@ -1209,7 +1224,7 @@ def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
     )
     network = NetworkConfig(
         type=kind,
-        name=text("name") or ("eth0" if kind == "veth" else ""),
+        name=text("name") or ("eth0" if kind == "veth" else "tap0" if kind in _USER_MODE_TYPES else ""),
         bridge=bridge,
         host_interface_name=text("host_interface_name"),
         prefix=prefix or "veth",
@@ -1241,6 +1256,13 @@ def _parse_network(ctx: _Context, item: Any, path: str) -> NetworkConfig:
         ctx.fail(_child(path, "name"), '"lo" is the loopback interface every network namespace has')
     if network.mac_address:
         _check_mac(ctx, network.mac_address, _child(path, "mac_address"))
+    if kind in _USER_MODE_TYPES:
+        # The helper chooses them (slirp4netns: 10.0.2.100/24 via 10.0.2.2;
+        # pasta: the host's own address and gateway).
+        for key in ("bridge", "host_interface_name", "mac_address", "address", "gateway",
+                    "ipv6_address", "ipv6_gateway", "path"):
+            if obj.get(key):
+                ctx.fail(_child(path, key), f"is not configurable for a {kind} network")
     if kind == "loopback":
         network = _loopback_without_addresses(ctx, network, path)
     if network.address or network.gateway or network.ipv6_address or network.ipv6_gateway:
@@ -1389,7 +1411,10 @@ def _parse_cgroups(ctx: _Context, value: Any, path: str) -> CgroupConfig | None:
         resources_obj = _obj(ctx, obj["resources"], resources_path)
         ctx.check_keys(resources_obj, _RESOURCE_KEYS, resources_path)
         resources = _parse_resources(ctx, resources_obj, resources_path)
-    return CgroupConfig(resources=resources, **location)
+    rootless = _opt_str(ctx, obj.get("rootless"), _child(path, "rootless"))
+    if rootless not in ("", "error", "ignore"):
+        ctx.fail(_child(path, "rootless"), f'must be "error" or "ignore", not "{rootless}"')
+    return CgroupConfig(resources=resources, rootless=rootless, **location)
 
 
 def _cgroup_path_part(ctx: _Context, value: Any, path: str) -> str:

@@ -142,6 +142,9 @@ class CgroupConfig:
     parent: str = ""
     path: str = ""
     resources: CgroupResources = field(default_factory=CgroupResources)
+    # Without root and with no cgroup delegated to the user, limits are an
+    # error ("" or "error") or, with "ignore", a warning (runc's rule).
+    rootless: str = ""
 
 
 @record(frozen=True)

@@ -161,7 +161,10 @@ def _cgroups_to_dict(cgroups: CgroupConfig) -> dict[str, Any]:
         elif isinstance(value, tuple):
             value = list(value)
         resources[key] = value
-    return {"name": cgroups.name, "parent": cgroups.parent, "path": cgroups.path, "resources": resources}
+    out = {"name": cgroups.name, "parent": cgroups.parent, "path": cgroups.path, "resources": resources}
+    if cgroups.rootless:
+        out["rootless"] = cgroups.rootless
+    return out
 
 
 def config_from_dict(data: RecordedConfig, source: str = "recorded config") -> Config:
@@ -224,7 +227,8 @@ def _cgroups_from_dict(data: dict[str, Any]) -> CgroupConfig:
         elif isinstance(value, list):
             value = tuple(value)
         values[key] = value
-    return CgroupConfig(data["name"], data["parent"], data["path"], CgroupResources(**values))
+    return CgroupConfig(data["name"], data["parent"], data["path"], CgroupResources(**values),
+                        data.get("rootless", ""))
 
 
 def read_recorded(data: RecordedConfig, step: str) -> Config:

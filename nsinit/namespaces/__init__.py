@@ -82,7 +82,14 @@ def write_id_maps(pid: int, uid_maps: Sequence[IdMap], gid_maps: Sequence[IdMap]
 
     Entries have container_id, host_id and size.  We write as host root, so
     setgroups stays allowed and the container's root may call setgroups().
+    A plain user writes only their own id, or has newuidmap write the rest
+    (nsinit/rootless.py).
     """
+    if os.geteuid() != 0:
+        from nsinit import rootless
+
+        rootless.write_id_maps(pid, uid_maps, gid_maps)
+        return
     _write_map(f"/proc/{pid}/gid_map", gid_maps)
     _write_map(f"/proc/{pid}/uid_map", uid_maps)
 
