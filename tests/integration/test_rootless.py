@@ -34,6 +34,12 @@ needs_runuser = pytest.mark.skipif(shutil.which("runuser") is None or shutil.whi
                                    reason="needs runuser and useradd (util-linux, passwd)")
 
 
+def records_in(run_dir: Path) -> list[str]:
+    """What containers left in a run dir: everything but the seccomp cache,
+    which outlives them on purpose (compiled filters, keyed by content)."""
+    return sorted(name for name in os.listdir(run_dir) if name != "seccomp-cache")
+
+
 class PlainUser:
     """The test account, and nsinit run as it."""
 
@@ -154,7 +160,8 @@ def work(user: PlainUser) -> Iterator[Path]:
             st = os.stat(root)
             assert f"{st.st_dev:x}-{st.st_ino:x}" not in left, "a record in /run/nsinit"
         if user.run_dir.exists():
-            assert not os.listdir(user.run_dir), f"left in {user.run_dir}: {os.listdir(user.run_dir)}"
+            left = records_in(user.run_dir)
+            assert not left, f"left in {user.run_dir}: {left}"
     finally:
         for pid in user.processes():
             try:
@@ -224,7 +231,7 @@ def test_state_goes_to_the_users_own_directory(user: PlainUser, work: Path) -> N
         st = os.lstat(user.run_dir)
         assert (st.st_uid, st.st_mode & 0o7777) == (user.uid, 0o700)
         root = os.stat(rootfs)
-        assert os.listdir(user.run_dir) == [f"{root.st_dev:x}-{root.st_ino:x}"]
+        assert records_in(user.run_dir) == [f"{root.st_dev:x}-{root.st_ino:x}"]
         assert not os.path.exists(f"/run/nsinit/{root.st_dev:x}-{root.st_ino:x}")
     finally:
         user.nsinit("kill", "KILL", cwd=rootfs)
@@ -257,7 +264,7 @@ def test_a_state_dir_someone_else_made_is_refused(user: PlainUser, work: Path) -
         assert result.returncode == 125
         assert lines == [f"nsinit: state: {user.run_dir} is owned by uid 0, not {user.uid}: refusing to keep "
                          "container state there (remove it, or set NSINIT_RUN_DIR or XDG_RUNTIME_DIR)"]
-        assert os.listdir(user.run_dir) == []
+        assert records_in(user.run_dir) == []
     finally:
         user.run_dir.rmdir()
 
@@ -528,12 +535,12 @@ def test_gc_removes_what_a_killed_nsinit_left_in_the_users_dir(user: PlainUser, 
         os.kill(state["supervisor_pid"], signal.SIGKILL)  # its init dies with it (PDEATHSIG)
         proc.wait(timeout=15)
         wait_for(lambda: not os.path.exists(f"/proc/{state['init_pid']}"))
-        assert len(os.listdir(user.run_dir)) == 1, "the record outlived its nsinit"
+        assert len(records_in(user.run_dir)) == 1, "the record outlived its nsinit"
         shutil.rmtree(rootfs)  # nothing would ever look there again
         result = user.nsinit("gc", cwd=work)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"removed container {state['init_pid']} of {rootfs} (")
-        assert os.listdir(user.run_dir) == []
+        assert records_in(user.run_dir) == []
     finally:
         if proc.poll() is None:
             proc.kill()

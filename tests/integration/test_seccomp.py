@@ -106,7 +106,7 @@ def test_filter_shows_in_proc_status_and_the_trace(box: Nsinit) -> None:
     assert fields["Seccomp"] == "2" and fields["Seccomp_filters"] == "1"
     traced = box.run("--trace", "exec", "true")
     assert traced.returncode == 0
-    assert any(line.startswith("nsinit: trace: seccomp: ") for line in traced.stderr.splitlines())
+    assert any(line.startswith("nsinit: trace: create: child seccomp: ") for line in traced.stderr.splitlines())
 
 
 def test_nsinit_config_shows_the_filter_normalised(box: Nsinit) -> None:
