@@ -18,8 +18,10 @@ def features() -> dict[str, Any]:
     from nsinit.config import load
 
     # Only what spec.py turns into a mount: the mount(2) flags, their
-    # negations and propagation; anything else goes to the filesystem as data.
-    mount_options = sorted({*names.MOUNT_FLAGS, *names.MOUNT_CLEAR_FLAGS, *names.MOUNT_PROPAGATION})
+    # negations, propagation and runc's tmpcopyup; anything else goes to the
+    # filesystem as data.
+    mount_options = sorted({*names.MOUNT_FLAGS, *names.MOUNT_CLEAR_FLAGS, *names.MOUNT_PROPAGATION,
+                            "tmpcopyup", "notmpcopyup"})
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,

@@ -129,11 +129,10 @@ _UNSUPPORTED = {
 }
 # Mount options of runc that are not mount(2) flags nor filesystem data:
 # passed on as data they would fail the mount with EINVAL, so they are refused
-# by name.  ``tmpcopyup`` (podman writes it for /tmp, /run, /var/tmp under
-# --read-only) is runc's extension: the new tmpfs starts with a copy of the
-# directory it covers.
+# by name.  (``tmpcopyup``, which podman writes for /tmp, /run and /var/tmp
+# under --read-only, is honoured: the shared mount parser takes it.)
 _UNSUPPORTED_MOUNT_OPTIONS = frozenset({
-    "tmpcopyup", "idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec",
+    "idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec",
     "rexec", "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
     "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow",
 })

@@ -95,3 +95,29 @@ def test_a_read_only_root_from_config_json(tmp_path: Path, rootfs: Path, no_resi
         Process(args=["/bin/sh", "-c", "touch /x 2>/dev/null && echo wrote || echo refused"], tty=False))
     assert code == 0 and capfd.readouterr().out.strip() == "refused"
     assert not os.path.exists(rootfs / "x")
+
+
+def test_podmans_read_only_root_with_tmpcopyup(tmp_path: Path, rootfs: Path, no_residue: None,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    """podman --read-only: / read-only, /tmp /run /var/tmp tmpfs filled with what the image had."""
+    (rootfs / "tmp" / "sub").mkdir(parents=True, exist_ok=True)
+    (rootfs / "tmp" / "sub" / "kept").write_text("from the image\n")
+    os.chmod(rootfs / "tmp" / "sub" / "kept", 0o640)
+    os.chown(rootfs / "tmp" / "sub" / "kept", 1000, 1000)
+    os.symlink("/etc/shadow-of-the-host", rootfs / "tmp" / "link")
+    data = bundle_from("podman-many", tmp_path, rootfs)
+    (tmp_path / "vol").mkdir()
+    spec, _ = parse_spec(data, "config.json", str(tmp_path), "ro")
+    assert [m.destination for m in spec.config.mounts if m.copy_up] == ["/tmp", "/run", "/var/tmp"]
+    state_root = tmp_path / "state"
+    state_root.mkdir()
+    probe = ("cat /tmp/sub/kept; stat -c '%a %u:%g' /tmp/sub/kept; readlink /tmp/link; "
+             "echo new > /tmp/sub/kept && echo tmp-writable; touch /etc/x 2>/dev/null || echo root-read-only; "
+             "grep ' /tmp ' /proc/self/mountinfo | cut -d' ' -f9")
+    code = Container(str(state_root), spec.config).run(Process(args=["/bin/sh", "-c", probe], tty=False))
+    out = capfd.readouterr().out.splitlines()
+    assert code == 0, out
+    assert out == ["from the image", "640 1000:1000", "/etc/shadow-of-the-host", "tmp-writable",
+                   "root-read-only", "tmpfs"]
+    # The image itself is untouched: the write went to the tmpfs.
+    assert (rootfs / "tmp" / "sub" / "kept").read_text() == "from the image\n"

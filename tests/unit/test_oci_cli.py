@@ -48,7 +48,7 @@ def test_features_in_runcs_shape() -> None:
     assert features["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
                                  "poststart", "poststop"]
     assert {"rbind", "rprivate", "ro", "nosuid"} <= set(features["mountOptions"])
-    assert "tmpcopyup" not in features["mountOptions"]  # refused, so not claimed
+    assert "tmpcopyup" in features["mountOptions"] and "rro" not in features["mountOptions"]
     linux = features["linux"]
     assert set(linux["namespaces"]) == {"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}
     assert "CAP_SYS_ADMIN" in linux["capabilities"]
