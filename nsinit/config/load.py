@@ -10,6 +10,10 @@ the field path that is wrong (``mounts[2].destination: must be an absolute
 path``).  Unknown keys are warnings, not errors: Go's decoder ignored them, and
 old files carry keys of retired features.
 
+The part parsers here (mounts, capabilities, rlimits, sysctl, devices, umask,
+the error-collecting ``_Context``) also read an OCI config.json
+(nsinit/oci/spec.py): one meaning per part through both front doors.
+
 This module is on the start-up path of every container, so it imports only
 small stdlib modules; ``ipaddress`` is imported inside the one function that
 checks addresses.

@@ -22,8 +22,6 @@ the right moments; subprocess is imported only when a hook runs.
 """
 from __future__ import annotations
 
-import os
-
 from nsinit import jsontext
 from nsinit.errors import NsinitError
 from nsinit.record import record
@@ -89,6 +87,9 @@ def run_hooks(hooks: Hooks, kind: str, state: dict[str, Any]) -> list[str]:
     first failure raises HookError (the later hooks do not run: the
     container is going to be destroyed).  For poststart and poststop each
     failure becomes a warning, returned, and the later hooks still run.
+    The hooks run in the caller's namespaces: the lifecycle calls
+    createContainer and startContainer from inside the container, the
+    others from the runtime.
     """
     warnings: list[str] = []
     stdin = state_json(state)

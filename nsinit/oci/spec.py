@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 
-from nsinit.config import names
 from nsinit.config.load import (
     _Context,
     _bool,
@@ -33,7 +32,6 @@ from nsinit.config.load import (
     _int,
     _is_set,
     _item,
-    _list,
     _obj,
     _opt_bool,
     _opt_int,
