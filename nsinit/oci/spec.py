@@ -178,6 +178,8 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     linux = ctx.collect(_section, data, "linux", "linux", _LINUX_KEYS) or {}
     root = ctx.collect(_section, data, "root", "root", _ROOT_KEYS, required=True) or {}
     user = ctx.collect(_section, process, "user", "process.user", _USER_KEYS) or {}
+    # A missing section is one error, not one more for each field it lacks.
+    has_process, has_root = data.get("process") is not None, data.get("root") is not None
     for base, obj in (("", data), ("process", process), ("linux", linux)):
         for key in _UNSUPPORTED[base]:
             _refuse_if_set(ctx, obj, key, base)
@@ -188,7 +190,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     configured_devices = ctx.collect(_parse_devices, linux.get("devices"), "linux.devices") or ()
     config = Config(
         source=source,
-        rootfs=ctx.collect(_parse_rootfs, _required(ctx, root, "path", "root"), "root.path"),
+        rootfs=ctx.collect(_parse_rootfs, _required(ctx, root, "path", "root") if has_root else "", "root.path"),
         readonlyfs=ctx.collect(_opt_bool, root.get("readonly"), "root.readonly"),
         hostname=ctx.collect(_parse_hostname, data.get("hostname"), "hostname"),
         namespaces=namespaces,
@@ -200,7 +202,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
         environment=ctx.collect(_parse_env, process.get("env"), "process.env"),
         user=ctx.collect(_parse_user, user, "process.user"),
         additional_groups=ctx.collect(_parse_gids, user.get("additionalGids"), "process.user.additionalGids"),
-        working_dir=ctx.collect(_parse_cwd, process.get("cwd"), "process.cwd"),
+        working_dir=ctx.collect(_parse_cwd, process.get("cwd"), "process.cwd") if has_process else "/",
         umask=ctx.collect(_parse_umask, user.get("umask"), "process.user.umask"),
         tty=ctx.collect(_opt_bool, process.get("terminal"), "process.terminal"),
         mask_paths=ctx.collect(_parse_path_list, linux.get("maskedPaths"), "linux.maskedPaths", ()),
@@ -224,7 +226,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     spec = OciSpec(
         bundle=bundle,
         config=config,
-        args=ctx.collect(_parse_args, process.get("args"), "process.args") or (),
+        args=(ctx.collect(_parse_args, process.get("args"), "process.args") if has_process else None) or (),
         oci_version=oci_version,
         annotations=ctx.collect(_parse_annotations, data.get("annotations"), "annotations") or (),
         hooks=ctx.collect(_parse_hooks, data.get("hooks"), "hooks") or Hooks(),

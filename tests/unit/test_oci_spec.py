@@ -326,6 +326,11 @@ def test_bad_configs_name_the_field(tmp_path: Path, change: dict, expected: str)
     assert errors(tmp_path, minimal(tmp_path, **change)) == [expected]
 
 
+def test_a_missing_section_is_one_error(tmp_path: Path) -> None:
+    assert errors(tmp_path, {"ociVersion": "1.0.2"}) == ["config.json: process: is required",
+                                                         "config.json: root: is required"]
+
+
 def test_every_bad_field_at_once(tmp_path: Path) -> None:
     data = minimal(tmp_path, linux={"namespaces": [{"type": "mount"}], "intelRdt": {"closID": "a"}})
     data["process"]["rlimits"] = [{"type": "RLIMIT_NOPE", "hard": 1, "soft": 1}]
