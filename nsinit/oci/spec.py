@@ -25,6 +25,7 @@ from nsinit.config.load import (
     _bool,
     _cap_sets,
     _check_cpu_list,
+    _check_every_string,
     _check_security_modules,
     _child,
     _clean_abs_path,
@@ -163,6 +164,8 @@ def load_bundle(bundle: str, container_id: str = "") -> tuple[OciSpec, list[str]
     path = os.path.join(bundle, CONFIG_FILE)
     if not os.path.isdir(bundle):
         raise ConfigError(bundle, "", "the bundle directory does not exist")
+    if not os.path.lexists(path):  # the loader's own message points at `nsinit spec`
+        raise ConfigError(path, "", "No such file or directory")
     data = _read_json(path, path)
     return parse_spec(data, CONFIG_FILE, bundle, container_id)
 
@@ -172,6 +175,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     ctx = _Context(source, bundle)
     if not isinstance(data, dict):
         ctx.fail("", "must be a JSON object")
+    _check_every_string(ctx, data)  # NULs and lone surrogates, once for the whole file
     ctx.check_keys(data, _TOP_KEYS, "")
     oci_version = ctx.collect(_parse_version, data.get("ociVersion"), "ociVersion") or ""
     process = ctx.collect(_section, data, "process", "process", _PROCESS_KEYS, required=True) or {}

@@ -326,6 +326,14 @@ def test_bad_configs_name_the_field(tmp_path: Path, change: dict, expected: str)
     assert errors(tmp_path, minimal(tmp_path, **change)) == [expected]
 
 
+def test_a_nul_or_a_lone_surrogate_anywhere_is_refused(tmp_path: Path) -> None:
+    data = minimal(tmp_path, annotations={"k": "a\x00b"})
+    data["process"]["env"] = ["A=\ud800"]
+    lines = errors(tmp_path, data)
+    assert len(lines) == 2 and lines[0].startswith("config.json: process.env[0]: ")
+    assert lines[1].startswith("config.json: annotations.k: ")
+
+
 def test_a_missing_section_is_one_error(tmp_path: Path) -> None:
     assert errors(tmp_path, {"ociVersion": "1.0.2"}) == ["config.json: process: is required",
                                                          "config.json: root: is required"]
