@@ -235,7 +235,7 @@ def main(argv: list[str]) -> int:
     log = RuntimeLog()
     command = ""
     try:
-        words = parse_words(argv, __doc__ or "", options_first=True) if argv else {"--help": True}
+        words: dict[str, Any] = parse_words(argv, __doc__ or "", options_first=True) if argv else {"--help": True}
         if words["--help"] or words["COMMAND"] == "help":
             print((__doc__ or "").strip())
             return 0

@@ -66,7 +66,8 @@ class Hooks:
 
     def of_kind(self, kind: str) -> tuple[Hook, ...]:
         """The hooks of ``kind``, spelled as in config.json ("createRuntime")."""
-        return getattr(self, dict(HOOK_KINDS)[kind])
+        hooks: tuple[Hook, ...] = getattr(self, dict(HOOK_KINDS)[kind])
+        return hooks
 
 
 class HookError(NsinitError):

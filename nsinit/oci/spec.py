@@ -262,8 +262,8 @@ def _parse_version(ctx: _Context, value: Any, path: str) -> str:
     return text
 
 
-def _section(ctx: _Context, obj: dict, key: str, path: str, known: frozenset[str], *,
-             required: bool = False) -> dict:
+def _section(ctx: _Context, obj: dict[str, Any], key: str, path: str, known: frozenset[str], *,
+             required: bool = False) -> dict[str, Any]:
     value = obj.get(key)
     if value is None:
         if required:
@@ -274,13 +274,13 @@ def _section(ctx: _Context, obj: dict, key: str, path: str, known: frozenset[str
     return section
 
 
-def _required(ctx: _Context, obj: dict, key: str, path: str) -> Any:
+def _required(ctx: _Context, obj: dict[str, Any], key: str, path: str) -> Any:
     if obj.get(key) is None:
         ctx.report(_child(path, key), "is required")
     return obj.get(key) or ""
 
 
-def _refuse_if_set(ctx: _Context, obj: dict, key: str, path: str) -> None:
+def _refuse_if_set(ctx: _Context, obj: dict[str, Any], key: str, path: str) -> None:
     if _is_set(obj.get(key)):
         ctx.report(_child(path, key), "not supported")
 
@@ -324,7 +324,7 @@ def _parse_cwd(ctx: _Context, value: Any, path: str) -> str:
     return _clean_abs_path(ctx, value, path, allow_dotdot=True)
 
 
-def _parse_user(ctx: _Context, user: dict, path: str) -> str:
+def _parse_user(ctx: _Context, user: dict[str, Any], path: str) -> str:
     """uid:gid, numeric, as the identity step takes it (no passwd lookup of
     the group: OCI gives exactly the ids and additionalGids)."""
     uid = _opt_int(ctx, user.get("uid"), _child(path, "uid"), lo=0, hi=2**32 - 2)
@@ -501,7 +501,8 @@ def _parse_device_rules(ctx: _Context, value: Any, path: str) -> dict[str, Any]:
         rules.append((allow, DeviceConfig(kind, "", major, minor, access), covers_all, rule_path))
     last_all = max((i for i, rule in enumerate(rules) if rule[2]), default=-1)
     allow_all = last_all >= 0 and rules[last_all][0]
-    allowed, denied = [], []
+    allowed: list[DeviceConfig] = []
+    denied: list[DeviceConfig] = []
     for allow, device, _, rule_path in rules[last_all + 1:]:
         if allow and denied:
             ctx.fail(rule_path, "an allow after a deny is not supported (list the denies last)")
@@ -514,7 +515,7 @@ def _parse_device_rules(ctx: _Context, value: Any, path: str) -> dict[str, Any]:
 
 # --- cgroups -----------------------------------------------------------------
 
-def _parse_cgroups(ctx: _Context, linux: dict, container_id: str) -> CgroupConfig:
+def _parse_cgroups(ctx: _Context, linux: dict[str, Any], container_id: str) -> CgroupConfig:
     path = _opt_str(ctx, linux.get("cgroupsPath"), "linux.cgroupsPath")
     if ":" in path:
         ctx.fail("linux.cgroupsPath", f'"{path}" is the systemd form (slice:prefix:name); nsinit '
@@ -537,7 +538,7 @@ def _parse_cgroups(ctx: _Context, linux: dict, container_id: str) -> CgroupConfi
     return CgroupConfig(name="" if path else container_id, path=path, resources=CgroupResources(**limits))
 
 
-def _subsection(ctx: _Context, resources: dict, path: str, known: frozenset[str]) -> dict:
+def _subsection(ctx: _Context, resources: dict[str, Any], path: str, known: frozenset[str]) -> dict[str, Any]:
     key = path.rsplit(".", 1)[1]
     obj = _section(ctx, resources, key, path, known)
     for name in _UNSUPPORTED.get(path, ()):
@@ -545,13 +546,13 @@ def _subsection(ctx: _Context, resources: dict, path: str, known: frozenset[str]
     return obj
 
 
-def _limit(ctx: _Context, obj: dict, key: str, path: str, *, unlimited: bool = False) -> int | None:
+def _limit(ctx: _Context, obj: dict[str, Any], key: str, path: str, *, unlimited: bool = False) -> int | None:
     """A count or size; 0 is "not set" (Go's zero value), -1 unlimited where allowed."""
     value = _opt_int(ctx, obj.get(key), _child(path, key), lo=-1 if unlimited else 0)
     return value or None
 
 
-def _parse_memory(ctx: _Context, resources: dict, path: str) -> dict[str, Any]:
+def _parse_memory(ctx: _Context, resources: dict[str, Any], path: str) -> dict[str, Any]:
     obj = _subsection(ctx, resources, path, _MEMORY_KEYS)
     limit = _opt_int(ctx, obj.get("limit"), _child(path, "limit"), lo=-1)
     if obj.get("useHierarchy") is False:
@@ -569,7 +570,7 @@ def _parse_memory(ctx: _Context, resources: dict, path: str) -> dict[str, Any]:
     }
 
 
-def _parse_cpu(ctx: _Context, resources: dict, path: str) -> dict[str, Any]:
+def _parse_cpu(ctx: _Context, resources: dict[str, Any], path: str) -> dict[str, Any]:
     obj = _subsection(ctx, resources, path, _CPU_KEYS)
     cpu_lists = {}
     for key, target in (("cpus", "cpuset_cpus"), ("mems", "cpuset_mems")):
@@ -585,12 +586,12 @@ def _parse_cpu(ctx: _Context, resources: dict, path: str) -> dict[str, Any]:
     }
 
 
-def _parse_pids(ctx: _Context, resources: dict, path: str) -> dict[str, Any]:
+def _parse_pids(ctx: _Context, resources: dict[str, Any], path: str) -> dict[str, Any]:
     obj = _subsection(ctx, resources, path, frozenset({"limit"}))
     return {"pids_limit": _limit(ctx, obj, "limit", path, unlimited=True)}
 
 
-def _parse_block_io(ctx: _Context, resources: dict, path: str) -> dict[str, Any]:
+def _parse_block_io(ctx: _Context, resources: dict[str, Any], path: str) -> dict[str, Any]:
     obj = _subsection(ctx, resources, path, _BLOCK_IO_KEYS)
     limits: dict[str, Any] = {"blkio_weight": _limit(ctx, obj, "weight", path)}
     for key, target in _THROTTLES:
@@ -646,24 +647,24 @@ def _parse_hook(ctx: _Context, item: Any, path: str) -> Hook:
 
 # --- rules across fields -----------------------------------------------------
 
-def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict) -> None:
+def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict[str, Any]) -> None:
     """What would change the host, or cannot work, without the namespace."""
 
-    def need(namespace: str, field: str) -> None:
+    def need(namespace: str, where: str) -> None:
         if not config.has_namespace(namespace):
-            ctx.report(field, f'requires a "{_OCI_NAMESPACE_NAMES[namespace]}" namespace in linux.namespaces')
+            ctx.report(where, f'requires a "{_OCI_NAMESPACE_NAMES[namespace]}" namespace in linux.namespaces')
 
     # pivot_root into the bundle's rootfs needs a mount namespace of its own.
     need("NEWNS", "root.path")
     if config.hostname:
         need("NEWUTS", "hostname")
-    for field, key in (("uid_mappings", "uidMappings"), ("gid_mappings", "gidMappings")):
-        if getattr(config, field):
+    for attribute, key in (("uid_mappings", "uidMappings"), ("gid_mappings", "gidMappings")):
+        if getattr(config, attribute):
             need("NEWUSER", f"linux.{key}")
     user_ns = config.namespace("NEWUSER")
     if user_ns is not None and not user_ns.path:
-        for field, key in (("uid_mappings", "uidMappings"), ("gid_mappings", "gidMappings")):
-            if not getattr(config, field):
+        for attribute, key in (("uid_mappings", "uidMappings"), ("gid_mappings", "gidMappings")):
+            if not getattr(config, attribute):
                 ctx.report(f"linux.{key}", 'is required by a new "user" namespace')
     for key, _ in config.sysctl:
         namespace = _sysctl_namespace(key)
