@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def features() -> dict[str, Any]:
     from nsinit import __version__
-    from nsinit.config import load
+    from nsinit.config import load, seccomp
 
     # Only what spec.py turns into a mount: the mount(2) flags, their
     # negations, propagation and runc's tmpcopyup; anything else goes to the
@@ -31,8 +31,9 @@ def features() -> dict[str, Any]:
             "namespaces": sorted(NAMESPACES),
             "capabilities": list(names.CAPABILITIES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            # The OCI form of linux.seccomp is refused until the seccomp filter is merged.
-            "seccomp": {"enabled": False},
+            "seccomp": {"enabled": True, "actions": sorted(name for name in seccomp.ACTIONS if name.startswith("SCMP_ACT_")),
+                        "operators": [f"SCMP_CMP_{op.upper()}" for op in seccomp.OPERATORS],
+                        "archs": sorted({f"SCMP_ARCH_{arch.upper()}" for arch in seccomp.ARCH_ALIASES.values()})},
             "apparmor": {"enabled": load._apparmor_enabled()},
             "selinux": {"enabled": os.path.isdir(load.SELINUX_FS)},
         },

@@ -187,7 +187,6 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     for base, obj in (("", data), ("process", process), ("linux", linux)):
         for key in _UNSUPPORTED[base]:
             _refuse_if_set(ctx, obj, key, base)
-    ctx.collect(_refuse_seccomp, linux.get("seccomp"), "linux.seccomp")
 
     namespaces = ctx.collect(_parse_namespaces, linux.get("namespaces"), "linux.namespaces") or ()
     new_netns = any(ns.type == "NEWNET" and not ns.path for ns in namespaces)
@@ -225,6 +224,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
         # Nobody supervises an OCI container: the runtime process that made
         # it exits at once, and its death must not kill the container.
         parent_death_signal=0,
+        seccomp=ctx.collect(_parse_seccomp, linux.get("seccomp"), "linux.seccomp"),
     )
     ctx.collect(_check_rootfs_propagation, linux.get("rootfsPropagation"), "linux.rootfsPropagation")
     spec = OciSpec(
@@ -285,14 +285,16 @@ def _refuse_if_set(ctx: _Context, obj: dict[str, Any], key: str, path: str) -> N
         ctx.report(_child(path, key), "not supported")
 
 
-def _refuse_seccomp(ctx: _Context, value: Any, path: str) -> None:
+def _parse_seccomp(ctx: _Context, value: Any, path: str) -> Any:
+    """linux.seccomp through the seccomp filter's own OCI-form parser
+    (nsinit.config.seccomp, imported only when a config has a filter)."""
     if value is None:
-        return
-    # SECCOMP HOOK: map linux.seccomp onto the seccomp branch's filter here
-    # (nsinit.config.seccomp.parse_oci) once it is on main; until then a
-    # filter is refused, never run unfiltered.
-    ctx.fail(path, "not supported yet: nsinit cannot load a seccomp filter "
-                   "(refusing to run the container unfiltered)")
+        return None
+    from nsinit.config import seccomp
+
+    config, warnings = seccomp.parse_oci(value, ctx.source, path)
+    ctx.warnings.extend(warnings)
+    return config
 
 
 def _check_rootfs_propagation(ctx: _Context, value: Any, path: str) -> None:

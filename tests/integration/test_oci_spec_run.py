@@ -22,13 +22,14 @@ from nsinit.oci.spec import parse_spec
 pytestmark = needs_root
 
 DATA = REPO / "tests" / "unit" / "data" / "oci"
-PROBE = ("grep -E '^(Cap|NoNewPrivs|Groups)' /proc/self/status; id -u; id -g; ulimit -n; umask; "
+PROBE = ("grep -E '^(Cap|NoNewPrivs|Groups|Seccomp)' /proc/self/status; id -u; id -g; ulimit -n; umask; "
          "hostname; grep pids /proc/self/cgroup; cat /proc/self/mountinfo")
 
 
-def bundle_from(name: str, tmp_path: Path, rootfs: Path) -> dict:
+def bundle_from(name: str, tmp_path: Path, rootfs: Path, *, keep_seccomp: bool = False) -> dict:
     data = json.loads((DATA / f"{name}.json").read_text())
-    data["linux"].pop("seccomp", None)   # refused until the seccomp filter lands
+    if not keep_seccomp:
+        data["linux"].pop("seccomp", None)   # its own test below
     data["root"]["path"] = str(rootfs)
     for i, mount in enumerate(data.get("mounts", [])):
         if mount.get("type") == "bind":
@@ -64,10 +65,11 @@ def test_podmans_config_runs_as_podman_asked(tmp_path: Path, rootfs: Path, no_re
     assert int(status["CapBnd"], 16) == int(status["CapEff"], 16) == wanted == 0x800405FB
     assert int(status["CapInh"], 16) == int(status["CapAmb"], 16) == 0
     assert status["Groups"] == "10" and status["NoNewPrivs"] == "0"
+    assert status["Seccomp"] == "0"  # this test runs it without its filter
     lines = out.splitlines()
-    assert lines[7:12] == ["0", "0", "1024", "0022", data["hostname"]]
-    assert lines[12].endswith(f":pids:/nsinit-oci-{tmp_path.name}")
-    mounted = {line.split()[4]: line.split()[5] for line in lines[13:]}
+    assert lines[9:14] == ["0", "0", "1024", "0022", data["hostname"]]
+    assert lines[14].endswith(f":pids:/nsinit-oci-{tmp_path.name}")
+    mounted = {line.split()[4]: line.split()[5] for line in lines[15:]}
     assert mounted["/etc/hosts"].startswith("rw") and mounted["/sys"].startswith("ro")
     assert mounted["/sys/fs/cgroup"].startswith("ro") and "/run/.containerenv" in mounted
 
@@ -121,3 +123,19 @@ def test_podmans_read_only_root_with_tmpcopyup(tmp_path: Path, rootfs: Path, no_
                    "root-read-only", "tmpfs"]
     # The image itself is untouched: the write went to the tmpfs.
     assert (rootfs / "tmp" / "sub" / "kept").read_text() == "from the image\n"
+
+
+def test_podmans_seccomp_profile_is_enforced(tmp_path: Path, rootfs: Path, no_residue: None,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    data = bundle_from("podman-default", tmp_path, rootfs, keep_seccomp=True)
+    spec, _ = parse_spec(data, "config.json", str(tmp_path), "sc")
+    assert spec.config.seccomp is not None and spec.config.seccomp.default_errno_ret == 38
+    state_root = tmp_path / "state"
+    state_root.mkdir()
+    # swapoff is in the profile's EPERM list; the filter answers before the kernel checks caps.
+    probe = "grep -E '^Seccomp(_filters)?:' /proc/self/status; swapoff /x 2>&1; true"
+    code = Container(str(state_root), spec.config).run(Process(args=["/bin/sh", "-c", probe], tty=False))
+    out = capfd.readouterr().out
+    assert code == 0, out
+    status = dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+    assert status["Seccomp"].strip() == "2" and status["Seccomp_filters"].strip() == "1"

@@ -52,7 +52,8 @@ def test_features_in_runcs_shape() -> None:
     linux = features["linux"]
     assert set(linux["namespaces"]) == {"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}
     assert "CAP_SYS_ADMIN" in linux["capabilities"]
-    assert linux["cgroup"]["systemd"] is False and linux["seccomp"] == {"enabled": False}
+    assert linux["cgroup"]["systemd"] is False and linux["seccomp"]["enabled"] is True
+    assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"] and "SCMP_ARCH_X86_64" in linux["seccomp"]["archs"]
 
 
 @pytest.mark.parametrize("command, argv", [

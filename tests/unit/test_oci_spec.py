@@ -168,9 +168,15 @@ def test_podman_network_ns_path_and_host_pid(tmp_path: Path) -> None:
     assert config.namespace("NEWNET") == NamespaceConfig("NEWNET", "/run/netns/ocicap")
 
 
-def test_podman_seccomp_is_refused_not_run_unfiltered(tmp_path: Path) -> None:
-    lines = errors(tmp_path, captured("podman-default", tmp_path, keep_seccomp=True))
-    assert len(lines) == 1 and lines[0].startswith("config.json: linux.seccomp: not supported yet")
+def test_podman_seccomp_profile_is_read_by_the_filters_parser(tmp_path: Path) -> None:
+    seccomp = parse(tmp_path, captured("podman-default", tmp_path, keep_seccomp=True))[0].config.seccomp
+    assert seccomp.default_action == "errno" and seccomp.default_errno_ret == 38
+    assert seccomp.architectures == ("x86_64", "x86", "x32")
+    assert any("swapoff" in rule.names and rule.errno_ret == 1 for rule in seccomp.syscalls)
+    assert any(rule.args for rule in seccomp.syscalls)  # podman's rules with argument comparisons
+    data = minimal(tmp_path)
+    data["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_NOPE"}
+    assert errors(tmp_path, data)[0].startswith("config.json: linux.seccomp.defaultAction: ")
 
 
 # --- what containerd writes --------------------------------------------------
