@@ -10,6 +10,10 @@ the field path that is wrong (``mounts[2].destination: must be an absolute
 path``).  Unknown keys are warnings, not errors: Go's decoder ignored them, and
 old files carry keys of retired features.
 
+The part parsers here (mounts, capabilities, rlimits, sysctl, devices, umask,
+the error-collecting ``_Context``) also read an OCI config.json
+(nsinit/oci/spec.py): one meaning per part through both front doors.
+
 This module is on the start-up path of every container, so it imports only
 small stdlib modules; ``ipaddress`` is imported inside the one function that
 checks addresses.
@@ -900,7 +904,12 @@ def _parse_mount(ctx: _Context, item: Any, path: str) -> MountConfig | None:
         _warn_if_set(ctx, obj, key, path)
     destination = _mount_destination(ctx, obj.get("destination"), _child(path, "destination"))
     source = _mount_source(ctx, obj.get("source"), _child(path, "source"), device)
-    return MountConfig(source, destination, device, flags, data, propagation)
+    # runc's "tmpcopyup" is no filesystem option: taken out of the data.
+    copy_up = "tmpcopyup" in data.split(",")
+    if copy_up and device != "tmpfs":
+        ctx.fail(path, '"tmpcopyup" applies to tmpfs mounts only')
+    data = ",".join(part for part in data.split(",") if part != "tmpcopyup")
+    return MountConfig(source, destination, device, flags, data, propagation, copy_up)
 
 
 def _mount_2014(ctx: _Context, obj: dict, path: str, device: str) -> tuple[int, int, str]:

@@ -41,6 +41,9 @@ class MountConfig:
     # MS_PRIVATE/MS_SLAVE/MS_SHARED/MS_UNBINDABLE (|MS_REC), applied by a
     # second mount(2) after mounting; 0 = leave propagation alone.
     propagation: int = 0
+    # tmpfs only: start with a copy of the directory it covers (runc's
+    # "tmpcopyup" option, nsinit.mount.copyup).
+    copy_up: bool = False
 
 
 @record(frozen=True)

@@ -128,7 +128,7 @@ def _mount_to_dict(mount: MountConfig) -> dict[str, Any]:
         "destination": mount.destination,
         "device": mount.device,
         "flags": _mount_flag_names(mount.flags, mount.propagation),
-        "data": mount.data,
+        "data": ",".join(filter(None, [mount.data, "tmpcopyup" if mount.copy_up else ""])),
     }
 
 
@@ -214,7 +214,9 @@ def _mount_from_dict(data: dict[str, Any]) -> MountConfig:
             propagation = names.MOUNT_PROPAGATION[item]
         else:
             flags |= names.MOUNT_FLAGS[item]
-    return MountConfig(data["source"], data["destination"], data["device"], flags, data["data"], propagation)
+    options = data["data"].split(",")
+    return MountConfig(data["source"], data["destination"], data["device"], flags,
+                       ",".join(o for o in options if o != "tmpcopyup"), propagation, "tmpcopyup" in options)
 
 
 def _cgroups_from_dict(data: dict[str, Any]) -> CgroupConfig:

@@ -40,6 +40,7 @@ from nsinit.mount.flags import (
     OPERATION_FLAGS,
     STATVFS_TO_MS,
 )
+from nsinit.mount import copyup
 from nsinit.mount.paths import fd_path, inside, open_in_root, resolve_in_root
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -115,7 +116,7 @@ def _mount_entry(config: Config, rootfs: str, root_fd: int, m: MountConfig) -> N
             set_propagation(rootfs, root_fd, m.destination, m.propagation)
     elif kind == "tmpfs":
         mount_tmpfs(rootfs, root_fd, m.source or "tmpfs", m.destination, m.flags, data,
-                    m.propagation)
+                    m.propagation, copy_up=m.copy_up)
     elif kind == "mqueue":
         try:
             mount_fs(rootfs, root_fd, m.source or "mqueue", m.destination, "mqueue",
@@ -267,20 +268,47 @@ def new_mount_flags(flags: int) -> int:
 
 
 def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags: int,
-                data: str | None, propagation: int = 0) -> None:
+                data: str | None, propagation: int = 0, *, copy_up: bool = False) -> None:
     """tmpfs, keeping the mode the destination directory had (runc does so too).
 
     Without it a tmpfs root is 1777, so a tmpfs over e.g. /run would make it
     world-writable.  The mode goes into the mount data: no chmod afterwards.
+    With ``copy_up`` the new tmpfs gets a copy of what it covers (tmpcopyup).
     """
-    if not _has_option(data, "mode"):
-        fd = open_destination(rootfs, root_fd, destination)
+    fd = open_destination(rootfs, root_fd, destination)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        covered = copyup.open_covered(fd) if copy_up else -1  # before the tmpfs hides it
+    finally:
+        os.close(fd)
+    try:
+        if not _has_option(data, "mode"):
+            data = tmpfs_data(data, mode)
+        mount_fs(rootfs, root_fd, source, destination, "tmpfs", flags & ~MS_RDONLY if copy_up else flags,
+                 data, propagation)
+        if copy_up:
+            copy_into_tmpfs(rootfs, root_fd, covered, destination, flags)
+    finally:
+        if covered >= 0:
+            os.close(covered)
+
+
+def copy_into_tmpfs(rootfs: str, root_fd: int, covered: int, destination: str, flags: int) -> None:
+    """Fill the tmpfs just mounted at ``destination`` from ``covered``; then make it read-only if asked."""
+    fd = open_destination(rootfs, root_fd, destination)  # again: now the tmpfs, not what it covers
+    try:
+        target = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            copyup.copy_tree(covered, target)
+        except OSError as err:
+            where = f" ({err.filename})" if isinstance(err.filename, str) else ""
+            raise NsinitError("mount", f"tmpcopyup of {inside(destination)}{where}: {errno_text(err)}") from None
         finally:
-            os.close(fd)
-        data = tmpfs_data(data, mode)
-    mount_fs(rootfs, root_fd, source, destination, "tmpfs", flags, data, propagation)
+            os.close(target)
+        if flags & MS_RDONLY:
+            remount_bind(fd_path(fd), MS_RDONLY, label=inside(destination))
+    finally:
+        os.close(fd)
 
 
 def tmpfs_data(data: str | None, mode: int) -> str:

@@ -50,6 +50,7 @@ def test_plain_exec_path_imports_no_heavy_modules(tmp_path: pathlib.Path) -> Non
     assert not loaded & set(KEPT_OFF)
     # Teaching (explain, inspect, the timeline) is never paid for by a container.
     assert not {m for m in loaded if m.startswith("nsinit.teach") or m == "nsinit.mount.plan"}
+    assert not [name for name in loaded if name.startswith("nsinit.oci")]  # the OCI front door's own
 
 
 def test_the_config_package_loads_its_loader_on_first_use() -> None:

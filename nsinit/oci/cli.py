@@ -1,0 +1,396 @@
+"""nsinit-runc: runc's command line over nsinit, for podman, containerd and friends.
+
+Usage:
+  nsinit-runc [options] COMMAND [ARG...]
+  nsinit-runc (-h | --help)
+  nsinit-runc (-v | --version)
+
+Commands:
+  create, start, run, state, kill, delete, exec, ps, pause, resume, update,
+  list, events, checkpoint, restore: need the two-step lifecycle (not yet)
+  spec       write a default config.json (runc spec)
+  features   what this runtime supports, as JSON (runc features)
+
+Options:
+  --root DIR          Where container state lives (default: /run/nsinit-runc,
+                      or $XDG_RUNTIME_DIR/nsinit-runc when not root).
+  --log FILE          Also write messages to FILE.
+  --log-format FMT    text or json [default: text].
+  --debug             Write debug messages to the log too.
+  --systemd-cgroup    Let systemd manage cgroups: refused, PID 1 is no systemd here.
+  --criu PATH         The criu binary, for checkpoint and restore [default: criu].
+  --rootless VALUE    true, false or auto [default: auto].
+  -h --help           Show this text.
+  -v --version        Print the version (runc's format).
+
+Exit status: 0 on success, 1 on any failure (a bad bundle, a bad argument).
+Errors are one line on stderr, and with --log in the log too; nothing is
+written to stderr on success (engines pass it to the container).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from nsinit.errors import ConfigErrors, NsinitError
+from nsinit.record import record
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from nsinit.oci.log import RuntimeLog
+
+PROGRAM = "nsinit-runc"
+EXIT_FAILED = 1
+NOT_YET = "not yet: needs the two-step lifecycle"
+LOG_FORMATS = ("text", "json")
+ROOTLESS_VALUES = ("true", "false", "auto")
+
+
+@record
+class Globals:
+    """runc's global options, parsed, for every command."""
+    root: str
+    log: RuntimeLog
+    debug: bool = False
+    criu: str = "criu"
+    rootless: str = "auto"
+
+    def warn(self, message: str) -> None:
+        # Never on stderr: an engine passes that fd on as the container's stderr.
+        self.log.warning(message)
+
+
+# --- each command's usage: docopt reads these, both --x=v and --x v ----------
+
+_HELP = "  -h --help  Show this text.\n"
+
+USAGES: dict[str, str] = {
+    "create": """Usage: nsinit-runc create [options] ID
+
+Options:
+  -b DIR --bundle DIR     The bundle directory [default: .].
+  --console-socket PATH   Send the pty master to this AF_UNIX socket.
+  --pid-file FILE         Write the container's init pid here.
+  --no-pivot              Do not use pivot_root.
+  --no-new-keyring        Keep the caller's session keyring.
+  --preserve-fds N        Pass N more fds (from 3) to the init [default: 0].
+""",
+    "run": """Usage: nsinit-runc run [options] ID
+
+Options:
+  -b DIR --bundle DIR     The bundle directory [default: .].
+  --console-socket PATH   Send the pty master to this AF_UNIX socket.
+  -d --detach             Do not wait for the container.
+  --keep                  Do not delete the container after it exits.
+  --pid-file FILE         Write the container's init pid here.
+  --no-subreaper          Do not become a child subreaper.
+  --no-pivot              Do not use pivot_root.
+  --no-new-keyring        Keep the caller's session keyring.
+  --preserve-fds N        Pass N more fds (from 3) to the init [default: 0].
+""",
+    "start": "Usage: nsinit-runc start [options] ID\n\nOptions:\n",
+    "state": "Usage: nsinit-runc state [options] ID\n\nOptions:\n",
+    "pause": "Usage: nsinit-runc pause [options] ID\n\nOptions:\n",
+    "resume": "Usage: nsinit-runc resume [options] ID\n\nOptions:\n",
+    "kill": """Usage: nsinit-runc kill [options] ID [SIGNAL]
+
+Options:
+  -a --all  Signal every process of the container.
+""",
+    "delete": """Usage: nsinit-runc delete [options] ID
+
+Options:
+  -f --force  Kill a running container first; an unknown ID is no error.
+""",
+    "exec": """Usage: nsinit-runc exec [options] ID [COMMAND...]
+
+Options:
+  --console-socket PATH   Send the pty master to this AF_UNIX socket.
+  --cwd DIR               Working directory.
+  -e K=V --env K=V        Environment variable (repeatable).
+  -t --tty                Allocate a pty.
+  -u UID --user UID       uid[:gid].
+  -g GID --additional-gids GID  Supplementary group (repeatable).
+  -p FILE --process FILE  The process, as runtime-spec Process JSON.
+  -d --detach             Do not wait for the process.
+  --pid-file FILE         Write the process's pid here.
+  --process-label LABEL   SELinux label.
+  --apparmor PROFILE      AppArmor profile.
+  --no-new-privs          Set no_new_privs.
+  -c CAP --cap CAP        Capability to add (repeatable).
+  --preserve-fds N        Pass N more fds (from 3) [default: 0].
+  --cgroup PATH           Sub-cgroup to join (repeatable).
+  --ignore-paused         Exec into a paused container.
+""",
+    "ps": """Usage: nsinit-runc ps [options] ID [PS_ARG...]
+
+Options:
+  -f FMT --format FMT  table or json [default: table].
+""",
+    "update": """Usage: nsinit-runc update [options] ID
+
+Options:
+  -r FILE --resources FILE  runtime-spec LinuxResources JSON ("-" = stdin).
+  --blkio-weight N
+  --cpu-period N
+  --cpu-quota N
+  --cpu-share N
+  --cpu-rt-period N
+  --cpu-rt-runtime N
+  --cpuset-cpus LIST
+  --cpuset-mems LIST
+  --kernel-memory N
+  --kernel-memory-tcp N
+  --memory N
+  --memory-reservation N
+  --memory-swap N
+  --pids-limit N
+  --l3-cache-schema S
+  --mem-bw-schema S
+""",
+    "list": """Usage: nsinit-runc list [options]
+
+Options:
+  -f FMT --format FMT  table or json [default: table].
+  -q --quiet           Only the IDs.
+""",
+    "events": """Usage: nsinit-runc events [options] ID
+
+Options:
+  --interval T  Stats interval [default: 5s].
+  --stats       Print stats once and exit.
+""",
+    "checkpoint": """Usage: nsinit-runc checkpoint [options] ID
+
+Options:
+  --image-path DIR
+  --work-path DIR
+  --parent-path DIR
+  --leave-running
+  --tcp-established
+  --ext-unix-sk
+  --shell-job
+  --lazy-pages
+  --status-fd FD
+  --page-server ADDR
+  --file-locks
+  --pre-dump
+  --manage-cgroups-mode MODE
+  --empty-ns NS
+  --auto-dedup
+""",
+    "restore": """Usage: nsinit-runc restore [options] ID
+
+Options:
+  --console-socket PATH
+  --image-path DIR
+  --work-path DIR
+  --tcp-established
+  --ext-unix-sk
+  --shell-job
+  --file-locks
+  --manage-cgroups-mode MODE
+  -b DIR --bundle DIR  [default: .]
+  -d --detach
+  --pid-file FILE
+  --no-subreaper
+  --no-pivot
+  --empty-ns NS
+  --auto-dedup
+  --lazy-pages
+  --lsm-profile P
+  --lsm-mount-context C
+""",
+    "spec": """Usage: nsinit-runc spec [options]
+
+Options:
+  -b DIR --bundle DIR  Where to write config.json [default: .].
+  --rootless           A spec for a container run without root.
+""",
+    "features": "Usage: nsinit-runc features [options]\n\nOptions:\n",
+}
+# Commands whose arguments after the ID belong to the process: options stop there.
+_OPTIONS_FIRST = frozenset({"exec", "ps"})
+
+
+# --- entry points ------------------------------------------------------------
+
+def run() -> None:
+    """Console script: main(), flush, leave without interpreter teardown."""
+    code = main(sys.argv[1:])
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except BrokenPipeError:
+            pass  # our reader went away; nothing to tell it
+    os._exit(code)
+
+
+def main(argv: list[str]) -> int:
+    from nsinit.oci.log import RuntimeLog
+
+    log = RuntimeLog()
+    command = ""
+    try:
+        words: dict[str, Any] = parse_words(argv, __doc__ or "", options_first=True) if argv else {"--help": True}
+        if words["--help"] or words["COMMAND"] == "help":
+            print((__doc__ or "").strip())
+            return 0
+        if words["--version"]:
+            print(version_text())
+            return 0
+        globals_ = parse_globals(words)
+        log = globals_.log
+        if words["--systemd-cgroup"]:
+            # podman sends it when its cgroup manager is systemd: say so rather
+            # than put the container where systemd does not look.
+            raise NsinitError("", "--systemd-cgroup: not supported: PID 1 is not systemd on this machine; "
+                                  "nsinit manages cgroupfs (podman: --cgroup-manager cgroupfs)")
+        command = words["COMMAND"]
+        if command not in COMMANDS:
+            raise NsinitError("", f'unknown command "{command}" (see {PROGRAM} --help)')
+        usage = USAGES[command] + _HELP
+        if _asks_for_help(words["ARG"], options_first=command in _OPTIONS_FIRST):
+            print(usage.strip())
+            return 0
+        args = parse_words([command, *words["ARG"]], usage, options_first=command in _OPTIONS_FIRST)
+        return COMMANDS[command](globals_, args)
+    except ConfigErrors as errors:
+        for error in errors.errors:
+            report(log, command, str(error))
+    except NsinitError as err:
+        report(log, command, str(err))
+    except BrokenPipeError:
+        pass  # our reader went away (`nsinit-runc features | head`)
+    return EXIT_FAILED
+
+
+def _asks_for_help(words: list[str], *, options_first: bool) -> bool:
+    """-h/--help among the command's own options (before its first
+    argument for exec and ps, whose later words are the process's)."""
+    for word in words:
+        if word in ("-h", "--help"):
+            return True
+        if word == "--" or (options_first and not word.startswith("-")):
+            return False
+    return False
+
+
+def report(log: RuntimeLog, command: str, message: str) -> None:
+    """One line on stderr (conmon and the shim forward it) and in the log."""
+    line = f"{command}: {message}" if command else message
+    sys.stderr.write(f"{PROGRAM}: {line}\n")
+    try:
+        log.error(line)
+    except OSError as err:  # the log is extra; stderr already has the message
+        sys.stderr.write(f"{PROGRAM}: --log {log.path}: {err.strerror or err}\n")
+
+
+def parse_words(argv: list[str], usage: str, *, options_first: bool) -> dict[str, Any]:
+    """docopt's parse; a usage error is one line with the usage pattern."""
+    from docopt import DocoptExit, docopt
+
+    try:
+        return docopt(usage, argv=argv, default_help=False, options_first=options_first)
+    except DocoptExit:
+        patterns = [line.replace("Usage:", "").strip() for line in usage.splitlines()
+                    if line.startswith(("Usage:", f"  {PROGRAM} [options]"))]
+        patterns = [pattern for pattern in patterns if pattern]
+        raise NsinitError("", f"bad arguments; usage: {patterns[0]}") from None
+
+
+def parse_globals(words: dict[str, Any]) -> Globals:
+    from nsinit.oci.log import RuntimeLog
+
+    log_format = words["--log-format"]
+    # Checked before anything is logged: a bad format cannot write its own error.
+    if log_format not in LOG_FORMATS:
+        raise NsinitError("", f'--log-format: "{log_format}" is not one of text, json')
+    log = RuntimeLog(words["--log"], log_format, debug=bool(words["--debug"]))
+    if words["--rootless"] not in ROOTLESS_VALUES:
+        raise NsinitError("", f'--rootless: "{words["--rootless"]}" is not one of true, false, auto')
+    return Globals(root=default_root(words["--root"]), log=log, debug=bool(words["--debug"]),
+                   criu=words["--criu"], rootless=words["--rootless"])
+
+
+def default_root(given: str | None) -> str:
+    """runc's rule: /run/<runtime> as root, $XDG_RUNTIME_DIR/<runtime> without
+    (podman passes XDG_RUNTIME_DIR to a rootless runtime)."""
+    if given:
+        return os.path.abspath(given)
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() != 0 and runtime_dir:
+        return os.path.join(runtime_dir, PROGRAM)
+    return f"/run/{PROGRAM}"
+
+
+def version_text() -> str:
+    from nsinit import __version__
+    from nsinit.oci.spec import SPEC_VERSION
+
+    # go-runc reads "runc version X", "commit: ..." and "spec: ..." by prefix.
+    return (f"runc version {__version__}\n"
+            f"spec: {SPEC_VERSION}\n"
+            f"commit: nsinit {__version__}\n"
+            f"python: {sys.version.split()[0]}")
+
+
+# --- commands ----------------------------------------------------------------
+
+def cmd_not_yet(globals_: Globals, args: dict[str, Any]) -> int:
+    """Recognised, flags parsed; the body comes with the two-step lifecycle."""
+    raise NsinitError("", NOT_YET)
+
+
+def cmd_create(globals_: Globals, args: dict[str, Any]) -> int:
+    """create and run: the bundle is read and checked now (a bad one fails
+    with its field named); building the container needs the lifecycle."""
+    load_checked_bundle(globals_, args["--bundle"], args["ID"])
+    raise NsinitError("", NOT_YET)
+
+
+def load_checked_bundle(globals_: Globals, bundle: str, container_id: str) -> Any:
+    """The bundle's OciSpec; warnings (unknown keys) go to the log only."""
+    from nsinit.oci.spec import load_bundle
+
+    spec, warnings = load_bundle(bundle, container_id)
+    for warning in warnings:
+        globals_.warn(warning)
+    return spec
+
+
+def cmd_features(globals_: Globals, args: dict[str, Any]) -> int:
+    from nsinit import jsontext
+    from nsinit.oci.features import features
+
+    print(jsontext.dumps(features(), indent=4))
+    return 0
+
+
+def cmd_spec(globals_: Globals, args: dict[str, Any]) -> int:
+    from nsinit import jsontext
+    from nsinit.oci.defaults import default_spec
+
+    path = os.path.join(args["--bundle"], "config.json")
+    spec = default_spec(rootless=bool(args["--rootless"]))
+    try:
+        # O_EXCL: never overwrite a config (runc: "File config.json exists. Remove it first").
+        with open(path, "x") as f:
+            f.write(jsontext.dumps(spec, indent=4) + "\n")
+    except FileExistsError:
+        raise NsinitError("", f"{os.path.abspath(path)} exists: remove it first") from None
+    except OSError as err:
+        raise NsinitError("", f"{os.path.abspath(path)}: {err.strerror or err}") from None
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Globals, dict[str, Any]], int]] = {
+    **{name: cmd_not_yet for name in USAGES},
+    "create": cmd_create,
+    "run": cmd_create,
+    "features": cmd_features,
+    "spec": cmd_spec,
+}

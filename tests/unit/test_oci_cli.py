@@ -1,0 +1,195 @@
+"""nsinit-runc's command line: what podman, conmon, containerd and go-runc send and
+read (shared/reference/oci-clients.md), run as a real process."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from nsinit.oci.cli import USAGES
+from nsinit.oci.spec import load_bundle
+
+NOT_YET = "not yet: needs the two-step lifecycle"
+
+
+def runc(*argv: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "nsinit.oci", *argv], capture_output=True, text=True,
+                          cwd=cwd, input=stdin, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def failed(done: subprocess.CompletedProcess[str]) -> str:
+    """The one stderr line of a run that must have failed with exit 1."""
+    assert done.returncode == 1, done
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_version_as_go_runc_parses_it() -> None:
+    done = runc("--version")
+    assert done.returncode == 0 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("runc version ") and len(lines[0].split()) == 3
+    assert lines[1] == "spec: 1.1.0"
+    assert runc("-v").stdout == done.stdout
+
+
+def test_features_in_runcs_shape() -> None:
+    done = runc("features")
+    assert done.returncode == 0
+    features = json.loads(done.stdout)
+    assert features["ociVersionMin"] == "1.0.0" and features["ociVersionMax"] == "1.1.0"
+    assert features["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
+                                 "poststart", "poststop"]
+    assert {"rbind", "rprivate", "ro", "nosuid"} <= set(features["mountOptions"])
+    assert "tmpcopyup" in features["mountOptions"] and "rro" not in features["mountOptions"]
+    linux = features["linux"]
+    assert set(linux["namespaces"]) == {"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}
+    assert "CAP_SYS_ADMIN" in linux["capabilities"]
+    assert linux["cgroup"]["systemd"] is False and linux["seccomp"]["enabled"] is True
+    assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"] and "SCMP_ARCH_X86_64" in linux["seccomp"]["archs"]
+
+
+@pytest.mark.parametrize("command, argv", [
+    # The argv conmon and containerd send (oci-clients.md), both --x=v and --x v.
+    ("start", ["start", "c1"]),
+    ("state", ["state", "c1"]),
+    ("kill", ["kill", "c1", "15"]),
+    ("kill", ["kill", "--all", "c1", "9"]),
+    ("delete", ["delete", "--force", "c1"]),
+    ("delete", ["delete", "-f", "c1"]),
+    ("exec", ["exec", "--pid-file", "/p", "--process", "/f", "--detach", "--tty", "--console-socket", "/s", "c1"]),
+    ("exec", ["exec", "--process=/f", "--detach", "--pid-file=/p", "c1"]),
+    ("exec", ["exec", "-e", "A=1", "--env=B=2", "c1", "sh", "-c", "echo --not-an-option"]),
+    ("ps", ["ps", "--format", "json", "c1"]),
+    ("pause", ["pause", "c1"]),
+    ("resume", ["resume", "c1"]),
+    ("update", ["update", "--resources=/r.json", "c1"]),
+    ("update", ["update", "--resources", "-", "c1"]),
+    ("list", ["list", "-q"]),
+    ("events", ["events", "--stats", "c1"]),
+    ("checkpoint", ["checkpoint", "--image-path", "/i", "--work-path", "/w", "--leave-running", "c1"]),
+    ("restore", ["restore", "--image-path=/i", "--detach", "--bundle", "/b", "c1"]),
+])
+def test_every_lifecycle_command_is_recognised_and_says_not_yet(command: str, argv: list[str]) -> None:
+    assert failed(runc(*argv)) == f"nsinit-runc: {command}: {NOT_YET}"
+
+
+def test_every_runc_command_has_a_usage() -> None:
+    assert set(USAGES) == {"create", "run", "start", "state", "kill", "delete", "exec", "ps", "pause", "resume",
+                           "update", "list", "events", "checkpoint", "restore", "spec", "features"}
+
+
+def test_global_options_before_the_command_in_both_forms(tmp_path: Path) -> None:
+    log = tmp_path / "log.json"
+    # containerd's form: --root R --log F --log-format json
+    done = runc("--root", str(tmp_path / "r"), "--log", str(log), "--log-format", "json", "delete", "c1")
+    assert failed(done) == f"nsinit-runc: delete: {NOT_YET}"
+    done = runc(f"--root={tmp_path}/r", f"--log={log}", "--log-format=json", "--debug", "state", "c1")
+    assert done.returncode == 1
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [entry["msg"] for entry in entries] == [f"delete: {NOT_YET}", f"state: {NOT_YET}"]
+    for entry in entries:
+        assert entry["level"] == "error"
+        datetime.fromisoformat(entry["time"][:26] + "+00:00")  # RFC3339: parses
+
+
+def test_systemd_cgroup_is_a_clear_error_in_the_log_too(tmp_path: Path) -> None:
+    log = tmp_path / "log.json"
+    line = failed(runc("--systemd-cgroup", "--log", str(log), "--log-format", "json", "create", "c1"))
+    assert line.startswith("nsinit-runc: --systemd-cgroup: not supported: PID 1 is not systemd")
+    assert json.loads(log.read_text())["msg"] == line.removeprefix("nsinit-runc: ")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["frob"], 'nsinit-runc: frob: unknown command "frob" (see nsinit-runc --help)'),
+    (["create"], "nsinit-runc: create: bad arguments; usage: nsinit-runc create [options] ID"),
+    (["kill", "--bogus", "c1"], "nsinit-runc: kill: bad arguments; usage: nsinit-runc kill [options] ID [SIGNAL]"),
+    (["--log-format", "xml", "state", "c1"], 'nsinit-runc: --log-format: "xml" is not one of text, json'),
+    (["--rootless", "maybe", "state", "c1"], 'nsinit-runc: --rootless: "maybe" is not one of true, false, auto'),
+])
+def test_usage_errors_are_one_line(argv: list[str], expected: str) -> None:
+    assert failed(runc(*argv)) == expected
+
+
+def test_help_for_a_command_and_for_all() -> None:
+    done = runc("delete", "--help")
+    assert done.returncode == 0 and done.stdout.startswith("Usage: nsinit-runc delete [options] ID")
+    assert runc().stdout.startswith("nsinit-runc: runc's command line over nsinit")
+    # exec's words after the ID are the process's own, --help included.
+    assert failed(runc("exec", "c1", "ls", "--help")) == f"nsinit-runc: exec: {NOT_YET}"
+
+
+# --- bad bundles: one line naming the field, exit 1, in the log as JSON ------
+
+def bundle(tmp_path: Path, **changes: object) -> Path:
+    (tmp_path / "rootfs").mkdir(exist_ok=True)
+    config = {"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["sh"], "cwd": "/"},
+              "linux": {"namespaces": [{"type": "mount"}]}}
+    config.update(changes)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "nsinit-runc: create: {b}/config.json: No such file or directory"),
+    ("invalid", "nsinit-runc: create: {b}/config.json: invalid JSON at line 1 column 2: "
+                "Expecting property name enclosed in double quotes"),
+    ("namespace", 'nsinit-runc: create: config.json: linux.namespaces[1].type: unknown namespace "pidns" '
+                  "(expected one of pid, network, mount, ipc, uts, user, cgroup, time)"),
+    ("mount", "nsinit-runc: create: config.json: mounts[0].destination: must be an absolute path"),
+])
+def test_bad_bundles(tmp_path: Path, case: str, expected: str) -> None:
+    b = tmp_path / "bundle"
+    b.mkdir()
+    if case == "invalid":
+        (b / "config.json").write_text("{oops")
+    elif case == "namespace":
+        bundle(b, linux={"namespaces": [{"type": "mount"}, {"type": "pidns"}]})
+    elif case == "mount":
+        bundle(b, mounts=[{"destination": "proc", "type": "proc"}])
+    log = tmp_path / "log.json"
+    line = failed(runc("--log", str(log), "--log-format", "json", "create", "--bundle", str(b), "c1"))
+    assert line == expected.format(b=b)
+    assert json.loads(log.read_text()) == {**json.loads(log.read_text()), "level": "error",
+                                           "msg": line.removeprefix("nsinit-runc: ")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "log.json"]  # nothing else made
+
+
+def test_a_good_bundle_is_read_before_the_lifecycle_is_needed(tmp_path: Path) -> None:
+    b = bundle(tmp_path, unknownKey=1)
+    log = tmp_path / "log"
+    assert failed(runc("--log", str(log), "create", "-b", str(b), "c1")) == f"nsinit-runc: create: {NOT_YET}"
+    # The unknown key is a warning in the log, never on stderr (the container's stderr).
+    assert 'level=warning msg="config.json: unknown key \\"unknownKey\\" ignored"' in log.read_text()
+
+
+# --- spec --------------------------------------------------------------------
+
+def test_spec_writes_a_config_this_runtime_reads(tmp_path: Path) -> None:
+    done = runc("spec", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == done.stderr == ""
+    (tmp_path / "rootfs").mkdir()
+    spec, warnings = load_bundle(str(tmp_path))
+    assert warnings == [] and spec.args == ("sh",) and spec.config.tty is True and spec.config.readonlyfs
+    assert spec.config.capabilities.inheritable == spec.config.capabilities.ambient == ()  # CVE-2022-29162
+    assert failed(runc("spec", cwd=tmp_path)) == f"nsinit-runc: spec: {tmp_path}/config.json exists: remove it first"
+
+
+def test_spec_rootless(tmp_path: Path) -> None:
+    import os
+
+    assert runc("spec", "--rootless", "--bundle", str(tmp_path)).returncode == 0
+    (tmp_path / "rootfs").mkdir()
+    config = load_bundle(str(tmp_path))[0].config
+    assert config.has_namespace("NEWUSER") and not config.has_namespace("NEWNET")
+    assert [(m.container_id, m.host_id, m.size) for m in config.uid_mappings] == [(0, os.geteuid(), 1)]
+    assert all("gid=" not in m.data for m in config.mounts)
+    sysfs = next(m for m in config.mounts if m.destination == "/sys")
+    assert sysfs.device == "bind" and sysfs.source == "/sys"
