@@ -8,7 +8,9 @@ A failed system call is a ``SyscallError``: errno, the call and the path it
 acted on stay attributes, and its one line is made from them in one place
 (``describe_oserror``), the way crun's single ``crun_make_error`` names the
 call and the path.  Nothing folds them into a text that a caller would then
-re-wrap.
+re-wrap.  A failure while undoing earlier steps is a note on the error that
+caused the undo (``BaseException.add_note``, see nsinit/undo.py): the CLI
+prints the error's line and then one ``nsinit: note: ...`` line per note.
 """
 from __future__ import annotations
 
@@ -152,3 +154,18 @@ def describe_oserror(err: OSError, step: str = "") -> str:
     if err.filename is not None:
         return f"{err.filename}: {text}"
     return text
+
+
+def lines_with_notes(text: str, err: BaseException) -> list[str]:
+    """``text`` (the error's own line or lines), then ``note: NOTE`` for each
+    note on ``err``; the CLI puts ``nsinit: `` before each."""
+    return text.splitlines() + [f"note: {note}" for note in getattr(err, "__notes__", ())]
+
+
+def error_line(err: BaseException) -> str:
+    """Any failure as one line (what a note on another error says)."""
+    if isinstance(err, NsinitError):
+        return str(err)
+    if isinstance(err, OSError):
+        return describe_oserror(err)
+    return f"{err.__class__.__name__}: {err}"

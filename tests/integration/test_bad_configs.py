@@ -162,3 +162,26 @@ def test_a_failed_pivot_root_says_pivot_root_once(nsinit: Nsinit) -> None:
                             capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     # Not "nsinit: pivot_root: pivot_root: Invalid argument".
     assert one_error_line(result) == "nsinit: pivot_root: Invalid argument"
+
+
+def test_a_cleanup_failure_is_a_note_after_the_error_that_caused_it(nsinit: Nsinit) -> None:
+    from nsinit import state
+
+    # A mount on the container's private state dir: removing that dir, the
+    # last undo of a failed create, fails with EBUSY.
+    private = state.private_dir(str(nsinit.root))
+    os.makedirs(os.path.dirname(private), mode=0o700, exist_ok=True)
+    os.mkdir(private, 0o700)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "nsinit-test", private], check=True)
+        try:
+            nsinit.config(working_dir="/no/such/dir")
+            result = nsinit.exec("true")
+        finally:
+            subprocess.run(["umount", private], check=True)
+    finally:
+        os.rmdir(private)
+    assert result.returncode == 125, result.stderr
+    assert stderr_lines(result) == [
+        "nsinit: cwd: /no/such/dir: No such file or directory",
+        f"nsinit: note: cleanup failed: state: cannot remove {private}: Device or resource busy"]

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from nsinit import _native, child, jsontext
-from nsinit.errors import NsinitError, SyscallError, describe_oserror
+from nsinit.errors import NsinitError, SyscallError, describe_oserror, error_line
 
 
 def test_a_syscall_error_keeps_errno_call_and_path_as_attributes() -> None:
@@ -70,6 +70,12 @@ def test_a_plain_oserror_is_its_file_and_strerror() -> None:
     assert describe_oserror(FileNotFoundError(errno.ENOENT, "No such file or directory", "/x")) == (
         "/x: No such file or directory")
     assert describe_oserror(OSError(errno.EIO, "Input/output error")) == "Input/output error"
+
+
+def test_any_failure_is_one_line() -> None:
+    assert error_line(NsinitError("state", "cannot remove x")) == "state: cannot remove x"
+    assert error_line(SyscallError(errno.EBUSY, "umount2", "/mnt")) == "umount2(/mnt): Device or resource busy"
+    assert error_line(ValueError("bad")) == "ValueError: bad"
 
 
 def _failing_step(name: str, err: BaseException) -> child.StepFailed:
