@@ -1,8 +1,9 @@
 """The one module that touches the cffi ``lib``/``ffi`` of native/clone.c.
 
-Every wrapper raises ``OSError`` whose text names the syscall, so a failure
-deep in container setup reads ``mount(/dev/pts): No such file or directory``.
-Python code elsewhere never sees raw cffi objects.
+Every wrapper raises ``SyscallError`` (an OSError) with the errno, the
+syscall and its path as attributes, so a failure deep in container setup
+reads ``mount(/dev/pts): No such file or directory``.  Python code elsewhere
+never sees raw cffi objects.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 
 from nsinit import _clone
 from nsinit._clone import ffi, lib
-from nsinit.errors import NsinitError
+from nsinit.errors import NsinitError, SyscallError
 
 # close_range(2) flag: mark instead of closing, so the sync socket stays
 # usable until execve closes it.
@@ -49,10 +50,8 @@ if _STALE is not None:
                                        "rebuild it with python3 native/build_clone.py")
 
 
-def _raise(syscall: str, detail: str | None = None) -> None:
-    err = ffi.errno
-    where = f"{syscall}({detail})" if detail else syscall
-    raise OSError(err, f"{where}: {os.strerror(err)}")
+def _raise(syscall: str, target: str | None = None) -> None:
+    raise SyscallError(ffi.errno, syscall, target or None)
 
 
 def _cstr(value: str | None):  # type: ignore[no-untyped-def]
@@ -67,9 +66,9 @@ def clone(flags: int) -> int:
     return int(pid)
 
 
-def setns(fd: int, nstype: int = 0) -> None:
+def setns(fd: int, nstype: int = 0, *, label: str | None = None) -> None:
     if lib.nsi_setns(fd, nstype) < 0:
-        _raise("setns")
+        _raise("setns", label)
 
 
 def unshare(flags: int) -> None:
@@ -165,7 +164,7 @@ def bpf_load_device_program(program: bytes, license: str = "Apache-2.0") -> int:
         err = ffi.errno
         lines = ffi.string(log).decode(errors="replace").strip().splitlines()
         detail = f" ({lines[-1]})" if lines else ""
-        raise OSError(err, f"bpf(BPF_PROG_LOAD): {os.strerror(err)}{detail}")
+        raise SyscallError(err, "bpf(BPF_PROG_LOAD)", None, f"{os.strerror(err)}{detail}")
     return int(fd)
 
 

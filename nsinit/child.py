@@ -18,13 +18,13 @@ import time
 from nsinit import _native, console, namespaces, sync, trampoline
 # One write(2), no O_CREAT (already loaded by the supervisor's cgroup managers).
 from nsinit.kernelfs import write_file
-from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError
+from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError, SyscallError, describe_oserror
 from nsinit.record import field, record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Callable, NoReturn
+    from typing import Any, Callable, NoReturn
 
     from nsinit import identity
     from nsinit.config.model import Config, Rlimit
@@ -60,9 +60,40 @@ class ChildPlan:
 
 
 class StepFailed(Exception):
-    def __init__(self, step: str, message: str, exit_code: int, errno: int | None = None) -> None:
+    """A step's failure on its way to the parent: the step, the line, the
+    exit status, the errno, and for a failed system call the SyscallError
+    (sent as its call, path and errno: see report_fields)."""
+
+    def __init__(self, step: str, message: str, exit_code: int, errno: int | None = None,
+                 call: SyscallError | None = None) -> None:
         super().__init__(message)
         self.step, self.message, self.exit_code, self.errno = step, message, exit_code, errno
+        self.call = call
+
+    def report_fields(self) -> dict[str, Any]:
+        """The failure as the sync socket carries it (CPython's
+        _posixsubprocess writes "step:errno"; we add the call and its path)."""
+        fields: dict[str, Any] = {"error": self.message, "step": self.step, "exit": self.exit_code,
+                                  "errno": self.errno}
+        if self.call is not None:
+            fields.update(syscall=self.call.syscall, target=self.call.target, strerror=self.call.strerror)
+        return fields
+
+
+def reported_failure(message: dict[str, Any]) -> NsinitError:
+    """The parent's copy of a failure the child reported (report_fields):
+    the same step, exit status and errno; a failed system call comes back as
+    a SyscallError (its ``__cause__``) and its line is made again from it."""
+    step, code, err = message["step"], message["exit"], message.get("errno")
+    if message.get("syscall") and err:
+        call = SyscallError(err, message["syscall"], message.get("target"), message.get("strerror"))
+        failure = NsinitError(step, describe_oserror(call, step), code)
+        failure.__cause__ = call
+    else:
+        failure = NsinitError(step, message["error"], code)
+    failure.errno = err
+    failure.from_child = True  # not the failure of the parent's step that was waiting
+    return failure
 
 
 class Steps:
@@ -100,7 +131,8 @@ class _Step:
         if isinstance(err, NsinitError):
             raise StepFailed(err.step or name, err.message, err.exit_code, errno_of(err)) from None
         if isinstance(err, OSError):
-            raise StepFailed(name, err.strerror or str(err), 125, err.errno) from None
+            call = err if isinstance(err, SyscallError) else None
+            raise StepFailed(name, describe_oserror(err, name), 125, err.errno, call) from None
         # A bug must still reach the user as one line.
         raise StepFailed(name, f"{err.__class__.__name__}: {err}", 125) from None
 
@@ -113,7 +145,8 @@ class _Step:
         if err is None:
             sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls)
             return
-        text = getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)
+        text = (err.message if isinstance(err, NsinitError) else
+                describe_oserror(err, self.name) if isinstance(err, OSError) else str(err))
         sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls,
                   failed=True, errno=errno_of(err), error=text)
 
@@ -134,9 +167,9 @@ def _guarded(plan: ChildPlan, body: "Callable[[ChildPlan], None]", what: str) ->
     try:
         body(plan)
     except StepFailed as err:
-        _report(plan.sync_fd, err.step, err.message, err.exit_code, err.errno)
+        _report(plan.sync_fd, err)
     except BaseException as err:  # noqa: BLE001 - e.g. KeyboardInterrupt forwarded too early
-        _report(plan.sync_fd, what, f"{err.__class__.__name__}: {err}", 125)
+        _report(plan.sync_fd, StepFailed(what, f"{err.__class__.__name__}: {err}", 125))
     os._exit(125)
 
 
@@ -185,11 +218,11 @@ def import_step_modules(*names: str) -> None:
         __import__(f"nsinit.{name}")
 
 
-def _report(fd: int, step: str, message: str, exit_code: int, errno: int | None = None) -> NoReturn:
+def _report(fd: int, failure: StepFailed) -> NoReturn:
     try:
-        sync.send(fd, error=message, step=step, exit=exit_code, errno=errno)
+        sync.send(fd, **failure.report_fields())
     finally:
-        os._exit(exit_code)
+        os._exit(failure.exit_code)
 
 
 def _setup_and_exec(plan: ChildPlan) -> None:

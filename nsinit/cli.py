@@ -69,7 +69,8 @@ from __future__ import annotations
 import os
 import sys
 
-from nsinit.errors import EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NoContainerError, NsinitError, describe_oserror
+from nsinit.errors import (EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NoContainerError, NsinitError, describe_oserror,
+                           lines_with_notes)
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -226,15 +227,21 @@ def main(argv: list[str] | None = None) -> int:
         if err.step == "state" and _command_word(words) in _ATTACHED_COMMANDS:
             err.step = str(_command_word(words))  # require_state's step: name the command that failed
         # One "nsinit: " per line: a config's errors come several at once.
-        print("\n".join(f"nsinit: {line}" for line in str(err).splitlines()), file=sys.stderr)
+        print_error(str(err), err)
         return err.exit_code
     except OSError as err:
         # A syscall failed outside any named step: still one line, no traceback.
-        print(f"nsinit: {describe_oserror(err)}", file=sys.stderr)
+        print_error(describe_oserror(err), err)
         return EXIT_NSINIT_FAILED
-    except KeyboardInterrupt:
-        print("nsinit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print_error("interrupted", err)
         return 130
+
+
+def print_error(text: str, err: BaseException) -> None:
+    """``nsinit: `` before each line of the error, then one ``nsinit: note:``
+    line per note on it (what failed while undoing, see nsinit/undo.py)."""
+    print("\n".join(f"nsinit: {line}" for line in lines_with_notes(text, err)), file=sys.stderr)
 
 
 # Commands that act on the running container (their errors name them).

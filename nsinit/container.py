@@ -532,10 +532,7 @@ class _Launch:
                 self.send_seccomp_listener(message["fd"])
                 continue
             if "error" in message:
-                failure = NsinitError(message["step"], message["error"], message["exit"])
-                failure.from_child = True  # type: ignore[attr-defined]  # not the waiting step's own failure
-                failure.errno = message.get("errno")  # type: ignore[attr-defined]
-                raise failure
+                raise child.reported_failure(message)
             if "exec_errno" in message:  # from the exec trampoline (nsinit/trampoline.py)
                 raise child.exec_failure(self.process.args[0], int(message["exec_errno"]),
                                          self.config.rootfs)
@@ -1039,7 +1036,7 @@ class _Timer:
         ms = (time.monotonic() - self.start) * 1000
         own_failure = err if err is not None and not getattr(err, "from_child", False) else None
         message = str(own_failure) if isinstance(own_failure, NsinitError) else (
-            describe_oserror(own_failure) if isinstance(own_failure, OSError) else "")
+            describe_oserror(own_failure, self.name) if isinstance(own_failure, OSError) else "")
         trace_line(self.enabled, calltrace.step_record(self.kind, "parent", self.name, self.start, ms,
                                                        calltrace.take(), own_failure, message))
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 
-from nsinit.errors import NsinitError, errno_text
+from nsinit.errors import NsinitError, SyscallError
 from nsinit.record import record
 from nsinit.regularfile import FileRefused, MiB, read_regular_file
 
@@ -83,7 +83,7 @@ def _read_lines(path: str, shown: str) -> list[list[str]] | None:
     except FileRefused as err:
         raise NsinitError("user", str(err).replace(path, shown, 1)) from None
     except OSError as err:
-        raise NsinitError("user", f"{shown}: {errno_text(err)}") from None
+        raise NsinitError("user", f"{shown}: {err.strerror}") from None
     text = raw.decode("utf-8", errors="surrogateescape")
     rows = []
     for line in text.splitlines():
@@ -257,4 +257,4 @@ def switch_user(identity: Identity) -> None:
         try:
             call(*args)
         except OSError as err:
-            raise OSError(err.errno, f"{label}: {errno_text(err)}") from None
+            raise SyscallError.of(err, label) from None

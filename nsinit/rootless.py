@@ -229,13 +229,13 @@ def _map_text(maps: Sequence[IdMap]) -> str:
 
 
 def _write_proc(path: str, text: str) -> None:
-    from nsinit.errors import errno_text
+    from nsinit.errors import SyscallError
 
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, text.encode())  # the kernel takes a map in one write only
     except OSError as err:
-        raise OSError(err.errno, f"write {path}: {errno_text(err)}") from None
+        raise SyscallError.of(err, "write", path) from None
     finally:
         os.close(fd)
 

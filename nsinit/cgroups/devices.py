@@ -202,16 +202,11 @@ def attach_device_program(cgroup_dir: str, allow_all: bool, rules: list[Rule]) -
     """
     from nsinit import _native
 
-    try:
-        prog_fd = _native.bpf_load_device_program(bpf_program(allow_all, rules))
-    except OSError as err:
-        raise OSError(err.errno, f"loading the device program: {err.strerror}") from None
+    prog_fd = _native.bpf_load_device_program(bpf_program(allow_all, rules))
     try:
         cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             _native.bpf_attach_device_program(cgroup_fd, prog_fd)
-        except OSError as err:
-            raise OSError(err.errno, f"attaching the device program: {err.strerror}") from None
         finally:
             os.close(cgroup_fd)
     finally:

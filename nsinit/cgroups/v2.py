@@ -27,7 +27,7 @@ from nsinit.cgroups.manager import (
     stale_error,
 )
 from nsinit.config.model import CgroupResources, DeviceConfig
-from nsinit.errors import NsinitError
+from nsinit.errors import NsinitError, describe_oserror
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class V2Manager(Manager):
                 try:
                     devices.attach_device_program(self.path, allow_all, rules)
                 except OSError as err:
-                    raise NsinitError("cgroups", f"devices: {err.strerror}; cgroup v2 device rules need "
+                    raise NsinitError("cgroups", f"devices: {describe_oserror(err)}; cgroup v2 device rules need "
                                       "bpf(2) (CONFIG_CGROUP_BPF, CAP_SYS_ADMIN); set "
                                       "cgroups.allow_all_devices to run without them") from None
 

@@ -6,7 +6,7 @@ import os
 import sys
 
 from nsinit.criu.options import CriuOptions
-from nsinit.errors import EXIT_COMMAND_FAILED, NsinitError
+from nsinit.errors import EXIT_COMMAND_FAILED, NsinitError, describe_oserror, lines_with_notes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,10 +60,10 @@ def restore_detached(container: Any, opts: CriuOptions) -> int:
         try:
             code = container.restore(None, opts, on_restored=lambda init: _tell(pending, f"ok {init}"))
         except NsinitError as err:
-            _tell(pending, f"error {err}")
+            _tell(pending, "error " + "\n".join(lines_with_notes(str(err), err)))
             code = err.exit_code
         except OSError as err:
-            _tell(pending, f"error restore: {err}")
+            _tell(pending, "error " + "\n".join(lines_with_notes(f"restore: {describe_oserror(err)}", err)))
         finally:
             os._exit(code)
     os.close(write_fd)

@@ -11,7 +11,7 @@ import os
 import stat
 
 from nsinit import _native
-from nsinit.errors import NsinitError, errno_text
+from nsinit.errors import NsinitError, SyscallError
 from nsinit.mount.flags import MS_BIND
 from nsinit.mount.paths import components, fd_path, inside, open_in_root
 from nsinit.mount.rootfs import open_destination, open_root, rootfs_path
@@ -76,7 +76,7 @@ def make_node(root_fd: int, device: DeviceConfig) -> None:
             _call("unlink", shown, os.unlink, name, dir_fd=dir_fd)
             _call("mknod", shown, os.mknod, name, mode, rdev, dir_fd=dir_fd)
         except OSError as err:
-            raise OSError(err.errno, f"mknod({shown}): {errno_text(err)}") from None
+            raise SyscallError.of(err, "mknod", shown) from None
         _call("chown", shown, os.chown, name, device.uid, device.gid, dir_fd=dir_fd,
               follow_symlinks=False)
     finally:
@@ -112,7 +112,7 @@ def make_dev_links(root_fd: int) -> None:
         except FileNotFoundError:
             pass  # nothing to replace
         except OSError as err:
-            raise OSError(err.errno, f"unlink(/dev/ptmx): {errno_text(err)}") from None
+            raise SyscallError.of(err, "unlink", "/dev/ptmx") from None
         _call("symlink", "/dev/ptmx", os.symlink, "pts/ptmx", "ptmx", dir_fd=dev_fd)
         links = list(_DEV_SYMLINKS)
         if os.path.exists("/proc/kcore"):  # same kernel: the host's answer is the container's
@@ -123,8 +123,7 @@ def make_dev_links(root_fd: int) -> None:
             except FileExistsError:
                 pass  # the image provides it (/dev not a tmpfs); keep theirs, as nsinit did
             except OSError as err:
-                raise OSError(err.errno, f"symlink(/dev/{name}): "
-                                         f"{errno_text(err)}") from None
+                raise SyscallError.of(err, "symlink", f"/dev/{name}") from None
     finally:
         os.close(dev_fd)
 
@@ -152,4 +151,4 @@ def _call(syscall: str, shown: str, func, *args, **kwargs) -> None:  # type: ign
     try:
         func(*args, **kwargs)
     except OSError as err:
-        raise OSError(err.errno, f"{syscall}({shown}): {errno_text(err)}") from None
+        raise SyscallError.of(err, syscall, shown) from None

@@ -21,7 +21,7 @@ import os
 import stat
 
 from nsinit import _native
-from nsinit.errors import NsinitError, errno_text
+from nsinit.errors import NsinitError, SyscallError
 
 # The kernel's own limit (MAXSYMLINKS) on symlinks followed in one lookup.
 MAX_SYMLINKS = 40
@@ -77,7 +77,7 @@ def resolve_in_root(root: str, path: str) -> str:
             continue
         links += 1
         if links > MAX_SYMLINKS:
-            raise OSError(errno.ELOOP, f"{inside(path)}: {os.strerror(errno.ELOOP)}")
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), inside(path))
         target = os.readlink(candidate)
         if target.startswith("/"):
             resolved = []
@@ -136,7 +136,7 @@ def _create(root_fd: int, path: str, want_file: bool) -> int:
         if isinstance(result, int):
             return result
         todo = result  # a dangling symlink: create where it points instead
-    raise OSError(errno.ELOOP, f"create({inside(path)}): {os.strerror(errno.ELOOP)}")
+    raise SyscallError(errno.ELOOP, "create", inside(path))
 
 
 def _create_walk(root_fd: int, path: str, want_file: bool) -> int | str:
@@ -200,7 +200,7 @@ def _make(dir_fd: int, name: str, shown: str, as_file: bool) -> bool:
         return False
     except OSError as err:
         call = "open" if as_file else "mkdir"
-        raise OSError(err.errno, f"{call}({shown}): {errno_text(err)}") from None
+        raise SyscallError.of(err, call, shown) from None
     try:
         os.fchmod(fd, mode)
     finally:
@@ -213,7 +213,7 @@ def _readlink(dir_fd: int, name: str, shown: str) -> str:
         return os.readlink(name, dir_fd=dir_fd)
     except OSError as err:
         # EINVAL: not a symlink after all, so something raced us; say so.
-        raise OSError(err.errno, f"readlink({shown}): {errno_text(err)}") from None
+        raise SyscallError.of(err, "readlink", shown) from None
 
 
 def _not_a_directory(root_fd: int, path: str, parent: list[str] | None = None) -> NsinitError:

@@ -21,7 +21,7 @@ import os
 import stat
 
 from nsinit import _native, mountinfo
-from nsinit.errors import NsinitError, errno_text
+from nsinit.errors import NsinitError, SyscallError
 from nsinit.mount.flags import (
     ATIME_FLAGS,
     BIND_REMOUNT_FLAGS,
@@ -82,7 +82,7 @@ def open_root(rootfs: str) -> int:
     try:
         return os.open(rootfs, _O_PATH_DIR)
     except OSError as err:
-        raise OSError(err.errno, f"open({rootfs}): {errno_text(err)}") from None
+        raise SyscallError.of(err, "open", rootfs) from None
 
 
 # --- mounts --------------------------------------------------------------------
@@ -302,7 +302,7 @@ def copy_into_tmpfs(rootfs: str, root_fd: int, covered: int, destination: str, f
             copyup.copy_tree(covered, target)
         except OSError as err:
             where = f" ({err.filename})" if isinstance(err.filename, str) else ""
-            raise NsinitError("mount", f"tmpcopyup of {inside(destination)}{where}: {errno_text(err)}") from None
+            raise NsinitError("mount", f"tmpcopyup of {inside(destination)}{where}: {err.strerror or err}") from None
         finally:
             os.close(target)
         if flags & MS_RDONLY:
@@ -331,7 +331,7 @@ def mount_bind(rootfs: str, root_fd: int, source: str, destination: str, flags: 
     except FileNotFoundError:
         raise NsinitError("mount", f"bind source {source} does not exist") from None
     except OSError as err:
-        raise OSError(err.errno, f"stat({source}): {errno_text(err)}") from None
+        raise SyscallError.of(err, "stat", source) from None
     as_file = not stat.S_ISDIR(info.st_mode)
     fd = open_destination(rootfs, root_fd, destination, create_file=as_file)
     try:
@@ -382,7 +382,7 @@ def mount_flags(path: str) -> int:
     try:
         f_flag = os.statvfs(path).f_flag
     except OSError as err:
-        raise OSError(err.errno, f"statvfs({path}): {errno_text(err)}") from None
+        raise SyscallError.of(err, "statvfs", path) from None
     return sum(ms for st, ms in STATVFS_TO_MS if f_flag & st)
 
 
@@ -440,8 +440,7 @@ def _link_comounted(root_fd: int, base: str, names: list[str]) -> None:
                 except FileExistsError:
                     pass  # a hierarchy of that name is mounted there already
                 except OSError as err:
-                    raise OSError(err.errno, f"symlink({base}/{part}): "
-                                             f"{errno_text(err)}") from None
+                    raise SyscallError.of(err, "symlink", f"{base}/{part}") from None
     finally:
         os.close(fd)
 
@@ -656,7 +655,7 @@ def mask_path(path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return  # nothing there to hide
     except OSError as err:
-        raise OSError(err.errno, f"stat({path}): {errno_text(err)}") from None
+        raise SyscallError.of(err, "stat", path) from None
     try:
         if is_dir:
             _native.mount("tmpfs", path, "tmpfs", MASK_DIR_FLAGS, None, label=path)

@@ -10,7 +10,7 @@ import os
 
 from nsinit import _native
 from nsinit.config.names import NAMESPACE_CLONE_FLAGS, NAMESPACE_PROC_FILES
-from nsinit.errors import errno_text
+from nsinit.errors import SyscallError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -71,10 +71,7 @@ def enter_namespaces(fds: dict[str, int], names: Sequence[str] = JOIN_ORDER) -> 
     for name in names:
         fd = fds.get(name)
         if fd is not None:
-            try:
-                _native.setns(fd, CLONE_FLAGS[name])
-            except OSError as err:
-                raise OSError(err.errno, f"setns({PROC_NAMES[name]}): {errno_text(err)}") from None
+            _native.setns(fd, CLONE_FLAGS[name], label=PROC_NAMES[name])
 
 
 def write_id_maps(pid: int, uid_maps: Sequence[IdMap], gid_maps: Sequence[IdMap]) -> None:
@@ -100,7 +97,7 @@ def _write_map(path: str, entries: Sequence[IdMap]) -> None:
     try:
         os.write(fd, text.encode())  # the kernel needs the whole map in one write
     except OSError as err:
-        raise OSError(err.errno, f"write {path}: {errno_text(err)}") from None
+        raise SyscallError.of(err, "write", path) from None
     finally:
         os.close(fd)
 

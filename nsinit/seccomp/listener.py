@@ -13,7 +13,7 @@ import os
 import sys
 
 from nsinit import __version__, jsontext
-from nsinit.errors import NsinitError, errno_text
+from nsinit.errors import NsinitError, describe_oserror
 
 OCI_VERSION = "1.0.2"
 _CONNECT_TIMEOUT = 5.0  # seconds: a listener that never accepts must not hang the container
@@ -39,6 +39,6 @@ def send_to_listener(path: str, fd: int, pid: int, root: str, rootfs: str) -> No
         rights = fd.to_bytes(4, sys.byteorder, signed=True)
         sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
     except OSError as err:
-        raise NsinitError("seccomp", f"listener {path}: {errno_text(err)}") from None
+        raise NsinitError("seccomp", f"listener {path}: {describe_oserror(err)}") from None
     finally:
         sock.close()

@@ -6,7 +6,9 @@ no pid or state file, mount or process was left behind.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -116,3 +118,70 @@ def test_the_failed_config_was_not_half_applied(nsinit: Nsinit) -> None:
     one_error_line(nsinit.exec("true"))
     assert not (nsinit.root / "made-early").exists()
     json.loads((nsinit.root / "container.json").read_text())  # left as the user wrote it
+
+
+# --- one line per failure, made from errno, the call and its path ---------------------
+
+def test_a_failed_mount_names_the_call_and_the_path_once(nsinit: Nsinit) -> None:
+    nsinit.config(mounts=[{"source": "tmpfs", "destination": "/mnt", "device": "tmpfs",
+                           "flags": 0, "data": "size=bogus"}])
+    assert one_error_line(nsinit.exec("true")) == "nsinit: mounts: mount(/mnt): Invalid argument"
+
+
+def test_a_missing_working_dir_is_one_exact_line(nsinit: Nsinit) -> None:
+    nsinit.config(working_dir="/no/such/dir")
+    assert one_error_line(nsinit.exec("true")) == "nsinit: cwd: /no/such/dir: No such file or directory"
+
+
+# A seccomp filter on nsinit itself (inherited by the container's init) makes
+# pivot_root(2) fail with EINVAL, as a rootfs it cannot pivot to would.
+DENY_PIVOT_ROOT = """
+import errno, os, struct, sys
+from nsinit import _native
+arch, nr = {arch}, {nr}
+def insn(code, jt, jf, k):
+    return struct.pack("=HBBI", code, jt, jf, k)
+LD_ABS, JEQ, RET = 0x20, 0x15, 0x06
+_native.seccomp_set_filter(b"".join([
+    insn(LD_ABS, 0, 0, 4), insn(JEQ, 0, 2, arch),  # seccomp_data.arch
+    insn(LD_ABS, 0, 0, 0), insn(JEQ, 0, 1, nr),    # seccomp_data.nr
+    insn(RET, 0, 0, 0x00050000 | errno.EINVAL),    # SECCOMP_RET_ERRNO
+    insn(RET, 0, 0, 0x7FFF0000)]))                 # SECCOMP_RET_ALLOW
+os.execv(sys.executable, [sys.executable, "-m", "nsinit", "exec", "true"])
+"""
+# AUDIT_ARCH_* and __NR_pivot_root of each architecture.
+PIVOT_ROOT_SYSCALL = {"x86_64": (0xC000003E, 155), "aarch64": (0xC00000B7, 41)}
+
+
+def test_a_failed_pivot_root_says_pivot_root_once(nsinit: Nsinit) -> None:
+    machine = os.uname().machine
+    if machine not in PIVOT_ROOT_SYSCALL:
+        pytest.skip(f"no pivot_root syscall number known for {machine}")
+    arch, nr = PIVOT_ROOT_SYSCALL[machine]
+    result = subprocess.run([sys.executable, "-c", DENY_PIVOT_ROOT.format(arch=arch, nr=nr)], cwd=nsinit.root,
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    # Not "nsinit: pivot_root: pivot_root: Invalid argument".
+    assert one_error_line(result) == "nsinit: pivot_root: Invalid argument"
+
+
+def test_a_cleanup_failure_is_a_note_after_the_error_that_caused_it(nsinit: Nsinit) -> None:
+    from nsinit import state
+
+    # A mount on the container's private state dir: removing that dir, the
+    # last undo of a failed create, fails with EBUSY.
+    private = state.private_dir(str(nsinit.root))
+    os.makedirs(os.path.dirname(private), mode=0o700, exist_ok=True)
+    os.mkdir(private, 0o700)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "nsinit-test", private], check=True)
+        try:
+            nsinit.config(working_dir="/no/such/dir")
+            result = nsinit.exec("true")
+        finally:
+            subprocess.run(["umount", private], check=True)
+    finally:
+        os.rmdir(private)
+    assert result.returncode == 125, result.stderr
+    assert stderr_lines(result) == [
+        "nsinit: cwd: /no/such/dir: No such file or directory",
+        f"nsinit: note: cleanup failed: state: cannot remove {private}: Device or resource busy"]
