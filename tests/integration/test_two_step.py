@@ -226,9 +226,10 @@ def test_exec_detach_into_a_running_container_starts_a_joined_process(nsinit: Ns
 
 def test_create_with_trace_says_each_step_and_stops_at_the_wait(nsinit: Nsinit) -> None:
     created = run_ok(nsinit, "--trace", "create", "/bin/true")
-    steps = [line.split(": ")[2] for line in created.stderr.splitlines()]
-    assert all(line.startswith("nsinit: trace: ") for line in created.stderr.splitlines())
-    assert "pivot_root" in steps and steps[-1] == "exec"  # the command's look-up; the wait is not timed
+    lines = created.stderr.splitlines()
+    assert all(line.startswith("nsinit: trace: ") for line in lines)
+    steps = [line.split(": ")[3] for line in lines if line.startswith("nsinit: trace: create: child ")]
+    assert "child pivot_root" in steps and steps[-1] == "child exec"  # the command's look-up; not the wait
     run_ok(nsinit, "delete")
 
 
@@ -413,3 +414,27 @@ def test_the_readme_library_snippet_runs_as_written(nsinit: Nsinit) -> None:
     assert result.stderr == ""
     out = result.stdout.splitlines()
     assert out[0] == "nsinit" and out[1].endswith(" created") and out[-2:] == ["3", "137"], out
+
+
+@pytest.mark.parametrize("settings", [{}, {"no_new_privileges": True}, {"user": "user", "no_new_privileges": True}],
+                         ids=["filter before the capabilities", "filter last", "filter last, as a user"])
+def test_a_created_container_waits_and_starts_under_its_seccomp_filter(nsinit: Nsinit, settings: dict) -> None:
+    # The filter is loaded before the wait (a listener's fd must reach the
+    # creator), so the wait's own calls (open, write, dup2, close) run under it.
+    profile = Path("/usr/share/containers/seccomp.json")
+    if profile.exists():
+        from nsinit.config.defaults import DEFAULT_CAPABILITIES
+        from nsinit.config.seccomp import to_dict
+        from nsinit.seccomp.profile import from_profile
+
+        converted, _ = from_profile(json.loads(profile.read_text()), str(profile), DEFAULT_CAPABILITIES, "x86_64")
+        seccomp = to_dict(converted)
+    else:
+        seccomp = {"default_action": "allow", "syscalls": [{"name": "keyctl", "action": "errno", "errno_ret": 18}]}
+    nsinit.config(seccomp=seccomp, **settings)
+    pid = run_ok(nsinit, "create", "/bin/sh", "-c", "grep ^Seccomp: /proc/self/status > /tmp/seccomp").pid
+    assert proc_status(pid, "Seccomp") == "2"  # filtered already while it waits
+    run_ok(nsinit, "start")
+    wait_gone(pid)
+    assert (nsinit.root / "tmp" / "seccomp").read_text() == "Seccomp:\t2\n"
+    run_ok(nsinit, "delete")
