@@ -88,7 +88,9 @@ def hand_over(creation: "_Creation") -> None:
     """
     sync.send(creation.sync_fd, go=True)
     creation.read_child_messages(until="created")
-    record = state.load_state(creation.container.root)
+    # read_record, not load_state: a plain user cannot look at the
+    # namespaces of a non-dumpable init (and this one is ours, live).
+    record = state.read_record(state.private_dir(creation.container.root))
     if record is None or record.init_pid != creation.pid:
         raise NsinitError("state", "the container's record went away while it was being created")
     record.status = "created"
