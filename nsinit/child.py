@@ -57,6 +57,8 @@ class ChildPlan:
     seccomp_program: bytes = b""  # compiled by the parent (nsinit/seccomp); empty: no filter
     seccomp_flags: int = 0
     dumpable_until_go: bool = False  # rootless: the parent (or newuidmap) must open our /proc files
+    detached: bool = False   # nobody supervises: do not die with the creator (nsinit/lifecycle/)
+    exec_fifo_fd: int = -1   # created detached: O_PATH fd on the exec fifo to wait on before exec
 
 
 class StepFailed(Exception):
@@ -203,7 +205,7 @@ def _join_and_exec(plan: ChildPlan) -> None:
             _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
-                     seccomp=(plan.seccomp_program, plan.seccomp_flags))
+                     seccomp=(plan.seccomp_program, plan.seccomp_flags), detached=plan.detached)
 
 
 def import_step_modules(*names: str) -> None:
@@ -294,13 +296,15 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
-                     plan.init_prefix, seccomp=(plan.seccomp_program, plan.seccomp_flags))
+                     plan.init_prefix, seccomp=(plan.seccomp_program, plan.seccomp_flags),
+                     detached=plan.detached, exec_fifo_fd=plan.exec_fifo_fd)
 
 
 def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list[str],
                      user: str, cwd: str, trampoline_fd: int,
                      init_prefix: list[str] | None = None,
-                     seccomp: tuple[bytes, int] = (b"", 0)) -> NoReturn:
+                     seccomp: tuple[bytes, int] = (b"", 0), *, detached: bool = False,
+                     exec_fifo_fd: int = -1) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
@@ -315,7 +319,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     with steps.step("close fds"):
         # First: nothing below (the image's /etc/passwd, the cwd) may reach
         # a caller's fd through /proc/self/fd.
-        close_inherited_fds(steps.sync_fd, trampoline_fd)
+        close_inherited_fds(steps.sync_fd, trampoline_fd, exec_fifo_fd)
     if cfg.rlimits:
         with steps.step("rlimits"):
             _set_rlimits(cfg.rlimits)
@@ -340,8 +344,11 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
         if cfg.no_new_privileges:
             capabilities.set_no_new_privileges()
         # setuid cleared the parent-death signal; the container must still
-        # die with its supervisor.
-        _native.prctl(PR_SET_PDEATHSIG, cfg.parent_death_signal, label="prctl(PR_SET_PDEATHSIG)")
+        # die with its supervisor.  A detached one has none: its creator
+        # exits once it is set up (until then, its end of the sync socket
+        # closing still ends us: our next message fails).
+        _native.prctl(PR_SET_PDEATHSIG, 0 if detached else cfg.parent_death_signal,
+                      label="prctl(PR_SET_PDEATHSIG)")
     env = build_environment(cfg.environment, extra_env, ident)
     os.umask(cfg.umask)  # the config's, never the caller's
     with steps.step("cwd"):
@@ -351,11 +358,18 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
         _native.cloexec_from(3)
         trampoline.keep_report_fd(steps.sync_fd)  # before a late filter, which may deny fcntl
     path = None
-    if filter_late:
+    if filter_late or exec_fifo_fd >= 0:  # detached: a missing command is a create error, not a start one
         with steps.step("exec"):
             path = find_executable(args[0], env, cfg.rootfs)  # its stat and access calls: not the container's
+    if filter_late:
         with steps.step("seccomp"):
-            load_seccomp_filter(*seccomp, steps.sync_fd)
+            load_seccomp_filter(*seccomp, steps.sync_fd)  # before the wait: a listener goes to the creator
+    if exec_fifo_fd >= 0:
+        with steps.step("wait for start"):
+            from nsinit.lifecycle import start  # loaded by the parent before clone
+
+            steps.trace = False  # nobody reads the sync socket once we are created
+            start.wait_for_start(exec_fifo_fd, steps.sync_fd)
     with steps.step("exec"):
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
                      cfg.rootfs, path, cfg.has_namespace("NEWNS"))

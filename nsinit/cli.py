@@ -1,7 +1,10 @@
 """nsinit — run a container from container.json, or join the one running there.
 
 Usage:
-  nsinit [options] exec [--tty | --no-tty] [--init] [--user USER] [--cwd DIR] [--env K=V]... [--new | --join] [--] COMMAND [ARG...]
+  nsinit [options] exec [--tty | --no-tty] [--detach] [--init] [--user USER] [--cwd DIR] [--env K=V]... [--new | --join] [--] COMMAND [ARG...]
+  nsinit [options] create [--no-tty] [--init] [--user USER] [--cwd DIR] [--env K=V]... [--] COMMAND [ARG...]
+  nsinit [options] start
+  nsinit [options] delete [--force]
   nsinit [options] state [--json]
   nsinit [options] ps [--json]
   nsinit [options] kill [--all] [SIGNAL]
@@ -41,7 +44,8 @@ Options:
   --json           Machine-readable output.
   --all            Signal every process of the container, not just PID 1.
   --time N         Seconds stop waits after SIGTERM before SIGKILL (default 10).
-  --force          Overwrite an existing container.json.
+  --force          spec: overwrite an existing container.json; delete: kill
+                   a running container first (no container is no error).
   --rootless       Write a config with a user namespace mapping (as a plain user: your ids).
   --memory BYTES   Memory limit: bytes, or with a K/M/G suffix; -1 = unlimited.
   --cpu-quota N    CPU time (µs) per period the container may use; -1 = unlimited.
@@ -58,11 +62,21 @@ Options:
   --pre-dump              Dump memory only (needs soft-dirty tracking).
   --page-server ADDR:PORT Send the memory to a criu page server.
   --manage-cgroups-mode MODE  soft, full, strict, ignore, props or none.
-  --detach                Return once restored; nsinit supervises in the background.
+  -d --detach             exec: create and start the container (or join it), print
+                          the process's host pid and exit: nobody supervises it,
+                          its stdio are nsinit's own fds 0-2 (a terminal: /dev/null).
+                          restore: return once restored; nsinit supervises in the background.
 
 Exit status of exec: the command's own status, 128+N when a signal N killed
 it, 125 when nsinit itself failed, 126 when the command cannot be executed,
-127 when it was not found.  Other commands exit 1 on failure.
+127 when it was not found.  create and exec --detach exit 0 once PID 1 waits
+(create) or runs (exec --detach), else as exec.  Other commands exit 1 on failure.
+
+create sets the container up with PID 1 waiting before it execs COMMAND, and
+prints PID 1's host pid; start lets it exec; delete removes a stopped or
+created container (with --force a running one).  PID 1 is a child of the
+process that ran create (or of its nearest child subreaper), which can wait
+for it; nothing else supervises it.
 """
 from __future__ import annotations
 
@@ -74,7 +88,7 @@ from nsinit.errors import (EXIT_COMMAND_FAILED, EXIT_NSINIT_FAILED, NoContainerE
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
     from nsinit.container import Container, Process
 
@@ -87,12 +101,19 @@ _GLOBAL_VALUE_OPTIONS = {"--root", "--config"}
 def protect_command(argv: list[str]) -> list[str]:
     """Insert ``--`` before the container command so its own options
     (``sh -c ...``) are not taken for nsinit's."""
+    at = _command_index(argv)
+    if at is not None and argv[at] == "create":
+        return _protect_after(argv, at + 1)
     try:
         start = argv.index("exec") + 1
     except ValueError:
         return argv
     if any(a in _GLOBAL_VALUE_OPTIONS for a in argv[start - 2:start - 1]):
         return argv  # "exec" was the value of --root/--config; leave it to docopt
+    return _protect_after(argv, start)
+
+
+def _protect_after(argv: list[str], start: int) -> list[str]:
     i = start
     while i < len(argv):
         word = argv[i]
@@ -153,7 +174,8 @@ def _command_index(words: list[str]) -> int | None:
 # The `exec` options a plain command line uses, spelled out in full: with
 # these, parse_plain_exec gives docopt's answer without importing docopt.
 _PLAIN_EXEC_FLAGS = {"--trace": "--trace", "--trace-json": "--trace-json", "-t": "--tty", "--tty": "--tty",
-                     "-T": "--no-tty", "--no-tty": "--no-tty", "--init": "--init", "--new": "--new", "--join": "--join"}
+                     "-T": "--no-tty", "--no-tty": "--no-tty", "--init": "--init", "--new": "--new", "--join": "--join",
+                     "-d": "--detach", "--detach": "--detach"}
 _PLAIN_EXEC_VALUES = {"--root": "--root", "--config": "--config", "-u": "--user", "--user": "--user",
                       "--cwd": "--cwd", "-e": "--env", "--env": "--env"}
 # What docopt returns for `nsinit exec COMMAND` (a unit test keeps it equal).
@@ -289,13 +311,11 @@ def _usage_commands() -> set[str]:
 
 # What other runtimes call these, and what nsinit does instead.
 _OTHER_RUNTIMES_COMMANDS = {
-    "run": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
-    "create": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
-    "start": "nsinit exec COMMAND creates the container (or joins the one running in the root dir)",
+    "run": "nsinit exec COMMAND creates the container (or joins the one running in the root dir); "
+           "exec --detach returns at once",
     "list": "nsinit has no list: a container is its root dir; nsinit --root DIR state shows one",
     "ls": "nsinit has no list: a container is its root dir; nsinit --root DIR state shows one",
-    "delete": "nsinit kill KILL ends the container (its nsinit then removes it); nsinit gc removes what dead ones left",
-    "rm": "nsinit kill KILL ends the container (its nsinit then removes it); nsinit gc removes what dead ones left",
+    "rm": "nsinit delete removes a stopped container (--force: a running one); nsinit gc removes what dead ones left",
 }
 
 
@@ -352,6 +372,8 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_spec(args)
     if args.get("exec"):
         return cmd_exec(args)
+    if args.get("create"):
+        return cmd_create(args)
     if args.get("gc"):
         return cmd_gc(args["--json"])
     if args.get("explain") or args.get("inspect") or args.get("trace-timeline"):
@@ -380,6 +402,10 @@ def dispatch(args: dict[str, Any]) -> int:
         return cmd_kill(container, "TERM" if args["SIGNAL"] is None else args["SIGNAL"], args["--all"])
     if args.get("stop"):
         return cmd_stop(container, args["--time"])
+    if args.get("start"):
+        return cmd_start(container)
+    if args.get("delete"):
+        return cmd_delete(container, args["--force"])
     for name in ("pause", "resume", "stats", "update", "oom"):
         if args.get(name):
             return _cgroup_command(name, container, args)
@@ -387,6 +413,36 @@ def dispatch(args: dict[str, Any]) -> int:
 
 
 def cmd_exec(args: dict[str, Any]) -> int:
+    container, process = _container_and_process(args)
+    if not args["--detach"]:
+        if args["--new"] or args["--join"]:
+            return exec_new_or_join(container, process, new=args["--new"])  # type: ignore[return-value]
+        return container.run(process)  # type: ignore[return-value]
+    printed: list[int] = []
+
+    def print_pid(started: Process) -> None:
+        # Before the start: ahead of whatever the container writes to the same stdout.
+        print(started.pid, flush=True)
+        printed.append(started.pid)
+
+    if args["--new"] or args["--join"]:
+        exec_new_or_join(container, process, new=args["--new"], detach=True, created=print_pid)
+    else:
+        container.run(process, detach=True, created=print_pid)
+    if not printed:  # joined: it runs already
+        print(process.pid)
+    return 0
+
+
+def cmd_create(args: dict[str, Any]) -> int:
+    """Set up, with PID 1 waiting for ``nsinit start``; print its host pid."""
+    container, process = _container_and_process(args)
+    container.create(process)
+    print(process.pid)
+    return 0
+
+
+def _container_and_process(args: dict[str, Any]) -> tuple[Container, Process]:
     from nsinit.container import Container, Process
 
     tty = True if args["--tty"] else False if args["--no-tty"] else None
@@ -404,9 +460,7 @@ def cmd_exec(args: dict[str, Any]) -> int:
     container = Container.for_exec(args["--root"], args["--config"], trace=trace)
     process = Process(args=[args["COMMAND"], *args["ARG"]], env=list(args["--env"]),
                       user=args["--user"], cwd=args["--cwd"], tty=tty, init=args["--init"])
-    if args["--new"] or args["--join"]:
-        return exec_new_or_join(container, process, new=args["--new"])
-    return container.run(process)
+    return container, process
 
 
 def cmd_teach(args: dict[str, Any]) -> int:
@@ -442,16 +496,39 @@ def cmd_teach(args: dict[str, Any]) -> int:
     return 0
 
 
-def exec_new_or_join(container: Container, process: Process, *, new: bool) -> int:
+def exec_new_or_join(container: Container, process: Process, *, new: bool, detach: bool = False,
+                     created: Callable[[Process], None] | None = None) -> int | Process:
     """``exec --new`` creates only, ``exec --join`` joins only: two CI jobs
     sharing a directory must not silently run inside each other."""
     try:
-        return container.create(process) if new else container.join(process)
+        if new:
+            return container.run(process, new=True, detach=detach, created=created)
+        return container.join(process, detach=detach)
     except NsinitError as err:
         if err.step in ("create", "join"):  # the refusal (or the joined container's end): name the option
             err.step = "exec --new" if new else "exec --join"
             err.exit_code = EXIT_NSINIT_FAILED  # exec's own failures are 125
         raise
+
+
+def cmd_start(container: Container) -> int:
+    """Let the created container's PID 1 exec its command; prints nothing."""
+    try:
+        container.start()
+    except NsinitError as err:
+        if err.step == "start":
+            err.exit_code = EXIT_COMMAND_FAILED  # a refusal; the command's own exec failure keeps 126/127
+        raise
+    return 0
+
+
+def cmd_delete(container: Container, force: bool) -> int:
+    try:
+        container.delete(force=force)
+    except NsinitError as err:
+        err.exit_code = EXIT_COMMAND_FAILED
+        raise
+    return 0
 
 
 def cmd_gc(as_json: bool) -> int:
@@ -585,14 +662,19 @@ def cmd_state(container: Any, as_json: bool) -> int:
     (or a JSON object with the status) and exit 1."""
     with _RootLocked(container):
         status, current, why = container.status(report_stale=True)
+    if status == "stopped" and as_json and current is not None:
+        current.status = "stopped"  # the OCI status; the record keeps the last one it was in
+        print(current.to_json())
+        return EXIT_COMMAND_FAILED
     if status == "stopped":
         raise NsinitError("state", f"stopped: {why}", EXIT_COMMAND_FAILED)
     if current is None:  # none, or stale (reported and removed just now)
         raise NoContainerError("state", f"no running container in {container.root}")
     if as_json:
+        current.status = status  # "running" for a created one a start released (see Container.status)
         print(current.to_json())
         return 0
-    print(f"status     {current.status}")
+    print(f"status     {status}")
     print(f"pid        {current.init_pid}")
     print(f"started    {_start_time_text(current.init_start_time)}")
     print(f"created    {current.created}")

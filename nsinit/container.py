@@ -4,6 +4,8 @@
 the root directory's lock, join the container that runs there, or create
 one.  Creation is a readable sequence of named steps; if any fails, every
 earlier one is undone in reverse order before the error is raised.
+``create`` and ``start`` split it in two, with nobody supervising the
+container in between or after (nsinit/lifecycle/).
 """
 from __future__ import annotations
 
@@ -53,6 +55,36 @@ class Process:
     cwd: str | None = None                          # default: config.working_dir
     tty: bool | None = None                         # default: config.tty, else stdin's (use_tty)
     init: bool = False                              # tini as PID 1 (creation only)
+    # Set by create, and by run/join with detach: the host pid, then the exit status once waited for.
+    pid: int = field(default=0, compare=False)
+    status: int | None = field(default=None, compare=False)
+
+    def wait(self) -> int:
+        """Wait for the process to exit; its status (128+N when killed by
+        signal N).  Only its parent (the caller of create) or a child
+        subreaper it was reparented to can."""
+        if self.status is not None:
+            return self.status
+        if not self.pid:
+            raise NsinitError("wait", "the process has not been started")
+        try:
+            _, raw = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            raise NsinitError("wait", f"pid {self.pid} is not a child of this process (only its parent or "
+                                      "a child subreaper it was reparented to can wait for it)") from None
+        self.status = exit_status(raw)
+        return self.status
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process (a container's PID 1 ignores the
+        ones it has no handler for, SIGKILL aside)."""
+        if not self.pid or self.status is not None:
+            raise NsinitError("signal", f"process {self.pid or '(not started)'} is not running")
+        os.kill(self.pid, signum)  # not reaped by us yet: the pid is still this process's
+
+
+def warn_on_stderr(text: str) -> None:
+    sys.stderr.write(f"nsinit: warning: {text}\n")
 
 
 def trace_line(trace: bool | str, record: dict[str, object]) -> None:
@@ -72,7 +104,7 @@ class Container:
         self.root = os.path.abspath(root)
         self.config = config
         self.trace = trace
-        self.warn = warn or (lambda text: sys.stderr.write(f"nsinit: warning: {text}\n"))
+        self.warn: Callable[[str], None] = warn or warn_on_stderr
         self.config_path: str | None = None
         self.read_config_on_create = False
 
@@ -115,12 +147,15 @@ class Container:
     # -- queries ---------------------------------------------------------
     def state(self) -> State | None:
         """The live container's state, or None (stale files are reported and removed)."""
-        return self.status(report_stale=True)[1]
+        status, current, _ = self.status(report_stale=True)
+        return None if status == "stopped" else current
 
     def status(self, *, report_stale: bool = False) -> tuple[str, State | None, str]:
-        """(status, state, why) where status is "running", "paused", "stopped"
-        (its init exited; its own nsinit is removing it), "stale" (what a dead
-        container left: removed now, with its cgroups and veths) or "none"."""
+        """(status, state, why) where status is "creating", "created" (its
+        init waits for start), "running", "paused", "stopped" (its init
+        exited; its own nsinit is removing it, or, created detached, it
+        waits for delete), "stale" (what a dead container left: removed now,
+        with its cgroups and veths) or "none"."""
         try:
             current = state.load_state(self.root)
         except state.ContainerStoppedError as stopped:
@@ -134,7 +169,12 @@ class Container:
             return "stale", None, str(err)
         if current is None:
             return "none", None, f"no container in {self.root}"
+        if current.status == "created" and not self._exec_fifo_exists():
+            return "running", current, ""  # a start released it, and died before it could record that
         return current.status, current, ""
+
+    def _exec_fifo_exists(self) -> bool:
+        return os.path.exists(os.path.join(state.private_dir(self.root), state.EXEC_FIFO))
 
     def require_state(self) -> State:
         current = self.state()
@@ -180,7 +220,8 @@ class Container:
                 manager.freeze()
             else:
                 manager.thaw()
-            current.status = "paused" if frozen else "running"
+            # A created container (paused before start) is created again once thawed.
+            current.status = "paused" if frozen else "created" if self._exec_fifo_exists() else "running"
             state.update_state(self.root, current)
 
     def stats(self) -> dict[str, Any]:
@@ -211,23 +252,48 @@ class Container:
         return self.cgroups().oom_events()
 
     # -- running ---------------------------------------------------------
-    def run(self, process: Process) -> int:
+    def run(self, process: Process, *, detach: bool = False, new: bool = False,
+            created: Callable[[Process], None] | None = None) -> int | Process:
         """Create the container with ``process`` as PID 1, or join the live one.
 
-        This is ``nsinit exec``.  Returns the process's exit status (128+N
-        when killed by signal N).
+        This is ``nsinit exec`` (``new``: ``exec --new``, create only).
+        Returns the process's exit status (128+N when killed by signal N).
+        With ``detach``: create and start it (or join) and return
+        ``process`` at once, with its ``pid``; the caller waits for it.
+        ``created(process)`` is called between the create and the start
+        (``exec --detach`` prints the pid there: before anything the
+        container writes to the same stdout).
         """
-        return self._launch(process, create=True, join=True)
+        if detach:
+            return self._launch(process, create=True, join=not new, detach=True, start=created or _no_hook)
+        return self._launch(process, create=True, join=not new)
 
-    def create(self, process: Process) -> int:
-        """Create the container with ``process`` as PID 1; an error if one runs."""
-        return self._launch(process, create=True, join=False)
+    def create(self, process: Process) -> Process:
+        """Set the container up with ``process`` as PID 1, which then waits
+        for ``start`` before it execs; an error if a container runs here.
 
-    def join(self, process: Process) -> int:
-        """Run ``process`` in the live container; an error if none runs."""
-        return self._launch(process, create=False, join=True)
+        Returns ``process`` with its ``pid``: a child of the caller, with the
+        caller's fds 0-2 as its stdio, which nothing supervises (libcontainer's
+        Start; nsinit/lifecycle/).
+        """
+        created = self._launch(process, create=True, join=False, detach=True)
+        assert isinstance(created, Process)  # detach=True returns the process
+        return created
 
-    def _launch(self, process: Process, *, create: bool, join: bool) -> int:
+    def start(self) -> None:
+        """Let the created container's PID 1 exec its command (from any
+        process); returns once it has."""
+        from nsinit.lifecycle.start import start
+
+        start(self)
+
+    def join(self, process: Process, *, detach: bool = False) -> int | Process:
+        """Run ``process`` in the live container; an error if none runs.
+        Its exit status, or with ``detach`` the process, started, at once."""
+        return self._launch(process, create=False, join=True, detach=detach)
+
+    def _launch(self, process: Process, *, create: bool, join: bool, detach: bool = False,
+                start: Callable[[Process], None] | None = None) -> int | Process:
         if self.config is None and not self.read_config_on_create:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
         console.ensure_std_fds()
@@ -238,22 +304,30 @@ class Container:
         deadline = time.monotonic() + RELAUNCH_SECONDS
         while True:
             try:
-                return self._launch_once(process, create=create, join=join)
+                return self._launch_once(process, create=create, join=join, detach=detach, start=start)
             except ContainerGoneError:
                 if not create or time.monotonic() >= deadline:
                     raise
                 # It ended between our decision and the join: decide again.
 
-    def _launch_once(self, process: Process, *, create: bool, join: bool) -> int:
+    def _launch_once(self, process: Process, *, create: bool, join: bool, detach: bool,
+                     start: Callable[[Process], None] | None) -> int | Process:
         lock = state.RootLock(self.root).acquire()
         try:
             try:
                 current = state.load_state(self.root)
             except state.ContainerStoppedError as stopped:
-                # Its supervisor needs the lock to finish: let go, wait, retry.
-                lock.release()
-                state.wait_for_removal(self.root, stopped.record, timeout=5.0)
-                raise ContainerGoneError("exec", str(stopped)) from None
+                if stopped.record.detached:
+                    # Nobody else would remove it: its init is gone and no nsinit watches it.
+                    from nsinit.lifecycle.destroy import remove_container
+
+                    remove_container(self.root, stopped.record)
+                    current = None
+                else:
+                    # Its supervisor needs the lock to finish: let go, wait, retry.
+                    lock.release()
+                    state.wait_for_removal(self.root, stopped.record, timeout=5.0)
+                    raise ContainerGoneError("exec", str(stopped)) from None
             except state.StaleStateError:
                 current = self.state()  # reports and removes it
             if current is not None:
@@ -261,28 +335,45 @@ class Container:
                     raise NsinitError("create", f"a container already runs in {self.root} (pid {current.init_pid})")
                 # The pidfd taken by the join pins the init from here on.
                 lock.release()
-                return _Join(self, process, current).run()
+                joining = _Join(self, process, current)
+                joining.detached = detach
+                status = joining.run()
+                return process if detach else status
             if not create:
                 raise NoContainerError("join", f"no running container in {self.root}")
             config = self.config if self.config is not None else self.read_config()
             # The creation releases the lock once the init has exec'd.
-            return _Creation(self, process, config, lock).run()
+            creation = _Creation(self, process, config, lock)
+            creation.detached = detach
+            status = creation.run()
+            if start is not None:  # run(detach=True)
+                from nsinit.lifecycle.start import start_locked
+
+                start(process)
+                start_locked(self)  # still under the lock: nobody can start it first
+            return process if detach else status
         finally:
             lock.release()
 
+    def delete(self, *, force: bool = False) -> None:
+        """Remove the container: its cgroups, host veths and record.
+
+        A running or paused one only with ``force`` (SIGKILL first), a
+        created one always (runc's delete); a stopped one is what delete is
+        for.  One ``nsinit exec`` supervises is left to that nsinit to remove.
+        """
+        from nsinit.lifecycle.destroy import delete
+
+        delete(self, force=force)
+
     def destroy(self, grace: float = 2.0) -> None:
-        """Kill every process of the container; its supervisor then removes
-        what it made (cgroups, veths, state).  If no supervisor does so
-        within ``grace`` seconds (it was killed too), the dead container's
-        record is cleaned up here."""
-        self.signal(signal.SIGKILL, all_processes=True)
-        record = os.path.join(state.private_dir(self.root), state.STATE_FILE)
-        deadline = time.monotonic() + grace
-        while os.path.exists(record) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with state.RootLock(self.root):
-            if self.state() is not None:
-                raise NsinitError("destroy", f"the container in {self.root} still runs after SIGKILL")
+        """Kill every process of the container and remove what it made
+        (cgroups, veths, state); no container is no error.  A supervisor
+        gets ``grace`` seconds to do the removal itself; if it does not (it
+        was killed too), the dead container's record is cleaned up here."""
+        from nsinit.lifecycle.destroy import delete
+
+        delete(self, force=True, grace=grace)
 
     # -- stop: SIGTERM, a grace period, SIGKILL ------------------------------
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> bool:
@@ -374,6 +465,11 @@ class _Launch:
         self.sync_fd = -1
         self.stdio = console.Stdio()
         self.undo = Undo()
+        # Detached (Container.create, run/join with detach): nobody
+        # supervises; once set up, the child is handed to the caller
+        # (keep_child) and undoing the launch leaves it alone.
+        self.detached = False
+        self.keep_child = False
 
     kind = ""  # "create" or "join": what a trace says it is
 
@@ -391,9 +487,14 @@ class _Launch:
 
     def prepare_plan(self, extra_close: list[int]) -> child.ChildPlan:
         cfg, proc = self.config, self.process
-        use_tty = choose_tty(proc.tty, cfg.tty)
         with self.step_timer("stdio"):
-            self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"))
+            if self.detached:
+                from nsinit.lifecycle.create import detached_stdio
+
+                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn)
+                self.undo.callback(self.close_child_stdio_unless_cloned)
+            else:
+                self.stdio = console.prepare_stdio(choose_tty(proc.tty, cfg.tty), cfg.has_namespace("NEWNS"))
             self.undo.callback(console.close_fds, self.stdio.parent_only)
             self.undo.callback(console.restore_terminal, self.stdio)
         parent_fd, child_fd = sync.socket_pair()
@@ -406,7 +507,7 @@ class _Launch:
             cwd=proc.cwd if proc.cwd is not None else cfg.working_dir,
             stdio=self.stdio, sync_fd=child_fd,
             close_after_clone=[parent_fd] + extra_close + self.stdio.parent_only,
-            trace=self.container.trace,
+            trace=self.container.trace, detached=self.detached,
             seccomp_program=seccomp_program, seccomp_flags=seccomp_flags,
         )
 
@@ -434,6 +535,12 @@ class _Launch:
         finally:
             os.close(fd)
         sync.send(self.sync_fd, seccomp_listener_sent=True)
+
+    def close_child_stdio_unless_cloned(self) -> None:
+        """Undo of a detached stdio: its /dev/null, if clone never came
+        (after clone, adopt_child closes it)."""
+        if not self.pid:
+            console.close_fds(self.stdio.child_only)
 
     def clone(self, flags: int) -> int:
         """clone() for the flows; refuses a multi-threaded caller.
@@ -590,8 +697,8 @@ class _Launch:
     def kill_child(self) -> None:
         """Undo of the clone: the child must not outlive a failed launch.
 
-        After a normal exit it only closes the pidfd."""
-        if self.pid > 0 and not self.reaped:
+        After a normal exit, or once handed to the caller, it only closes the pidfd."""
+        if self.pid > 0 and not self.reaped and not self.keep_child:
             # An unreaped child keeps its pid, so os.kill cannot hit a stranger.
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
@@ -649,6 +756,12 @@ class _Creation(_Launch):
             self.write_id_maps()
             self.start_user_mode_networks()
             self.record_child()
+            if self.detached:
+                from nsinit.lifecycle.create import hand_over
+
+                hand_over(self)  # the init waits for start; nobody supervises it
+                self.undo.close()
+                return 0
             with self.step_timer("go, wait for exec"):
                 self.release_child()
             # Joiners may come in only now that the init has exec'd: before,
@@ -685,6 +798,8 @@ class _Creation(_Launch):
         have the same path.  Removing the record last keeps a new creation
         from starting while the old cgroups still exist.
         """
+        if self.keep_child:
+            return  # handed to the caller: delete removes it (nsinit/lifecycle/destroy.py)
         self.kill_child()  # a cgroup with a live process in it cannot be removed
         if self.lock.held:  # creation failed: nobody else can have stepped in
             self._remove_everything()
@@ -694,11 +809,9 @@ class _Creation(_Launch):
                 self._remove_everything()
 
     def _remove_everything(self) -> None:
-        if self.network_state:
-            from nsinit.network import teardown
+        from nsinit.lifecycle.destroy import remove_made
 
-            teardown.teardown_networks(self.network_state)
-        self.manager.destroy()
+        remove_made(self.manager, self.network_state)
         state.remove_state(self.container.root, self.pid)
 
     def start_child(self) -> None:
@@ -707,6 +820,10 @@ class _Creation(_Launch):
         plan = self.prepare_plan([self.lock.fd, *helper_fds])
         plan.cgroup_files = self.cgroup_files
         plan.dumpable_until_go = os.geteuid() != 0  # see nsinit/child.py _become_init
+        if self.detached:
+            from nsinit.lifecycle.create import prepare_exec_fifo
+
+            plan.exec_fifo_fd = prepare_exec_fifo(self)
         if self.process.init:
             add_init(plan, cfg)
         flags = cfg.clone_flags()
@@ -788,6 +905,9 @@ class _Creation(_Launch):
                 config=config_to_dict(cfg),
                 supervisor_pid=os.getpid(), supervisor_start_time=state.read_start_time(os.getpid()) or 0,
             )
+            if self.detached:  # no supervisor: the creator only holds the lock while it creates
+                record.status, record.detached, record.supervisor_pid, record.supervisor_start_time = \
+                    "creating", True, 0, 0
             state.write_state(self.container.root, record)  # undone by tear_down
 
 
@@ -842,6 +962,12 @@ class _Join(_Launch):
                 if self.init_exited(wait=1.0 if dying else 0.05):
                     raise self.gone() from None
                 raise
+            if self.detached:
+                from nsinit.lifecycle.create import keep_child
+
+                keep_child(self)  # exec'd; the caller waits for it
+                self.undo.close()
+                return 0
             status = self.supervise()
             if not say_if_oom_killed(status, self.current.cgroup_paths, self.oom_kills_before):
                 self.say_if_ended_with_the_init(status)
@@ -915,6 +1041,10 @@ class _Join(_Launch):
             except ProcessLookupError:
                 raise self.gone() from None
         self.adopt_child(pid, plan)
+
+
+def _no_hook(_process: Process) -> None:
+    pass
 
 
 def choose_tty(asked: bool | None, configured: bool | None) -> bool:
@@ -1064,18 +1194,12 @@ def collecting_while_waiting() -> bool:
 
 
 def remove_leftovers(record: State) -> None:
-    """What a container whose supervisor was SIGKILLed leaves: its cgroups
-    (with any process still in them, and thawed if it was paused) and host
-    veths that nothing removed (the kernel removes them with the netns,
-    unless something else keeps that alive)."""
-    if record.cgroup_paths:
-        from nsinit import cgroups
+    """What a container whose supervisor was SIGKILLed leaves (or a detached
+    one whose init died): its cgroups (with any process still in them, and
+    thawed if it was paused) and host veths that nothing removed."""
+    from nsinit.lifecycle.destroy import remove_leftovers as remove
 
-        cgroups.load_manager(record.cgroup_paths).destroy()
-    if any(entry.get("host_interface_name") for entry in record.network_state if isinstance(entry, dict)):
-        from nsinit.network import teardown
-
-        teardown.teardown_networks(record.network_state)
+    remove(record)
 
 
 def collect_garbage() -> list[dict[str, object]]:

@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 
 PID_FILE = "pid"
 STATE_FILE = "state.json"
+# In the private directory while a created container's init waits to be
+# started (nsinit/lifecycle/start.py); runc's exec.fifo.
+EXEC_FIFO = "exec.fifo"
+# The OCI runtime spec's statuses.  "stopped" is never stored: it is what a
+# record whose init has exited is read as.
+STATUSES = ("creating", "created", "running", "paused", "stopped")
 # Root's private state; NSINIT_RUN_DIR moves it (tests).  A plain user's
 # goes to a directory of their own (nsinit/rootless.py): /run/nsinit is root's.
 RUN_DIR = os.environ.get("NSINIT_RUN_DIR") or (
@@ -43,10 +49,13 @@ RUN_DIR = os.environ.get("NSINIT_RUN_DIR") or (
 
 class ContainerStoppedError(Exception):
     """The init has exited and its supervisor, still alive, is removing the
-    container: not stale, not running either."""
+    container: not stale, not running either.  Or the container was created
+    detached (no nsinit supervises it): it stays "stopped" until ``nsinit
+    delete``, gc or the next creation in its root dir removes it."""
 
     def __init__(self, record: "State") -> None:
-        super().__init__(f"container init {record.init_pid} has exited; its nsinit is cleaning up")
+        who = "nsinit delete removes it" if record.detached else "its nsinit is cleaning up"
+        super().__init__(f"container init {record.init_pid} has exited; {who}")
         self.record = record
 
 
@@ -72,9 +81,10 @@ class State:
     namespace_inodes: dict[str, int] = field(default_factory=dict)
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     network_state: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "running"
+    status: str = "running"          # creating, created, running or paused (STATUSES)
     supervisor_pid: int = 0          # the creating nsinit, which removes all this at the end
     supervisor_start_time: int = 0
+    detached: bool = False           # created with nobody supervising (Container.create): kept once stopped
     config: RecordedConfig = field(default_factory=dict)   # written and read by nsinit.config.recorded
 
     def to_json(self) -> str:
@@ -178,6 +188,7 @@ def remove_state(root: str, pid: int | None = None) -> None:
         return
     _remove_public_files(root)
     _unlink(os.path.join(private, STATE_FILE))
+    _unlink(os.path.join(private, EXEC_FIFO))
     if pid is None:
         return  # clearing stale files for a new container: keep the locked dir
     _rmdir_if_empty(private)
@@ -246,8 +257,9 @@ def remove_private_dir(private: str, record: State | None) -> None:
     except FileNotFoundError:
         return
     for name in names:
-        # The record, and temp files a writer killed mid-write left beside it.
-        if name == STATE_FILE or name.startswith(f"{STATE_FILE}.tmp"):
+        # The record, a created init's exec fifo, and temp files a writer
+        # killed mid-write left beside them.
+        if name in (STATE_FILE, EXEC_FIFO) or name.startswith(f"{STATE_FILE}.tmp"):
             _unlink(os.path.join(private, name))
     _rmdir_if_empty(private)
 
@@ -310,13 +322,21 @@ def load_state(root: str) -> State | None:
     try:
         _check_alive(state)
     except StaleStateError as err:
-        if supervisor_alive(state):
+        if supervisor_alive(state) or is_stopped_detached(state):
             raise ContainerStoppedError(state) from None
         # Our own record of a container that is gone: the caller can still
         # remove what it left behind (cgroups, host veths).
         err.record = state
         raise
     return state
+
+
+def is_stopped_detached(record: State) -> bool:
+    """A detached container (call when its init is gone) that got as far as
+    "created": stopped, as the OCI spec has it, until someone deletes it.
+    One whose creation died half-way ("creating") is stale: nothing was
+    handed to anyone, it is removed at once."""
+    return record.detached and record.status != "creating"
 
 
 def supervisor_alive(record: State) -> bool:
@@ -382,6 +402,14 @@ def _check_namespaces(state: State) -> None:
         proc_name = NAMESPACE_PROC_FILES[name]
         try:
             actual = os.stat(f"/proc/{pid}/ns/{proc_name}").st_ino
+        except PermissionError:
+            if state.detached and state.status == "created" and os.geteuid() != 0:
+                # A plain user's created init, not yet exec'd, is still
+                # non-dumpable: its /proc/PID/ns are root's.  Its pid and
+                # start time matched, and the record lies in the user's
+                # own 0700 directory: nobody else could have forged it.
+                continue
+            raise
         except (FileNotFoundError, ProcessLookupError):
             raise StaleStateError(f"container init {pid} has exited") from None
         if actual != inode:

@@ -18,11 +18,11 @@ def run_python(nsinit: Nsinit, body: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_create_join_destroy_from_python(nsinit: Nsinit) -> None:
-    # create() supervises until the init exits, so the creator is a process
-    # of its own, as with the CLI.
+    # run() supervises until the init exits, so the creator is a process of
+    # its own, as with the CLI.
     creator = subprocess.Popen(
         [sys.executable, "-c", "from nsinit.container import Container, Process\n"
-         f"raise SystemExit(Container.load({str(nsinit.root)!r}).create(Process(['/bin/sleep', '30'])))"],
+         f"raise SystemExit(Container.load({str(nsinit.root)!r}).run(Process(['/bin/sleep', '30']), new=True))"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         nsinit.wait_for(lambda: (nsinit.root / "pid").exists())
@@ -82,7 +82,7 @@ def test_stop_from_python(nsinit: Nsinit) -> None:
     # sleep as PID 1 ignores SIGTERM: stop() has to SIGKILL it after the grace time.
     creator = subprocess.Popen(
         [sys.executable, "-c", "from nsinit.container import Container, Process\n"
-         f"raise SystemExit(Container.load({str(nsinit.root)!r}).create(Process(['/bin/sleep', '30'])))"],
+         f"raise SystemExit(Container.load({str(nsinit.root)!r}).run(Process(['/bin/sleep', '30']), new=True))"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         nsinit.wait_for(lambda: (nsinit.root / "pid").exists())

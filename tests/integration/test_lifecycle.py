@@ -286,11 +286,11 @@ def test_commands_in_a_dir_without_config_say_no_container(tmp_path: Path, comma
 
 @pytest.mark.parametrize("words, expected", [
     (["run", "sh"], 'unknown command "run": nsinit exec COMMAND creates the container (or joins the one '
-                    'running in the root dir); see nsinit --help'),
+                    'running in the root dir); exec --detach returns at once; see nsinit --help'),
     (["list"], 'unknown command "list": nsinit has no list: a container is its root dir; '
                'nsinit --root DIR state shows one; see nsinit --help'),
-    (["delete"], 'unknown command "delete": nsinit kill KILL ends the container (its nsinit then removes it); '
-                 'nsinit gc removes what dead ones left; see nsinit --help'),
+    (["rm"], 'unknown command "rm": nsinit delete removes a stopped container (--force: a running one); '
+             'nsinit gc removes what dead ones left; see nsinit --help'),
     (["--root", ".", "frob"], 'unknown command "frob": see nsinit --help'),
     (["kill", "TERM", "extra"], "kill: bad arguments; usage: nsinit [options] kill [--all] [SIGNAL] (see nsinit --help)"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else "")

@@ -455,3 +455,21 @@ def test_loopback_only_container_does_not_import_pyroute2(nsinit: Nsinit) -> Non
                             cwd=nsinit.root, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "pyroute2" not in result.stderr and "nsinit.network.veth" not in result.stderr
+
+
+def test_delete_removes_the_host_veth_of_a_created_and_a_running_container(
+        nsinit: Nsinit, bridge: Callable[[], str], subnet: ipaddress.IPv4Network, link_prefix: str) -> None:
+    # Nobody supervises a created container: delete is what removes its veth.
+    host_end = f"{link_prefix}h"
+    nsinit.config(networks=networks(veth(bridge(), subnet, 2, host_interface_name=host_end)))
+    for start in (False, True):
+        with open(nsinit.root.parent / "created", "w") as out:
+            created = subprocess.run([sys.executable, "-m", "nsinit", "create", "/bin/sleep", "30"], cwd=nsinit.root,
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=60)
+        assert created.returncode == 0, (nsinit.root.parent / "created").read_text()
+        assert link_exists(host_end)
+        if start:
+            assert nsinit.run("start").returncode == 0
+        deleted = nsinit.run("delete", "--force")
+        assert deleted.returncode == 0 and deleted.stderr == "", deleted.stderr
+        assert not link_exists(host_end)

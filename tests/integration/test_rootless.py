@@ -615,3 +615,24 @@ def test_a_plain_user_installs_nsinit_into_a_venv(user: PlainUser, work: Path) -
     lines = ran.stdout.split("\n")
     assert lines[0] == "1"
     assert lines[1].split() == ["0", str(user.uid), "1"]
+
+
+def test_create_start_delete_as_a_plain_user(user: PlainUser, work: Path) -> None:
+    # nsinit create exits: the init must live on (no parent-death signal),
+    # wait on its fifo in the user's own state dir, and start as the user.
+    rootfs = make_rootfs(user, work)
+    out = work / "created"
+    with open(out, "w") as f:
+        created = subprocess.run(user.nsinit_command(["create", "/bin/sh", "-c", "echo started > /tmp/started"]),
+                                 cwd=rootfs, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, timeout=60)
+    assert created.returncode == 0, out.read_text()
+    pid = int(out.read_text())
+    assert json.loads(user.nsinit("state", "--json", cwd=rootfs).stdout)["status"] == "created"
+    assert not (rootfs / "tmp" / "started").exists()
+    started = user.nsinit("start", cwd=rootfs)
+    assert started.returncode == 0 and started.stderr == "", started.stderr
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}/ns/pid"))  # exited (reaped by PID 1, or a zombie)
+    assert (rootfs / "tmp" / "started").read_text() == "started\n"
+    deleted = user.nsinit("delete", cwd=rootfs)
+    assert deleted.returncode == 0, deleted.stderr
+    assert user.nsinit("state", cwd=rootfs).returncode == 1

@@ -17,6 +17,8 @@ from nsinit.errors import NsinitError
     (["exec", "--", "ls", "-l"], ["exec", "--", "ls", "-l"]),
     (["exec", "--root", "r", "ls"], ["exec", "--root", "r", "--", "ls"]),   # global option after exec
     (["state", "--json"], ["state", "--json"]),
+    (["create", "-u", "user", "sh", "-c", "x"], ["create", "-u", "user", "--", "sh", "-c", "x"]),
+    (["--root", "/r", "create", "sh", "-c", "exec x"], ["--root", "/r", "create", "--", "sh", "-c", "exec x"]),
 ])
 def test_the_container_command_keeps_its_own_options(argv: list[str], expected: list[str]) -> None:
     assert cli.protect_command(argv) == expected
@@ -42,6 +44,8 @@ PLAIN_EXEC_LINES = [
     ["exec", "--init", "-T", "sleep", "12"],
     ["exec", "--new", "--", "sh"],
     ["exec", "--join", "-t", "sh"],
+    ["exec", "-d", "sh"],
+    ["exec", "--detach", "--new", "-T", "sh", "-c", "x"],
 ]
 DOCOPT_ONLY_LINES = [
     ["exec", "--tty", "--no-tty", "sh"],        # exclusive: docopt reports it

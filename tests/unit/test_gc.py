@@ -124,6 +124,23 @@ def test_ended_container_whose_nsinit_lives_is_left_to_it(tmp_path: Path, dead_p
     assert (private / "state.json").exists()
 
 
+def test_created_container_whose_creator_is_gone_is_kept(tmp_path: Path, live: subprocess.Popen[bytes]) -> None:
+    # Created detached: no supervisor was ever recorded, and its creator has
+    # exited by design.  Only its init's death makes it garbage.
+    private = plant(tmp_path / "root", live.pid, start_time(live.pid), detached=True, status="created")
+    os.mkfifo(private / state.EXEC_FIFO)
+    assert collect_garbage() == []
+    assert (private / "state.json").exists()
+
+
+def test_stopped_detached_container_is_removed_with_its_fifo(tmp_path: Path, dead_pid: int) -> None:
+    private = plant(tmp_path / "root", dead_pid, 12345, detached=True, status="created")
+    os.mkfifo(private / state.EXEC_FIFO)
+    [entry] = collect_garbage()
+    assert entry["init_pid"] == dead_pid
+    assert not private.exists()
+
+
 def test_record_whose_lock_is_held_is_skipped(tmp_path: Path, dead_pid: int) -> None:
     root = tmp_path / "root"
     private = plant(root, dead_pid, 12345)

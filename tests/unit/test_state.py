@@ -827,3 +827,29 @@ def test_an_ended_container_whose_supervisor_died_is_stale(tmp_path: Path) -> No
     record = make_state(gone.pid, 12345, supervisor_pid=gone.pid, supervisor_start_time=1)
     plant_record(tmp_path, record.to_json())
     assert "is gone" in stale_reason(tmp_path)
+
+
+@pytest.mark.parametrize("status", ["created", "running", "paused"])
+def test_an_ended_detached_container_is_stopped_until_deleted(tmp_path: Path, status: str) -> None:
+    # Nobody supervises it: its end is a "stopped" container (OCI), kept for
+    # delete, not stale files to remove on sight.
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=5)
+    plant_record(tmp_path, make_state(gone.pid, 12345, detached=True, status=status).to_json())
+    with pytest.raises(state.ContainerStoppedError) as stopped:
+        state.load_state(str(tmp_path))
+    assert str(stopped.value) == f"container init {gone.pid} has exited; nsinit delete removes it"
+
+
+def test_a_detached_creation_that_died_half_way_is_stale(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=5)
+    plant_record(tmp_path, make_state(gone.pid, 12345, detached=True, status="creating").to_json())
+    assert "is gone" in stale_reason(tmp_path)
+
+
+def test_removing_a_record_removes_its_exec_fifo(tmp_path: Path, run_dir: Path) -> None:
+    plant_record(tmp_path, make_state(os.getpid(), own_start_time()).to_json())
+    os.mkfifo(private(tmp_path) / state.EXEC_FIFO)
+    state.remove_state(str(tmp_path), os.getpid())
+    assert not private(tmp_path).exists()

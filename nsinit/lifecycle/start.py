@@ -1,0 +1,189 @@
+"""Start: release a created container's init, through its exec fifo.
+
+runc's exec.fifo.  The creation makes a FIFO in nsinit's private record
+and gives the child an O_PATH fd on it.  After its last setup step the
+init opens it for writing through /proc/self/fd, which blocks until
+someone opens it for reading: ``start``, from any process, any time later.
+The init then writes "0" and execs its command.  Its end of the fifo is
+close-on-exec, so ``start`` reads until EOF and knows the exec happened;
+from the open on, the fifo is also where the init reports a failure (a
+step's error, or the trampoline's exec errno): they were the sync socket's
+to carry, and no one reads that socket any more.
+"""
+from __future__ import annotations
+
+import os
+import select
+import stat
+import time
+
+from nsinit import jsontext, state, sync
+from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_COMMAND_FAILED, EXIT_NOT_FOUND, NoContainerError, NsinitError
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from nsinit.container import Container
+
+RELEASED = b"0"             # what the init writes once its open returned (runc writes the same)
+START_TIMEOUT_SECONDS = 30.0  # from the release to the command's execve: a few ms, unless the host is stuck
+# Writable by anyone who can reach it, as runc's: the init opens it after it
+# became the container's user (in a user namespace, not even the owner);
+# only root can get through the private directory (0700) to it.
+FIFO_MODE = 0o622
+
+
+# --- the creation's side (parent, before clone) ---------------------------------
+
+def make_exec_fifo(private: str) -> int:
+    """Make ``private``/exec.fifo afresh; an O_PATH fd on it, for the child."""
+    path = os.path.join(private, state.EXEC_FIFO)
+    try:
+        os.unlink(path)  # left by a creation killed before it could unwind
+    except FileNotFoundError:
+        pass
+    os.mkfifo(path, FIFO_MODE)
+    os.chmod(path, FIFO_MODE)  # mkfifo's mode went through our umask
+    return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+# --- the init's side (in the child, its last step before exec) -------------------
+
+def wait_for_start(fifo_fd: int, sync_fd: int) -> None:
+    """Tell the creator we are created, then block until ``start``.
+
+    The fifo is reopened through /proc/self/fd: its directory is not
+    reachable from the container's root, and an O_PATH fd on the fifo
+    itself (not on a directory) gives no way out of it.  Checked before
+    "created" is sent, so that a container without /proc fails its create,
+    not its start.  After the open, ``sync_fd`` becomes the fifo: what the
+    init has left to report goes to the starter.
+    """
+    path = f"/proc/self/fd/{fifo_fd}"
+    if not os.access(path, os.W_OK):
+        raise NsinitError("wait for start", f"cannot reach the exec fifo through {path} "
+                                            "(a created container's init needs /proc mounted)")
+    sync.send(sync_fd, created=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # blocks until start opens it for reading
+    os.write(fd, RELEASED)
+    # The O_PATH fd goes before exec: the kernel once reset dumpable too late
+    # for an fd on a host file to be safe in an exec'd process (CVE-2016-9962).
+    os.close(fifo_fd)
+    # Inheritable, as the sync socket was made for the trampoline's exec
+    # (trampoline.keep_report_fd); the trampoline makes it close-on-exec
+    # for the command's, whose success the starter sees as EOF.
+    os.dup2(fd, sync_fd, inheritable=True)
+    os.close(fd)
+
+
+# --- the starter's side ----------------------------------------------------------
+
+def start(container: Container) -> None:
+    """``nsinit start``: release the created container in ``container.root``."""
+    with state.RootLock(container.root):
+        start_locked(container)
+
+
+def start_locked(container: Container) -> None:
+    """``start`` for a caller that holds the root dir's lock."""
+    status, current, why = container.status(report_stale=True)
+    if status != "created" or current is None:
+        raise _not_startable(container.root, status, current, why)
+    private = state.private_dir(container.root)
+    report = release(os.path.join(private, state.EXEC_FIFO), current)
+    _unlink_fifo(private)
+    current.status = "running"
+    state.update_state(container.root, current)
+    _raise_reported(report, current)
+
+
+def release(path: str, current: state.State) -> bytes:
+    """Open the fifo for reading, which lets the init's open return; read
+    what it writes until its exec closes its end.  Returns the bytes after
+    the "0": empty, or the JSON of a failure."""
+    from nsinit.container import pin_process
+
+    pidfd = pin_process(current.init_pid, current.init_start_time)
+    if pidfd < 0:
+        raise NsinitError("start", f"container init {current.init_pid} is gone", EXIT_COMMAND_FAILED)
+    try:
+        # Non-blocking: the open returns whether or not the init is (still)
+        # in its own open; its exit is watched through the pidfd meanwhile.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                raise NsinitError("start", f"{path} is not a FIFO", EXIT_COMMAND_FAILED)
+            data = _read_until_exec(fd, pidfd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(pidfd)
+    if not data.startswith(RELEASED):
+        raise NsinitError("start", f"container init {current.init_pid} exited before it was started",
+                          EXIT_COMMAND_FAILED)
+    return data[len(RELEASED):]
+
+
+def _read_until_exec(fd: int, pidfd: int) -> bytes:
+    """Everything written to the fifo until EOF (the init's end closed), or
+    until the init has exited (a writer that never came gives no EOF)."""
+    data = b""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        remaining = deadline - time.monotonic()
+        ready = select.select([fd, pidfd], [], [], max(remaining, 0))[0]
+        if not ready:
+            raise NsinitError("start", f"the container's init did not exec within {START_TIMEOUT_SECONDS:g} s "
+                                       "of being released", EXIT_COMMAND_FAILED)
+        if fd not in ready:  # exited without having opened the fifo
+            return data + _read_available(fd)
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            continue  # woken by the writer's open, nothing written yet
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _read_available(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
+
+
+def _raise_reported(report: bytes, current: state.State) -> None:
+    """A failure the init reported after its release: one of its last
+    steps, or the command's execve (through the trampoline)."""
+    if not report:
+        return
+    try:
+        message = jsontext.loads(report)
+    except ValueError:
+        raise NsinitError("start", f"container init {current.init_pid} reported {report[:200]!r}") from None
+    if "exec_errno" in message:
+        err = int(message["exec_errno"])
+        code = EXIT_NOT_FOUND if err == 2 else EXIT_CANNOT_EXECUTE  # ENOENT
+        raise NsinitError("exec", f"the command's execve failed: {os.strerror(err)}", code)
+    raise NsinitError(str(message.get("step", "start")), str(message.get("error", report)),
+                      int(message.get("exit", EXIT_COMMAND_FAILED)))
+
+
+def _unlink_fifo(private: str) -> None:
+    try:
+        os.unlink(os.path.join(private, state.EXEC_FIFO))
+    except FileNotFoundError:
+        pass
+
+
+def _not_startable(root: str, status: str, current: state.State | None, why: str) -> NsinitError:
+    if current is None:
+        return NoContainerError("start", f"no container in {root}")
+    pid = current.init_pid
+    text = {
+        "running": f"the container in {root} runs already (pid {pid}): only a created one can be started",
+        "paused": f"the container in {root} is paused (pid {pid}); nsinit resume first",
+        "creating": f"the container in {root} is still being created (pid {pid})",
+        "stopped": f"the container in {root} has stopped ({why})",
+    }.get(status, f"the container in {root} is {status}")
+    return NsinitError("start", text, EXIT_COMMAND_FAILED)
