@@ -89,8 +89,10 @@ def test_create_leaves_the_init_waiting_and_start_releases_it(nsinit: Nsinit) ->
     created = run_ok(nsinit, "create", "/bin/sh", "-c", "touch /tmp/started; exec sleep 30")
     pid = created.pid
     assert created.stdout == f"{pid}\n" and created.stderr == ""
-    # Blocked in the open of its exec fifo, its command not run yet.
-    assert proc_status(pid, "State").startswith("S")
+    # Blocked in the open of its exec fifo, its command not run yet (create
+    # returns once the init has said it goes to the fifo: on a loaded machine
+    # it may still be on its way into the open).
+    wait_until(lambda: proc_status(pid, "State").startswith("S"))
     assert Path(f"/proc/{pid}/wchan").read_text() in ("wait_for_partner", "0")  # "0": wchan hidden by the kernel
     assert not (nsinit.root / "tmp" / "started").exists()
     assert status_of(nsinit) == "created"
