@@ -196,7 +196,9 @@ def _join_and_exec(plan: ChildPlan) -> None:
     with steps.step("setns"):
         namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
         os.close(plan.join_pidfd)
-        if not cfg.has_namespace("NEWNS"):
+    if not cfg.has_namespace("NEWNS"):
+        write_kernel_settings_before_chroot(steps, cfg, sysctl=False)  # sysctls: the init's
+        with steps.step("setns"):
             os.chroot(cfg.rootfs)
             os.chdir("/")  # a cwd left outside a chroot is a way out of it
     with steps.step("console"):
@@ -280,6 +282,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         with steps.step("pivot_root"):
             mount.pivot_to_rootfs(cfg)
     else:
+        write_kernel_settings_before_chroot(steps, cfg)
         with steps.step("chroot"):
             os.chroot(cfg.rootfs)
             os.chdir("/")
@@ -289,7 +292,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if (netns := cfg.namespace("NEWNET")) is not None and not netns.path:
         with steps.step("loopback"):
             network.bring_up_loopback()
-    if cfg.sysctl:
+    if cfg.sysctl and cfg.has_namespace("NEWNS"):
         with steps.step("sysctl"):
             _write_sysctls(cfg.sysctl)
     if cfg.has_namespace("NEWNS"):
@@ -323,7 +326,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     if cfg.rlimits:
         with steps.step("rlimits"):
             _set_rlimits(cfg.rlimits)
-    if cfg.oom_score_adj is not None:
+    if cfg.oom_score_adj is not None and cfg.has_namespace("NEWNS"):
         with steps.step("oom_score_adj"):
             write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))
     with steps.step("user"):
@@ -521,6 +524,21 @@ def _join_path_namespaces(cfg: Config) -> None:
         namespaces.enter_namespaces(fds)
     finally:
         namespaces.close_all(fds.values())
+
+
+def write_kernel_settings_before_chroot(steps: Steps, cfg: Config, sysctl: bool = True) -> None:
+    """Without NEWNS, /proc under the rootfs is a directory of the image's:
+    a regular file there would take a write and leave the setting unapplied
+    without a word.  So they go through the host's /proc while it is still
+    "/": /proc/self is this very process, and a namespaced sysctl (the only
+    kind the loader lets through) is the one of the writer's namespaces,
+    which are the container's by now."""
+    if sysctl and cfg.sysctl:
+        with steps.step("sysctl"):
+            _write_sysctls(cfg.sysctl)
+    if cfg.oom_score_adj is not None:
+        with steps.step("oom_score_adj"):
+            write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))
 
 
 def _write_sysctls(sysctl: tuple[tuple[str, str], ...]) -> None:
