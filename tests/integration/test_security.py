@@ -119,6 +119,19 @@ def test_a_joined_process_gets_oom_score_adj_past_a_fake_proc(nsinit: Nsinit) ->
     assert fake.read_text() == ""
 
 
+def test_a_fake_setgroups_deny_in_the_image_keeps_no_host_group(nsinit: Nsinit) -> None:
+    # No NEWNS: a "deny" in the image's /proc/self/setgroups made nsinit skip
+    # setgroups, and the command kept the groups its caller had on the host.
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWUTS", "NEWIPC", "NEWPID", "NEWNET")])
+    fake = nsinit.root / "proc" / "self" / "setgroups"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text("deny\n")
+    result = subprocess.run([sys.executable, "-m", "nsinit", "exec", "id", "-G"], cwd=nsinit.root,
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                            extra_groups=[4242])
+    assert "4242" not in ok(result).split()
+
+
 # --- 2. the working directory is inside the container (CVE-2024-21626) ------
 
 def run_with_host_root_fd(nsinit: Nsinit, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
