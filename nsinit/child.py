@@ -193,6 +193,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
         trampoline_fd = trampoline.sealed_copy()  # nsinit's files: before setns too
     with steps.step("wait for parent"):
         _wait_for_go(plan.sync_fd)
+    if not cfg.has_own_procfs():
+        write_kernel_settings_from_the_host(steps, cfg, sysctl=False)  # sysctls: the init's
     with steps.step("setns"):
         namespaces.enter_with_pidfd(plan.join_pidfd, plan.join_flags)
         os.close(plan.join_pidfd)
@@ -277,9 +279,12 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         if plan.stdio.pty_in_container:
             with steps.step("console"):
                 console.attach_child_stdio(plan.stdio)
+        if not cfg.has_own_procfs():
+            write_kernel_settings_from_the_host(steps, cfg)
         with steps.step("pivot_root"):
             mount.pivot_to_rootfs(cfg)
     else:
+        write_kernel_settings_from_the_host(steps, cfg)
         with steps.step("chroot"):
             os.chroot(cfg.rootfs)
             os.chdir("/")
@@ -289,7 +294,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if (netns := cfg.namespace("NEWNET")) is not None and not netns.path:
         with steps.step("loopback"):
             network.bring_up_loopback()
-    if cfg.sysctl:
+    if cfg.sysctl and cfg.has_own_procfs():
         with steps.step("sysctl"):
             _write_sysctls(cfg.sysctl)
     if cfg.has_namespace("NEWNS"):
@@ -323,7 +328,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     if cfg.rlimits:
         with steps.step("rlimits"):
             _set_rlimits(cfg.rlimits)
-    if cfg.oom_score_adj is not None:
+    if cfg.oom_score_adj is not None and cfg.has_own_procfs():
         with steps.step("oom_score_adj"):
             write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))
     with steps.step("user"):
@@ -372,7 +377,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
             start.wait_for_start(exec_fifo_fd, steps.sync_fd)
     with steps.step("exec"):
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
-                     cfg.rootfs, path, cfg.has_namespace("NEWNS"))
+                     cfg.rootfs, path, cfg.has_own_procfs())
     raise AssertionError("unreachable")
 
 
@@ -521,6 +526,22 @@ def _join_path_namespaces(cfg: Config) -> None:
         namespaces.enter_namespaces(fds)
     finally:
         namespaces.close_all(fds.values())
+
+
+def write_kernel_settings_from_the_host(steps: Steps, cfg: Config, sysctl: bool = True) -> None:
+    """Without a procfs of its own (``Config.has_own_procfs``), the
+    container's /proc is a directory of the image's: a regular file there
+    would take a write and leave the setting unapplied without a word.  So
+    they go through the host's /proc while it is still reachable (before the
+    chroot, pivot_root or setns): /proc/self is this very process, and a
+    namespaced sysctl (the only kind the loaders let through) is the one of
+    the writer's namespaces, which are the container's by now."""
+    if sysctl and cfg.sysctl:
+        with steps.step("sysctl"):
+            _write_sysctls(cfg.sysctl)
+    if cfg.oom_score_adj is not None:
+        with steps.step("oom_score_adj"):
+            write_file("/proc/self/oom_score_adj", str(cfg.oom_score_adj))
 
 
 def _write_sysctls(sysctl: tuple[tuple[str, str], ...]) -> None:

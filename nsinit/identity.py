@@ -240,6 +240,20 @@ def setgroups_denied(path: str = "/proc/self/setgroups") -> bool:
         return False  # no user namespaces (or before Linux 3.19): allowed
 
 
+def _set_groups(groups: list[int]) -> None:
+    """setgroups(2), skipped only where the kernel itself refuses it.
+
+    Tried first, /proc/self/setgroups read only on EPERM: this runs after
+    the chroot or pivot_root, where /proc may be a directory of the image's
+    (no NEWNS), and a fake "deny" there would have kept nsinit's own
+    supplementary groups, the caller's host groups, in the container."""
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        if not setgroups_denied():
+            raise
+
+
 def switch_user(identity: Identity) -> None:
     """setgroups, then setresgid, then setresuid -- in that order because both
     group calls need CAP_SETGID, which setresuid to a non-root uid takes away
@@ -249,8 +263,7 @@ def switch_user(identity: Identity) -> None:
     the container command could switch back to.
     """
     steps: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
-    if not setgroups_denied():
-        steps.append((f"setgroups({list(identity.groups)})", os.setgroups, (list(identity.groups),)))
+    steps.append((f"setgroups({list(identity.groups)})", _set_groups, (list(identity.groups),)))
     steps.append((f"setresgid({identity.gid})", os.setresgid, (identity.gid,) * 3))
     steps.append((f"setresuid({identity.uid})", os.setresuid, (identity.uid,) * 3))
     for label, call, args in steps:

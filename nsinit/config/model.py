@@ -228,6 +228,17 @@ class Config:
         """True if the container gets its own (new or joined) namespace of this type."""
         return self.namespace(name) is not None
 
+    def has_own_procfs(self) -> bool:
+        """True if the container's /proc is the procfs nsinit mounts there.
+
+        Otherwise (no NEWNS, or a config.json whose mounts leave out proc)
+        /proc after the chroot or pivot_root is a directory of the image's,
+        whose plain files would take any write meant for the kernel.  The
+        mount steps keep a proc mount exactly on /proc and refuse any other
+        mount over it."""
+        return self.has_namespace("NEWNS") and any(
+            m.device == "proc" and m.destination == "/proc" for m in self.mounts)
+
     def namespace(self, name: str) -> NamespaceConfig | None:
         for ns in self.namespaces:
             if ns.type == name:

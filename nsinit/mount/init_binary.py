@@ -1,11 +1,16 @@
-"""``nsinit exec --init``: the host's static tini, bound read-only at /dev/init.
+"""``nsinit exec --init``: a copy of the host's static tini at /dev/init.
 
 What ``docker run --init`` does: a PID 1 of a pid namespace ignores every
 signal it has no handler for and must reap every orphan, which most
 commands do not do.  tini does both and passes the command's exit status
-through.  It is bound from the host (Debian's package ships a static build)
-onto a file in the container's /dev tmpfs: nothing is written into the
-rootfs, and the container cannot change the binary (read-only, nosuid).
+through.  Debian's package ships a static build; it is copied onto the
+container's /dev tmpfs and bound read-only over itself: nothing is written
+into the rootfs.  Never the host's file itself: a read-only bind stops no
+root holding CAP_SYS_ADMIN, who remounts it read-write and then chmods the
+host's tini (setuid) or rewrites it once no process runs it -- through
+/dev/init or /proc/1/exe, the CVE-2019-5736 class.  A sealed memfd cannot
+be the bind's source (the kernel binds nothing from its internal mounts:
+EINVAL), so the container gets a file of its own to spoil.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import os
 
 from nsinit.errors import NsinitError
 from nsinit.mount.flags import MS_NODEV, MS_NOSUID, MS_RDONLY
+from nsinit.mount.paths import fd_path, open_in_root
 from nsinit.mount.rootfs import mount_bind, open_root, rootfs_path
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -59,6 +65,32 @@ def bind_init(config: Config, host_path: str) -> None:
     rootfs = rootfs_path(config)
     root_fd = open_root(rootfs)
     try:
-        mount_bind(rootfs, root_fd, host_path, INIT_PATH, MS_RDONLY | MS_NOSUID | MS_NODEV)
+        copy_fd = _copy_onto_dev(root_fd, host_path)
+        try:
+            mount_bind(rootfs, root_fd, fd_path(copy_fd), INIT_PATH, MS_RDONLY | MS_NOSUID | MS_NODEV)
+        finally:
+            os.close(copy_fd)
     finally:
         os.close(root_fd)
+
+
+def _copy_onto_dev(root_fd: int, host_path: str) -> int:
+    """An O_PATH fd of a new 0555 copy of ``host_path`` at /dev/init."""
+    dev_fd = open_in_root(root_fd, os.path.dirname(INIT_PATH))
+    try:
+        name = os.path.basename(INIT_PATH)
+        source = os.open(host_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o555, dir_fd=dev_fd)
+            try:
+                size = os.fstat(source).st_size
+                while os.sendfile(target, source, None, size):
+                    pass
+            finally:
+                os.close(target)  # before the exec: a file open for writing is ETXTBSY
+        finally:
+            os.close(source)
+        return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev_fd)
+    finally:
+        os.close(dev_fd)

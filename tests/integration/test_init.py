@@ -1,4 +1,4 @@
-"""``nsinit exec --init``: tini (the host's static build, bound read-only at
+"""``nsinit exec --init``: tini (a copy of the host's static build, read-only at
 /dev/init) as PID 1, forwarding signals and reaping zombies, as ``docker run
 --init`` does.  Checked from inside real containers and from the host's /proc."""
 from __future__ import annotations
@@ -97,3 +97,28 @@ def test_init_on_a_join_is_a_warning(nsinit: Nsinit, start: Callable[..., Live])
     assert result.stdout.strip() != "1"
     assert stderr_lines(result) == [(f"nsinit: warning: --init: the container in {nsinit.root} runs already, "
                                      "with its own PID 1; this process joins it without an init")]
+
+
+
+def test_root_with_sys_admin_cannot_change_the_hosts_tini(nsinit: Nsinit) -> None:
+    # A read-only bind is no barrier to a root keeping CAP_SYS_ADMIN: it
+    # remounts the bind read-write.  Then chmod (the same mode: harmless,
+    # but it moves the ctime) and a write of the byte already there (ETXTBSY
+    # while tini runs, not once it has exited) reach whatever file it is.
+    import hashlib
+    host = "/usr/bin/tini-static"
+    nsinit.config(capabilities=["SYS_ADMIN", "DAC_OVERRIDE"], seccomp=None)  # no filter on mount
+    before = os.stat(host)
+    digest = hashlib.sha256(Path(host).read_bytes()).hexdigest()
+    out = ok(nsinit.exec("--init", "/bin/sh", "-c",
+                         "mount -o remount,bind,rw /dev/init && echo remounted;"
+                         " chmod 755 /dev/init /proc/1/exe;"
+                         " printf '\\177' | dd of=/dev/init bs=1 count=1 conv=notrunc 2>/dev/null;"
+                         " stat -L -c '%d %i' /proc/1/exe /dev/init"))
+    remounted, exe, init = out.splitlines()
+    assert remounted == "remounted"
+    assert exe == init != f"{before.st_dev} {before.st_ino}"  # a copy, not the host's inode
+    after = os.stat(host)
+    assert (after.st_ctime_ns, after.st_mtime_ns, after.st_mode) == \
+        (before.st_ctime_ns, before.st_mtime_ns, before.st_mode)
+    assert hashlib.sha256(Path(host).read_bytes()).hexdigest() == digest

@@ -139,3 +139,52 @@ def test_podmans_seccomp_profile_is_enforced(tmp_path: Path, rootfs: Path, no_re
     assert code == 0, out
     status = dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
     assert status["Seccomp"].strip() == "2" and status["Seccomp_filters"].strip() == "1"
+
+
+def test_oom_score_adj_reaches_the_kernel_without_a_proc_mount(tmp_path: Path, rootfs: Path, no_residue: None,
+                                                               capfd: pytest.CaptureFixture[str]) -> None:
+    # A config.json's mounts are all the container gets: without proc there,
+    # /proc after pivot_root is the image's directory, whose plain file took
+    # the write (and the setting never reached the kernel).
+    import time
+
+    data = bundle_from("containerd-run", tmp_path, rootfs)
+    data["mounts"] = [m for m in data["mounts"] if m["destination"] != "/proc"]
+    data["process"]["oomScoreAdj"] = 123
+    fake = rootfs / "proc" / "self" / "oom_score_adj"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text("")
+    spec, _ = parse_spec(data, "config.json", str(tmp_path), "oom")
+    state_root = tmp_path / "state"
+    state_root.mkdir()
+    runner = os.fork()  # Container.run wants a single-threaded caller, and blocks
+    if runner == 0:
+        try:
+            os._exit(Container(str(state_root), spec.config).run(
+                Process(args=["/bin/sh", "-c", "exec sleep 33"], tty=False)))
+        finally:
+            os._exit(125)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 10
+        while not pids and time.monotonic() < deadline:
+            pids = [int(p) for p in os.listdir("/proc")
+                    if p.isdigit() and _cmdline(p) == b"sleep\x0033\x00"]
+            time.sleep(0.02)
+        assert pids, capfd.readouterr()
+        oom = Path(f"/proc/{pids[0]}/oom_score_adj").read_text().strip()
+    finally:
+        for pid in pids:
+            os.kill(pid, 9)
+        if not pids:
+            os.kill(runner, 9)
+        os.waitpid(runner, 0)
+    assert oom == "123"
+    assert fake.read_text() == ""
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from _live import READY, Live
+from _live import READY, Live, read_cmdline
 from conftest import Nsinit, needs_root, stderr_lines
 
 pytestmark = needs_root
@@ -68,6 +68,68 @@ def test_a_fake_cap_last_cap_in_the_image_grants_nothing(nsinit: Nsinit) -> None
     (fake / "cap_last_cap").write_text("1\n")
     status = run_and_read_status(nsinit, "CapEff", "CapPrm", "CapBnd")
     assert status == {"CapEff": CAP_CHOWN, "CapPrm": CAP_CHOWN, "CapBnd": CAP_CHOWN}
+
+
+def test_sysctl_and_oom_score_adj_reach_the_kernel_past_a_fake_proc(nsinit: Nsinit) -> None:
+    # No NEWNS: written through the image's /proc after the chroot, both
+    # settings went into these plain files and never reached the kernel.
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWUTS", "NEWIPC", "NEWPID", "NEWNET")],
+                  oom_score_adj=123, sysctl={"net.ipv4.ip_unprivileged_port_start": "333"})
+    fakes = [nsinit.root / "proc" / "self" / "oom_score_adj",
+             nsinit.root / "proc" / "sys" / "net" / "ipv4" / "ip_unprivileged_port_start"]
+    for fake in fakes:
+        fake.parent.mkdir(parents=True, exist_ok=True)
+        fake.write_text("")
+    live = Live(nsinit, f"{READY}; exec sleep 30").wait_ready(b"sleep\x0030\x00")
+    try:
+        oom = Path(f"/proc/{live.pid}/oom_score_adj").read_text().strip()
+        port_start = subprocess.run(["nsenter", f"--net=/proc/{live.pid}/ns/net", "cat",
+                                     "/proc/sys/net/ipv4/ip_unprivileged_port_start"],
+                                    capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        live.stop()
+        stderr_lines(subprocess.CompletedProcess([], 0, "", live.stderr))
+    assert (oom, port_start) == ("123", "333")
+    assert [fake.read_text() for fake in fakes] == ["", ""]
+
+
+def test_a_joined_process_gets_oom_score_adj_past_a_fake_proc(nsinit: Nsinit) -> None:
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWUTS", "NEWIPC", "NEWPID", "NEWNET")],
+                  oom_score_adj=321)
+    fake = nsinit.root / "proc" / "self" / "oom_score_adj"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text("")
+    live = Live(nsinit, f"{READY}; exec sleep 30").wait_ready(b"sleep\x0030\x00")
+    joined = nsinit.popen("exec", "--join", "/bin/sh", "-c", "exec sleep 31")
+    try:
+        pids: list[int] = []
+
+        def started() -> bool:
+            pids[:] = [int(p) for p in os.listdir("/proc")
+                       if p.isdigit() and read_cmdline(int(p)) == b"sleep\x0031\x00"]
+            return bool(pids)
+
+        nsinit.wait_for(started)
+        oom = Path(f"/proc/{pids[0]}/oom_score_adj").read_text().strip()
+    finally:
+        live.stop()
+        joined.communicate(timeout=10)
+        stderr_lines(subprocess.CompletedProcess([], 0, "", live.stderr))
+    assert oom == "321"
+    assert fake.read_text() == ""
+
+
+def test_a_fake_setgroups_deny_in_the_image_keeps_no_host_group(nsinit: Nsinit) -> None:
+    # No NEWNS: a "deny" in the image's /proc/self/setgroups made nsinit skip
+    # setgroups, and the command kept the groups its caller had on the host.
+    nsinit.config(namespaces=[{"type": t} for t in ("NEWUTS", "NEWIPC", "NEWPID", "NEWNET")])
+    fake = nsinit.root / "proc" / "self" / "setgroups"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text("deny\n")
+    result = subprocess.run([sys.executable, "-m", "nsinit", "exec", "id", "-G"], cwd=nsinit.root,
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                            extra_groups=[4242])
+    assert "4242" not in ok(result).split()
 
 
 # --- 2. the working directory is inside the container (CVE-2024-21626) ------
