@@ -137,6 +137,8 @@ class ContainerGoneError(NoContainerError):
     """The container ended while a process was joining it; ``nsinit exec``
     then decides again (and creates a new one)."""
 
+    init_pid = 0  # the init that ended: a different one each time is progress
+
 
 def describe_oserror(err: OSError, step: str = "") -> str:
     """The one line of a failed call, from its attributes: ``CALL(TARGET):

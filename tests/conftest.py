@@ -116,10 +116,12 @@ def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 @pytest.fixture
 def no_residue(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    before = private_dirs_now()
     yield
     leftovers = [p for p in ("pid", "state.json") if os.path.lexists(tmp_path / "rootfs" / p)]
     assert not leftovers, f"files left in the root dir: {leftovers}"
-    assert not private_dirs_left(tmp_path), f"private state left: {private_dirs_left(tmp_path)}"
+    left = private_dirs_left(tmp_path, before)
+    assert not left, f"private state left: {left}"
     assert not mounts_under(tmp_path), "mounts left on the host"
     assert not processes_rooted_in(tmp_path), "container processes left running"
     prefix = getattr(request.node, "link_prefix", None)
@@ -128,14 +130,45 @@ def no_residue(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[
     assert not cgroups_left(tmp_path), f"cgroups left on the host: {cgroups_left(tmp_path)}"
 
 
-def private_dirs_left(tmp_path: Path) -> list[str]:
+def private_dirs_left(tmp_path: Path, before: dict[str, tuple[int, int, tuple[str, ...]]] | None = None) -> list[str]:
     """nsinit's private state dirs (under state.RUN_DIR) of this test's root
     dirs: ``tmp_path`` and the directories just below it (rootfs, ...).
-    Named by device and inode, so only this test's, whatever else runs."""
+
+    Named by device and inode, so only this test's, whatever else runs;
+    except that a dead container's dir outlives its root, and the inode is
+    reused: a test's new directory can then have the name of a dir another
+    session left (seen: a killed run's record "left" by an OOM test that
+    never touched it).  So with ``before`` (private_dirs_now() at the start)
+    a dir this test did not create or change is not counted as its own."""
     from nsinit import state
 
     roots = [tmp_path, *(p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink())]
-    return [path for path in (state.private_dir(str(root)) for root in roots) if os.path.lexists(path)]
+    paths = [state.private_dir(str(root)) for root in roots]
+    return [path for path in paths if os.path.lexists(path)
+            and (before is None or _dir_identity(path) != before.get(path))]
+
+
+def private_dirs_now() -> dict[str, tuple[int, int, tuple[str, ...]]]:
+    """Every private dir in state.RUN_DIR, with what tells a change of it."""
+    from nsinit import state
+
+    found = {}
+    for path in state.private_dirs():
+        identity = _dir_identity(path)
+        if identity is not None:
+            found[path] = identity
+    return found
+
+
+def _dir_identity(path: str) -> tuple[int, int, tuple[str, ...]] | None:
+    """(inode, ctime, names): adding or removing an entry changes the ctime,
+    and the names tell it apart within one tick of the ctime's clock."""
+    try:
+        st = os.lstat(path)
+        names = tuple(sorted(os.listdir(path)))
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_ctime_ns, names
 
 
 def cgroups_left(tmp_path: Path, depth: int = 3) -> list[str]:

@@ -89,6 +89,11 @@ def open_container_pty(root_fd: int) -> tuple[int, int]:
     master = open_devpts_ptmx(root_fd)
     try:
         fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")
+        # Here, not only when the supervisor adopts the master: the child
+        # does not wait for that and may exec first, and a command started
+        # on a 0x0 pty (stty size, a shell's line editor) sees no size.
+        # Fd 0 is still the host's stdin: the pty replaces it later.
+        _copy_window_size(0, master)
         slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         os.close(master)
