@@ -1082,6 +1082,10 @@ class Suite:
             "runc": (lambda: oci_argv("runc"), lambda: oci_cleanup("runc"), self.env),
             "crun": (lambda: oci_argv("crun"), lambda: oci_cleanup("crun"), self.env),
         }
+        if self.args.compare:
+            other = ws.root("loop-compare", nsinit_config(ws.rootfs))
+            runners[f"nsinit {self.args.compare}"] = (
+                lambda: [self.args.compare, "--root", other, "exec", "/bin/true"], None, self.env)
         if pip_script:
             runners["nsinit, pip's console script"] = (
                 lambda: [pip_script, "--root", root, "exec", "/bin/true"], None, pip_env)
@@ -1433,6 +1437,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--containers", type=int, default=0, help="case 5 count (default 100, --quick 20)")
     parser.add_argument("--cases", default="create,join,veth,many,profile",
                         help="comma-separated subset of create,join,veth,many,profile,seccomp,loop")
+    parser.add_argument("--compare", default="",
+                        help="loop case: another nsinit command as one more row (e.g. the launcher of another tree)")
     parser.add_argument("--loop-block", type=int, default=10,
                         help="containers in a row per runtime in the loop case (default 10)")
     parser.add_argument("--gap-ms", type=float, default=50.0,
