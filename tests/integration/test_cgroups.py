@@ -72,7 +72,7 @@ def test_back_to_back_runs_keep_the_shared_default_parent(nsinit: Nsinit, tmp_pa
     # container's end removes its own cgroup and leaves the empty parent
     # for the next one, which then makes one cgroup per hierarchy, not two
     # (bench/README.md, CI loop).
-    top = f"loops-{tmp_path.name}"
+    top = f"loops{os.getpid()}-{tmp_path.name}"  # unique while other sessions run it too
     nsinit.config(cgroups={"parent": f"{top}/nsinit"})
     base = Path("/sys/fs/cgroup")
     parents = [base / h / top / "nsinit" for h in ("memory", "pids", "cpuset", "devices", "freezer")]
@@ -83,8 +83,8 @@ def test_back_to_back_runs_keep_the_shared_default_parent(nsinit: Nsinit, tmp_pa
             kept = [p for p in parents if p.is_dir() and not [c for c in p.iterdir() if c.is_dir()]]
             assert kept == parents
     finally:
-        for parent in parents:
-            for directory in (parent, parent.parent):
+        for hierarchy in base.iterdir():  # every one nsinit made them in
+            for directory in (hierarchy / top / "nsinit", hierarchy / top):
                 if directory.is_dir():
                     directory.rmdir()
 
