@@ -1026,6 +1026,123 @@ class Suite:
             raise
         return time.perf_counter() - start
 
+    # -- CI loop: containers back to back ----------------------------------------
+    def pip_console_script(self) -> str:
+        """The console script ``pip install`` writes for nsinit (pip's own
+        ScriptMaker, its template: ``#!python``, site and every .pth file,
+        ``import re``), in the workspace; "" if pip cannot be imported.
+
+        It must run the code the launcher runs: a launcher written by
+        scripts/install puts its tree first on sys.path, and the pip script
+        gets that tree through PYTHONPATH (see loop_env)."""
+        interp = self.nsinit.interpreter or sys.executable
+        directory = os.path.join(self.ws.top, "pip-bin")
+        os.makedirs(directory, exist_ok=True)
+        make = ("import sys\n"
+                "from pip._internal.operations.install.wheel import PipScriptMaker\n"
+                "maker = PipScriptMaker(None, sys.argv[1])\n"
+                "maker.clobber = True\n"
+                "maker.variants = {''}\n"
+                "maker.executable = sys.executable\n"
+                "maker.make_multiple(['nsinit = nsinit.cli:run'])\n")
+        result = quiet([interp, "-c", make, directory], check=False)
+        path = os.path.join(directory, "nsinit")
+        return path if result.returncode == 0 and os.path.isfile(path) else ""
+
+    def launcher_tree(self) -> str:
+        """The first directory a scripts/install launcher puts on sys.path."""
+        with open(self.nsinit.command[0], errors="replace") as f:
+            for line in f:
+                if line.startswith("sys.path[:0] = "):
+                    paths = json.loads(line.split("=", 1)[1].strip().replace("'", '"'))
+                    return str(paths[0]) if paths else ""
+        return ""
+
+    def case_loop(self) -> None:
+        """A CI loop: ``--loop-block`` containers in a row per runtime, no gap
+        between them (blocks interleaved, the gap before each block only),
+        then the same runtimes interleaved run by run, with no gap at all."""
+        ws = self.ws
+        root = ws.root("loop", nsinit_config(ws.rootfs))
+        block = self.args.loop_block
+        pip_script = self.pip_console_script()
+        tree = self.launcher_tree()
+        pip_env = dict(self.env, PYTHONPATH=tree) if tree else self.env
+        oci_runs = {"runc": 0, "crun": 0}
+
+        def oci_argv(tool: str) -> list[str]:
+            oci_runs[tool] += 1
+            return self.oci(tool, "run", "--bundle", ws.bundle_true, self.cid(f"loop{tool}", oci_runs[tool]))
+
+        def oci_cleanup(tool: str) -> None:
+            self.oci_delete(tool, self.cid(f"loop{tool}", oci_runs[tool]))
+
+        runners: dict[str, tuple[Callable[[], list[str]], Callable[[], None] | None, dict[str, str]]] = {
+            "nsinit": (lambda: self.nsinit.argv("--root", root, "exec", "/bin/true"), None, self.env),
+            "runc": (lambda: oci_argv("runc"), lambda: oci_cleanup("runc"), self.env),
+            "crun": (lambda: oci_argv("crun"), lambda: oci_cleanup("crun"), self.env),
+        }
+        if self.args.compare:
+            other = ws.root("loop-compare", nsinit_config(ws.rootfs))
+            runners[f"nsinit {self.args.compare}"] = (
+                lambda: [self.args.compare, "--root", other, "exec", "/bin/true"], None, self.env)
+        if pip_script:
+            runners["nsinit, pip's console script"] = (
+                lambda: [pip_script, "--root", root, "exec", "/bin/true"], None, pip_env)
+        per_run: dict[str, list[float]] = {name: [] for name in runners}
+        per_block: dict[str, list[float]] = {name: [] for name in runners}
+        mixed: dict[str, list[float]] = {name: [] for name in runners}
+        errors: dict[str, str] = {}
+
+        def one(name: str) -> float:
+            argv_for, cleanup, env = runners[name]
+            launcher = Launcher(env=env, errfile=self.launcher.errfile)
+            try:
+                return launcher.run(argv_for())
+            finally:
+                if cleanup:
+                    cleanup()  # untimed; runc/crun `run` already removed the container
+
+        log(f"CI loop: {self.rounds} rounds of {len(runners)} blocks of {block}, then "
+            f"{self.rounds * block} runs interleaved run by run")
+        names = list(runners)
+        # Blocks: a runtime's containers back to back, as a CI loop runs them.
+        for r, name in enumerate(stats.interleaved_schedule(names, self.warmup + self.rounds)):
+            if name in errors:
+                continue
+            time.sleep(self.args.gap_ms / 1000)
+            times = []
+            try:
+                for _ in range(block):
+                    times.append(one(name))
+            except RunFailed as err:
+                errors[name] = str(err)
+                log(f"{name}: unavailable: {err}")
+                continue
+            if r >= self.warmup * len(names):
+                per_run[name] += times
+                per_block[name].append(sum(times))
+        # Run by run: every runtime follows another's container, no gap.
+        for name in stats.interleaved_schedule(names, self.rounds * block):
+            if name not in errors:
+                mixed[name].append(one(name))
+        rows: dict[str, dict[str, object]] = {}
+        for name in names:
+            if name in errors:
+                rows[name] = {"unavailable": errors[name]}
+                continue
+            rows[name] = {"block_per_container_median_ms": stats.median(per_run[name]) * 1000,
+                          "block_total_median_ms": stats.median(per_block[name]) * 1000,
+                          "block_min_ms": min(per_run[name]) * 1000,
+                          "mixed_median_ms": stats.median(mixed[name]) * 1000,
+                          "samples_ms": [round(t * 1000, 3) for t in per_run[name]],
+                          "mixed_samples_ms": [round(t * 1000, 3) for t in mixed[name]]}
+        self.results["loop"] = {"title": f"CI loop: blocks of {block} back to back, {self.rounds} rounds",
+                                "block": block, "rounds": self.rounds, "rows": rows,
+                                "pip_console_script": pip_script,
+                                "pip_pythonpath": tree}
+        print_loop(self.results["loop"])  # type: ignore[arg-type]
+
     # -- where nsinit's time goes --------------------------------------------------
     # Steps that are one process waiting for the other (the other's steps, counted already).
     TRACE_WAITS = ("wait for parent", "wait for child", "go, wait for exec")
@@ -1167,6 +1284,24 @@ def print_case(case: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
+def print_loop(case: dict[str, object]) -> None:
+    rows: dict[str, dict] = case["rows"]  # type: ignore[assignment]
+    runc = rows.get("runc", {})
+    print(f"\n{case['title']} (ms)")
+    print(f"  {'':30} {'per container':>13} {'x runc':>7} {'block':>8} {'x runc':>7} {'min':>6} "
+          f"{'run by run':>10} {'x runc':>7}")
+    for name, row in rows.items():
+        if "unavailable" in row:
+            print(f"  {name:30} unavailable: {row['unavailable']}")
+            continue
+        def vs(key: str, row: dict = row) -> str:
+            return stats.format_ratio(stats.ratio(row[key], runc.get(key)))
+        print(f"  {name:30} {row['block_per_container_median_ms']:13.1f} {vs('block_per_container_median_ms'):>7} "
+              f"{row['block_total_median_ms']:8.0f} {vs('block_total_median_ms'):>7} {row['block_min_ms']:6.1f} "
+              f"{row['mixed_median_ms']:10.1f} {vs('mixed_median_ms'):>7}")
+    sys.stdout.flush()
+
+
 def _listing(pairs: Sequence[tuple[str, float]], digits: int = 1, by_size: bool = True, limit: int = 10) -> str:
     ordered = sorted(pairs, key=lambda kv: -kv[1]) if by_size else list(pairs)
     return ", ".join(f"{name} {value:.{digits}f}" for name, value in ordered[:limit])
@@ -1301,7 +1436,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=0, help="rounds per case (default 60, --quick 15)")
     parser.add_argument("--containers", type=int, default=0, help="case 5 count (default 100, --quick 20)")
     parser.add_argument("--cases", default="create,join,veth,many,profile",
-                        help="comma-separated subset of create,join,veth,many,profile,seccomp")
+                        help="comma-separated subset of create,join,veth,many,profile,seccomp,loop")
+    parser.add_argument("--compare", default="",
+                        help="loop case: another nsinit command as one more row (e.g. the launcher of another tree)")
+    parser.add_argument("--loop-block", type=int, default=10,
+                        help="containers in a row per runtime in the loop case (default 10)")
     parser.add_argument("--gap-ms", type=float, default=50.0,
                         help="idle time before every timed run (default 50; see measure())")
     parser.add_argument("--nsinit", help="the nsinit command to benchmark (default: `nsinit` on PATH)")
@@ -1345,6 +1484,7 @@ def main() -> int:
             steps: dict[str, Callable[[], None]] = {
                 "create": suite.case_create, "join": suite.case_join, "veth": suite.case_veth,
                 "many": suite.case_many, "profile": suite.profile, "seccomp": suite.case_seccomp,
+                "loop": suite.case_loop,
             }
             for name in cases:
                 if name not in steps:

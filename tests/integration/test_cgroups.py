@@ -65,6 +65,30 @@ def test_ten_runs_leave_no_cgroup(nsinit: Nsinit, tmp_path: Path) -> None:
         assert not cgroups_left(tmp_path)
 
 
+
+def test_back_to_back_runs_keep_the_shared_default_parent(nsinit: Nsinit, tmp_path: Path) -> None:
+    # A parent named "nsinit" is the shared default one (here below a
+    # directory of this test's, so that no other container shares it): a
+    # container's end removes its own cgroup and leaves the empty parent
+    # for the next one, which then makes one cgroup per hierarchy, not two
+    # (bench/README.md, CI loop).
+    top = f"loops{os.getpid()}-{tmp_path.name}"  # unique while other sessions run it too
+    nsinit.config(cgroups={"parent": f"{top}/nsinit"})
+    base = Path("/sys/fs/cgroup")
+    parents = [base / h / top / "nsinit" for h in ("memory", "pids", "cpuset", "devices", "freezer")]
+    try:
+        for _ in range(2):
+            assert nsinit.exec("/bin/true").returncode == 0
+            assert not cgroups_left(tmp_path)
+            kept = [p for p in parents if p.is_dir() and not [c for c in p.iterdir() if c.is_dir()]]
+            assert kept == parents
+    finally:
+        for hierarchy in base.iterdir():  # every one nsinit made them in
+            for directory in (hierarchy / top / "nsinit", hierarchy / top):
+                if directory.is_dir():
+                    directory.rmdir()
+
+
 # --- limits ------------------------------------------------------------------
 
 def test_memory_limit_oom_kills_and_oom_reports_it(nsinit: Nsinit) -> None:
