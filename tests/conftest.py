@@ -374,3 +374,15 @@ def traversable(tmp_path: Path) -> Iterator[None]:
         for directory, mode in changed:
             directory.chmod(mode)
 
+
+def give_rootfs_to_mapped_root(nsinit: "Nsinit", base: int = 100000) -> None:
+    """Chown the rootfs by ``base`` and map container ids 0-65535 to it, so
+    that inside a user namespace the rootfs belongs to root, not to nobody."""
+    for dirpath, dirnames, filenames in os.walk(nsinit.root):
+        links = [n for n in dirnames if os.path.islink(os.path.join(dirpath, n))]
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in filenames + links)]:
+            st = os.lstat(name)
+            os.lchown(name, base + st.st_uid, base + st.st_gid)
+    nsinit.config(namespaces=["NEWNS", "NEWUTS", "NEWIPC", "NEWPID", "NEWNET", "NEWUSER"],
+                  uid_mappings=[{"container_id": 0, "host_id": base, "size": 65536}],
+                  gid_mappings=[{"container_id": 0, "host_id": base, "size": 65536}])

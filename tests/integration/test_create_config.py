@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import REPO, Nsinit, needs_root, ok, stderr_lines
+from conftest import Nsinit, REPO, give_rootfs_to_mapped_root, needs_root, ok, stderr_lines
 from nsinit.capabilities import last_cap, names_to_mask
 from nsinit.config.names import CAPABILITIES
 
@@ -231,16 +231,7 @@ def test_symlinked_mount_destination_stays_in_the_rootfs(nsinit: Nsinit, tmp_pat
 
 def test_user_namespace_maps(nsinit: Nsinit, traversable: None) -> None:
     base = 100000
-    # Give the rootfs to the mapped root, so that inside it belongs to root
-    # and not to nobody.
-    for dirpath, dirnames, filenames in os.walk(nsinit.root):
-        links = [n for n in dirnames if os.path.islink(os.path.join(dirpath, n))]
-        for name in [dirpath, *(os.path.join(dirpath, n) for n in filenames + links)]:
-            st = os.lstat(name)
-            os.lchown(name, base + st.st_uid, base + st.st_gid)
-    nsinit.config(namespaces=["NEWNS", "NEWUTS", "NEWIPC", "NEWPID", "NEWNET", "NEWUSER"],
-                  uid_mappings=[{"container_id": 0, "host_id": base, "size": 65536}],
-                  gid_mappings=[{"container_id": 0, "host_id": base, "size": 65536}])
+    give_rootfs_to_mapped_root(nsinit, base)
     out = ok(nsinit.sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u:%g /bin/busybox;"
                        " stat -c %u /home/user; echo $$"))
     lines = [line.split() for line in out.splitlines()]

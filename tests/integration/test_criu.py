@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import Nsinit, needs_root, stderr_lines, wait_until
+from conftest import Nsinit, give_rootfs_to_mapped_root, needs_root, stderr_lines, wait_until
 from _live import ns_inode, one_error_line
 from test_network import bridge, host_ip, subnet, veth  # noqa: F401 (fixtures)
 
@@ -317,14 +317,7 @@ def test_an_established_tcp_connection_on_a_veth_survives(nsinit: Nsinit, counte
 def test_a_user_namespace_container_is_restored(nsinit: Nsinit, counters: list[Counter], tmp_path: Path,
                                                 traversable: None) -> None:
     base = 100000
-    for dirpath, dirnames, filenames in os.walk(nsinit.root):
-        links = [n for n in dirnames if os.path.islink(os.path.join(dirpath, n))]
-        for name in [dirpath, *(os.path.join(dirpath, n) for n in filenames + links)]:
-            st = os.lstat(name)
-            os.lchown(name, base + st.st_uid, base + st.st_gid)
-    nsinit.config(namespaces=["NEWNS", "NEWUTS", "NEWIPC", "NEWPID", "NEWNET", "NEWUSER"],
-                  uid_mappings=[{"container_id": 0, "host_id": base, "size": 65536}],
-                  gid_mappings=[{"container_id": 0, "host_id": base, "size": 65536}])
+    give_rootfs_to_mapped_root(nsinit, base)
     first = start_counter(nsinit, counters, "exec", "/bin/sh", "-c", COUNTER)
     first.wait_past(3)
     images = tmp_path / "images"
