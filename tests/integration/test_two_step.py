@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -81,6 +81,18 @@ def wait_gone(pid: int) -> None:
         except FileNotFoundError:
             return True
     wait_until(gone)
+
+
+@pytest.fixture(autouse=True)
+def no_container_left(nsinit: Nsinit) -> Iterator[None]:
+    """A created init waits on its fifo for ever, and nothing supervises it:
+    a test that stops half-way (a failed assertion) would leave it behind.
+    Delete it then, and still fail: leaving one is a defect in itself."""
+    yield
+    left = status_of(nsinit)
+    if left != "none":
+        nsinit.run("delete", "--force")
+        raise AssertionError(f"the test left a {left} container (deleted now)")
 
 
 # -- create, start, state, delete ------------------------------------------------
