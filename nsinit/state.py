@@ -22,7 +22,7 @@ import fcntl
 import os
 import time
 
-from nsinit import jsontext, rootless
+from nsinit import jsontext
 from nsinit.config.names import NAMESPACE_PROC_FILES
 from nsinit.errors import NsinitError, describe_oserror
 from nsinit.record import asdict, field, fields, record
@@ -43,8 +43,15 @@ EXEC_FIFO = "exec.fifo"
 STATUSES = ("creating", "created", "running", "paused", "stopped")
 # Root's private state; NSINIT_RUN_DIR moves it (tests).  A plain user's
 # goes to a directory of their own (nsinit/rootless.py): /run/nsinit is root's.
-RUN_DIR = os.environ.get("NSINIT_RUN_DIR") or (
-    rootless.run_dir(os.geteuid()) if rootless.is_rootless() else "/run/nsinit")
+def _default_run_dir() -> str:
+    if os.geteuid() == 0:
+        return "/run/nsinit"
+    from nsinit import rootless  # a plain user's only: root's start-up does not load it
+
+    return rootless.run_dir(os.geteuid())
+
+
+RUN_DIR = os.environ.get("NSINIT_RUN_DIR") or _default_run_dir()
 
 
 class ContainerStoppedError(Exception):
@@ -148,7 +155,9 @@ def private_dir(root: str) -> str:
 
 def ensure_private_dir(root: str) -> str:
     os.makedirs(RUN_DIR, mode=0o700, exist_ok=True)
-    if rootless.is_rootless():
+    if os.geteuid() != 0:
+        from nsinit import rootless
+
         # Made by us just now, or by whoever came first (in /tmp, anyone).
         rootless.check_private_dir(RUN_DIR, os.geteuid())
     path = private_dir(root)

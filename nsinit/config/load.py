@@ -154,9 +154,11 @@ def load_config(root: str, config_path: str | None = None) -> tuple[Config, list
     source = os.path.basename(path)
     data = _read_json(path, source)
     default_rootfs = os.path.abspath(root) if config_path else None
-    from nsinit import rootless
+    caller = None
+    if os.geteuid() != 0:  # a plain user's: root's start-up does not load nsinit.rootless
+        from nsinit import rootless
 
-    caller = rootless.Caller.current() if rootless.is_rootless() else None
+        caller = rootless.Caller.current()
     config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs,
                                     caller=caller)
     return replace(config, source=path), warnings
@@ -1290,11 +1292,14 @@ def _loopback_without_addresses(ctx: _Context, network: NetworkConfig, path: str
     "gateway": "localhost"}): those load silently.  Anything else would be
     an address nsinit does not give, so it is named in a warning.
     """
-    import ipaddress  # only for loopback entries that set addresses
+    keys = [key for key in ("address", "gateway", "ipv6_address", "ipv6_gateway") if getattr(network, key)]
+    if not keys:
+        return network  # the usual {"type": "loopback"}: no ipaddress import (3 ms) on every start
+    import ipaddress
 
-    for key in ("address", "gateway", "ipv6_address", "ipv6_gateway"):
+    for key in keys:
         value = getattr(network, key)
-        if value and not _names_loopback(ipaddress, value):
+        if not _names_loopback(ipaddress, value):
             ctx.warn(_child(path, key), f'"{value}" is ignored: the loopback interface always has '
                                         "127.0.0.1/8 and ::1")
     return replace(network, address="", gateway="", ipv6_address="", ipv6_gateway="")
