@@ -210,34 +210,20 @@ def write_id_maps(pid: int, uid_maps: Sequence[IdMap], gid_maps: Sequence[IdMap]
     else goes through newuidmap/newgidmap, which check /etc/subuid.  gid
     first: once the uid map exists the child could act as root in it.
     """
+    from nsinit.namespaces import map_text, write_proc_file
+
     caller = caller or Caller.current()
     if caller.needs_helper("gid", gid_maps):
         _run_map_helper(caller.newgidmap or "newgidmap", pid, gid_maps)
     else:
         # The kernel's rule: an unprivileged gid_map only after setgroups is
         # denied for good in that namespace.
-        _write_proc(f"/proc/{pid}/setgroups", "deny")
-        _write_proc(f"/proc/{pid}/gid_map", _map_text(gid_maps))
+        write_proc_file(f"/proc/{pid}/setgroups", "deny")
+        write_proc_file(f"/proc/{pid}/gid_map", map_text(gid_maps))
     if caller.needs_helper("uid", uid_maps):
         _run_map_helper(caller.newuidmap or "newuidmap", pid, uid_maps)
     else:
-        _write_proc(f"/proc/{pid}/uid_map", _map_text(uid_maps))
-
-
-def _map_text(maps: Sequence[IdMap]) -> str:
-    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
-
-
-def _write_proc(path: str, text: str) -> None:
-    from nsinit.errors import SyscallError
-
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())  # the kernel takes a map in one write only
-    except OSError as err:
-        raise SyscallError.of(err, "write", path) from None
-    finally:
-        os.close(fd)
+        write_proc_file(f"/proc/{pid}/uid_map", map_text(uid_maps))
 
 
 def _run_map_helper(helper: str, pid: int, maps: Sequence[IdMap]) -> None:

@@ -92,10 +92,19 @@ def write_id_maps(pid: int, uid_maps: Sequence[IdMap], gid_maps: Sequence[IdMap]
 
 
 def _write_map(path: str, entries: Sequence[IdMap]) -> None:
-    text = "".join(f"{e.container_id} {e.host_id} {e.size}\n" for e in entries)
+    write_proc_file(path, map_text(entries))
+
+
+def map_text(entries: Sequence[IdMap]) -> str:
+    """A uid_map/gid_map as the kernel reads it: one "inside outside count" line each."""
+    return "".join(f"{e.container_id} {e.host_id} {e.size}\n" for e in entries)
+
+
+def write_proc_file(path: str, text: str) -> None:
+    """One write(2): the kernel takes a map (and setgroups) in one write only."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        os.write(fd, text.encode())  # the kernel needs the whole map in one write
+        os.write(fd, text.encode())
     except OSError as err:
         raise SyscallError.of(err, "write", path) from None
     finally:
