@@ -24,7 +24,7 @@ from nsinit.config import (
     load_config,
     parse_config,
 )
-from nsinit.config import defaults, load as load_module, names
+from nsinit.config import defaults, load as load_module, names, parse as parse_module
 from nsinit.config.recorded import config_from_dict
 from nsinit.errors import ConfigError
 
@@ -208,7 +208,7 @@ def test_load_config_reads_only_a_regular_file(tmp_path: Path, make, kind: str) 
 
 def test_load_config_refuses_a_huge_file(tmp_path: Path) -> None:
     with open(tmp_path / "container.json", "wb") as f:
-        f.truncate(load_module.MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
+        f.truncate(parse_module.MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
     with pytest.raises(ConfigError) as excinfo:
         load_config(str(tmp_path))
     assert str(excinfo.value) == f"container.json: {tmp_path / 'container.json'}: larger than 4 MiB, not read"
