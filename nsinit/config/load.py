@@ -30,11 +30,9 @@ from nsinit.config.defaults import (
     DEFAULT_ENVIRONMENT,
     DEFAULT_MASK_PATHS,
     DEFAULT_MOUNTS,
-    DEFAULT_NAMESPACES,
     DEFAULT_PARENT_DEATH_SIGNAL,
     DEFAULT_READONLY_PATHS,
     DEFAULT_UMASK,
-    MAX_ID_MAPPINGS,
 )
 from nsinit.config.model import (
     CapabilitySets,
@@ -42,12 +40,18 @@ from nsinit.config.model import (
     CgroupResources,
     Config,
     DeviceConfig,
-    IdMap,
     MountConfig,
     NamespaceConfig,
     NetworkConfig,
     Rlimit,
     RouteConfig,
+)
+from nsinit.config.namespaces import (
+    _parse_hostname,
+    _parse_id_mappings,
+    _parse_namespaces,
+    _parse_sysctl,
+    _sysctl_namespace,
 )
 from nsinit.config.parse import (
     _Context,
@@ -105,8 +109,6 @@ _UNSUPPORTED_TOP_KEYS = ("hooks", "Hooks", "pivot_dir", "privatefs", "rootPropag
 
 _MOUNT_CONFIG_KEYS = frozenset({"no_pivot_root", "readonly_fs", "mounts", "device_nodes", "mount_label"})
 _CONTEXT_KEYS = frozenset({"apparmor_profile", "process_label", "mount_label", "restrictions"})
-_NAMESPACE_KEYS = frozenset({"type", "path"})
-_OLD_NAMESPACE_KEYS = frozenset({"key", "value", "enabled", "file"})
 _MOUNT_KEYS = frozenset({
     "source", "destination", "device", "type", "flags", "options", "data",
     "writable", "private", "relabel", "premount_cmds", "postmount_cmds",
@@ -117,7 +119,6 @@ _DEVICE_KEYS = frozenset({
     "type", "path", "major", "minor", "major_number", "minor_number",
     "permissions", "cgroup_permissions", "file_mode", "uid", "gid", "allow",
 })
-_ID_MAP_KEYS = frozenset({"container_id", "host_id", "size"})
 _RLIMIT_KEYS = frozenset({"type", "soft", "hard"})
 _NETWORK_KEYS = frozenset({
     "type", "name", "bridge", "host_interface_name", "prefix", "veth_prefix",
@@ -156,7 +157,6 @@ _NODE_TYPES = ("c", "b", "p")
 _RULE_TYPES = ("a", "c", "b")
 _VETH_RANDOM_CHARS = 7       # host veth name = prefix + 7 random hex chars
 _GO_RLIM_INFINITY = 2**64 - 1  # RLIM_INFINITY as Go's uint64 configs write it
-_ID_LIMIT = 2**32 - 1        # (uid_t)-1 is not a valid id, so ranges end below it
 
 
 # --- public API --------------------------------------------------------------
@@ -337,13 +337,6 @@ def _parse_seccomp(ctx: _Context, value: Any) -> Any:
     return config
 
 
-def _parse_hostname(ctx: _Context, value: Any, path: str) -> str:
-    hostname = _opt_str(ctx, value, path)
-    if len(hostname.encode()) > 64:  # HOST_NAME_MAX; sethostname fails with EINVAL
-        ctx.fail(path, "must be at most 64 bytes")
-    return hostname
-
-
 def _parse_environment(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
     if value is None:
         return DEFAULT_ENVIRONMENT
@@ -422,60 +415,6 @@ def _parse_oom_score_adj(ctx: _Context, value: Any, path: str) -> int | None:
 def _parse_parent_death_signal(ctx: _Context, value: Any, path: str) -> int:
     # 0 = no signal: 2015 configs always write the key, with 0 for "unset".
     return _opt_int(ctx, value, path, default=DEFAULT_PARENT_DEATH_SIGNAL, lo=0, hi=64)
-
-
-# --- namespaces --------------------------------------------------------------
-
-def _parse_namespaces(ctx: _Context, value: Any, path: str) -> tuple[NamespaceConfig, ...]:
-    if value is None:
-        return DEFAULT_NAMESPACES
-    if isinstance(value, dict):
-        # May 2014 form: {"NEWNS": true, "NEWUSER": false}.
-        entries = [
-            (_namespace_name(ctx, key, _child(path, key)), "", _bool(ctx, on, _child(path, key)), _child(path, key))
-            for key, on in value.items()
-        ]
-    elif isinstance(value, list):
-        entries = [_namespace_entry(ctx, item, _item(path, i)) for i, item in enumerate(value)]
-    else:
-        ctx.fail(path, "must be a list or an object")
-    namespaces: list[NamespaceConfig] = []
-    for name, ns_path, enabled, entry_path in entries:
-        if not enabled:
-            continue
-        if any(ns.type == name for ns in namespaces):
-            ctx.fail(entry_path, f'duplicate namespace "{name}"')
-        namespaces.append(NamespaceConfig(name, ns_path))
-    return tuple(namespaces)
-
-
-def _namespace_entry(ctx: _Context, item: Any, path: str) -> tuple[str, str, bool, str]:
-    """(name, path to join, enabled, field path) of one list entry."""
-    if isinstance(item, str):
-        return _namespace_name(ctx, item, path), "", True, path
-    obj = _obj(ctx, item, path)
-    if "key" in obj:
-        # March 2014 form {key, value, enabled, file}; value and file are the
-        # clone flag and /proc file name, which the tables already know.
-        ctx.check_keys(obj, _OLD_NAMESPACE_KEYS, path)
-        name = _namespace_name(ctx, obj["key"], _child(path, "key"))
-        return name, "", _opt_bool(ctx, obj.get("enabled"), _child(path, "enabled")), path
-    ctx.check_keys(obj, _NAMESPACE_KEYS, path)
-    if obj.get("type") is None:
-        ctx.fail(_child(path, "type"), "is required")
-    name = _namespace_name(ctx, obj["type"], _child(path, "type"))
-    ns_path = _opt_str(ctx, obj.get("path"), _child(path, "path"))
-    if ns_path and not ns_path.startswith("/"):
-        ctx.fail(_child(path, "path"), "must be an absolute path")
-    return name, ns_path, True, path
-
-
-def _namespace_name(ctx: _Context, value: Any, path: str) -> str:
-    text = _str(ctx, value, path)
-    name = text.upper()
-    if name not in names.NAMESPACE_CLONE_FLAGS:
-        ctx.fail(path, f'unknown namespace "{text}"')
-    return name
 
 
 # --- capabilities ------------------------------------------------------------
@@ -613,39 +552,6 @@ def _limit_mask_to_caller(config: Config) -> Config:
     note = (f"capabilities_mask: the capabilities of 2014 (CHOWN to BLOCK_SUSPEND) {held_note}, "
             f"minus those the mask drops and never DAC_READ_SEARCH: {len(kept)} kept")
     return replace(config, capabilities=_whitelist(kept), capabilities_note=note)
-
-
-# --- uid/gid mappings --------------------------------------------------------
-
-def _parse_id_mappings(ctx: _Context, value: Any, path: str) -> tuple[IdMap, ...]:
-    items = _opt_list(ctx, value, path)
-    if len(items) > MAX_ID_MAPPINGS:
-        ctx.fail(path, f"must have at most {MAX_ID_MAPPINGS} entries")
-    maps: list[IdMap] = []
-    for i, item in enumerate(items):
-        entry_path = _item(path, i)
-        obj = _obj(ctx, item, entry_path)
-        ctx.check_keys(obj, _ID_MAP_KEYS, entry_path)
-        fields = {}
-        for key in ("container_id", "host_id", "size"):
-            if obj.get(key) is None:
-                ctx.fail(_child(entry_path, key), "is required")
-            fields[key] = _int(ctx, obj[key], _child(entry_path, key), lo=1 if key == "size" else 0)
-        mapping = IdMap(**fields)
-        for key in ("container_id", "host_id"):
-            if getattr(mapping, key) + mapping.size > _ID_LIMIT:
-                ctx.fail(_child(entry_path, "size"), "range goes past the largest id 4294967294")
-        # The kernel rejects a map whose ranges overlap on either side.
-        for j, other in enumerate(maps):
-            for key in ("container_id", "host_id"):
-                if _ranges_overlap(getattr(mapping, key), getattr(other, key), mapping.size, other.size):
-                    ctx.fail(_child(entry_path, key), f"overlaps {_item(path, j)}")
-        maps.append(mapping)
-    return tuple(maps)
-
-
-def _ranges_overlap(start_a: int, start_b: int, size_a: int, size_b: int) -> bool:
-    return start_a < start_b + size_b and start_b < start_a + size_a
 
 
 # --- mounts ------------------------------------------------------------------
@@ -929,33 +835,6 @@ def _rlimit_value(ctx: _Context, value: Any, path: str) -> int:
     if number > _GO_RLIM_INFINITY:
         ctx.fail(path, "is too large")
     return number
-
-
-def _parse_sysctl(ctx: _Context, value: Any, path: str) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    entries = []
-    for key, setting in _obj(ctx, value, path).items():
-        key_path = _child(path, key)
-        # Keys become paths under /proc/sys; "/" or an empty segment could
-        # point the write anywhere in /proc.
-        if not key or "/" in key or "\x00" in key or "" in key.split(".") or key != key.strip():
-            ctx.fail(key_path, 'must be a dotted name such as "net.ipv4.ip_forward"')
-        if isinstance(setting, (int, float)) and not isinstance(setting, bool):
-            setting = str(setting)
-        entries.append((key, _str(ctx, setting, key_path)))
-    return tuple(entries)
-
-
-def _sysctl_namespace(key: str) -> str | None:
-    """The namespace that makes a sysctl private to the container, if any."""
-    if key.startswith("net."):
-        return "NEWNET"
-    if key.startswith(("kernel.msg", "kernel.shm", "fs.mqueue.")) or key == "kernel.sem":
-        return "NEWIPC"
-    if key in ("kernel.hostname", "kernel.domainname"):
-        return "NEWUTS"
-    return None
 
 
 # --- networks and routes -----------------------------------------------------

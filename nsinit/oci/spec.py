@@ -27,17 +27,15 @@ from nsinit.config.load import (
     _effective_devices,
     _parse_device,
     _parse_environment,
-    _parse_hostname,
     _parse_mount,
     _parse_oom_score_adj,
     _parse_path_list,
     _parse_rlimits,
     _parse_rootfs,
-    _parse_sysctl,
     _parse_throttle,
     _parse_umask,
-    _sysctl_namespace,
 )
+from nsinit.config.namespaces import _parse_hostname, _parse_sysctl, _sysctl_namespace
 from nsinit.config.parse import (
     _Context,
     _bool,
