@@ -24,16 +24,18 @@ from nsinit.config.load import (
     _cap_sets,
     _check_cpu_list,
     _check_security_modules,
-    _effective_devices,
-    _parse_device,
     _parse_environment,
-    _parse_mount,
     _parse_oom_score_adj,
-    _parse_path_list,
     _parse_rlimits,
-    _parse_rootfs,
     _parse_throttle,
     _parse_umask,
+)
+from nsinit.config.mounts import (
+    _effective_devices,
+    _parse_device,
+    _parse_mount,
+    _parse_path_list,
+    _parse_rootfs,
 )
 from nsinit.config.namespaces import _parse_hostname, _parse_sysctl, _sysctl_namespace
 from nsinit.config.parse import (
