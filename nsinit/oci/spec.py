@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import os
 
+from nsinit.config.cgroups import _check_cpu_list, _parse_throttle
 from nsinit.config.load import (
     _cap_sets,
-    _check_cpu_list,
     _check_security_modules,
     _parse_environment,
     _parse_oom_score_adj,
     _parse_rlimits,
-    _parse_throttle,
     _parse_umask,
 )
 from nsinit.config.mounts import (
