@@ -14,12 +14,7 @@ from __future__ import annotations
 import os
 
 from nsinit.config import names
-from nsinit.config.model import (
-    Config,
-    NamespaceConfig,
-    NetworkConfig,
-    RouteConfig,
-)
+from nsinit.config.model import Config, NamespaceConfig, NetworkConfig, RouteConfig
 from nsinit.config.parse import (
     _Context,
     _child,

@@ -21,14 +21,6 @@ from __future__ import annotations
 import os
 
 from nsinit.config.cgroups import _check_cpu_list, _parse_throttle
-from nsinit.config.load import (
-    _cap_sets,
-    _check_security_modules,
-    _parse_environment,
-    _parse_oom_score_adj,
-    _parse_rlimits,
-    _parse_umask,
-)
 from nsinit.config.mounts import (
     _effective_devices,
     _parse_device,
@@ -53,6 +45,14 @@ from nsinit.config.parse import (
     _opt_str,
     _read_json,
     _str,
+)
+from nsinit.config.process import (
+    _cap_sets,
+    _check_security_modules,
+    _parse_environment,
+    _parse_oom_score_adj,
+    _parse_rlimits,
+    _parse_umask,
 )
 from nsinit.config.model import (
     CapabilitySets,

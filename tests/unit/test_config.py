@@ -24,7 +24,7 @@ from nsinit.config import (
     load_config,
     parse_config,
 )
-from nsinit.config import defaults, load as load_module, names, parse as parse_module
+from nsinit.config import defaults, names, parse as parse_module, process as process_module
 from nsinit.config.recorded import config_from_dict
 from nsinit.errors import ConfigError
 
@@ -752,7 +752,7 @@ def test_no_newns_with_default_mounts_is_fine(tmp_path: Path) -> None:
 
 def test_apparmor_profile_needs_apparmor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     enabled = tmp_path / "enabled"
-    monkeypatch.setattr(load_module, "APPARMOR_ENABLED_FILE", str(enabled))
+    monkeypatch.setattr(process_module, "APPARMOR_ENABLED_FILE", str(enabled))
     enabled.write_text("N\n")
     assert error(tmp_path, {"apparmor_profile": "p"}) == (
         "container.json: apparmor_profile: AppArmor is not enabled on this kernel"
@@ -762,7 +762,7 @@ def test_apparmor_profile_needs_apparmor(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_selinux_labels_need_selinux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load_module, "SELINUX_FS", str(tmp_path / "selinux"))
+    monkeypatch.setattr(process_module, "SELINUX_FS", str(tmp_path / "selinux"))
     assert error(tmp_path, {"context": {"process_label": "system_u:system_r:svirt_lxc_net_t:s0"}}) == (
         "container.json: context.process_label: SELinux is not enabled on this kernel"
     )
@@ -885,7 +885,7 @@ def test_go_null_means_absent(tmp_path: Path) -> None:
 # --- output ------------------------------------------------------------------
 
 def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load_module, "SELINUX_FS", str(tmp_path))
+    monkeypatch.setattr(process_module, "SELINUX_FS", str(tmp_path))
     config = cfg(tmp_path, **{
         **USERNS, "hostname": "box", "user": "nobody", "working_dir": "/srv", "umask": "0027",
         "capabilities": {"bounding": ["KILL", "CHOWN"], "permitted": ["KILL"], "effective": ["KILL"],
