@@ -10,14 +10,27 @@ the field path that is wrong (``mounts[2].destination: must be an absolute
 path``).  Unknown keys are warnings, not errors: Go's decoder ignored them, and
 old files carry keys of retired features.
 
-The part parsers here (mounts, capabilities, rlimits, sysctl, devices, umask)
-also read an OCI config.json (nsinit/oci/spec.py): one meaning per part
-through both front doors.  Both loaders read the file, collect errors and
-read typed fields through ``nsinit.config.parse``.
+This module is the file's top level: reading it, the top-level keys, the
+synonyms by which the eras spell one setting (``mount_config.readonly_fs``,
+``context.process_label``), assembling the Config and the rules across its
+parts.  Each part's parsers live in a module of its own, which the OCI loader
+(nsinit/oci/spec.py) imports wherever its spelling of a part is
+container.json's, so a part means one thing through both front doors:
 
-This module is on the start-up path of every container, so it imports only
-small stdlib modules; ``ipaddress`` is imported inside the one function that
-checks addresses.
+- ``nsinit.config.parse``: reading the file, the error-collecting context,
+  field paths, the typed field readers;
+- ``nsinit.config.namespaces``: namespaces, uid/gid maps, hostname, sysctl;
+- ``nsinit.config.mounts``: rootfs, mounts, masked and read-only paths,
+  device nodes;
+- ``nsinit.config.networks``: networks, routes;
+- ``nsinit.config.cgroups``: the cgroup and its limits;
+- ``nsinit.config.process``: environment, user, groups, working directory,
+  umask, capabilities, rlimits, the security labels;
+- ``nsinit.config.seccomp``: the filter (imported only by a config with one).
+
+This module and the part modules are on the start-up path of every
+container, so they import only small stdlib modules; ``ipaddress`` is
+imported inside the functions that check addresses.
 """
 from __future__ import annotations
 
