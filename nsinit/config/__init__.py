@@ -4,8 +4,9 @@
 ``config_to_dict`` gives the normalised form back (``nsinit config``).
 
 The names below are imported on first use (PEP 562): importing the small
-``nsinit.config.names`` or ``nsinit.config.model`` must not load the 1,500
-lines of the loader, which a joined process never needs.
+``nsinit.config.names`` or ``nsinit.config.model`` must not load the loader
+(``load.py`` and the part modules it reads the config's parts with, ~1,900
+lines), which a joined process never needs.
 """
 from __future__ import annotations
 

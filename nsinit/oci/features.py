@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def features() -> dict[str, Any]:
     from nsinit import __version__
-    from nsinit.config import load, seccomp
+    from nsinit.config import process, seccomp
 
     # Only what spec.py turns into a mount: the mount(2) flags, their
     # negations, propagation and runc's tmpcopyup; anything else goes to the
@@ -34,8 +34,8 @@ def features() -> dict[str, Any]:
             "seccomp": {"enabled": True, "actions": sorted(name for name in seccomp.ACTIONS if name.startswith("SCMP_ACT_")),
                         "operators": [f"SCMP_CMP_{op.upper()}" for op in seccomp.OPERATORS],
                         "archs": sorted({f"SCMP_ARCH_{arch.upper()}" for arch in seccomp.ARCH_ALIASES.values()})},
-            "apparmor": {"enabled": load._apparmor_enabled()},
-            "selinux": {"enabled": os.path.isdir(load.SELINUX_FS)},
+            "apparmor": {"enabled": process._apparmor_enabled()},
+            "selinux": {"enabled": os.path.isdir(process.SELINUX_FS)},
         },
         "annotations": {"org.nsinit.version": __version__},
     }

@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import os
 
-from nsinit.config.load import (
+from nsinit.config.cgroups import _check_cpu_list, _parse_throttle
+from nsinit.config.mounts import (
+    _effective_devices,
+    _parse_device,
+    _parse_mount,
+    _parse_path_list,
+    _parse_rootfs,
+)
+from nsinit.config.namespaces import _parse_hostname, _parse_sysctl, _sysctl_namespace
+from nsinit.config.parse import (
     _Context,
     _bool,
-    _cap_sets,
-    _check_cpu_list,
     _check_every_string,
-    _check_security_modules,
     _child,
     _clean_abs_path,
-    _effective_devices,
     _int,
     _is_set,
     _item,
@@ -38,20 +43,16 @@ from nsinit.config.load import (
     _opt_int,
     _opt_list,
     _opt_str,
-    _parse_device,
-    _parse_environment,
-    _parse_hostname,
-    _parse_mount,
-    _parse_oom_score_adj,
-    _parse_path_list,
-    _parse_rlimits,
-    _parse_rootfs,
-    _parse_sysctl,
-    _parse_throttle,
-    _parse_umask,
     _read_json,
     _str,
-    _sysctl_namespace,
+)
+from nsinit.config.process import (
+    _cap_sets,
+    _check_security_modules,
+    _parse_environment,
+    _parse_oom_score_adj,
+    _parse_rlimits,
+    _parse_umask,
 )
 from nsinit.config.model import (
     CapabilitySets,

@@ -24,7 +24,7 @@ from nsinit.config import (
     load_config,
     parse_config,
 )
-from nsinit.config import defaults, load as load_module, names
+from nsinit.config import defaults, names, parse as parse_module, process as process_module
 from nsinit.config.recorded import config_from_dict
 from nsinit.errors import ConfigError
 
@@ -208,7 +208,7 @@ def test_load_config_reads_only_a_regular_file(tmp_path: Path, make, kind: str) 
 
 def test_load_config_refuses_a_huge_file(tmp_path: Path) -> None:
     with open(tmp_path / "container.json", "wb") as f:
-        f.truncate(load_module.MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
+        f.truncate(parse_module.MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
     with pytest.raises(ConfigError) as excinfo:
         load_config(str(tmp_path))
     assert str(excinfo.value) == f"container.json: {tmp_path / 'container.json'}: larger than 4 MiB, not read"
@@ -752,7 +752,7 @@ def test_no_newns_with_default_mounts_is_fine(tmp_path: Path) -> None:
 
 def test_apparmor_profile_needs_apparmor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     enabled = tmp_path / "enabled"
-    monkeypatch.setattr(load_module, "APPARMOR_ENABLED_FILE", str(enabled))
+    monkeypatch.setattr(process_module, "APPARMOR_ENABLED_FILE", str(enabled))
     enabled.write_text("N\n")
     assert error(tmp_path, {"apparmor_profile": "p"}) == (
         "container.json: apparmor_profile: AppArmor is not enabled on this kernel"
@@ -762,7 +762,7 @@ def test_apparmor_profile_needs_apparmor(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_selinux_labels_need_selinux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load_module, "SELINUX_FS", str(tmp_path / "selinux"))
+    monkeypatch.setattr(process_module, "SELINUX_FS", str(tmp_path / "selinux"))
     assert error(tmp_path, {"context": {"process_label": "system_u:system_r:svirt_lxc_net_t:s0"}}) == (
         "container.json: context.process_label: SELinux is not enabled on this kernel"
     )
@@ -885,7 +885,7 @@ def test_go_null_means_absent(tmp_path: Path) -> None:
 # --- output ------------------------------------------------------------------
 
 def test_round_trip_of_a_rich_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load_module, "SELINUX_FS", str(tmp_path))
+    monkeypatch.setattr(process_module, "SELINUX_FS", str(tmp_path))
     config = cfg(tmp_path, **{
         **USERNS, "hostname": "box", "user": "nobody", "working_dir": "/srv", "umask": "0027",
         "capabilities": {"bounding": ["KILL", "CHOWN"], "permitted": ["KILL"], "effective": ["KILL"],

@@ -59,14 +59,18 @@ def test_plain_exec_path_imports_no_heavy_modules(tmp_path: pathlib.Path) -> Non
         assert "nsinit.rootless" not in loaded  # a plain user's only
 
 
+# The container.json loader: its top level and the modules of the config's parts.
+LOADER = ("load", "parse", "namespaces", "mounts", "networks", "cgroups", "process")
+
+
 def test_the_config_package_loads_its_loader_on_first_use() -> None:
     code = ("import sys; sys.path[:0] = [{repo!r}]\n"
             "import nsinit.config.names, nsinit.config.model\n"
-            "assert 'nsinit.config.load' not in sys.modules\n"
+            "assert not {{'nsinit.config.' + m for m in {loader!r}}} & set(sys.modules)\n"
             "from nsinit.config import load_config, Config\n"
             "assert load_config.__module__ == 'nsinit.config.load' and Config.__module__ == 'nsinit.config.model'\n"
             "import nsinit.config as package\n"
-            "assert sorted(package.__all__) == sorted(package._HOMES)\n").format(repo=str(REPO))
+            "assert sorted(package.__all__) == sorted(package._HOMES)\n").format(repo=str(REPO), loader=LOADER)
     probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
 
