@@ -10,7 +10,6 @@ container in between or after (nsinit/lifecycle/).
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import select
 import sys
@@ -21,6 +20,8 @@ from nsinit.record import field, record
 from nsinit.state import State
 from nsinit.undo import Undo
 from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, describe_oserror
+from nsinit.lifecycle import supervise
+from nsinit.lifecycle.supervise import FORWARDED_SIGNALS, init_is_exiting, oom_kills, say_if_oom_killed
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -39,10 +40,6 @@ else:
 RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
 STOP_GRACE_SECONDS = 10.0  # `nsinit stop`: SIGTERM, then this long before SIGKILL (docker's default)
 STOP_CLEANUP_SECONDS = 10.0  # then how long its supervisor may take to remove what it made
-INTERRUPTS_TO_KILL = 3     # Ctrl-C presses (SIGINT to the supervisor) that kill, as docker's third
-INTERRUPT_WINDOW_SECONDS = 5.0
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2)
 
 
 @record
@@ -72,6 +69,8 @@ class Process:
         except ChildProcessError:
             raise NsinitError("wait", f"pid {self.pid} is not a child of this process (only its parent or "
                                       "a child subreaper it was reparented to can wait for it)") from None
+        from nsinit.lifecycle.supervise import exit_status
+
         self.status = exit_status(raw)
         return self.status
 
@@ -570,34 +569,7 @@ class _Launch:
         os.close(plan.sync_fd)
         console.close_fds(self.stdio.child_only)
         self.pidfd = os.pidfd_open(pid)
-        self.forward_signals()
-
-    def forward_signals(self) -> None:
-        """From now on, signals meant for nsinit go to the child.
-
-        Installed right after clone, not after the exec: a SIGTERM that
-        arrives during setup must stop the container, not kill nsinit and
-        leave the container behind without its supervisor.
-        """
-        interrupts = InterruptCounter()
-
-        def forward(signum: int, _frame: object) -> None:
-            if self.reaped:
-                return
-            if signum == signal.SIGINT and interrupts.press():
-                self.kill_on_interrupts()
-                return
-            signal.pidfd_send_signal(self.pidfd, signum)
-
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-        self.undo.callback(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
-
-    def kill_on_interrupts(self) -> None:
-        """The third Ctrl-C in a row: SIGKILL our child, whose PID 1 may
-        ignore SIGINT (a namespace's init without a handler does)."""
-        what = "the joined process" if isinstance(self, _Join) else "the container"
-        sys.stderr.write(f"nsinit: interrupted {INTERRUPTS_TO_KILL} times: killing {what} (SIGKILL)\n")
-        signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        supervise.forward_signals(self)
 
     def release_child(self) -> None:
         """Send ``go``; wait until the child has exec'd (EOF) or failed.
@@ -653,54 +625,8 @@ class _Launch:
                                          self.config.rootfs)
 
     def supervise(self) -> int:
-        stdio = self.stdio
-        exited: list[int] = []
-        was_off = collecting_while_waiting()
-        try:
-            if stdio.needs_relay:
-                return self._wait_with_relay(stdio, exited)
-            return self._wait(exited)
-        finally:
-            console.restore_terminal(stdio)
-            if was_off:
-                gc.disable()
-
-    def _wait(self, exited: list[int]) -> int:
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
-        exited.append(status)
-        return exit_status(status)
-
-    def _wait_with_relay(self, stdio: console.Stdio, exited: list[int]) -> int:
-        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        old_wakeup = signal.set_wakeup_fd(write_fd)
-        old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
-        old_winch = signal.signal(signal.SIGWINCH, lambda *_: console.on_window_change(stdio))
-        # The command has run since its exec: a resize before the handler
-        # above was installed was ignored (SIGWINCH's default), so copy the
-        # size once more now that none can be missed.
-        console.on_window_change(stdio)
-        console.enter_raw_mode(stdio)
-
-        def child_exited() -> bool:
-            if not exited:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.reaped = True
-                    exited.append(status)
-            return bool(exited)
-
-        try:
-            console.relay(stdio, read_fd, child_exited)
-            while not child_exited():
-                time.sleep(0.01)
-        finally:
-            signal.set_wakeup_fd(old_wakeup)
-            signal.signal(signal.SIGCHLD, old_chld)
-            signal.signal(signal.SIGWINCH, old_winch)
-            os.close(read_fd)
-            os.close(write_fd)
-        return exit_status(exited[0])
+        """Until the child exits: its exit status (nsinit/lifecycle/supervise.py)."""
+        return supervise.supervise(self)
 
     def kill_child(self) -> None:
         """Undo of the clone: the child must not outlive a failed launch.
@@ -717,20 +643,6 @@ class _Launch:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
-
-
-class InterruptCounter:
-    """SIGINTs to the supervisor: ``press`` is True on the third within
-    INTERRUPT_WINDOW_SECONDS.  The first two are forwarded as they are (the
-    command may handle them); the third ends a container that ignores them."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def press(self) -> bool:
-        now = time.monotonic()
-        self.times = [t for t in self.times if now - t < INTERRUPT_WINDOW_SECONDS] + [now]
-        return len(self.times) >= INTERRUPTS_TO_KILL
 
 
 class _Creation(_Launch):
@@ -1105,56 +1017,6 @@ def kill_every_process(current: State) -> None:
             pass  # exited since we listed it
 
 
-def oom_kills(cgroup_paths: dict[str, str]) -> int:
-    """The memory cgroup's OOM kill count (0 when the host keeps none)."""
-    if not cgroup_paths:
-        return 0
-    from nsinit.cgroups import oom
-
-    try:
-        found = oom.oom_kills_and_limit(cgroup_paths)
-    except OSError:
-        return 0  # the cgroup is going away with its container
-    return found[0] if found else 0
-
-
-def say_if_oom_killed(status: int, cgroup_paths: dict[str, str], kills_before: int) -> bool:
-    """One line when the OOM killer ended the command, which otherwise just
-    exits 137 like any SIGKILL.  Read before the cgroups are removed.
-    Returns whether it said so."""
-    if status != 128 + signal.SIGKILL or not cgroup_paths:
-        return False
-    from nsinit.cgroups import oom
-
-    try:
-        found = oom.oom_kills_and_limit(cgroup_paths)
-    except OSError:
-        return False  # the cgroup went with the container (a join outliving it): nothing to tell
-    if found is None or found[0] <= kills_before:
-        return False
-    sys.stderr.write(f"nsinit: {oom.oom_kill_text(found[1])}\n")
-    return True
-
-
-_PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit()
-
-
-def init_is_exiting(pid: int) -> bool:
-    """Whether ``pid`` has begun to exit (its /proc stat flags say PF_EXITING)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return bool(int(fields[6]) & _PF_EXITING)
-    except (OSError, IndexError, ValueError):
-        return True  # gone already
-
-
-def exit_status(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
 class _Timer:
     """A supervisor step: with --trace, its time, its calls, and whether it failed."""
 
@@ -1187,22 +1049,6 @@ def recorded_config(record: State) -> Config:
     return read_recorded(record.config, "join")
 
 
-def collecting_while_waiting() -> bool:
-    """Turn the cyclic garbage collector on for a supervisor's wait, if it is
-    off; returns whether it was (to turn it off again after).
-
-    nsinit's launchers start with it off (see nsinit/__main__.py).  A
-    supervisor may wait for hours, relaying a terminal: there it collects,
-    but only what is new: everything made until now is frozen, never
-    scanned again.
-    """
-    if gc.isenabled():
-        return False
-    gc.freeze()
-    gc.enable()
-    return True
-
-
 def remove_leftovers(record: State) -> None:
     """What a container whose supervisor was SIGKILLed leaves (or a detached
     one whose init died): its cgroups (with any process still in them, and
@@ -1210,52 +1056,6 @@ def remove_leftovers(record: State) -> None:
     from nsinit.lifecycle.destroy import remove_leftovers as remove
 
     remove(record)
-
-
-def collect_garbage() -> list[dict[str, object]]:
-    """Remove what dead containers left anywhere on this host: ``nsinit gc``.
-
-    ``exec``, ``state`` and the other commands clean up a dead container's
-    leftovers when they are run in its root dir.  When that directory is
-    gone (deleted after its nsinit was killed with SIGKILL), nothing would
-    ever find them again: this walks every private record instead.  Only
-    records of a container whose init and nsinit are both gone are
-    touched; one whose lock is held (a creation, a join or a teardown
-    under way) is skipped.  Returns one entry per record removed, or per
-    record that could not be (with an ``error``): one failure does not stop
-    the others.
-    """
-    entries = []
-    for private in state.private_dirs():
-        lock = state.RootLock.of_private_dir(private)
-        try:
-            if not lock.try_acquire(timeout=0):
-                continue
-            entry = _collect_dead_record(private)
-        except (NsinitError, OSError) as err:
-            entry = {"record": private, "error": str(err) if isinstance(err, NsinitError) else describe_oserror(err)}
-        finally:
-            lock.release()  # also removes the directory if nothing is left in it
-        if entry is not None:
-            entries.append(entry)
-    return entries
-
-
-def _collect_dead_record(private: str) -> dict[str, object] | None:
-    try:
-        record = state.read_record(private)
-    except state.StaleStateError as err:
-        # Not a record at all: nothing says what it made, only the files go.
-        state.remove_private_dir(private, None)
-        return {"record": private, "root": None, "init_pid": None, "why": str(err)}
-    if record is None:
-        return None
-    why = state.why_not_alive(record)
-    if why is None or state.supervisor_alive(record):
-        return None  # running, or stopped with its nsinit still removing it
-    remove_leftovers(record)
-    state.remove_private_dir(private, record)
-    return {"record": private, "root": record.root, "init_pid": record.init_pid, "why": why}
 
 
 def container_pids(current: State) -> list[int]:

@@ -20,6 +20,7 @@ from nsinit.criu.checkpoint import (LOG_LEVEL, cgroups_mode_value, default_image
                                     refuse_unrestorable)
 from nsinit.criu.options import CriuOptions
 from nsinit.errors import NsinitError
+from nsinit.lifecycle import supervise
 from nsinit.mount.flags import MNT_DETACH, MS_BIND, MS_REC
 from nsinit.state import State
 
@@ -210,7 +211,7 @@ class _Restore(_Creation):
         self.pid = pid
         self.undo.callback(self.kill_child)
         self.pidfd = os.pidfd_open(pid)
-        self.forward_signals()
+        supervise.forward_signals(self)
 
     def configure_host_veths(self) -> None:
         """The host ends criu made: up, and recorded for the teardown."""
