@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from nsinit.config.model import Config
-    from nsinit.container import _Creation, _Launch
+    from nsinit.container import _Creation
+    from nsinit.lifecycle.launch import _Launch
 
 _STD_NAMES = ("stdin", "stdout", "stderr")
 

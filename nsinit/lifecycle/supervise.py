@@ -20,7 +20,7 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     import signal
 
-    from nsinit.container import _Launch
+    from nsinit.lifecycle.launch import _Launch
 else:
     # The C module under signal.py, which adds enum classes (and the enum
     # module, ~2 ms of every start); its functions and constants are the same.
