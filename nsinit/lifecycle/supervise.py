@@ -57,7 +57,7 @@ def forward_signals(launch: _Launch) -> None:
 def kill_on_interrupts(launch: _Launch) -> None:
     """The third Ctrl-C in a row: SIGKILL our child, whose PID 1 may
     ignore SIGINT (a namespace's init without a handler does)."""
-    from nsinit.container import _Join
+    from nsinit.lifecycle.join import _Join
 
     what = "the joined process" if isinstance(launch, _Join) else "the container"
     sys.stderr.write(f"nsinit: interrupted {INTERRUPTS_TO_KILL} times: killing {what} (SIGKILL)\n")
