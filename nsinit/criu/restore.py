@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 
 from nsinit import console, state
-from nsinit.container import Process, _Creation
+from nsinit.container import Process
+from nsinit.lifecycle.create import _Creation
 from nsinit.criu import IMAGES_RECORD, CriuError, fds, mounts
 from nsinit.criu.checkpoint import (LOG_LEVEL, cgroups_mode_value, default_images_dir, open_dirs,
                                     refuse_unrestorable)
