@@ -535,7 +535,7 @@ def cmd_gc(as_json: bool) -> int:
     """Dead containers' leftovers, wherever their root dirs were: one line each."""
     import json
 
-    from nsinit.container import collect_garbage
+    from nsinit.lifecycle.gc import collect_garbage
 
     entries = collect_garbage()
     failed = [entry for entry in entries if "error" in entry]

@@ -1,26 +1,31 @@
-"""Containers and processes: the library API, and the create flow.
+"""Containers and processes: the library API (the facade over nsinit/lifecycle/).
 
 ``Container(root).run(Process(args))`` is what ``nsinit exec`` does: under
 the root directory's lock, join the container that runs there, or create
 one.  Creation is a readable sequence of named steps; if any fails, every
 earlier one is undone in reverse order before the error is raised.
 ``create`` and ``start`` split it in two, with nobody supervising the
-container in between or after (nsinit/lifecycle/).
+container in between or after.
+
+Here: Process, Container (which decides: create, join, or decide again
+when the container met is ending), and the queries over a live container
+(its processes, its veths' counters).  Each flow lives in its module of
+nsinit/lifecycle/: create.py (cgroups → clone → maps, veths, record),
+join.py (pin by pidfd, setns, exec beside PID 1), both on launch.py's
+shared steps; supervise.py (the 2014 ``exec``'s wait: signals, pty relay,
+exit status, OOM told), start.py, destroy.py (the one teardown path) and
+gc.py (``nsinit gc``).
 """
 from __future__ import annotations
 
-import errno
-import gc
 import os
-import select
 import sys
 import time
 
-from nsinit import _native, child, console, namespaces, state, sync
+from nsinit import console, namespaces, state
 from nsinit.record import field, record
 from nsinit.state import State
-from nsinit.undo import Undo
-from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, describe_oserror
+from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -30,7 +35,6 @@ if TYPE_CHECKING:
     from nsinit.cgroups.manager import Manager
     from nsinit.config.model import Config
     from nsinit.criu.options import CriuOptions
-    from nsinit.network.helper import NetworkHelper
 else:
     # The C module under signal.py, which adds enum classes (and the enum
     # module, ~2 ms of every start); its functions and constants are the same.
@@ -39,10 +43,6 @@ else:
 RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
 STOP_GRACE_SECONDS = 10.0  # `nsinit stop`: SIGTERM, then this long before SIGKILL (docker's default)
 STOP_CLEANUP_SECONDS = 10.0  # then how long its supervisor may take to remove what it made
-INTERRUPTS_TO_KILL = 3     # Ctrl-C presses (SIGINT to the supervisor) that kill, as docker's third
-INTERRUPT_WINDOW_SECONDS = 5.0
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2)
 
 
 @record
@@ -72,6 +72,8 @@ class Process:
         except ChildProcessError:
             raise NsinitError("wait", f"pid {self.pid} is not a child of this process (only its parent or "
                                       "a child subreaper it was reparented to can wait for it)") from None
+        from nsinit.lifecycle.supervise import exit_status
+
         self.status = exit_status(raw)
         return self.status
 
@@ -85,15 +87,6 @@ class Process:
 
 def warn_on_stderr(text: str) -> None:
     sys.stderr.write(f"nsinit: warning: {text}\n")
-
-
-def trace_line(trace: bool | str, record: dict[str, object]) -> None:
-    """One step of ``--trace`` (text) or ``--trace=json`` (one JSON object a line)."""
-    from nsinit import jsontext
-    from nsinit.teach import calltrace
-
-    text = jsontext.dumps(record) + "\n" if trace == "json" else calltrace.line_text(record)
-    sys.stderr.write(text)
 
 
 class Container:
@@ -343,6 +336,8 @@ class Container:
                     raise NsinitError("create", f"a container already runs in {self.root} (pid {current.init_pid})")
                 # The pidfd taken by the join pins the init from here on.
                 lock.release()
+                from nsinit.lifecycle.join import _Join
+
                 joining = _Join(self, process, current)
                 joining.detached = detach
                 status = joining.run()
@@ -350,6 +345,8 @@ class Container:
             if not create:
                 raise NoContainerError("join", f"no running container in {self.root}")
             config = self.config if self.config is not None else self.read_config()
+            from nsinit.lifecycle.create import _Creation
+
             # The creation releases the lock once the init has exec'd.
             creation = _Creation(self, process, config, lock)
             creation.detached = detach
@@ -398,6 +395,8 @@ class Container:
         new container could take the directory over); call wait_stopped after
         releasing it: the supervisor needs the lock to clean up.
         """
+        from nsinit.lifecycle.join import pin_process
+
         current = self.require_state()
         pidfd = pin_process(current.init_pid, current.init_start_time)
         if pidfd < 0:
@@ -410,6 +409,8 @@ class Container:
         process; return once the container's record is gone.  True when it
         took SIGKILL (a PID 1 without a TERM handler ignores TERM: the
         kernel's rule for a namespace's init)."""
+        from nsinit.lifecycle.join import process_exited
+
         try:
             if current.status == "paused":
                 self._thaw_for_stop()  # a frozen init handles no signal
@@ -454,647 +455,10 @@ class Container:
         return restore.restore(self, process, opts or CriuOptions(), on_restored)
 
 
-class _Launch:
-    """What creating and joining share: stdio, the sync socket, supervision.
-
-    ``undo`` collects the reversal of every step taken; if a later step
-    raises, leaving the ``with`` runs them in reverse order.
-    """
-
-    warns_about_config = True  # a join's config was the creation's: warned about then
-
-    def __init__(self, container: Container, process: Process, config: Config) -> None:
-        self.container = container
-        self.config = config
-        self.process = process
-        self.pid = 0
-        self.pidfd = -1
-        self.reaped = False
-        self.sync_fd = -1
-        self.stdio = console.Stdio()
-        self.undo = Undo()
-        # Detached (Container.create, run/join with detach): nobody
-        # supervises; once set up, the child is handed to the caller
-        # (keep_child) and undoing the launch leaves it alone.
-        self.detached = False
-        self.keep_child = False
-
-    kind = ""  # "create" or "join": what a trace says it is
-
-    def step_timer(self, name: str) -> "_Timer":
-        return _Timer(name, self.container.trace, self.kind)
-
-    def start_trace(self, what: str) -> None:
-        """Say what this trace is, and wrap the calls the steps make (nsinit/teach/calltrace.py)."""
-        from nsinit.teach import calltrace
-
-        calltrace.install()
-        self.undo.callback(calltrace.uninstall)
-        if self.container.trace != "json":
-            sys.stderr.write(f"nsinit: trace: {self.kind}: {what}\n")
-
-    def prepare_plan(self, extra_close: list[int]) -> child.ChildPlan:
-        cfg, proc = self.config, self.process
-        with self.step_timer("stdio"):
-            if self.detached:
-                from nsinit.lifecycle.create import detached_stdio
-
-                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn)
-                self.undo.callback(self.close_child_stdio_unless_cloned)
-            else:
-                self.stdio = console.prepare_stdio(choose_tty(proc.tty, cfg.tty), cfg.has_namespace("NEWNS"))
-            self.undo.callback(console.close_fds, self.stdio.parent_only)
-            self.undo.callback(console.restore_terminal, self.stdio)
-        parent_fd, child_fd = sync.socket_pair()
-        self.sync_fd = parent_fd
-        self.undo.callback(os.close, parent_fd)
-        seccomp_program, seccomp_flags = self.seccomp_filter()
-        return child.ChildPlan(
-            config=cfg, args=list(proc.args), env=list(proc.env),
-            user=proc.user if proc.user is not None else cfg.user,
-            cwd=proc.cwd if proc.cwd is not None else cfg.working_dir,
-            stdio=self.stdio, sync_fd=child_fd,
-            close_after_clone=[parent_fd] + extra_close + self.stdio.parent_only,
-            trace=self.container.trace, detached=self.detached,
-            seccomp_program=seccomp_program, seccomp_flags=seccomp_flags,
-        )
-
-    def seccomp_filter(self) -> tuple[bytes, int]:
-        """The container's filter and its seccomp(2) flags, compiled here
-        before clone: the child only loads it (see nsinit/seccomp)."""
-        seccomp = self.config.seccomp
-        if seccomp is None:
-            return b"", 0
-        from nsinit.seccomp import filter_flags, program_for, unknown_syscalls_warning
-
-        with self.step_timer("seccomp compile"):
-            program, unknown = program_for(seccomp, os.path.join(state.RUN_DIR, "seccomp-cache"))
-        if unknown and self.warns_about_config:
-            self.container.warn(unknown_syscalls_warning(self.config.source, unknown))
-        return program, filter_flags(seccomp)
-
-    def send_seccomp_listener(self, fd: int) -> None:
-        """The notify action's fd, to the configured listener; then the child may exec."""
-        from nsinit.seccomp.listener import send_to_listener
-
-        try:
-            send_to_listener(self.config.seccomp.listener_path, fd, self.pid, self.container.root,  # type: ignore[union-attr]
-                             self.config.rootfs)
-        finally:
-            os.close(fd)
-        sync.send(self.sync_fd, seccomp_listener_sent=True)
-
-    def close_child_stdio_unless_cloned(self) -> None:
-        """Undo of a detached stdio: its /dev/null, if clone never came
-        (after clone, adopt_child closes it)."""
-        if not self.pid:
-            console.close_fds(self.stdio.child_only)
-
-    def clone(self, flags: int) -> int:
-        """clone() for the flows; refuses a multi-threaded caller.
-
-        Only the calling thread exists in the child: a lock another thread
-        held (malloc's, the import lock) would stay locked there for ever,
-        and setns into a mount or user namespace fails outright.
-        """
-        threads = len(os.listdir("/proc/self/task"))
-        if threads > 1:
-            raise NsinitError("clone", f"the calling process has {threads} threads; "
-                                       "creating or joining a container needs a single-threaded caller")
-        return _native.clone(flags)
-
-    def adopt_child(self, pid: int, plan: child.ChildPlan) -> None:
-        """Parent side right after clone: remember the child, drop its fds."""
-        self.pid = pid
-        self.undo.callback(self.kill_child)
-        os.close(plan.sync_fd)
-        console.close_fds(self.stdio.child_only)
-        self.pidfd = os.pidfd_open(pid)
-        self.forward_signals()
-
-    def forward_signals(self) -> None:
-        """From now on, signals meant for nsinit go to the child.
-
-        Installed right after clone, not after the exec: a SIGTERM that
-        arrives during setup must stop the container, not kill nsinit and
-        leave the container behind without its supervisor.
-        """
-        interrupts = InterruptCounter()
-
-        def forward(signum: int, _frame: object) -> None:
-            if self.reaped:
-                return
-            if signum == signal.SIGINT and interrupts.press():
-                self.kill_on_interrupts()
-                return
-            signal.pidfd_send_signal(self.pidfd, signum)
-
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-        self.undo.callback(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
-
-    def kill_on_interrupts(self) -> None:
-        """The third Ctrl-C in a row: SIGKILL our child, whose PID 1 may
-        ignore SIGINT (a namespace's init without a handler does)."""
-        what = "the joined process" if isinstance(self, _Join) else "the container"
-        sys.stderr.write(f"nsinit: interrupted {INTERRUPTS_TO_KILL} times: killing {what} (SIGKILL)\n")
-        signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-
-    def release_child(self) -> None:
-        """Send ``go``; wait until the child has exec'd (EOF) or failed.
-
-        A join that finds the socket closed here (EPIPE, ECONNRESET) learns
-        from that OSError that its container is ending (see _Join.run)."""
-        sync.send(self.sync_fd, go=True)
-        self.read_child_messages(until=None)
-
-    child_step_end = 0.0
-
-    def trace_exec(self) -> None:
-        """The child's last step, exec, ends with the exec itself: only the
-        EOF it causes on the sync socket says it worked, so it is traced here."""
-        from nsinit.teach import calltrace
-
-        start = self.child_step_end or time.monotonic()
-        args = ", ".join(f'"{arg}"' for arg in self.process.args)
-        trace_line(self.container.trace, calltrace.step_record(
-            self.kind, "child", "exec", start, (time.monotonic() - start) * 1000, [f"execve([{args}], …)"]))
-
-    def read_child_messages(self, until: str | None) -> None:
-        """Handle the child's messages until one carries ``until`` (or, for
-        None, until EOF: the exec closed the child's end)."""
-        while True:
-            message = sync.receive(self.sync_fd)
-            if message is None:
-                if until is None:
-                    if self.container.trace:
-                        self.trace_exec()
-                    return
-                raise NsinitError("init", "the container's init exited during setup")
-            if until is not None and message.get(until):
-                return
-            if "trace" in message:
-                from nsinit.teach import calltrace
-
-                self.child_step_end = message["start"] + message["ms"] / 1000
-                trace_line(self.container.trace, calltrace.step_record(
-                    self.kind, "child", message["trace"], message["start"], message["ms"], message["calls"],
-                    message=message.get("error", "") if message.get("failed") else "", errno=message.get("errno")))
-                continue
-            if "console" in message and "fd" in message:
-                console.adopt_master(self.stdio, message["fd"])
-                continue
-            if "seccomp_listener" in message and "fd" in message:
-                self.send_seccomp_listener(message["fd"])
-                continue
-            if "error" in message:
-                raise child.reported_failure(message)
-            if "exec_errno" in message:  # from the exec trampoline (nsinit/trampoline.py)
-                raise child.exec_failure(self.process.args[0], int(message["exec_errno"]),
-                                         self.config.rootfs)
-
-    def supervise(self) -> int:
-        stdio = self.stdio
-        exited: list[int] = []
-        was_off = collecting_while_waiting()
-        try:
-            if stdio.needs_relay:
-                return self._wait_with_relay(stdio, exited)
-            return self._wait(exited)
-        finally:
-            console.restore_terminal(stdio)
-            if was_off:
-                gc.disable()
-
-    def _wait(self, exited: list[int]) -> int:
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
-        exited.append(status)
-        return exit_status(status)
-
-    def _wait_with_relay(self, stdio: console.Stdio, exited: list[int]) -> int:
-        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        old_wakeup = signal.set_wakeup_fd(write_fd)
-        old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
-        old_winch = signal.signal(signal.SIGWINCH, lambda *_: console.on_window_change(stdio))
-        # The command has run since its exec: a resize before the handler
-        # above was installed was ignored (SIGWINCH's default), so copy the
-        # size once more now that none can be missed.
-        console.on_window_change(stdio)
-        console.enter_raw_mode(stdio)
-
-        def child_exited() -> bool:
-            if not exited:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.reaped = True
-                    exited.append(status)
-            return bool(exited)
-
-        try:
-            console.relay(stdio, read_fd, child_exited)
-            while not child_exited():
-                time.sleep(0.01)
-        finally:
-            signal.set_wakeup_fd(old_wakeup)
-            signal.signal(signal.SIGCHLD, old_chld)
-            signal.signal(signal.SIGWINCH, old_winch)
-            os.close(read_fd)
-            os.close(write_fd)
-        return exit_status(exited[0])
-
-    def kill_child(self) -> None:
-        """Undo of the clone: the child must not outlive a failed launch.
-
-        After a normal exit, or once handed to the caller, it only closes the pidfd."""
-        if self.pid > 0 and not self.reaped and not self.keep_child:
-            # An unreaped child keeps its pid, so os.kill cannot hit a stranger.
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            self.reaped = True
-        self.close_own_fds()
-
-    def close_own_fds(self) -> None:
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
-
-
-class InterruptCounter:
-    """SIGINTs to the supervisor: ``press`` is True on the third within
-    INTERRUPT_WINDOW_SECONDS.  The first two are forwarded as they are (the
-    command may handle them); the third ends a container that ignores them."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def press(self) -> bool:
-        now = time.monotonic()
-        self.times = [t for t in self.times if now - t < INTERRUPT_WINDOW_SECONDS] + [now]
-        return len(self.times) >= INTERRUPTS_TO_KILL
-
-
-class _Creation(_Launch):
-    """One create flow.  Parent side of the steps in nsinit/child.py."""
-
-    kind = "create"
-
-    def __init__(self, container: Container, process: Process, config: Config,
-                 lock: state.RootLock) -> None:
-        super().__init__(container, process, config)
-        self.lock = lock
-        self.cgroup_paths: dict[str, str] = {}
-        self.cgroup_files: list[str] = []
-        self.network_helper: NetworkHelper | None = None
-        self.network_state: list[dict[str, object]] = []
-        self.oom_kills_before = 0
-
-    def run(self) -> int:
-        with self.undo:
-            if self.container.trace:
-                self.start_trace(f"a new container in {self.container.root}")
-            # The network helper (veth configs only) first: its imports
-            # overlap the cgroups and the clone.  The cgroups before clone:
-            # the parent's own work after it pays for copy-on-write faults
-            # (measured: ~1.5 ms longer when done after clone, beside the child).
-            self.start_network_helper()
-            self.create_cgroups()
-            self.start_child()
-            self.setup_networks()  # nothing in it waits for the child
-            self.wait_until_attached()
-            self.write_id_maps()
-            self.start_user_mode_networks()
-            self.record_child()
-            if self.detached:
-                from nsinit.lifecycle.create import hand_over
-
-                hand_over(self)  # the init waits for start; nobody supervises it
-                self.undo.close()
-                return 0
-            with self.step_timer("go, wait for exec"):
-                self.release_child()
-            # Joiners may come in only now that the init has exec'd: before,
-            # its mounts and credentials were still being set up.
-            self.lock.release()
-            status = self.supervise()
-            say_if_oom_killed(status, self.cgroup_paths, self.oom_kills_before)
-            self.undo.close()
-            return status
-        raise AssertionError("unreachable")
-
-    def create_cgroups(self) -> None:
-        """Before clone: the cgroups exist with their limits, so the init
-        can enter them before it runs any code of the user's, and nothing it
-        starts can escape the limits."""
-        from nsinit import cgroups
-
-        with self.step_timer("cgroups"):
-            self.manager = cgroups.manager_for(self.config, self.container.root)
-            self.undo.callback(self.tear_down)
-            self.manager.create()
-            self.cgroup_files = self.manager.self_attach_files()
-        self.cgroup_paths = self.manager.paths
-        if not self.manager.owned:  # a cgroup named in the config may have seen kills before
-            self.oom_kills_before = oom_kills(self.cgroup_paths)
-
-    def tear_down(self) -> None:
-        """Undo the container, whether it failed to start or has ended: the
-        init dead, then host veths, cgroups and last the record.
-
-        Under the root lock, and only while the record is still ours: while
-        this supervisor waited for the lock, another nsinit may have found
-        the record stale, cleaned up, and started a container whose cgroups
-        have the same path.  Removing the record last keeps a new creation
-        from starting while the old cgroups still exist.
-        """
-        if self.keep_child:
-            return  # handed to the caller: delete removes it (nsinit/lifecycle/destroy.py)
-        self.kill_child()  # a cgroup with a live process in it cannot be removed
-        if self.lock.held:  # creation failed: nobody else can have stepped in
-            self._remove_everything()
-            return
-        with state.RootLock(self.container.root):
-            if state.recorded_init_pid(self.container.root) == self.pid:
-                self._remove_everything()
-
-    def _remove_everything(self) -> None:
-        from nsinit.lifecycle.destroy import remove_made
-
-        remove_made(self.manager, self.network_state)
-        state.remove_state(self.container.root, self.pid)
-
-    def start_child(self) -> None:
-        cfg = self.config
-        helper_fds = self.network_helper.supervisor_fds() if self.network_helper else []
-        plan = self.prepare_plan([self.lock.fd, *helper_fds])
-        plan.cgroup_files = self.cgroup_files
-        plan.dumpable_until_go = os.geteuid() != 0  # see nsinit/child.py _become_init
-        if self.detached:
-            from nsinit.lifecycle.create import prepare_exec_fifo
-
-            plan.exec_fifo_fd = prepare_exec_fifo(self)
-        if self.process.init:
-            add_init(plan, cfg)
-        flags = cfg.clone_flags()
-        if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
-            # The cgroup namespace is rooted where its creator stands when it
-            # is made: the child makes it once it is in its own cgroups.
-            flags &= ~namespaces.CLONE_FLAGS["NEWCGROUP"]
-            plan.unshare_cgroupns = True
-        path_namespaces = {ns.type: ns.path for ns in cfg.namespaces if ns.path}
-        with self.step_timer("clone"):
-            with namespaces.ParentNamespaces(path_namespaces):
-                pid = self.clone(flags)
-                if pid == 0:
-                    child.run(plan)  # never returns
-        self.adopt_child(pid, plan)
-
-    def wait_until_attached(self) -> None:
-        """The child moves itself into its cgroups (and cgroup namespace)
-        first thing; the namespaces recorded in state.json come after."""
-        with self.step_timer("wait for child"):
-            self.read_child_messages(until="attached")
-
-    def write_id_maps(self) -> None:
-        cfg = self.config
-        user_ns = cfg.namespace("NEWUSER")
-        if user_ns is not None and not user_ns.path:
-            with self.step_timer("id maps"):
-                namespaces.write_id_maps(self.pid, cfg.uid_mappings, cfg.gid_mappings)
-
-    def start_user_mode_networks(self) -> None:
-        """slirp4netns/pasta, once the id maps let them into the namespaces;
-        stopped when the container ends (nsinit/network/usermode.py)."""
-        if not any(n.type in ("slirp4netns", "pasta") for n in self.config.networks):
-            return
-        from nsinit.network import usermode
-
-        with self.step_timer("network"):
-            helpers = usermode.start_networks(self.config.networks, self.pid)
-        self.undo.callback(usermode.stop_networks, helpers)
-
-    def start_network_helper(self) -> None:
-        """Before the cgroups and the clone, so that its imports overlap them
-        (see nsinit/network/helper.py)."""
-        if not any(n.type == "veth" for n in self.config.networks) and not self.config.routes:
-            return  # loopback is the child's job; pyroute2 is only paid for veth
-        from nsinit.network.helper import NetworkHelper
-
-        self.network_helper = NetworkHelper(self.config, FORWARDED_SIGNALS)
-        self.undo.callback(self.network_helper.reap)
-
-    def setup_networks(self) -> None:
-        joined = self.config.namespace("NEWNET")
-        if joined is not None and joined.path:
-            from nsinit.network import netns
-
-            # Checked here, not at load: `nsinit kill` must work after the
-            # namespace file is gone while the container still holds it.
-            netns.check_network_namespace(self.config)
-        if self.network_helper is None:
-            return
-        with self.step_timer("network"):
-            self.network_state = self.network_helper.setup(self.pid)  # undone by tear_down
-
-    def record_child(self) -> None:
-        cfg = self.config
-        from nsinit.config.recorded import config_to_dict
-
-        with self.step_timer("state"):
-            start_time = state.read_start_time(self.pid)
-            if start_time is None:
-                raise NsinitError("state", "container init exited before it was recorded")
-            names = [ns.type for ns in cfg.namespaces]
-            record = State(
-                init_pid=self.pid, init_start_time=start_time, created=state.now_iso(),
-                root=self.container.root, rootfs=cfg.rootfs,
-                namespace_paths=namespaces.namespace_paths(self.pid, names),
-                namespace_inodes=namespaces.namespace_inodes(self.pid, names),
-                cgroup_paths=self.cgroup_paths, network_state=self.network_state,
-                config=config_to_dict(cfg),
-                supervisor_pid=os.getpid(), supervisor_start_time=state.read_start_time(os.getpid()) or 0,
-            )
-            if self.detached:  # no supervisor: the creator only holds the lock while it creates
-                record.status, record.detached, record.supervisor_pid, record.supervisor_start_time = \
-                    "creating", True, 0, 0
-            state.write_state(self.container.root, record)  # undone by tear_down
-
-
-class _Join(_Launch):
-    """Run a process beside the init of a live container.
-
-    The init is pinned by a pidfd opened *before* its start time is checked
-    again, so pid reuse cannot send us into a stranger's namespaces; setns
-    with that pidfd then enters all of them atomically.
-    """
-
-    warns_about_config = False
-
-    def __init__(self, container: Container, process: Process, current: State) -> None:
-        # The joined process gets what the container was created with, from
-        # nsinit's private record, never from container.json now: that file
-        # usually sits in the rootfs, where the container's root can rewrite
-        # it (to hand the next joined process every capability, say).
-        super().__init__(container, process, recorded_config(current))
-        self.current = current
-        self.init_pidfd = -1
-        self.oom_kills_before = 0
-
-    kind = "join"
-
-    def run(self) -> int:
-        if self.process.init:
-            self.container.warn(f"--init: the container in {self.container.root} runs already, with its "
-                                "own PID 1; this process joins it without an init")
-        with self.undo:
-            try:
-                if self.container.trace:
-                    self.start_trace(f"a new process in the container of init {self.current.init_pid}")
-                self.pin_init()
-                self.oom_kills_before = oom_kills(self.current.cgroup_paths)
-                self.start_child()
-                with self.step_timer("go, wait for exec"):
-                    self.release_child()
-            except (NsinitError, OSError) as err:
-                # Whatever failed (setns: ESRCH, clone into a dying pid
-                # namespace: ENOMEM, our child killed with that namespace:
-                # ECONNRESET, ...), the cause is the container's end if its
-                # init is gone by now.  The kernel stops pid allocation in
-                # the namespace before the init's exit shows on its pidfd,
-                # so for those errors we give the exit a moment to show.
-                # The child's own setns failing with ESRCH counts too: its errno
-                # crosses the sync socket now.
-                dying = getattr(err, "errno", None) in (errno.ENOMEM, errno.ESRCH, errno.ECONNRESET, errno.EPIPE)
-                # Reap our child first: a dying pid namespace's init does not
-                # finish exiting while a zombie of the namespace is unreaped.
-                self.kill_child()
-                if self.init_exited(wait=1.0 if dying else 0.05):
-                    raise self.gone() from None
-                raise
-            if self.detached:
-                from nsinit.lifecycle.create import keep_child
-
-                keep_child(self)  # exec'd; the caller waits for it
-                self.undo.close()
-                return 0
-            status = self.supervise()
-            if not say_if_oom_killed(status, self.current.cgroup_paths, self.oom_kills_before):
-                self.say_if_ended_with_the_init(status)
-            self.undo.close()
-            return status
-        raise AssertionError("unreachable")
-
-    def pin_init(self) -> None:
-        current = self.current
-        try:
-            self.init_pidfd = os.pidfd_open(current.init_pid)
-        except ProcessLookupError:
-            raise self.gone() from None
-        self.undo.callback(os.close, self.init_pidfd)
-        if not state.is_alive(current.init_pid, current.init_start_time):
-            raise self.gone()
-
-    def init_exited(self, wait: float) -> bool:
-        """A pidfd becomes readable when its process exits (zombie or not)."""
-        if self.init_pidfd < 0:
-            return True
-        return bool(select.select([self.init_pidfd], [], [], wait)[0])
-
-    def say_if_ended_with_the_init(self, status: int) -> None:
-        """One line when the joined process died because the container's
-        init exited: the kernel SIGKILLs every process of a pid namespace
-        whose init exits, and the 137 alone tells nothing of that."""
-        if status != 128 + signal.SIGKILL or "NEWPID" not in self.current.namespace_inodes:
-            return
-        # The init cannot finish exiting before we reaped our process (it
-        # waits for every process of its namespace), so "exiting" counts too.
-        if self.init_exited(wait=0) or init_is_exiting(self.current.init_pid):
-            sys.stderr.write(f"nsinit: the container's init (pid {self.current.init_pid}) exited, "
-                             "which killed this process\n")
-
-    def gone(self) -> ContainerGoneError:
-        gone = ContainerGoneError("join", f"container init {self.current.init_pid} exited")
-        gone.init_pid = self.current.init_pid
-        return gone
-
-    def cgroup_files(self) -> list[str]:
-        """Where the joined process moves itself, first thing after clone:
-        it runs none of the user's code outside them (moby#10046)."""
-        if not self.current.cgroup_paths:
-            return []
-        from nsinit.cgroups import membership
-
-        return membership.files_to_join(self.current.cgroup_paths)
-
-    def start_child(self) -> None:
-        kinds = [name for name in self.current.namespace_inodes]
-        for_children = [k for k in kinds if k in namespaces.FOR_CHILDREN_ONLY]
-        plan = self.prepare_plan([])
-        plan.cgroup_files = self.cgroup_files()
-        plan.join_pidfd = self.init_pidfd
-        plan.join_flags = namespaces.flags_for(k for k in kinds if k not in namespaces.FOR_CHILDREN_ONLY)
-        if "NEWUSER" in kinds and os.geteuid() != 0:
-            # Without root, entering the pid namespace for our child needs
-            # CAP_SYS_ADMIN in our own user namespace: we take the
-            # container's, whose owner we are, and its pid (time) namespace
-            # for our children, for good: neither our user namespace nor the
-            # host's pid namespace could be entered again.  We make no other
-            # child.  The child then joins the rest.
-            namespaces.enter_with_pidfd(self.init_pidfd, namespaces.flags_for(["NEWUSER", *for_children]))
-            plan.join_flags &= ~namespaces.CLONE_FLAGS["NEWUSER"]
-            for_children = []
-        with self.step_timer("clone"):
-            try:
-                with namespaces.PidfdNamespaces(self.init_pidfd, for_children):
-                    pid = self.clone(0)
-                    if pid == 0:
-                        child.run_joined(plan)  # never returns
-            except ProcessLookupError:
-                raise self.gone() from None
-        self.adopt_child(pid, plan)
-
 
 def _no_hook(_process: Process) -> None:
     pass
 
-
-def choose_tty(asked: bool | None, configured: bool | None) -> bool:
-    """-t/-T first, then container.json's "tty"; when neither says, a pty
-    exactly when nsinit's stdin is a terminal (someone is typing: a shell
-    without one has no prompt and no job control), and none in pipelines
-    and CI, where the output must stay byte for byte."""
-    if asked is not None:
-        return asked
-    if configured is not None:
-        return configured
-    return console.stdin_is_terminal()
-
-
-def add_init(plan: child.ChildPlan, config: Config) -> None:
-    """``exec --init``: tini, bound in by the child, runs the command."""
-    from nsinit.mount.init_binary import check_init_possible, find_init, init_args
-
-    check_init_possible(config)
-    plan.init_binary = find_init()
-    plan.init_prefix = init_args(config, [])
-
-
-def pin_process(pid: int, start_time: int) -> int:
-    """A pidfd on ``pid`` if it is still the process that started at
-    ``start_time``, else -1.  Opened before the check: from then on the pid
-    cannot be reused under us."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return -1
-    if not state.is_alive(pid, start_time):
-        os.close(pidfd)
-        return -1
-    return pidfd
-
-
-def process_exited(pidfd: int, timeout: float) -> bool:
-    """A pidfd becomes readable when its process exits (zombie or not)."""
-    return bool(select.select([pidfd], [], [], timeout)[0])
 
 
 def kill_every_process(current: State) -> None:
@@ -1105,104 +469,6 @@ def kill_every_process(current: State) -> None:
             pass  # exited since we listed it
 
 
-def oom_kills(cgroup_paths: dict[str, str]) -> int:
-    """The memory cgroup's OOM kill count (0 when the host keeps none)."""
-    if not cgroup_paths:
-        return 0
-    from nsinit.cgroups import oom
-
-    try:
-        found = oom.oom_kills_and_limit(cgroup_paths)
-    except OSError:
-        return 0  # the cgroup is going away with its container
-    return found[0] if found else 0
-
-
-def say_if_oom_killed(status: int, cgroup_paths: dict[str, str], kills_before: int) -> bool:
-    """One line when the OOM killer ended the command, which otherwise just
-    exits 137 like any SIGKILL.  Read before the cgroups are removed.
-    Returns whether it said so."""
-    if status != 128 + signal.SIGKILL or not cgroup_paths:
-        return False
-    from nsinit.cgroups import oom
-
-    try:
-        found = oom.oom_kills_and_limit(cgroup_paths)
-    except OSError:
-        return False  # the cgroup went with the container (a join outliving it): nothing to tell
-    if found is None or found[0] <= kills_before:
-        return False
-    sys.stderr.write(f"nsinit: {oom.oom_kill_text(found[1])}\n")
-    return True
-
-
-_PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit()
-
-
-def init_is_exiting(pid: int) -> bool:
-    """Whether ``pid`` has begun to exit (its /proc stat flags say PF_EXITING)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return bool(int(fields[6]) & _PF_EXITING)
-    except (OSError, IndexError, ValueError):
-        return True  # gone already
-
-
-def exit_status(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
-class _Timer:
-    """A supervisor step: with --trace, its time, its calls, and whether it failed."""
-
-    def __init__(self, name: str, enabled: bool | str, kind: str = "") -> None:
-        self.name, self.enabled, self.kind = name, enabled, kind
-
-    def __enter__(self) -> None:
-        if self.enabled:
-            from nsinit.teach import calltrace
-
-            calltrace.take()
-        self.start = time.monotonic()
-
-    def __exit__(self, exc_type: object, err: BaseException | None, _tb: object) -> None:
-        if not self.enabled:
-            return
-        from nsinit.teach import calltrace
-
-        ms = (time.monotonic() - self.start) * 1000
-        own_failure = err if err is not None and not getattr(err, "from_child", False) else None
-        message = str(own_failure) if isinstance(own_failure, NsinitError) else (
-            describe_oserror(own_failure, self.name) if isinstance(own_failure, OSError) else "")
-        trace_line(self.enabled, calltrace.step_record(self.kind, "parent", self.name, self.start, ms,
-                                                       calltrace.take(), own_failure, message))
-
-
-def recorded_config(record: State) -> Config:
-    from nsinit.config.recorded import read_recorded
-
-    return read_recorded(record.config, "join")
-
-
-def collecting_while_waiting() -> bool:
-    """Turn the cyclic garbage collector on for a supervisor's wait, if it is
-    off; returns whether it was (to turn it off again after).
-
-    nsinit's launchers start with it off (see nsinit/__main__.py).  A
-    supervisor may wait for hours, relaying a terminal: there it collects,
-    but only what is new: everything made until now is frozen, never
-    scanned again.
-    """
-    if gc.isenabled():
-        return False
-    gc.freeze()
-    gc.enable()
-    return True
-
-
 def remove_leftovers(record: State) -> None:
     """What a container whose supervisor was SIGKILLed leaves (or a detached
     one whose init died): its cgroups (with any process still in them, and
@@ -1210,52 +476,6 @@ def remove_leftovers(record: State) -> None:
     from nsinit.lifecycle.destroy import remove_leftovers as remove
 
     remove(record)
-
-
-def collect_garbage() -> list[dict[str, object]]:
-    """Remove what dead containers left anywhere on this host: ``nsinit gc``.
-
-    ``exec``, ``state`` and the other commands clean up a dead container's
-    leftovers when they are run in its root dir.  When that directory is
-    gone (deleted after its nsinit was killed with SIGKILL), nothing would
-    ever find them again: this walks every private record instead.  Only
-    records of a container whose init and nsinit are both gone are
-    touched; one whose lock is held (a creation, a join or a teardown
-    under way) is skipped.  Returns one entry per record removed, or per
-    record that could not be (with an ``error``): one failure does not stop
-    the others.
-    """
-    entries = []
-    for private in state.private_dirs():
-        lock = state.RootLock.of_private_dir(private)
-        try:
-            if not lock.try_acquire(timeout=0):
-                continue
-            entry = _collect_dead_record(private)
-        except (NsinitError, OSError) as err:
-            entry = {"record": private, "error": str(err) if isinstance(err, NsinitError) else describe_oserror(err)}
-        finally:
-            lock.release()  # also removes the directory if nothing is left in it
-        if entry is not None:
-            entries.append(entry)
-    return entries
-
-
-def _collect_dead_record(private: str) -> dict[str, object] | None:
-    try:
-        record = state.read_record(private)
-    except state.StaleStateError as err:
-        # Not a record at all: nothing says what it made, only the files go.
-        state.remove_private_dir(private, None)
-        return {"record": private, "root": None, "init_pid": None, "why": str(err)}
-    if record is None:
-        return None
-    why = state.why_not_alive(record)
-    if why is None or state.supervisor_alive(record):
-        return None  # running, or stopped with its nsinit still removing it
-    remove_leftovers(record)
-    state.remove_private_dir(private, record)
-    return {"record": private, "root": record.root, "init_pid": record.init_pid, "why": why}
 
 
 def container_pids(current: State) -> list[int]:

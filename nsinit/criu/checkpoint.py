@@ -38,7 +38,7 @@ def default_images_dir(root: str) -> str:
 
 def checkpoint(container: Container, opts: CriuOptions) -> str:
     """Dump the container in ``container.root``; returns the images directory."""
-    from nsinit.container import recorded_config
+    from nsinit.lifecycle.join import recorded_config
     from nsinit.criu.swrk import Swrk, check_version, failure, find_criu
 
     opts.check()

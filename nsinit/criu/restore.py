@@ -14,12 +14,15 @@ from __future__ import annotations
 import os
 
 from nsinit import console, state
-from nsinit.container import Process, _Creation, recorded_config
+from nsinit.container import Process
+from nsinit.lifecycle.create import _Creation
 from nsinit.criu import IMAGES_RECORD, CriuError, fds, mounts
 from nsinit.criu.checkpoint import (LOG_LEVEL, cgroups_mode_value, default_images_dir, open_dirs,
                                     refuse_unrestorable)
 from nsinit.criu.options import CriuOptions
 from nsinit.errors import NsinitError
+from nsinit.lifecycle import supervise
+from nsinit.lifecycle.join import recorded_config
 from nsinit.mount.flags import MNT_DETACH, MS_BIND, MS_REC
 from nsinit.state import State
 
@@ -210,7 +213,7 @@ class _Restore(_Creation):
         self.pid = pid
         self.undo.callback(self.kill_child)
         self.pidfd = os.pidfd_open(pid)
-        self.forward_signals()
+        supervise.forward_signals(self)
 
     def configure_host_veths(self) -> None:
         """The host ends criu made: up, and recorded for the teardown."""

@@ -95,7 +95,8 @@ def delete(container: Container, *, force: bool, grace: float = 2.0) -> None:
 def kill(container: Container, current: State, *, wait: bool) -> None:
     """SIGKILL the init and every process of the container; with ``wait``,
     until the init has exited (a zombie counts: its parent reaps it)."""
-    from nsinit.container import kill_every_process, pin_process, process_exited
+    from nsinit.container import kill_every_process
+    from nsinit.lifecycle.join import pin_process, process_exited
 
     import _signal as signal  # type: ignore[import-not-found]  # see nsinit/container.py
 

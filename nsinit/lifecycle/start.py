@@ -100,7 +100,7 @@ def release(path: str, current: state.State) -> bytes:
     """Open the fifo for reading, which lets the init's open return; read
     what it writes until its exec closes its end.  Returns the bytes after
     the "0": empty, or the JSON of a failure."""
-    from nsinit.container import pin_process
+    from nsinit.lifecycle.join import pin_process
 
     pidfd = pin_process(current.init_pid, current.init_start_time)
     if pidfd < 0:

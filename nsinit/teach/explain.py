@@ -1,6 +1,6 @@
 """``nsinit explain``: what creating a container from this config will do.
 
-Each part in the order nsinit does it (nsinit/container.py ``_Creation.run``,
+Each part in the order nsinit does it (nsinit/lifecycle/create.py ``_Creation.run``,
 nsinit/child.py ``_setup_and_exec``), with the system calls and arguments it
 becomes and one sentence of why.  Nothing is made or changed: the mount calls
 come from nsinit/mount/plan.py (the mount steps' own decisions), the cgroup

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nsinit import state
-from nsinit.container import collect_garbage
+from nsinit.lifecycle.gc import collect_garbage
 from nsinit.state import State
 
 

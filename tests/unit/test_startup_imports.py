@@ -111,7 +111,7 @@ def test_installed_launcher_starts_with_the_collector_off() -> None:
 def test_a_waiting_supervisor_collects_only_what_is_new() -> None:
     import gc
 
-    from nsinit.container import collecting_while_waiting
+    from nsinit.lifecycle.supervise import collecting_while_waiting
 
     was_enabled = gc.isenabled()
     try:
