@@ -1,8 +1,9 @@
 """An OCI bundle's config.json -> the same Config the container.json loader makes.
 
-One model, two front doors: the part parsers and validators of
-``nsinit.config.load`` (mounts, capabilities, rlimits, sysctl, umask, paths,
-cgroup limits, the error-collecting context) read the OCI spelling here too,
+One model, two front doors: the part parsers and validators of nsinit/config/
+(parse.py's error-collecting context; namespaces.py, mounts.py, cgroups.py,
+process.py: mounts, capabilities, rlimits, sysctl, umask, paths, cgroup
+limits) read the OCI spelling here too,
 so a mount, a capability or a limit means the same thing through either door.
 What differs is the OCI meaning of absence: no ``linux.namespaces`` is no new
 namespace, no ``mounts`` is no mount, no ``env`` is an empty environment, no
