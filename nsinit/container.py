@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
     from nsinit.cgroups.manager import Manager
+    from nsinit.cgroups.notify import Notifier
     from nsinit.config.model import Config
     from nsinit.criu.options import CriuOptions
 else:
@@ -239,10 +240,21 @@ class Container:
             current.config = recorded.with_resources(current.config, applied or changes)
             state.update_state(self.root, current)
 
-    def oom_events(self):  # type: ignore[no-untyped-def]
-        """An iterator yielding 1, 2, ... per OOM kill until the container's
-        cgroup is removed.  Registered before it returns: no OOM is missed."""
-        return self.cgroups().oom_events()
+    def notify_oom(self) -> Notifier:
+        """OOM events of the container's memory cgroup: a Notifier
+        (nsinit/cgroups/notify.py) to select on (``fileno``), to ``read``,
+        or to iterate (1, 2, ... per OOM kill, until the cgroup is
+        removed); close it, or use ``with``.  Registered before it returns:
+        no OOM is missed.  libcontainer's NotifyOOM."""
+        return self.cgroups().notify_oom()
+
+    oom_events = notify_oom  # the name `nsinit oom` had first
+
+    def notify_memory_pressure(self, level: str) -> Notifier:
+        """Memory pressure at ``level`` ("low", "medium", "critical") in the
+        container's memory cgroup, as a Notifier (see notify_oom).
+        libcontainer's NotifyMemoryPressure."""
+        return self.cgroups().notify_memory_pressure(level)
 
     # -- running ---------------------------------------------------------
     def run(self, process: Process, *, detach: bool = False, new: bool = False,
