@@ -219,12 +219,15 @@ class Container:
             state.update_state(self.root, current)
 
     def stats(self) -> dict[str, Any]:
-        """Cgroup statistics (libcontainer's shape) plus ``interfaces``:
-        host veth counters turned round to the container's view."""
+        """Cgroup statistics (libcontainer's shape) plus ``interfaces``: the
+        counters of every interface of the container's network namespace
+        (rx/tx bytes, packets, errors, dropped; none without one of its own)."""
+        from nsinit.network.counters import namespace_interfaces
+
         current = self.require_state()
         out = self.cgroups(current).stats()
-        out["interfaces"] = [interface_stats(entry) for entry in current.network_state
-                             if isinstance(entry, dict) and entry.get("host_interface_name")]
+        out["interfaces"] = (namespace_interfaces(current.init_pid, current.network_state)
+                             if "NEWNET" in current.namespace_inodes else [])
         return out
 
     def update(self, **resources: object) -> None:
@@ -526,18 +529,3 @@ def describe_process(pid: int) -> dict[str, object]:
     except OSError:
         pass  # exited while we looked
     return {"pid": pid, "container_pid": container_pid, "command": command}
-
-
-def interface_stats(entry: dict[str, Any]) -> dict[str, object]:
-    """Counters of a veth's host end, as the container sees them: what the
-    host end transmits, the container receives (libcontainer swaps them)."""
-    host = str(entry["host_interface_name"])
-    out: dict[str, object] = {"name": entry.get("name") or host, "host_interface_name": host}
-    for direction, host_direction in (("rx", "tx"), ("tx", "rx")):
-        for counter in ("bytes", "packets", "errors", "dropped"):
-            try:
-                with open(f"/sys/class/net/{host}/statistics/{host_direction}_{counter}") as f:
-                    out[f"{direction}_{counter}"] = int(f.read())
-            except (OSError, ValueError):
-                out[f"{direction}_{counter}"] = 0  # the link went away with the container
-    return out

@@ -42,3 +42,18 @@ def test_low_memory_pressure_comes_before_the_oom_kill_which_is_notified(nsinit:
     kinds = [kind for _, kind in events]
     assert "oom" in kinds, kinds
     assert "low" in kinds[:kinds.index("oom")], kinds
+
+
+def test_stats_count_every_interface_of_the_container_and_see_a_loopback_ping(nsinit: Nsinit) -> None:
+    with running(nsinit, "sleep 30", ready="pid"):
+        container = Container.attach(str(nsinit.root))
+        before = {i["name"]: i for i in container.stats()["interfaces"]}
+        result = nsinit.exec("ping", "-c", "3", "-W", "1", "127.0.0.1")
+        assert result.returncode == 0, result.stderr
+        after = {i["name"]: i for i in container.stats()["interfaces"]}
+    assert set(before) == set(after) == {"lo"}
+    # Loopback receives what it sends: three requests and three replies, each way.
+    for direction in ("rx", "tx"):
+        assert after["lo"][f"{direction}_packets"] - before["lo"][f"{direction}_packets"] == 6
+        assert after["lo"][f"{direction}_bytes"] > before["lo"][f"{direction}_bytes"]
+        assert after["lo"][f"{direction}_errors"] == after["lo"][f"{direction}_dropped"] == 0
