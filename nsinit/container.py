@@ -25,12 +25,12 @@ import time
 from nsinit import console, namespaces, state
 from nsinit.record import field, record
 from nsinit.state import State
-from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
+from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, describe_oserror
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Any, Callable
+    from typing import Any, BinaryIO, Callable
 
     from nsinit.cgroups.manager import Manager
     from nsinit.cgroups.notify import Notifier
@@ -56,9 +56,51 @@ class Process:
     cwd: str | None = None                          # default: config.working_dir
     tty: bool | None = None                         # default: config.tty, else stdin's (use_tty)
     init: bool = False                              # tini as PID 1 (creation only)
+    # The seed's Process fields (nsinit/process_settings.py).  None: the
+    # config's; set, they replace it for this process, created or joined.
+    stdin: Any = None            # an fd or a file object; None: nsinit's own 0 (1, 2)
+    stdout: Any = None
+    stderr: Any = None
+    extra_files: list[Any] = field(default_factory=list)  # fds or files, the process's 3, 4, ...
+    additional_groups: list[str] | None = None       # names or gids, beside the user's own
+    capabilities: Any = None     # CapabilitySets, a list of names, or a dict of sets
+    apparmor_profile: str | None = None
+    label: str | None = None     # SELinux: refused where the kernel has none
+    no_new_privileges: bool | None = None
+    rlimits: list[Any] | None = None  # Rlimit, (type, soft, hard) or dicts: the config's whole list
+    console_socket: str | None = None  # a tty's master goes there (nsinit/oci/console_socket.py)
     # Set by create, and by run/join with detach: the host pid, then the exit status once waited for.
     pid: int = field(default=0, compare=False)
     status: int | None = field(default=None, compare=False)
+    # The child ends of initialize_io's pipes: closed here once the process has them.
+    io_child_fds: list[int] = field(default_factory=list, compare=False)
+
+    def initialize_io(self, uid: int = 0, gid: int = 0) -> IO:
+        """Pipes for the process's stdin, stdout and stderr; returns their
+        other ends (write stdin, read stdout and stderr).  Every end is
+        owned by ``uid``:``gid`` (the container's root, as the host sees
+        it), so a process of the container that is not the host's root can
+        still reopen them (/dev/stdout, /proc/self/fd/1).  The seed's
+        InitializeIO; use it with a process that gets no tty."""
+        pairs: list[tuple[int, int]] = []
+        try:
+            for _ in range(3):
+                pairs.append(os.pipe2(os.O_CLOEXEC))
+            for pair in pairs:
+                for fd in pair:
+                    os.fchown(fd, uid, gid)
+        except OSError as err:
+            for pair in pairs:
+                console.close_fds(list(pair))
+            raise NsinitError("initialize_io", describe_oserror(err)) from None
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = pairs
+        self.stdin, self.stdout, self.stderr = in_r, out_w, err_w
+        self.io_child_fds = [in_r, out_w, err_w]
+        return IO(stdin=os.fdopen(in_w, "wb"), stdout=os.fdopen(out_r, "rb"), stderr=os.fdopen(err_r, "rb"))
+
+    def close_io_child_ends(self) -> None:
+        console.close_fds(self.io_child_fds)
+        self.io_child_fds = []
 
     def wait(self) -> int:
         """Wait for the process to exit; its status (128+N when killed by
@@ -84,6 +126,19 @@ class Process:
         if not self.pid or self.status is not None:
             raise NsinitError("signal", f"process {self.pid or '(not started)'} is not running")
         os.kill(self.pid, signum)  # not reaped by us yet: the pid is still this process's
+
+
+@record
+class IO:
+    """The caller's ends of Process.initialize_io's pipes (the seed's IO)."""
+
+    stdin: BinaryIO    # write: the process reads it on its fd 0
+    stdout: BinaryIO   # read
+    stderr: BinaryIO
+
+    def close(self) -> None:
+        for end in (self.stdin, self.stdout, self.stderr):
+            end.close()
 
 
 def warn_on_stderr(text: str) -> None:
@@ -302,6 +357,13 @@ class Container:
 
     def _launch(self, process: Process, *, create: bool, join: bool, detach: bool = False,
                 start: Callable[[Process], None] | None = None) -> int | Process:
+        try:
+            return self._launch_until_decided(process, create=create, join=join, detach=detach, start=start)
+        finally:
+            process.close_io_child_ends()  # initialize_io's: the process has its copies, or failed
+
+    def _launch_until_decided(self, process: Process, *, create: bool, join: bool, detach: bool,
+                              start: Callable[[Process], None] | None) -> int | Process:
         if self.config is None and not self.read_config_on_create:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
         console.ensure_std_fds()
