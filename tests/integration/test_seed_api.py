@@ -219,7 +219,7 @@ def test_settings_the_kernel_cannot_apply_are_refused_in_one_line(nsinit: Nsinit
     if not os.path.exists("/sys/module/apparmor/parameters/enabled"):
         assert lines[1] == 'process: apparmor_profile: "docker-default": AppArmor is not enabled on this kernel 125'
     assert lines[2].startswith("process: stdout: fd N is a terminal: a container never gets a host terminal")
-    assert lines[3] == 'process: capabilities: unknown capability "CAP_NOPE" 125'
+    assert lines[3] == 'process: capabilities[0]: unknown capability "CAP_NOPE" 125'
     assert lines[4] == "process: rlimits[0].soft: must not exceed the hard limit 125"
     assert lines[5] == "process: extra_files[0]: fd 9999: Bad file descriptor 125"
     assert lines[6] == "state None"
