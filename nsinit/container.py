@@ -81,7 +81,9 @@ class Process:
         owned by ``uid``:``gid`` (the container's root, as the host sees
         it), so a process of the container that is not the host's root can
         still reopen them (/dev/stdout, /proc/self/fd/1).  The seed's
-        InitializeIO; use it with a process that gets no tty."""
+        InitializeIO; for a process without a tty, started detached
+        (create, run or join with detach): a supervised run returns only
+        once the process has exited, and nobody would read the pipes."""
         pairs: list[tuple[int, int]] = []
         try:
             for _ in range(3):

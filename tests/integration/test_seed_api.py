@@ -223,3 +223,17 @@ def test_settings_the_kernel_cannot_apply_are_refused_in_one_line(nsinit: Nsinit
     assert lines[4] == "process: rlimits[0].soft: must not exceed the hard limit 125"
     assert lines[5] == "process: extra_files[0]: fd 9999: Bad file descriptor 125"
     assert lines[6] == "state None"
+
+
+def test_initialize_io_for_a_joined_process(nsinit: Nsinit) -> None:
+    with running(nsinit, "sleep 30", ready="pid"):
+        result = run_python(nsinit, """
+            process = Process(["/bin/sh", "-c", "tr a-z A-Z; echo done >&2"])
+            io = process.initialize_io()
+            Container.load(root).join(process, detach=True)
+            io.stdin.write(b"joined\\n")
+            io.stdin.close()
+            print(io.stdout.read(), io.stderr.read(), process.wait())
+        """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "b'JOINED\\n' b'done\\n' 0\n"
