@@ -40,14 +40,16 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 1.0   # v2: re-check at least this often that the cgroup still exists
 LEVELS = ("low", "medium", "critical")
-# v2 has no levels: nsinit's choice of PSI trigger for each (stalled time
-# within a one-second window, the smallest an unprivileged trigger may use
-# is 2 s, root's 500 ms).  "some": at least one task waited for memory;
-# "full": every non-idle task did at once.
+# v2 has no levels: nsinit's choice of PSI trigger for each, as stalled
+# time within a two-second window.  Two seconds: without CAP_SYS_RESOURCE
+# (a plain user; root in a container that dropped it, as on these
+# machines) the kernel takes only windows that are multiples of 2 s
+# (EINVAL otherwise).  "some": at least one task waited for memory; "full":
+# every non-idle task did at once.
 PSI_TRIGGERS = {
-    "low": "some 50000 1000000",        # 5% of a second
-    "medium": "some 200000 1000000",    # 20%
-    "critical": "full 200000 1000000",  # 20%, with nothing making progress
+    "low": "some 100000 2000000",       # 5% of the window
+    "medium": "some 400000 2000000",    # 20%
+    "critical": "full 400000 2000000",  # 20%, with nothing making progress
 }
 
 

@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import Nsinit, needs_root, running
 
 from nsinit.container import Container
@@ -19,6 +21,7 @@ from nsinit.container import Container
 pytestmark = needs_root
 
 MiB = 1024 * 1024
+TMPFS_MAGIC = 0x01021994
 # Grows the shell's buffer in steps, a 16 MiB chunk at a time, so that the
 # cgroup reclaims for a while before the OOM killer comes.
 STEADY_HOG = ('x=""; while :; do x="$x$(head -c 4194304 /dev/zero | tr "\\0" a)"; done')
@@ -237,3 +240,52 @@ def test_initialize_io_for_a_joined_process(nsinit: Nsinit) -> None:
         """)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "b'JOINED\\n' b'done\\n' 0\n"
+
+
+def test_v2_psi_trigger_fires_under_memory_pressure_on_the_unified_mount(nsinit: Nsinit, tmp_path: Path) -> None:
+    # This host is hybrid: memory is a v1 controller, but PSI counts a
+    # task's memory stalls in its cgroup2 cgroup all the same.  So the
+    # container's init also joins a cgroup of the controller-less cgroup2
+    # mount, whose memory.pressure takes the trigger.  (memory.events needs
+    # the v2 memory controller: the v2 OOM notifier cannot run here.)
+    from nsinit import _native
+    from nsinit.cgroups import layout
+    from nsinit.cgroups.v2 import V2Manager
+    from nsinit.config.model import CgroupResources
+    from nsinit.errors import NsinitError
+
+    unified = layout.detect().unified
+    if unified is None or not os.path.exists(os.path.join(unified, "memory.pressure")):
+        pytest.skip("no cgroup2 mount with PSI (memory.pressure) on this host")
+    v2 = V2Manager.for_mount(unified, f"/nsinit/nsinit-psi-{tmp_path.name}-{os.getpid()}",
+                             resources=CgroupResources(), devices=(), explicit="")
+    v2.create()
+    nsinit.config(cgroups={"memory": 32 * MiB, "memory_swap": 32 * MiB})
+    fired = 0
+    try:
+        with pytest.raises(NsinitError, match="no memory.events: the memory controller is not enabled"):
+            v2.notify_oom()
+        # Thrash: 10 MiB held, then a 24 MiB file of the rootfs read over and
+        # over in what is left: its page cache, charged to the container, is
+        # reclaimed and read again, and every wait for it is a memory stall.
+        with open(nsinit.root / "big", "wb") as f:
+            if _native.fstatfs_type(f.fileno()) == TMPFS_MAGIC:
+                pytest.skip("the rootfs is on tmpfs: its pages are no page cache to reclaim")
+            f.write(os.urandom(24 * MiB))
+            f.flush()
+            os.fsync(f.fileno())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # its pages: not the host's cache
+        thrash = 'x=$(head -c 10485760 /dev/zero | tr "\\0" a); while :; do cat /big > /dev/null; done'
+        with running(nsinit, thrash, go=True, ready="pid") as proc:
+            v2.add(int((nsinit.root / "pid").read_text()))
+            with v2.notify_memory_pressure("low") as pressure:
+                (nsinit.root / "go").touch()
+                deadline = time.monotonic() + 60
+                while not fired and proc.poll() is None and time.monotonic() < deadline:
+                    if pressure.read(0.5):   # (the trigger's fd polls POLLPRI)
+                        fired = pressure.count
+            assert nsinit.run("kill", "KILL").returncode == 0   # it thrashes for ever
+            proc.wait(timeout=20)
+    finally:
+        v2.destroy()
+    assert fired >= 1
