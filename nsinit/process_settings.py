@@ -63,9 +63,11 @@ def process_config(config: Config, process: Process) -> Config:
         changes["no_new_privileges"] = process.no_new_privileges
     if process.rlimits is not None:
         changes["rlimits"] = parse_rlimits(ctx, process.rlimits)
-    if process.apparmor_profile is not None:
+    # An empty profile or label is no setting (runc's rule): it never
+    # takes away the one the config has.
+    if process.apparmor_profile is not None and process.apparmor_profile != "":
         changes["apparmor_profile"] = check_apparmor(config, process.apparmor_profile)
-    if process.label is not None:
+    if process.label is not None and process.label != "":
         changes["process_label"] = check_label(config, process.label)
     if ctx.warnings:  # an unknown key: a typo in a program is an error, not a warning
         raise NsinitError(STEP, ctx.warnings[0].removeprefix(f"{STEP}: ").replace(" ignored", ""))

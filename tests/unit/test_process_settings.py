@@ -27,6 +27,13 @@ def test_each_form_of_a_setting_becomes_the_configs_value() -> None:
     assert process_config(base(), Process(["/bin/true"])) == base()   # nothing set: the config's
 
 
+def test_an_empty_profile_or_label_keeps_the_configs() -> None:
+    from nsinit.record import replace
+
+    confined = replace(base(), apparmor_profile="docker-default", process_label="system_u:system_r:c_t:s0")
+    assert process_config(confined, Process(["/bin/true"], apparmor_profile="", label="")) == confined
+
+
 def test_a_dict_of_sets_is_the_seeds_capabilities() -> None:
     caps = process_config(base(), Process(["/bin/true"], capabilities={
         "Bounding": ["CAP_KILL"], "Permitted": ["CAP_KILL"], "Inheritable": ["CAP_KILL"], "Ambient": ["CAP_KILL"]})).capabilities
