@@ -9,7 +9,7 @@ container in between or after.
 
 Here: Process, Container (which decides: create, join, or decide again
 when the container met is ending), and the queries over a live container
-(its processes, its veths' counters).  Each flow lives in its module of
+(its processes, its network counters).  Each flow lives in its module of
 nsinit/lifecycle/: create.py (cgroups → clone → maps, veths, record),
 join.py (pin by pidfd, setns, exec beside PID 1), both on launch.py's
 shared steps; supervise.py (the 2014 ``exec``'s wait: signals, pty relay,
