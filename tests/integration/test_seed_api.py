@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Nsinit, needs_root, running
+from conftest import Nsinit, give_rootfs_to_mapped_root, needs_root, running
 
 from nsinit.container import Container
 
@@ -289,3 +289,25 @@ def test_v2_psi_trigger_fires_under_memory_pressure_on_the_unified_mount(nsinit:
     finally:
         v2.destroy()
     assert fired >= 1
+
+
+def test_initialize_io_for_the_root_of_a_user_namespace(nsinit: Nsinit, traversable: None) -> None:
+    # The seed's case: in a user namespace the container's root is a host
+    # uid of the map; pipes of the host's root are nobody's there, and even
+    # the container's root cannot reopen them.
+    give_rootfs_to_mapped_root(nsinit, 100000)
+    result = run_python(nsinit, """
+        for uid in (100000, 0):
+            process = Process(["/bin/sh", "-c", "id -u; echo reopened > /proc/self/fd/1"])
+            io = process.initialize_io(uid, uid)
+            container = Container.load(root)
+            container.run(process, detach=True, new=True)
+            io.stdin.close()
+            print(uid, repr(io.stdout.read()), repr(io.stderr.read()), process.wait())
+            io.close()
+            container.delete()
+    """)
+    assert result.returncode == 0, result.stderr
+    mapped, host_root = result.stdout.splitlines()
+    assert mapped == "100000 b'0\\nreopened\\n' b'' 0"
+    assert host_root.startswith("0 b'0\\n' ") and "Permission denied" in host_root and host_root.endswith(" 1")
