@@ -484,6 +484,9 @@ def _become_init(plan: ChildPlan) -> None:
     if not plan.dumpable_until_go:
         _native.prctl(PR_SET_DUMPABLE, 0, label="prctl(PR_SET_DUMPABLE)")
     console.close_fds(plan.close_after_clone)
+    # The extra files are the caller's fds as they were at clone: one of
+    # 0-2 is taken aside now, before the stdio replace them.
+    plan.extra_files = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd for fd in plan.extra_files]
     # The child execs within milliseconds: a garbage collection here would
     # only walk the interpreter's objects, copying every page it touches
     # from the parent (copy-on-write).

@@ -170,7 +170,14 @@ def fd_of(value: Any, field: str) -> int:
 
 
 def extra_fds(process: Process) -> list[int]:
-    return [fd_of(value, f"extra_files[{i}]") for i, value in enumerate(process.extra_files)]
+    """The extra files' fds; a terminal is refused, as for stdio (std_fds)."""
+    fds = []
+    for i, value in enumerate(process.extra_files):
+        fd = fd_of(value, f"extra_files[{i}]")
+        if _isatty(fd):
+            raise _bad(f"extra_files[{i}]", f"fd {fd} is a terminal: a container never gets a host terminal")
+        fds.append(fd)
+    return fds
 
 
 def std_fds(process: Process) -> tuple[int | None, int | None, int | None]:

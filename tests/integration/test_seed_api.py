@@ -185,8 +185,10 @@ def test_explicit_stdio_and_extra_files_for_a_created_init(nsinit: Nsinit, tmp_p
     result = run_python(nsinit, f"""
         out = open({str(tmp_path / "out")!r}, "wb")
         extra = open({str(tmp_path / "extra")!r}, "wb")
-        process = Process(["/bin/sh", "-c", "echo to-stdout; echo to-extra >&3; ls /proc/self/fd"],
-                          stdout=out, extra_files=[extra])
+        # The caller's own fd 1 as an extra file is that fd, not the process's stdout.
+        process = Process(["/bin/sh", "-c", "echo to-stdout; echo to-extra >&3; echo to-callers-1 >&4; "
+                                            "ls /proc/self/fd"],
+                          stdout=out, extra_files=[extra, 1])
         container = Container.load(root)
         container.create(process)
         container.start()
@@ -194,10 +196,10 @@ def test_explicit_stdio_and_extra_files_for_a_created_init(nsinit: Nsinit, tmp_p
         container.delete()
     """)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "status 0\n"
+    assert result.stdout == "to-callers-1\nstatus 0\n"
     lines = (tmp_path / "out").read_text().splitlines()
     assert lines[0] == "to-stdout"
-    assert lines[1:] == ["0", "1", "2", "3", "4"]   # ls's own directory fd is the 4
+    assert lines[1:] == ["0", "1", "2", "3", "4", "5"]   # ls's own directory fd is the 5
     assert (tmp_path / "extra").read_text() == "to-extra\n"
 
 
@@ -205,7 +207,7 @@ def test_settings_the_kernel_cannot_apply_are_refused_in_one_line(nsinit: Nsinit
     result = run_python(nsinit, """
         master, slave = os.openpty()
         for fields in ({"label": "system_u:system_r:container_t:s0"}, {"apparmor_profile": "docker-default"},
-                       {"stdout": slave}, {"capabilities": ["CAP_NOPE"]},
+                       {"stdout": slave}, {"extra_files": [slave]}, {"capabilities": ["CAP_NOPE"]},
                        {"rlimits": [("RLIMIT_NOFILE", 10, 5)]}, {"extra_files": [9999]}):
             try:
                 Container.load(root).run(Process(["/bin/true"], **fields), new=True)
@@ -223,10 +225,11 @@ def test_settings_the_kernel_cannot_apply_are_refused_in_one_line(nsinit: Nsinit
     if not os.path.exists("/sys/module/apparmor/parameters/enabled"):
         assert lines[1] == 'process: apparmor_profile: "docker-default": AppArmor is not enabled on this kernel 125'
     assert lines[2].startswith("process: stdout: fd N is a terminal: a container never gets a host terminal")
-    assert lines[3] == 'process: capabilities[0]: unknown capability "CAP_NOPE" 125'
-    assert lines[4] == "process: rlimits[0].soft: must not exceed the hard limit 125"
-    assert lines[5] == "process: extra_files[0]: fd 9999: Bad file descriptor 125"
-    assert lines[6] == "state None"
+    assert lines[3] == "process: extra_files[0]: fd N is a terminal: a container never gets a host terminal 125"
+    assert lines[4] == 'process: capabilities[0]: unknown capability "CAP_NOPE" 125'
+    assert lines[5] == "process: rlimits[0].soft: must not exceed the hard limit 125"
+    assert lines[6] == "process: extra_files[0]: fd 9999: Bad file descriptor 125"
+    assert lines[7] == "state None"
 
 
 def test_initialize_io_for_a_joined_process(nsinit: Nsinit) -> None:
