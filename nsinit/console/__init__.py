@@ -69,7 +69,7 @@ def ensure_std_fds() -> None:
             os.set_inheritable(fd, True)  # it is stdio: it must survive execve
 
 
-def prepare_stdio(use_tty: bool, container_devpts: bool = True,
+def prepare_stdio(use_tty: bool, container_devpts: bool = True, *,
                   given: tuple[int | None, int | None, int | None] | None = None) -> Stdio:
     """Parent side, before clone.  With ``container_devpts`` the pty is
     opened later by the child (see open_container_pty); without a mount

@@ -223,7 +223,7 @@ def add_init(plan: child.ChildPlan, config: Config) -> None:
 _STD_NAMES = ("stdin", "stdout", "stderr")
 
 
-def detached_stdio(asked_tty: bool | None, configured_tty: bool | None, warn: Callable[[str], None],
+def detached_stdio(asked_tty: bool | None, configured_tty: bool | None, warn: Callable[[str], None], *,
                    given: tuple[int | None, int | None, int | None] | None = None) -> console.Stdio:
     """The caller's fds 0-2, as they are, except a terminal.
 

@@ -92,11 +92,11 @@ class _Launch:
             if self.detached:
                 from nsinit.lifecycle.create import detached_stdio
 
-                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn, given)
+                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn, given=given)
                 self.undo.callback(self.close_child_stdio_unless_cloned)
             else:
                 use_tty = choose_tty(proc.tty, cfg.tty if given is None or given[0] is None else bool(cfg.tty))
-                self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"), given)
+                self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"), given=given)
             self.undo.callback(console.close_fds, self.stdio.parent_only)
             self.undo.callback(console.restore_terminal, self.stdio)
         parent_fd, child_fd = sync.socket_pair()
