@@ -9,6 +9,7 @@ used here is imported at the top of this file, before the clone.
 from __future__ import annotations
 
 import errno
+import fcntl
 import gc
 import os
 import resource
@@ -59,6 +60,7 @@ class ChildPlan:
     dumpable_until_go: bool = False  # rootless: the parent (or newuidmap) must open our /proc files
     detached: bool = False   # nobody supervises: do not die with the creator (nsinit/lifecycle/)
     exec_fifo_fd: int = -1   # created detached: O_PATH fd on the exec fifo to wait on before exec
+    extra_files: list[int] = field(default_factory=list)  # the caller's fds, for the command's 3, 4, ...
 
 
 class StepFailed(Exception):
@@ -206,8 +208,10 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts, and made "/" its root.
             _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
+    trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
-                     seccomp=(plan.seccomp_program, plan.seccomp_flags), detached=plan.detached)
+                     seccomp=(plan.seccomp_program, plan.seccomp_flags), detached=plan.detached,
+                     extra_files=len(plan.extra_files))
 
 
 def import_step_modules(*names: str) -> None:
@@ -300,16 +304,42 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
+    trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      plan.init_prefix, seccomp=(plan.seccomp_program, plan.seccomp_flags),
-                     detached=plan.detached, exec_fifo_fd=plan.exec_fifo_fd)
+                     detached=plan.detached, exec_fifo_fd=plan.exec_fifo_fd,
+                     extra_files=len(plan.extra_files))
+
+
+def place_extra_files(steps: Steps, plan: ChildPlan, trampoline_fd: int) -> int:
+    """The caller's extra files onto fds 3, 4, ... (libcontainer's
+    ExtraFiles, os/exec's rule); returns the trampoline's fd, moved if it
+    sat in that range.  Every fd still needed (the sync socket, the
+    trampoline, the exec fifo) and the extra files themselves first go above
+    the range, since any of them may sit where another must land; then each
+    extra file is dup'd into its place (close-on-exec until the last step)."""
+    if not plan.extra_files:
+        return trampoline_fd
+    floor = 3 + len(plan.extra_files)
+    with steps.step("extra files"):
+        def lift(fd: int) -> int:
+            return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) if 0 <= fd < floor else fd
+
+        sources = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in plan.extra_files]
+        plan.sync_fd = steps.sync_fd = lift(steps.sync_fd)
+        plan.exec_fifo_fd = lift(plan.exec_fifo_fd)
+        trampoline_fd = lift(trampoline_fd)
+        for target, source in enumerate(sources, start=3):
+            os.dup2(source, target, inheritable=False)
+            os.close(source)
+    return trampoline_fd
 
 
 def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list[str],
                      user: str, cwd: str, trampoline_fd: int,
                      init_prefix: list[str] | None = None,
                      seccomp: tuple[bytes, int] = (b"", 0), *, detached: bool = False,
-                     exec_fifo_fd: int = -1) -> NoReturn:
+                     exec_fifo_fd: int = -1, extra_files: int = 0) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
@@ -324,7 +354,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     with steps.step("close fds"):
         # First: nothing below (the image's /etc/passwd, the cwd) may reach
         # a caller's fd through /proc/self/fd.
-        close_inherited_fds(steps.sync_fd, trampoline_fd, exec_fifo_fd)
+        close_inherited_fds(steps.sync_fd, trampoline_fd, exec_fifo_fd, *range(3, 3 + extra_files))
     if cfg.rlimits:
         with steps.step("rlimits"):
             _set_rlimits(cfg.rlimits)
@@ -361,6 +391,8 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     with steps.step("signals"):
         reset_signals()
         _native.cloexec_from(3)
+        for fd in range(3, 3 + extra_files):  # the extra files (place_extra_files): the command's
+            os.set_inheritable(fd, True)
         trampoline.keep_report_fd(steps.sync_fd)  # before a late filter, which may deny fcntl
     path = None
     if filter_late or exec_fifo_fd >= 0:  # detached: a missing command is a create error, not a start one
@@ -452,6 +484,9 @@ def _become_init(plan: ChildPlan) -> None:
     if not plan.dumpable_until_go:
         _native.prctl(PR_SET_DUMPABLE, 0, label="prctl(PR_SET_DUMPABLE)")
     console.close_fds(plan.close_after_clone)
+    # The extra files are the caller's fds as they were at clone: one of
+    # 0-2 is taken aside now, before the stdio replace them.
+    plan.extra_files = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd for fd in plan.extra_files]
     # The child execs within milliseconds: a garbage collection here would
     # only walk the interpreter's objects, copying every page it touches
     # from the parent (copy-on-write).

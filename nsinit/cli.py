@@ -827,11 +827,11 @@ def parse_amount(option: str, text: str) -> int:
 
 
 def cmd_oom(container: Any) -> None:
-    events = container.oom_events()
-    # On stderr: stdout carries only the events, one line each.
-    print("nsinit: watching for OOM kills until the container exits", file=sys.stderr, flush=True)
-    for count in events:
-        print(f"oom kill {count}", flush=True)
+    with container.notify_oom() as events:
+        # On stderr: stdout carries only the events, one line each.
+        print("nsinit: watching for OOM kills until the container exits", file=sys.stderr, flush=True)
+        for count in events:
+            print(f"oom kill {count}", flush=True)
 
 
 def parse_signal(text: str) -> int:

@@ -9,7 +9,7 @@ container in between or after.
 
 Here: Process, Container (which decides: create, join, or decide again
 when the container met is ending), and the queries over a live container
-(its processes, its veths' counters).  Each flow lives in its module of
+(its processes, its network counters).  Each flow lives in its module of
 nsinit/lifecycle/: create.py (cgroups → clone → maps, veths, record),
 join.py (pin by pidfd, setns, exec beside PID 1), both on launch.py's
 shared steps; supervise.py (the 2014 ``exec``'s wait: signals, pty relay,
@@ -25,14 +25,15 @@ import time
 from nsinit import console, namespaces, state
 from nsinit.record import field, record
 from nsinit.state import State
-from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError
+from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, describe_oserror
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Any, Callable
+    from typing import Any, BinaryIO, Callable
 
     from nsinit.cgroups.manager import Manager
+    from nsinit.cgroups.notify import Notifier
     from nsinit.config.model import Config
     from nsinit.criu.options import CriuOptions
 else:
@@ -55,9 +56,53 @@ class Process:
     cwd: str | None = None                          # default: config.working_dir
     tty: bool | None = None                         # default: config.tty, else stdin's (use_tty)
     init: bool = False                              # tini as PID 1 (creation only)
+    # The seed's Process fields (nsinit/process_settings.py).  None: the
+    # config's; set, they replace it for this process, created or joined.
+    stdin: Any = None            # an fd or a file object; None: nsinit's own 0 (1, 2)
+    stdout: Any = None
+    stderr: Any = None
+    extra_files: list[Any] = field(default_factory=list)  # fds or files, the process's 3, 4, ...
+    additional_groups: list[str] | None = None       # names or gids, beside the user's own
+    capabilities: Any = None     # CapabilitySets, a list of names, or a dict of sets
+    apparmor_profile: str | None = None
+    label: str | None = None     # SELinux: refused where the kernel has none
+    no_new_privileges: bool | None = None
+    rlimits: list[Any] | None = None  # Rlimit, (type, soft, hard) or dicts: the config's whole list
+    console_socket: str | None = None  # a tty's master goes there (nsinit/oci/console_socket.py)
     # Set by create, and by run/join with detach: the host pid, then the exit status once waited for.
     pid: int = field(default=0, compare=False)
     status: int | None = field(default=None, compare=False)
+    # The child ends of initialize_io's pipes: closed here once the process has them.
+    io_child_fds: list[int] = field(default_factory=list, compare=False)
+
+    def initialize_io(self, uid: int = 0, gid: int = 0) -> IO:
+        """Pipes for the process's stdin, stdout and stderr; returns their
+        other ends (write stdin, read stdout and stderr).  Every end is
+        owned by ``uid``:``gid`` (the container's root, as the host sees
+        it), so a process of the container that is not the host's root can
+        still reopen them (/dev/stdout, /proc/self/fd/1).  The seed's
+        InitializeIO; for a process without a tty, started detached
+        (create, run or join with detach): a supervised run returns only
+        once the process has exited, and nobody would read the pipes."""
+        pairs: list[tuple[int, int]] = []
+        try:
+            for _ in range(3):
+                pairs.append(os.pipe2(os.O_CLOEXEC))
+            for pair in pairs:
+                for fd in pair:
+                    os.fchown(fd, uid, gid)
+        except OSError as err:
+            for pair in pairs:
+                console.close_fds(list(pair))
+            raise NsinitError("initialize_io", describe_oserror(err)) from None
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = pairs
+        self.stdin, self.stdout, self.stderr = in_r, out_w, err_w
+        self.io_child_fds = [in_r, out_w, err_w]
+        return IO(stdin=os.fdopen(in_w, "wb"), stdout=os.fdopen(out_r, "rb"), stderr=os.fdopen(err_r, "rb"))
+
+    def close_io_child_ends(self) -> None:
+        console.close_fds(self.io_child_fds)
+        self.io_child_fds = []
 
     def wait(self) -> int:
         """Wait for the process to exit; its status (128+N when killed by
@@ -83,6 +128,19 @@ class Process:
         if not self.pid or self.status is not None:
             raise NsinitError("signal", f"process {self.pid or '(not started)'} is not running")
         os.kill(self.pid, signum)  # not reaped by us yet: the pid is still this process's
+
+
+@record
+class IO:
+    """The caller's ends of Process.initialize_io's pipes (the seed's IO)."""
+
+    stdin: BinaryIO    # write: the process reads it on its fd 0
+    stdout: BinaryIO   # read
+    stderr: BinaryIO
+
+    def close(self) -> None:
+        for end in (self.stdin, self.stdout, self.stderr):
+            end.close()
 
 
 def warn_on_stderr(text: str) -> None:
@@ -218,12 +276,15 @@ class Container:
             state.update_state(self.root, current)
 
     def stats(self) -> dict[str, Any]:
-        """Cgroup statistics (libcontainer's shape) plus ``interfaces``:
-        host veth counters turned round to the container's view."""
+        """Cgroup statistics (libcontainer's shape) plus ``interfaces``: the
+        counters of every interface of the container's network namespace
+        (rx/tx bytes, packets, errors, dropped; none without one of its own)."""
+        from nsinit.network.counters import namespace_interfaces
+
         current = self.require_state()
         out = self.cgroups(current).stats()
-        out["interfaces"] = [interface_stats(entry) for entry in current.network_state
-                             if isinstance(entry, dict) and entry.get("host_interface_name")]
+        out["interfaces"] = (namespace_interfaces(current.init_pid, current.network_state)
+                             if "NEWNET" in current.namespace_inodes else [])
         return out
 
     def update(self, **resources: object) -> None:
@@ -239,10 +300,21 @@ class Container:
             current.config = recorded.with_resources(current.config, applied or changes)
             state.update_state(self.root, current)
 
-    def oom_events(self):  # type: ignore[no-untyped-def]
-        """An iterator yielding 1, 2, ... per OOM kill until the container's
-        cgroup is removed.  Registered before it returns: no OOM is missed."""
-        return self.cgroups().oom_events()
+    def notify_oom(self) -> Notifier:
+        """OOM events of the container's memory cgroup: a Notifier
+        (nsinit/cgroups/notify.py) to select on (``fileno``), to ``read``,
+        or to iterate (1, 2, ... per OOM kill, until the cgroup is
+        removed); close it, or use ``with``.  Registered before it returns:
+        no OOM is missed.  libcontainer's NotifyOOM."""
+        return self.cgroups().notify_oom()
+
+    oom_events = notify_oom  # the name `nsinit oom` had first
+
+    def notify_memory_pressure(self, level: str) -> Notifier:
+        """Memory pressure at ``level`` ("low", "medium", "critical") in the
+        container's memory cgroup, as a Notifier (see notify_oom).
+        libcontainer's NotifyMemoryPressure."""
+        return self.cgroups().notify_memory_pressure(level)
 
     # -- running ---------------------------------------------------------
     def run(self, process: Process, *, detach: bool = False, new: bool = False,
@@ -287,6 +359,13 @@ class Container:
 
     def _launch(self, process: Process, *, create: bool, join: bool, detach: bool = False,
                 start: Callable[[Process], None] | None = None) -> int | Process:
+        try:
+            return self._launch_until_decided(process, create=create, join=join, detach=detach, start=start)
+        finally:
+            process.close_io_child_ends()  # initialize_io's: the process has its copies, or failed
+
+    def _launch_until_decided(self, process: Process, *, create: bool, join: bool, detach: bool,
+                              start: Callable[[Process], None] | None) -> int | Process:
         if self.config is None and not self.read_config_on_create:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
         console.ensure_std_fds()
@@ -514,18 +593,3 @@ def describe_process(pid: int) -> dict[str, object]:
     except OSError:
         pass  # exited while we looked
     return {"pid": pid, "container_pid": container_pid, "command": command}
-
-
-def interface_stats(entry: dict[str, Any]) -> dict[str, object]:
-    """Counters of a veth's host end, as the container sees them: what the
-    host end transmits, the container receives (libcontainer swaps them)."""
-    host = str(entry["host_interface_name"])
-    out: dict[str, object] = {"name": entry.get("name") or host, "host_interface_name": host}
-    for direction, host_direction in (("rx", "tx"), ("tx", "rx")):
-        for counter in ("bytes", "packets", "errors", "dropped"):
-            try:
-                with open(f"/sys/class/net/{host}/statistics/{host_direction}_{counter}") as f:
-                    out[f"{direction}_{counter}"] = int(f.read())
-            except (OSError, ValueError):
-                out[f"{direction}_{counter}"] = 0  # the link went away with the container
-    return out

@@ -21,7 +21,9 @@ from nsinit.record import fields
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
+
+    from nsinit.cgroups.notify import Notifier
 
 DEFAULT_PARENT = "nsinit"
 MiB = 1024 * 1024
@@ -240,7 +242,12 @@ class Manager:
         (v1: memory_swap follows memory when the container had no swap)."""
         raise NotImplementedError
 
-    def oom_events(self) -> Iterator[int]:
+    def notify_oom(self) -> Notifier:
+        """A notifier of OOM events in the cgroup (nsinit/cgroups/notify.py)."""
+        raise NotImplementedError
+
+    def notify_memory_pressure(self, level: str) -> Notifier:
+        """A notifier of memory pressure at ``level`` ("low", "medium", "critical")."""
         raise NotImplementedError
 
     # Shared helpers.

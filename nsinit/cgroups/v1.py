@@ -23,7 +23,9 @@ from nsinit.errors import NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
+
+    from nsinit.cgroups.notify import Notifier
 
 _THROTTLE_FILES = {
     "blkio_throttle_read_bps_device": "blkio.throttle.read_bps_device",
@@ -291,10 +293,18 @@ class V1Manager(Manager):
 
         return stats.v1_stats(self.paths)
 
-    def oom_events(self) -> Iterator[int]:
-        from nsinit.cgroups import oom
+    def notify_oom(self) -> Notifier:
+        from nsinit.cgroups import notify
 
+        return notify.V1Oom(self.memory_dir("oom"))
+
+    def notify_memory_pressure(self, level: str) -> Notifier:
+        from nsinit.cgroups import notify
+
+        return notify.V1Pressure(self.memory_dir("memory pressure"), notify.check_level(level))
+
+    def memory_dir(self, what: str) -> str:
         memory = self.paths.get("memory")
         if memory is None:
-            raise NsinitError("oom", "the memory controller is not mounted on this host")
-        return oom.v1_oom_events(memory)
+            raise NsinitError(what, "the memory controller is not mounted on this host")
+        return memory

@@ -31,7 +31,9 @@ from nsinit.errors import NsinitError, describe_oserror
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
+
+    from nsinit.cgroups.notify import Notifier
 
 # v1 name -> v2 name of the controller a field needs.
 _V2_CONTROLLER = {"blkio": "io"}
@@ -276,7 +278,12 @@ class V2Manager(Manager):
 
         return stats.v2_stats(self.path)
 
-    def oom_events(self) -> Iterator[int]:
-        from nsinit.cgroups import oom
+    def notify_oom(self) -> Notifier:
+        from nsinit.cgroups import notify
 
-        return oom.v2_oom_events(self.path)
+        return notify.V2Oom(self.path)
+
+    def notify_memory_pressure(self, level: str) -> Notifier:
+        from nsinit.cgroups import notify
+
+        return notify.V2Pressure(self.path, notify.check_level(level))

@@ -69,15 +69,22 @@ def ensure_std_fds() -> None:
             os.set_inheritable(fd, True)  # it is stdio: it must survive execve
 
 
-def prepare_stdio(use_tty: bool, container_devpts: bool = True) -> Stdio:
+def prepare_stdio(use_tty: bool, container_devpts: bool = True, *,
+                  given: tuple[int | None, int | None, int | None] | None = None) -> Stdio:
     """Parent side, before clone.  With ``container_devpts`` the pty is
     opened later by the child (see open_container_pty); without a mount
-    namespace there is no devpts of the container's, so a host pty is used."""
+    namespace there is no devpts of the container's, so a host pty is used.
+    ``given``: fds a Process names for its stdio, passed as they are
+    (nsinit/process_settings.py checked they are no terminals)."""
+    if use_tty:
+        from nsinit.process_settings import refuse_with_tty
+
+        refuse_with_tty(given)
     if use_tty and container_devpts:
         return Stdio(pty_in_container=True)
     if use_tty:
         return _prepare_pty()
-    return _prepare_passthrough()
+    return _prepare_passthrough(given or (None, None, None))
 
 
 def open_container_pty(root_fd: int) -> tuple[int, int]:
@@ -175,10 +182,14 @@ def _prepare_pty() -> Stdio:
     return stdio
 
 
-def _prepare_passthrough() -> Stdio:
+def _prepare_passthrough(given: tuple[int | None, int | None, int | None]) -> Stdio:
     stdio = Stdio()
     fds = [0, 1, 2]
     for fd in (0, 1, 2):
+        mine = given[fd]
+        if mine is not None:
+            fds[fd] = mine
+            continue
         if not _isatty(fd):
             continue
         r, w = os.pipe2(os.O_CLOEXEC)

@@ -223,8 +223,8 @@ def add_init(plan: child.ChildPlan, config: Config) -> None:
 _STD_NAMES = ("stdin", "stdout", "stderr")
 
 
-def detached_stdio(asked_tty: bool | None, configured_tty: bool | None,
-                   warn: Callable[[str], None]) -> console.Stdio:
+def detached_stdio(asked_tty: bool | None, configured_tty: bool | None, warn: Callable[[str], None], *,
+                   given: tuple[int | None, int | None, int | None] | None = None) -> console.Stdio:
     """The caller's fds 0-2, as they are, except a terminal.
 
     A detached container outlives the nsinit that could relay a terminal,
@@ -237,14 +237,16 @@ def detached_stdio(asked_tty: bool | None, configured_tty: bool | None,
     if asked_tty or (asked_tty is None and configured_tty):
         raise NsinitError("tty", "a detached container cannot have a terminal here: its pty would need a "
                                  "console socket to go to (run with -T, or without --detach)")
-    terminals = [fd for fd in (0, 1, 2) if _isatty(fd)]
+    given = given or (None, None, None)  # a Process's own fds: no terminals (nsinit/process_settings.py)
+    own = [fd if (mine := given[fd]) is None else mine for fd in (0, 1, 2)]
+    terminals = [fd for fd in (0, 1, 2) if given[fd] is None and _isatty(fd)]
     if not terminals:
-        return console.Stdio()
+        return console.Stdio(child_fds=(own[0], own[1], own[2]))
     null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
     warn(f"{', '.join(_STD_NAMES[fd] for fd in terminals)} of nsinit "
          f"{'is a terminal' if len(terminals) == 1 else 'are terminals'}: the detached container gets "
          "/dev/null there, never the host's terminal (redirect to a file or pipe to keep its output)")
-    fds = tuple(null if fd in terminals else fd for fd in (0, 1, 2))
+    fds = tuple(null if fd in terminals else own[fd] for fd in (0, 1, 2))
     return console.Stdio(child_fds=fds, child_only=[null])  # type: ignore[arg-type]
 
 

@@ -83,14 +83,20 @@ class _Launch:
 
     def prepare_plan(self, extra_close: list[int]) -> child.ChildPlan:
         cfg, proc = self.config, self.process
+        given, extra_files = seed_process_fields(proc)
+        if given is not None:
+            from nsinit import process_settings
+
+            cfg = process_settings.process_config(cfg, proc)  # the init's or joined process's own
         with self.step_timer("stdio"):
             if self.detached:
                 from nsinit.lifecycle.create import detached_stdio
 
-                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn)
+                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn, given=given)
                 self.undo.callback(self.close_child_stdio_unless_cloned)
             else:
-                self.stdio = console.prepare_stdio(choose_tty(proc.tty, cfg.tty), cfg.has_namespace("NEWNS"))
+                use_tty = choose_tty(proc.tty, cfg.tty if given is None or given[0] is None else bool(cfg.tty))
+                self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"), given=given)
             self.undo.callback(console.close_fds, self.stdio.parent_only)
             self.undo.callback(console.restore_terminal, self.stdio)
         parent_fd, child_fd = sync.socket_pair()
@@ -104,7 +110,7 @@ class _Launch:
             stdio=self.stdio, sync_fd=child_fd,
             close_after_clone=[parent_fd] + extra_close + self.stdio.parent_only,
             trace=self.container.trace, detached=self.detached,
-            seccomp_program=seccomp_program, seccomp_flags=seccomp_flags,
+            seccomp_program=seccomp_program, seccomp_flags=seccomp_flags, extra_files=extra_files,
         )
 
     def seccomp_filter(self) -> tuple[bytes, int]:
@@ -232,6 +238,19 @@ class _Launch:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
+
+
+def seed_process_fields(process: Process) -> tuple[tuple[int | None, int | None, int | None] | None, list[int]]:
+    """The fds ``process`` names for its stdio (None: it sets none of the
+    seed's fields) and its extra files; checked (nsinit/process_settings.py)."""
+    if (process.stdin is None and process.stdout is None and process.stderr is None
+            and not process.extra_files and process.additional_groups is None and process.capabilities is None
+            and process.apparmor_profile is None and process.label is None
+            and process.no_new_privileges is None and process.rlimits is None):
+        return None, []
+    from nsinit import process_settings
+
+    return process_settings.std_fds(process), process_settings.extra_fds(process)
 
 
 def choose_tty(asked: bool | None, configured: bool | None) -> bool:

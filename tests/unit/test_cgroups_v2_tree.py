@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_config
-from nsinit.cgroups import devices, fs, layout, manager_for, oom
+from nsinit.cgroups import devices, fs, layout, manager_for, notify
 from nsinit.cgroups.manager import MIN_MEMORY, cgroup_path, default_name
 from nsinit.cgroups.v2 import V2Manager, shares_to_weight
 from nsinit.config.model import CgroupConfig, CgroupResources, DeviceConfig
@@ -422,12 +422,12 @@ def test_stats_shape_from_v2_files(tree: FakeCgroup2, attached: list) -> None:
 
 def test_oom_events_follow_memory_events_until_the_cgroup_goes(
         tree: FakeCgroup2, attached: list, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oom, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(notify, "POLL_SECONDS", 0.01)
     m = make_manager(tree)
     m.create()
     events = tree.root / "nsinit" / "ct" / "memory.events"
     events.write_text("oom 1\noom_kill 1\n")   # before watching: not reported
-    watcher = m.oom_events()
+    watcher = m.notify_oom()
 
     def kernel() -> None:
         time.sleep(0.05)
@@ -450,7 +450,7 @@ def test_oom_events_need_the_memory_controller(tmp_path: Path, monkeypatch: pyte
     m = make_manager(tree)
     m.create()
     with pytest.raises(NsinitError, match="memory controller"):
-        m.oom_events()
+        m.notify_oom()
     m.destroy()
 
 
