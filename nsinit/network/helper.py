@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from nsinit.config.model import Config
 else:
-    import _signal as signal  # signal.py without its enum classes: see nsinit/sync.py
+    import _signal as signal  # signal.py without its enum classes: see nsinit/messages.py
 
 STEP = "network"
 
