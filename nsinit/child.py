@@ -16,7 +16,7 @@ import resource
 import stat
 import time
 
-from nsinit import _native, console, namespaces, sync, trampoline
+from nsinit import _native, console, messages, namespaces, trampoline
 # One write(2), no O_CREAT (already loaded by the supervisor's cgroup managers).
 from nsinit.kernelfs import write_file
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, NsinitError, SyscallError, describe_oserror
@@ -25,7 +25,7 @@ from nsinit.record import field, record
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Any, Callable, NoReturn
+    from typing import Callable, NoReturn
 
     from nsinit import identity
     from nsinit.config.model import Config, Rlimit
@@ -66,7 +66,7 @@ class ChildPlan:
 class StepFailed(Exception):
     """A step's failure on its way to the parent: the step, the line, the
     exit status, the errno, and for a failed system call the SyscallError
-    (sent as its call, path and errno: see report_fields)."""
+    (sent as its call, path and errno: see report)."""
 
     def __init__(self, step: str, message: str, exit_code: int, errno: int | None = None,
                  call: SyscallError | None = None) -> None:
@@ -74,28 +74,18 @@ class StepFailed(Exception):
         self.step, self.message, self.exit_code, self.errno = step, message, exit_code, errno
         self.call = call
 
-    def report_fields(self) -> dict[str, Any]:
-        """The failure as the sync socket carries it (CPython's
-        _posixsubprocess writes "step:errno"; we add the call and its path)."""
-        fields: dict[str, Any] = {"error": self.message, "step": self.step, "exit": self.exit_code,
-                                  "errno": self.errno}
-        if self.call is not None:
-            fields.update(syscall=self.call.syscall, target=self.call.target, strerror=self.call.strerror)
-        return fields
+    def report(self) -> messages.Failed:
+        """The failure as the sync socket carries it (see messages.failed)."""
+        call = self.call
+        if call is None:
+            return messages.failed(self.step, self.message, self.exit_code, self.errno)
+        return messages.failed(self.step, self.message, self.exit_code, self.errno,
+                               call.syscall, call.target, call.strerror)
 
 
-def reported_failure(message: dict[str, Any]) -> NsinitError:
-    """The parent's copy of a failure the child reported (report_fields):
-    the same step, exit status and errno; a failed system call comes back as
-    a SyscallError (its ``__cause__``) and its line is made again from it."""
-    step, code, err = message["step"], message["exit"], message.get("errno")
-    if message.get("syscall") and err:
-        call = SyscallError(err, message["syscall"], message.get("target"), message.get("strerror"))
-        failure = NsinitError(step, describe_oserror(call, step), code)
-        failure.__cause__ = call
-    else:
-        failure = NsinitError(step, message["error"], code)
-    failure.errno = err
+def reported_failure(message: messages.Failed) -> NsinitError:
+    """The parent's copy of a failure the child reported (see messages.failure_error)."""
+    failure = messages.failure_error(message)
     failure.from_child = True  # not the failure of the parent's step that was waiting
     return failure
 
@@ -147,12 +137,12 @@ class _Step:
         ms = (time.monotonic() - self.start) * 1000
         calls = calltrace.take()
         if err is None:
-            sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls)
+            messages.send(self.steps.sync_fd, messages.trace(self.name, self.start, ms, calls))
             return
         text = (err.message if isinstance(err, NsinitError) else
                 describe_oserror(err, self.name) if isinstance(err, OSError) else str(err))
-        sync.send(self.steps.sync_fd, trace=self.name, ms=ms, start=self.start, calls=calls,
-                  failed=True, errno=errno_of(err), error=text)
+        messages.send(self.steps.sync_fd, messages.trace(self.name, self.start, ms, calls,
+                                                         failed=True, errno=errno_of(err), error=text))
 
 
 def errno_of(err: BaseException) -> int | None:
@@ -228,7 +218,7 @@ def import_step_modules(*names: str) -> None:
 
 def _report(fd: int, failure: StepFailed) -> NoReturn:
     try:
-        sync.send(fd, **failure.report_fields())
+        messages.send(fd, failure.report())
     finally:
         os._exit(failure.exit_code)
 
@@ -242,7 +232,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         attach_to_cgroups(plan.cgroup_files)
         if plan.unshare_cgroupns:
             _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
-        sync.send(plan.sync_fd, attached=True)
+        messages.send(plan.sync_fd, messages.attached())
     # While the parent sets up veths, writes the id maps and records the
     # container; and before pivot_root hides nsinit's files.
     with steps.step("load steps"):
@@ -425,11 +415,11 @@ def load_seccomp_filter(program: bytes, flags: int, sync_fd: int) -> None:
     listener = _native.seccomp_set_filter(program, flags)
     if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER:
         try:
-            sync.send(sync_fd, seccomp_listener=True, pass_fd=listener)
+            messages.send(sync_fd, messages.seccomp_listener(listener))
         finally:
             os.close(listener)
-        reply = sync.receive(sync_fd)
-        if reply is None or not reply.get("seccomp_listener_sent"):
+        reply = messages.receive(sync_fd)
+        if reply is None or reply["kind"] != "seccomp_listener_sent":
             os._exit(125)  # the supervisor failed (and reports why) or died
 
 
@@ -507,10 +497,10 @@ def attach_to_cgroups(files: list[str]) -> None:
 
 
 def _wait_for_go(fd: int) -> None:
-    message = sync.receive(fd)
+    message = messages.receive(fd)
     if message is None:
         os._exit(125)  # the supervisor died (or gave up) before releasing us
-    if not message.get("go"):
+    if message["kind"] != "go":
         raise NsinitError("sync", f"unexpected message {message!r}")
 
 
@@ -545,7 +535,7 @@ def _open_console(plan: ChildPlan, root: str) -> None:
     finally:
         os.close(root_fd)
     try:
-        sync.send(plan.sync_fd, console=True, pass_fd=master)
+        messages.send(plan.sync_fd, messages.console(master))
     finally:
         os.close(master)
     console.use_child_pty(plan.stdio, slave)

@@ -627,40 +627,12 @@ def rootless_maps() -> tuple[list[dict[str, int]], list[dict[str, int]]]:
                   for m in caller.default_maps(kind)] for kind in ("uid", "gid"))
 
 
-class _RootLocked:
-    """Hold the root dir's lock while reading the state files.
-
-    Then a creation is never caught between its steps, so a lifecycle
-    command cannot mistake a container being born for stale files and
-    remove them.  The wait is bounded all the same: ``kill`` must work even
-    while a slow creation holds the lock.
-    """
-
-    def __init__(self, container: Any) -> None:
-        from nsinit.state import RootLock
-
-        self.container = container
-        self.lock = RootLock(container.root)
-
-    def __enter__(self) -> None:
-        try:
-            if not self.lock.try_acquire(_LOCK_WAIT_SECONDS):
-                self.container.warn(f"{self.container.root} stays locked; going on without the lock")
-        except OSError as err:
-            self.lock.release()
-            raise NsinitError("state", describe_oserror(err), EXIT_COMMAND_FAILED) from None
-
-    def __exit__(self, *_exc: object) -> None:
-        self.lock.release()
-
-
-_LOCK_WAIT_SECONDS = 2.0
-
-
 def cmd_state(container: Any, as_json: bool) -> int:
     """Exit 0 for a live container (running or paused); otherwise one line
     (or a JSON object with the status) and exit 1."""
-    with _RootLocked(container):
+    from nsinit.state import LOOK_WAIT_SECONDS
+
+    with container.locked(wait=LOOK_WAIT_SECONDS):
         status, current, why = container.status(report_stale=True)
     if status == "stopped" and as_json and current is not None:
         current.status = "stopped"  # the OCI status; the record keeps the last one it was in
@@ -703,7 +675,9 @@ def _start_time_text(ticks: int) -> str:
 def cmd_ps(container: Any, as_json: bool) -> int:
     import json
 
-    with _RootLocked(container):
+    from nsinit.state import LOOK_WAIT_SECONDS
+
+    with container.locked(wait=LOOK_WAIT_SECONDS):
         rows = container.processes()
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -715,10 +689,12 @@ def cmd_ps(container: Any, as_json: bool) -> int:
 
 
 def cmd_kill(container: Any, signame: str, every: bool) -> int:
+    from nsinit.state import LOOK_WAIT_SECONDS
+
     signum = parse_signal(signame)
     # Under the lock: the pid is checked (start time, namespaces) and
     # signalled before a new container could take over this directory.
-    with _RootLocked(container):
+    with container.locked(wait=LOOK_WAIT_SECONDS):
         container.signal(signum, all_processes=every)
     return 0
 
@@ -726,13 +702,14 @@ def cmd_kill(container: Any, signame: str, every: bool) -> int:
 def cmd_stop(container: Any, time_text: str | None) -> int:
     """SIGTERM, ``--time`` seconds, SIGKILL; exit 0 once the container is gone."""
     from nsinit.container import STOP_GRACE_SECONDS
+    from nsinit.state import LOOK_WAIT_SECONDS
 
     grace = STOP_GRACE_SECONDS
     if time_text is not None:
         if not (time_text.isascii() and time_text.isdigit()):
             raise NsinitError("stop", f'--time: "{time_text}" is not a whole number of seconds', EXIT_COMMAND_FAILED)
         grace = float(time_text)
-    with _RootLocked(container):
+    with container.locked(wait=LOOK_WAIT_SECONDS):
         current, pidfd = container.send_stop_signal()
     if container.wait_stopped(current, pidfd, grace):
         print(f"nsinit: stop: PID 1 was still running {grace:g} s after SIGTERM; killed it (SIGKILL)",

@@ -195,6 +195,14 @@ class Container:
         self.config = config
         return config
 
+    def locked(self, *, wait: float | None = None) -> state.RootLock:
+        """This root dir's lock, for ``with`` (the rule it keeps: state.RootLock).
+
+        ``wait``: give up after that many seconds and go on unlocked, with a
+        warning (``state.LOOK_WAIT_SECONDS``, for commands that only look or
+        signal); None waits as long as it takes.  Not re-entrant."""
+        return state.RootLock(self.root, wait=wait, warn=self.warn)
+
     # -- queries ---------------------------------------------------------
     def state(self) -> State | None:
         """The live container's state, or None (stale files are reported and removed)."""
@@ -264,7 +272,7 @@ class Container:
         self._set_frozen(False)
 
     def _set_frozen(self, frozen: bool) -> None:
-        with state.RootLock(self.root):
+        with self.locked():
             current = self.require_state()
             manager = self.cgroups(current)
             if frozen:
@@ -294,7 +302,7 @@ class Container:
         from nsinit.config.model import CgroupResources
 
         changes = {key: value for key, value in resources.items() if value is not None}
-        with state.RootLock(self.root):
+        with self.locked():
             current = self.require_state()
             applied = self.cgroups(current).update(CgroupResources(**changes))  # type: ignore[arg-type]
             current.config = recorded.with_resources(current.config, applied or changes)
@@ -390,7 +398,7 @@ class Container:
 
     def _launch_once(self, process: Process, *, create: bool, join: bool, detach: bool,
                      start: Callable[[Process], None] | None) -> int | Process:
-        lock = state.RootLock(self.root).acquire()
+        lock = self.locked().acquire()
         try:
             try:
                 current = state.load_state(self.root)
@@ -463,7 +471,7 @@ class Container:
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> bool:
         """``nsinit stop``: SIGTERM, ``grace`` seconds, then SIGKILL; returns
         once the container is gone, True when it took SIGKILL."""
-        with state.RootLock(self.root):
+        with self.locked():
             current, pidfd = self.send_stop_signal()
         return self.wait_stopped(current, pidfd, grace)
 

@@ -24,12 +24,12 @@ import time
 
 from nsinit import jsontext
 from nsinit.config.names import NAMESPACE_PROC_FILES
-from nsinit.errors import NsinitError, describe_oserror
+from nsinit.errors import EXIT_COMMAND_FAILED, NsinitError, describe_oserror
 from nsinit.record import asdict, field, fields, record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
     from nsinit.config.recorded import RecordedConfig
 
@@ -437,22 +437,77 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+# How long the commands that only look or signal (state, ps, kill, stop) wait
+# for the lock before they go on without it (see RootLock).
+LOOK_WAIT_SECONDS = 2.0
+
+
 class RootLock:
-    """flock on the private state directory: serialises create-or-join.
+    """The root dir's lock: the one lock of nsinit, an flock on the private
+    state directory (``/run/nsinit/<dev>-<inode>``, never the root dir,
+    which the container's root user could flock: see the module docstring).
+
+    What it protects: one root dir's record (the private state.json, the
+    exec fifo, the public pid and state.json) and what the record names
+    (cgroups, host veths), so that every decision "nothing runs here, create
+    one", "one runs, join it" or "it is dead, remove it" is taken on a record
+    nobody is changing, and two containers never share a root dir.
+
+    Who takes it, and around what (the order is the rule):
+
+    - a creation (nsinit/lifecycle/create.py) from before it reads the
+      record to the init's exec: network helper, cgroups, clone, veths,
+      id maps, record, go; so a join never enters a container whose mounts
+      and credentials are half set up.  A detached one keeps it until the
+      init waits on its exec fifo, recorded as created (``run --detach``
+      keeps it through the start too: ``start_locked``).  Then the
+      supervisor runs unlocked, and takes the lock again at the container's
+      end to tear down (init killed, veths, cgroups, the record last), and
+      only if the record is still its own pid's;
+    - a join, only while it decides: released before its clone (the join
+      then pins the init by a pidfd checked against the record), so no
+      container process ever runs under it;
+    - start, pause/resume/update, delete, checkpoint/restore: over their
+      change of the record and its cgroups; a delete lets go before it
+      waits for a supervisor (which needs the lock to remove what it made);
+    - nsinit state, ps, kill, stop: over reading (and signalling) the
+      record, so that they never mistake a container being born for stale
+      files; they wait at most LOOK_WAIT_SECONDS and then go on without it,
+      with a warning (``wait=``): kill must work even while a slow creation
+      holds the lock;
+    - gc, without waiting: a held lock means a creation, a join or a
+      teardown is under way, and that record is skipped.
+
+    It is not re-entrant: a holder that takes it again opens another file
+    and waits for itself.  Pass the held lock on instead (``_Creation``'s
+    ``lock``, ``start_locked``).
+
+    A crashed holder: an flock belongs to an open file, which the kernel
+    closes when its holder dies, SIGKILL included: no lock file or pid is
+    left to clean up.  The fd is close-on-exec; the container's init closes
+    its copy right after clone, and the network helper, forked while it is
+    held, shares it only for its milliseconds of veth setup.  What a crashed
+    holder leaves is its record, which the next holder finds dead (pid,
+    start time, namespaces: see why_not_alive) and removes.
 
     The directory is removed when its container ends, and on release when
     nothing is recorded in it, so after getting the lock we check that the
     path still names the directory we locked; if not, it went while we
-    waited, and we start over on the new one.  The fd is close-on-exec
-    and the container child closes it right after clone, so only the
-    supervisor holds the lock.
+    waited, and we start over on the new one.
+
+    ``with RootLock(root):`` (or ``Container.locked()``) waits as long as it
+    takes; ``acquire``/``release`` for a holder that hands the lock on.
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, wait: float | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
+        """``wait``: the longest ``with`` waits before it goes on without
+        the lock, telling ``warn``; None: no limit."""
         self.root = root
         self.fd = -1
         self.path = ""
         self.existing_dir = ""
+        self.wait, self.warn = wait, warn
 
     @classmethod
     def of_private_dir(cls, private: str) -> "RootLock":
@@ -533,7 +588,15 @@ class RootLock:
             self.fd = -1
 
     def __enter__(self) -> "RootLock":
-        return self.acquire()
+        if self.wait is None:
+            return self.acquire()
+        try:
+            if not self.try_acquire(self.wait) and self.warn is not None:
+                self.warn(f"{self.root} stays locked; going on without the lock")
+        except OSError as err:
+            self.release()
+            raise NsinitError("state", describe_oserror(err), EXIT_COMMAND_FAILED) from None
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()

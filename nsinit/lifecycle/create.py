@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from nsinit import child, console, namespaces, state, sync
+from nsinit import child, console, messages, namespaces, state
 from nsinit.errors import NsinitError
 from nsinit.lifecycle.launch import _Launch
 from nsinit.lifecycle.supervise import FORWARDED_SIGNALS, oom_kills, say_if_oom_killed
@@ -287,7 +287,7 @@ def hand_over(creation: "_Creation") -> None:
     what was made: the container is the caller's, and its removal
     ``delete``'s (nsinit/lifecycle/destroy.py).
     """
-    sync.send(creation.sync_fd, go=True)
+    messages.send(creation.sync_fd, messages.go())
     creation.read_child_messages(until="created")
     # read_record, not load_state: a plain user cannot look at the
     # namespaces of a non-dumpable init (and this one is ours, live).

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from nsinit import _native, child, console, state, sync
+from nsinit import _native, child, console, messages, state
 from nsinit.errors import NsinitError, describe_oserror
 from nsinit.lifecycle import supervise
 from nsinit.undo import Undo
@@ -22,6 +22,7 @@ from nsinit.undo import Undo
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
+    from typing import Any, Callable
 
     from nsinit.config.model import Config
     from nsinit.container import Container, Process
@@ -99,7 +100,7 @@ class _Launch:
                 self.stdio = console.prepare_stdio(use_tty, cfg.has_namespace("NEWNS"), given=given)
             self.undo.callback(console.close_fds, self.stdio.parent_only)
             self.undo.callback(console.restore_terminal, self.stdio)
-        parent_fd, child_fd = sync.socket_pair()
+        parent_fd, child_fd = messages.socket_pair()
         self.sync_fd = parent_fd
         self.undo.callback(os.close, parent_fd)
         seccomp_program, seccomp_flags = self.seccomp_filter()
@@ -136,7 +137,7 @@ class _Launch:
                              self.config.rootfs)
         finally:
             os.close(fd)
-        sync.send(self.sync_fd, seccomp_listener_sent=True)
+        messages.send(self.sync_fd, messages.seccomp_listener_sent())
 
     def close_child_stdio_unless_cloned(self) -> None:
         """Undo of a detached stdio: its /dev/null, if clone never came
@@ -171,7 +172,7 @@ class _Launch:
 
         A join that finds the socket closed here (EPIPE, ECONNRESET) learns
         from that OSError that its container is ending (see _Join.run)."""
-        sync.send(self.sync_fd, go=True)
+        messages.send(self.sync_fd, messages.go())
         self.read_child_messages(until=None)
 
     child_step_end = 0.0
@@ -187,37 +188,55 @@ class _Launch:
             self.kind, "child", "exec", start, (time.monotonic() - start) * 1000, [f"execve([{args}], …)"]))
 
     def read_child_messages(self, until: str | None) -> None:
-        """Handle the child's messages until one carries ``until`` (or, for
+        """Handle the child's messages until one of kind ``until`` (or, for
         None, until EOF: the exec closed the child's end)."""
+        handlers = self.child_message_handlers()
         while True:
-            message = sync.receive(self.sync_fd)
+            message = messages.receive(self.sync_fd)
             if message is None:
                 if until is None:
                     if self.container.trace:
                         self.trace_exec()
                     return
                 raise NsinitError("init", "the container's init exited during setup")
-            if until is not None and message.get(until):
+            kind = message["kind"]
+            if kind == until:
                 return
-            if "trace" in message:
-                from nsinit.teach import calltrace
+            handler = handlers.get(kind)
+            if handler is not None:
+                handler(message)
 
-                self.child_step_end = message["start"] + message["ms"] / 1000
-                trace_line(self.container.trace, calltrace.step_record(
-                    self.kind, "child", message["trace"], message["start"], message["ms"], message["calls"],
-                    message=message.get("error", "") if message.get("failed") else "", errno=message.get("errno")))
-                continue
-            if "console" in message and "fd" in message:
-                console.adopt_master(self.stdio, message["fd"])
-                continue
-            if "seccomp_listener" in message and "fd" in message:
-                self.send_seccomp_listener(message["fd"])
-                continue
-            if "error" in message:
-                raise child.reported_failure(message)
-            if "exec_errno" in message:  # from the exec trampoline (nsinit/trampoline.py)
-                raise child.exec_failure(self.process.args[0], int(message["exec_errno"]),
-                                         self.config.rootfs)
+    def child_message_handlers(self) -> dict[str, Callable[[Any], None]]:
+        """What each kind of the child's messages does here (the kinds: nsinit/messages.py)."""
+        return {
+            "trace": self.show_child_trace,
+            "console": self.adopt_console,
+            "seccomp_listener": self.hand_over_seccomp_listener,
+            "failed": self.raise_child_failure,
+            "exec_failed": self.raise_exec_failure,
+        }
+
+    def show_child_trace(self, message: messages.Trace) -> None:
+        from nsinit.teach import calltrace
+
+        start, ms = message["start"], message["ms"]
+        self.child_step_end = start + ms / 1000
+        trace_line(self.container.trace, calltrace.step_record(
+            self.kind, "child", message["step"], start, ms, message["calls"],
+            message=message["error"] if message["failed"] else "", errno=message["errno"]))
+
+    def adopt_console(self, message: messages.Console) -> None:
+        console.adopt_master(self.stdio, message["fd"])
+
+    def hand_over_seccomp_listener(self, message: messages.SeccompListener) -> None:
+        self.send_seccomp_listener(message["fd"])
+
+    def raise_child_failure(self, message: messages.Failed) -> None:
+        raise child.reported_failure(message)
+
+    def raise_exec_failure(self, message: messages.ExecFailed) -> None:
+        """From the exec trampoline (nsinit/trampoline.py)."""
+        raise child.exec_failure(self.process.args[0], int(message["errno"]), self.config.rootfs)
 
     def supervise(self) -> int:
         """Until the child exits: its exit status (nsinit/lifecycle/supervise.py)."""

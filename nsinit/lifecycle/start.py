@@ -17,7 +17,7 @@ import select
 import stat
 import time
 
-from nsinit import jsontext, state, sync
+from nsinit import messages, state
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_COMMAND_FAILED, EXIT_NOT_FOUND, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -62,7 +62,7 @@ def wait_for_start(fifo_fd: int, sync_fd: int) -> None:
     if not os.access(path, os.W_OK):
         raise NsinitError("wait for start", f"cannot reach the exec fifo through {path} "
                                             "(a created container's init needs /proc mounted)")
-    sync.send(sync_fd, created=True)
+    messages.send(sync_fd, messages.created())
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # blocks until start opens it for reading
     os.write(fd, RELEASED)
     # The O_PATH fd goes before exec: the kernel once reset dumpable too late
@@ -99,7 +99,7 @@ def start_locked(container: Container) -> None:
 def release(path: str, current: state.State) -> bytes:
     """Open the fifo for reading, which lets the init's open return; read
     what it writes until its exec closes its end.  Returns the bytes after
-    the "0": empty, or the JSON of a failure."""
+    the "0": empty, or a failure's message (nsinit/messages.py)."""
     from nsinit.lifecycle.join import pin_process
 
     pidfd = pin_process(current.init_pid, current.init_start_time)
@@ -158,15 +158,16 @@ def _raise_reported(report: bytes, current: state.State) -> None:
     if not report:
         return
     try:
-        message = jsontext.loads(report)
-    except ValueError:
-        raise NsinitError("start", f"container init {current.init_pid} reported {report[:200]!r}") from None
-    if "exec_errno" in message:
-        err = int(message["exec_errno"])
+        message = messages.decode(report)
+    except NsinitError:
+        message = None
+    if message is not None and message["kind"] == "exec_failed":
+        err = int(message["errno"])
         code = EXIT_NOT_FOUND if err == 2 else EXIT_CANNOT_EXECUTE  # ENOENT
         raise NsinitError("exec", f"the command's execve failed: {os.strerror(err)}", code)
-    raise NsinitError(str(message.get("step", "start")), str(message.get("error", report)),
-                      int(message.get("exit", EXIT_COMMAND_FAILED)))
+    if message is not None and message["kind"] == "failed":
+        raise messages.failure_error(message)
+    raise NsinitError("start", f"container init {current.init_pid} reported {report[:200]!r}")
 
 
 def _unlink_fifo(private: str) -> None:

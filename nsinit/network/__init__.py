@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import struct
 
-import _socket  # not socket.py: see nsinit/sync.py
+import _socket  # not socket.py: see nsinit/messages.py
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914

@@ -4,8 +4,9 @@ A supervisor stays resident as long as its container.  Had it set up the
 veths itself, pyroute2 and the stdlib it needs (logging, typing, enum, re,
 socket, ...) would stay resident with it: 15.2 MB instead of 11.8 for a
 veth container's supervisor, measured.  So the supervisor forks a helper
-that runs ``veth.setup_networks`` and exits; the records come back over a
-pipe as JSON.  Undoing them at the end needs no pyroute2 (``teardown``).
+that runs ``veth.setup_networks`` and exits; the pid goes there and the
+records come back over two pipes, as messages (nsinit/messages.py:
+``set_up_networks``, answered by ``networks`` or ``failed``).  Undoing them at the end needs no pyroute2 (``teardown``).
 
 The helper is forked before the clone, as soon as the config is read: its
 imports (pyroute2 alone is ~15 ms, more in a forked process, which pays
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from nsinit import jsontext
+from nsinit import messages
 from nsinit.errors import NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -33,9 +34,10 @@ if TYPE_CHECKING:
 
     from nsinit.config.model import Config
 else:
-    import _signal as signal  # signal.py without its enum classes: see nsinit/sync.py
+    import _signal as signal  # signal.py without its enum classes: see nsinit/messages.py
 
 STEP = "network"
+PIPE_BUF = 4096  # a write of up to this much to a pipe is atomic (pipe(7))
 
 
 class NetworkHelper:
@@ -58,17 +60,18 @@ class NetworkHelper:
 
     def setup(self, init_pid: int) -> list[dict[str, Any]]:
         """Set up the networks of ``init_pid``'s namespace; the state records."""
-        os.write(self.pid_write, str(init_pid).encode())
+        os.write(self.pid_write, messages.encode(messages.set_up_networks(init_pid)))
         self._close_pid_pipe()
-        data = _read_to_end(self.reply_read)
+        data = messages.read_all(self.reply_read)
         status = self.reap()
         if not data:
             raise NsinitError(STEP, f"the network helper process died ({_describe(status)})")
-        reply = jsontext.loads(data)
-        if "error" in reply:
-            raise NsinitError(reply["step"], reply["error"])
-        records: list[dict[str, Any]] = reply["records"]
-        return records
+        reply = messages.decode(data)
+        if reply["kind"] == "failed":
+            raise messages.failure_error(reply)
+        if reply["kind"] != "networks":
+            raise NsinitError(STEP, f"the network helper answered {reply!r}")
+        return reply["records"]
 
     def reap(self) -> int:
         """Wait for the helper to end.  Idempotent.
@@ -95,37 +98,30 @@ class NetworkHelper:
 
 
 def _serve(config: Config, ignored_signals: Iterable[int], pid_fd: int, reply_fd: int) -> NoReturn:
-    reply: dict[str, Any] | None = None
+    reply: messages.Message | None = None
     try:
         for signum in ignored_signals:
             signal.signal(signum, signal.SIG_IGN)
         from nsinit.network import rtnl, veth
 
         rtnl.load()  # the slow part, while the supervisor makes the cgroups and clones
-        # One read: the pid is one write of a few bytes (atomic on a pipe).
+        # One read: the message is one write of less than PIPE_BUF (atomic on a pipe).
         # Empty: the creation failed before the clone, and the pipe was closed.
-        text = os.read(pid_fd, 64)
-        if text:
-            reply = {"records": veth.setup_networks(config, int(text))}
+        data = os.read(pid_fd, PIPE_BUF)
+        if data:
+            request = messages.decode(data)
+            if request["kind"] != "set_up_networks":
+                raise NsinitError(STEP, f"unexpected message {request!r}")
+            reply = messages.networks(veth.setup_networks(config, request["init_pid"]))
     except NsinitError as err:
-        reply = {"step": err.step, "error": err.message}
+        reply = messages.failed(err.step, err.message, err.exit_code)
     except BaseException as err:  # noqa: BLE001 - a bug: still one line, and the helper must not return
-        reply = {"step": STEP, "error": f"{type(err).__name__}: {err}"}
+        reply = messages.failed(STEP, f"{type(err).__name__}: {err}", 125)
     try:
-        data = jsontext.dumps(reply).encode() if reply is not None else b""
-        while data:
-            data = data[os.write(reply_fd, data):]
+        if reply is not None:
+            messages.write_all(reply_fd, reply)
     finally:
         os._exit(0)
-
-
-def _read_to_end(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _describe(status: int) -> str:

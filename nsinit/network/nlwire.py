@@ -14,7 +14,7 @@ import errno
 import os
 import struct
 
-import _socket  # not socket.py: see nsinit/sync.py
+import _socket  # not socket.py: see nsinit/messages.py
 
 from nsinit import _native
 

@@ -21,7 +21,7 @@ import errno
 import struct
 import sys
 
-import _socket  # not socket.py: see nsinit/sync.py
+import _socket  # not socket.py: see nsinit/messages.py
 
 from nsinit.network import nlwire
 

@@ -104,7 +104,7 @@ def explain(config: Config, root: str) -> list[Part]:
                        "fcntl(F_ADD_SEALS, F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE)"]))
     parts.append(Part("wait for parent", "child", "the init waits on the sync socket until the supervisor "
                       "has written the id maps, set up the network and recorded the container",
-                      ["recv(sync socket) → {\"go\": true}"]))
+                      ["recv(sync socket) → {\"kind\": \"go\"}"]))
     parts.extend(_parent_setup(config, veth))
     parts.extend(_child_setup(config))
     parts.extend(_finalize(config))
@@ -214,7 +214,7 @@ def _parent_setup(config: Config, veth: list[Any]) -> list[Part]:
     parts.append(Part("state", "parent", "the container is recorded (init pid, its start time and namespace "
                       "inodes) so that a later exec joins it and no pid reuse can fool it",
                       ["write(\"/run/nsinit/…/state.json\")", "write(\"ROOT/pid\")", "write(\"ROOT/state.json\")"]))
-    parts.append(Part("go", "parent", "the init may go on now", ["send(sync socket, {\"go\": true})"]))
+    parts.append(Part("go", "parent", "the init may go on now", ["send(sync socket, {\"kind\": \"go\"})"]))
     return parts
 
 

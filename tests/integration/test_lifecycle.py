@@ -247,6 +247,37 @@ def test_a_flock_on_the_containers_root_blocks_no_nsinit(nsinit: Nsinit, start: 
         os.close(fd)
 
 
+def test_state_and_kill_go_on_without_a_lock_held_too_long(nsinit: Nsinit, start: Callable[..., Live]) -> None:
+    # state, ps, kill and stop wait for the root lock a bounded time (a slow
+    # creation holds it): then they say so and work all the same.
+    from nsinit import state
+
+    live = start()
+    lock = state.RootLock(str(nsinit.root)).acquire()
+    try:
+        began = time.monotonic()
+        looked = nsinit.run("state", "--json", timeout=20)
+        assert looked.returncode == 0 and json.loads(looked.stdout)["init_pid"] == live.pid
+        assert stderr_lines(looked) == [f"nsinit: warning: {nsinit.root} stays locked; going on without the lock"]
+        assert 1.5 < time.monotonic() - began < 15
+        killed = nsinit.run("kill", "KILL", timeout=20)
+        assert killed.returncode == 0 and "stays locked" in killed.stderr
+        wait_until(lambda: _exited(live.pid))
+        assert live.alive()  # its supervisor waits for the lock to clean up
+    finally:
+        lock.release()
+    assert live.finish() == 137
+    assert not (nsinit.root / "pid").exists() and not os.path.lexists(private_dir(nsinit.root))
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent has yet to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
 @pytest.mark.parametrize("name", ["FOO", "SIGFOO", "0", "99", "1.5", "SIG"])
 def test_kill_bad_signal_is_one_line(nsinit: Nsinit, name: str) -> None:
     line = one_error_line(nsinit.run("kill", name))

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from nsinit import _native, child, jsontext
+from nsinit import _native, child, messages
 from nsinit.errors import NsinitError, SyscallError, describe_oserror, error_line
 
 
@@ -86,9 +86,15 @@ def _failing_step(name: str, err: BaseException) -> child.StepFailed:
     return caught.value
 
 
+def _across_the_socket(failed: child.StepFailed) -> messages.Failed:
+    sent = messages.decode(messages.encode(failed.report()))
+    assert sent["kind"] == "failed"
+    return sent
+
+
 def test_a_child_steps_failed_call_crosses_the_socket_as_errno_call_and_path() -> None:
     failed = _failing_step("mounts", SyscallError(errno.ENOENT, "mount", "/dev/pts"))
-    sent = jsontext.loads(jsontext.dumps(failed.report_fields()))  # what sync.send writes
+    sent = _across_the_socket(failed)
     assert (sent["step"], sent["errno"], sent["syscall"], sent["target"]) == ("mounts", errno.ENOENT, "mount", "/dev/pts")
     again = child.reported_failure(sent)
     assert str(again) == "mounts: mount(/dev/pts): No such file or directory"
@@ -100,7 +106,7 @@ def test_a_child_steps_failed_call_crosses_the_socket_as_errno_call_and_path() -
 def test_a_child_step_named_as_its_call_is_not_said_twice() -> None:
     failed = _failing_step("pivot_root", SyscallError(errno.EINVAL, "pivot_root"))
     assert failed.message == "Invalid argument"
-    assert str(child.reported_failure(jsontext.loads(jsontext.dumps(failed.report_fields())))) == (
+    assert str(child.reported_failure(_across_the_socket(failed))) == (
         "pivot_root: Invalid argument")
 
 
@@ -116,6 +122,6 @@ def test_a_child_steps_own_error_keeps_the_errno_it_was_raised_from() -> None:
         raise AssertionError("chdir worked")
 
     failed = _failing_step("finalize", cwd_failure())
-    again = child.reported_failure(jsontext.loads(jsontext.dumps(failed.report_fields())))
+    again = child.reported_failure(_across_the_socket(failed))
     assert str(again) == "cwd: /no/such/dir: No such file or directory"
     assert again.errno == errno.ENOENT and again.__cause__ is None

@@ -806,6 +806,41 @@ def test_root_lock_open_failure_is_an_oserror(tmp_path: Path) -> None:
     assert not lock.held
 
 
+def test_a_bounded_lock_goes_on_without_it_and_says_so(tmp_path: Path) -> None:
+    # state, ps, kill, stop: a slow creation must not keep them waiting.
+    warnings: list[str] = []
+    with state.RootLock(str(tmp_path)):
+        looking = state.RootLock(str(tmp_path), wait=0.05, warn=warnings.append)
+        began = time.monotonic()
+        with looking:
+            assert not looking.held
+        assert time.monotonic() - began < 2
+    assert warnings == [f"{tmp_path} stays locked; going on without the lock"]
+    with state.RootLock(str(tmp_path), wait=0.05, warn=warnings.append) as free:
+        assert free.held
+    assert len(warnings) == 1 and not free.held
+
+
+def test_a_bounded_lock_that_cannot_open_is_one_state_error_exit_1(tmp_path: Path) -> None:
+    with pytest.raises(NsinitError) as info:
+        with state.RootLock(str(tmp_path / "missing"), wait=0.05):
+            raise AssertionError("entered")
+    assert (info.value.step, info.value.exit_code) == ("state", 1)
+    assert "No such file or directory" in info.value.message
+
+
+def test_the_container_lock_is_the_root_dirs(tmp_path: Path) -> None:
+    from nsinit.container import Container
+
+    warnings: list[str] = []
+    container = Container(str(tmp_path), None, warn=warnings.append)
+    with container.locked() as lock:
+        assert lock.held and flock_probe(private(tmp_path)) == 3
+        with container.locked(wait=0.05) as looking:
+            assert not looking.held
+    assert warnings == [f"{tmp_path} stays locked; going on without the lock"]
+
+
 def test_an_ended_container_whose_supervisor_lives_is_stopped_not_stale(tmp_path: Path) -> None:
     # The init exited; its nsinit (here: this test process) is about to
     # remove everything.  Nobody else may treat that as stale and clean up.
