@@ -22,9 +22,25 @@ pytestmark = needs_root
 
 MiB = 1024 * 1024
 TMPFS_MAGIC = 0x01021994
-# Grows the shell's memory by 1 MiB every 50 ms: the cgroup reclaims for a
-# while (pressure) before the OOM killer comes, seconds after the start.
-STEADY_HOG = 'x=""; while :; do x="$x$(head -c 1048576 /dev/zero | tr "\\0" a)"; sleep 0.05; done'
+# Grows the shell's memory by 1 MiB every 50 ms.  Anonymous memory cannot be
+# reclaimed without swap, so the hog first reads a ballast file: its page
+# cache, charged to the container, is what the kernel reclaims (pressure)
+# for the ~20 steps the hog takes to grow into it, before the OOM killer
+# comes.  Without it both events came in the same instant on a busy machine.
+BALLAST_MIB = 20
+STEADY_HOG = ('cat /ballast > /dev/null; '
+              'x=""; while :; do x="$x$(head -c 1048576 /dev/zero | tr "\\0" a)"; sleep 0.05; done')
+
+
+def write_uncached_ballast(path: Path) -> None:
+    """BALLAST_MIB of data on disk and out of the host's page cache, so that
+    the container's read charges the cache to the container's cgroup."""
+    with open(path, "wb") as f:
+        for _ in range(BALLAST_MIB):
+            f.write(os.urandom(MiB))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def memory_v1() -> bool:
@@ -33,6 +49,7 @@ def memory_v1() -> bool:
 
 def test_low_memory_pressure_comes_before_the_oom_kill_which_is_notified(nsinit: Nsinit) -> None:
     nsinit.config(cgroups={"memory": 32 * MiB, "memory_swap": 32 * MiB})
+    write_uncached_ballast(nsinit.root / "ballast")
     events: list[tuple[int, str]] = []   # (which select call saw it, what)
     with running(nsinit, STEADY_HOG, go=True, ready="pid") as proc:
         container = Container.attach(str(nsinit.root))
