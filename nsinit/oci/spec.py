@@ -676,3 +676,36 @@ def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict[str
             ctx.report(_child("linux.sysctl", key), "not namespaced, refusing to change the host")
         else:
             need(namespace, _child("linux.sysctl", key))
+
+
+# --- runc update: LinuxResources of a live container ---------------------------
+
+def parse_resources_update(data: Any, source: str) -> tuple[dict[str, Any], list[str]]:
+    """``nsinit-runc update --resources``: runtime-spec LinuxResources ->
+    the CgroupResources fields it sets (Container.update's keywords), and
+    warnings (unknown keys).  Read by the same part parsers as a bundle's
+    ``linux.resources``, so a field means the same at create and at update;
+    one nsinit cannot change on a live container is an error naming it.
+    A limit of -1 is kept: on update it lifts the limit."""
+    path = "linux.resources"
+    ctx = _Context(source, "")
+    if not isinstance(data, dict):
+        ctx.fail("", "must be a JSON object (runtime-spec LinuxResources)")
+    ctx.check_keys(data, _RESOURCE_KEYS, path)
+    for key in _UNSUPPORTED[path]:
+        _refuse_if_set(ctx, data, key, path)
+    if _is_set(data.get("devices")):
+        # Device rules are written once, at create (nsinit.cgroups); runc's
+        # update does not change them either.
+        ctx.report(_child(path, "devices"), "cannot be changed on a live container")
+    changes: dict[str, Any] = {}
+    for parse, key in ((_parse_memory, "memory"), (_parse_cpu, "cpu"), (_parse_pids, "pids"),
+                       (_parse_block_io, "blockIO")):
+        changes.update(ctx.collect(parse, data, _child(path, key)) or {})
+    changes["hugetlb_limit"] = ctx.collect(_parse_hugepages, data.get("hugepageLimits"),
+                                           _child(path, "hugepageLimits")) or ()
+    ctx.raise_errors()
+    memory = data.get("memory")
+    if isinstance(memory, dict) and memory.get("limit") == -1:
+        changes["memory"] = -1  # "no limit": the create parser's None would leave the old one
+    return {key: value for key, value in changes.items() if value is not None and value != ()}, ctx.warnings
