@@ -176,15 +176,18 @@ class Factory:
         stays until it is deleted)."""
         path = self.path_of(container_id)
         facts = read_facts(path)
+        owns_dir = facts is not None
         if facts is None:
             facts = facts_of_a_2014_container(container_id, path)
         if facts is None:
             raise ContainerNotExists("", f'container "{container_id}" does not exist')
         container = FactoryContainer(self, container_id, path, None, facts, trace=trace, warn=warn)
+        container.owns_dir = owns_dir
         return container
 
     def ids(self) -> list[str]:
-        """Every id in the state root, sorted (runc's list)."""
+        """Every id the factory made in the state root, sorted (runc's list);
+        a 2014 container loadable by name is not among them."""
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
@@ -207,6 +210,9 @@ class FactoryContainer(Container):
         self.factory = factory
         self.id = container_id
         self.facts = facts
+        # The id dir is the factory's (made by create); a 2014 container's
+        # root dir is its user's, and stays when the container goes.
+        self.owns_dir = True
 
     # -- status in the OCI words --------------------------------------------
     def oci_status(self) -> tuple[str, state.State | None]:
@@ -275,7 +281,8 @@ class FactoryContainer(Container):
 
     def forget(self) -> None:
         """Remove the id dir (its container is gone, or never came)."""
-        remove_id_dir(self.root)
+        if self.owns_dir:
+            remove_id_dir(self.root)
 
 
 # --- the id dir's files ------------------------------------------------------
