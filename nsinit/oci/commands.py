@@ -140,8 +140,13 @@ def parse_preserve_fds(text: str | None) -> int:
 
 
 def with_preserved_fds(process: Process, count: int) -> Process:
-    """fds 3..3+count-1 of nsinit-runc, as the init's own 3.. (runc's --preserve-fds)."""
-    raise NsinitError("", "--preserve-fds: not yet")
+    """fds 3..3+count-1 of nsinit-runc, as the init's own 3.. (runc's
+    --preserve-fds), through the Process's extra_files (issue 16's field)."""
+    from nsinit.record import fields, replace
+
+    if "extra_files" not in {f.name for f in fields(type(process))}:
+        raise NsinitError("", "--preserve-fds: not yet: needs Process.extra_files")
+    return replace(process, extra_files=list(range(3, 3 + count)))
 
 
 def write_pid_file(path: str, pid: int) -> None:

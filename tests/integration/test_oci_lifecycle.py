@@ -475,3 +475,51 @@ def test_signals_reach_a_container_that_nobody_supervises(runc: Runc) -> None:
     os.kill(c.pid, signal.SIGKILL)
     assert c.exited()[1] == 137
     runc.ok("delete", "alone")
+
+
+def _has_extra_files() -> bool:
+    from nsinit.container import Process
+    from nsinit.record import fields
+
+    return "extra_files" in {f.name for f in fields(Process)}
+
+
+@pytest.mark.skipif(not _has_extra_files(), reason="needs Process.extra_files (issue 16, not merged yet)")
+def test_preserve_fds_passes_the_callers_fds_3_and_up(runc: Runc) -> None:
+    """podman --preserve-fds N: the caller's fds 3..3+N-1 are the init's own 3..; a fd
+    above them stays outside."""
+    runc.config(["/bin/sh", "-c", "echo three >&3; echo four >&4; ls /proc/self/fd > /tmp/fds"], "pf")
+    runc.ids.add("pf")
+    files = [runc.tmp / name for name in ("three", "four", "five")]
+    fds = [os.open(path, os.O_WRONLY | os.O_CREAT, 0o644) for path in files]
+    try:
+        wanted = [3, 4, 5]
+        moved = [os.dup(fd) for fd in fds]
+        script = ("import os, subprocess, sys\n"
+                  f"for src, dst in zip({moved}, {wanted}): os.dup2(src, dst)\n"
+                  "sys.exit(subprocess.run(sys.argv[1:], pass_fds=(3, 4, 5), stdin=subprocess.DEVNULL).returncode)\n")
+        done = subprocess.run([sys.executable, "-c", script, *runc.argv(
+            "create", "--preserve-fds", "2", "--bundle", str(runc.bundle), "pf")], capture_output=True, text=True,
+            timeout=60)
+        for fd in moved:
+            os.close(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert done.returncode == 0, done.stderr
+    runc.ok("start", "pf")
+    wait_until(lambda: (Path(runc.base["root"]["path"]) / "tmp" / "fds").exists()
+               and runc.state("pf")["status"] == "stopped")
+    assert files[0].read_text() == "three\n" and files[1].read_text() == "four\n"
+    listed = (Path(runc.base["root"]["path"]) / "tmp" / "fds").read_text().split()
+    assert "5" not in listed     # not asked for: closed before the command
+    runc.ok("delete", "pf")
+
+
+def test_preserve_fds_names_a_closed_fd(runc: Runc) -> None:
+    runc.config(["/bin/true"], "pc")
+    runc.ids.add("pc")
+    done = subprocess.run(runc.argv("create", "--preserve-fds", "40", "--bundle", str(runc.bundle), "pc"),
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, close_fds=True)
+    assert "--preserve-fds 40: fd 3 is not open" in one_error(done)
+    assert not (runc.root / "pc").exists()
