@@ -339,16 +339,43 @@ def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
 
     signum = parse_signal(args["SIGNAL"] or "SIGTERM")
     container = load_container(globals_, args["ID"])
+    every = bool(args["--all"])
     # Under the lock: the pid is checked (start time, namespaces) and
     # signalled before anything else could take the id's record over.
     with state.RootLock(container.root):
+        status, current = container.oci_status()
+        if every and status == "stopped":
+            # runc's kill --all of a stopped container: what is left of it
+            # (without a pid namespace, the init's end kills no other
+            # process), else nothing to do, and no error.
+            if current is not None:
+                signal_leftovers(current, signum)
+            return 0
         current = require_live(container, "kill")
-        container.signal(signum, all_processes=bool(args["--all"]))
-        if current.status == "paused" and signum == 9 and args["--all"]:
+        container.signal(signum, all_processes=every)
+        if current.status == "paused" and signum == 9 and every:
             # Frozen tasks die only once thawed (cgroup v1's freezer): a
             # SIGKILL to all is for the end, let it happen (runc does too).
             container.cgroups(current).thaw()
     return 0
+
+
+def signal_leftovers(record: Any, signum: int) -> None:
+    """Processes still in a stopped container's cgroups (its init is dead).
+    The cgroups, not the namespaces: they stay until delete, and nothing but
+    the container's own processes can be in them (a namespace's inode may
+    be a new namespace's once the last process of the old one is gone)."""
+    from nsinit.cgroups import fs
+
+    pids = sorted({pid for path in set(record.cgroup_paths.values()) if os.path.isdir(path)
+                   for pid in fs.procs_recursive(path)})
+    for pid in pids:
+        if pid == record.init_pid:
+            continue  # a zombie for its parent to reap
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # exited since we listed it
 
 
 def cmd_pause(globals_: Globals, args: dict[str, Any]) -> int:

@@ -36,7 +36,8 @@ with open(stdin) as i, open(stdout, "w") as o, open(stderr, "w") as e:
     code = subprocess.run(sys.argv[4:], stdin=i, stdout=o, stderr=e).returncode
 print(code, flush=True)
 if code == 0:
-    pid, status = os.wait()
+    pid = int(open(sys.argv[sys.argv.index("--pid-file") + 1]).read())
+    pid, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     print(pid, 128 - code if code < 0 else code, flush=True)  # conmon's: 128+N when killed by N
 """
@@ -78,9 +79,9 @@ class Runc:
         """Write the bundle's config.json for ``args``; the cgroup named after the test."""
         data = json.loads(json.dumps(self.base))
         data["process"]["args"] = args
-        data["linux"]["cgroupsPath"] = self.cgroup_name(container_id)
         for key, value in changes.items():
             data[key] = value
+        data["linux"]["cgroupsPath"] = self.cgroup_name(container_id)
         (self.bundle / "config.json").write_text(json.dumps(data))
         return self.bundle
 
@@ -291,6 +292,28 @@ def test_kill_named_and_numeric_signals_and_all(runc: Runc) -> None:
     assert c.exited()[1] == 137
     wait_until(lambda: not Path(f"/proc/{child}").exists() or proc_status(child, "State").startswith("Z"))
     runc.ok("delete", "k")
+
+
+def test_kill_all_reaches_what_a_stopped_container_left(runc: Runc) -> None:
+    """Without a pid namespace the init's end kills no other process: kill --all
+    of the stopped container signals what is left in its cgroup (runc's), and
+    kill without --all says it is not running."""
+    namespaces = [ns for ns in runc.base["linux"]["namespaces"] if ns["type"] != "pid"]
+    c = runc.create("left", "sleep 60 & echo $! > /tmp/left; exit 0",
+                    linux={**runc.base["linux"], "namespaces": namespaces})
+    runc.ok("start", "left")
+    assert c.exited()[1] == 0
+    marker = Path(runc.base["root"]["path"]) / "tmp" / "left"
+    wait_until(marker.exists)
+    procs = runc.cgroup_file("pids", "left", "cgroup.procs")
+    wait_until(lambda: len(procs.read_text().split()) == 1)
+    orphan = int(procs.read_text())
+    assert runc.state("left")["status"] == "stopped"
+    assert "container not running" in one_error(runc.run("kill", "left", "KILL"))
+    runc.ok("kill", "--all", "left", "KILL")
+    wait_until(lambda: procs.read_text().split() == [])
+    assert not Path(f"/proc/{orphan}/cmdline").exists() or Path(f"/proc/{orphan}/cmdline").read_bytes() == b""
+    runc.ok("delete", "left")
 
 
 def test_kill_defaults_to_sigterm(runc: Runc) -> None:
