@@ -546,3 +546,28 @@ def test_preserve_fds_names_a_closed_fd(runc: Runc) -> None:
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, close_fds=True)
     assert "--preserve-fds 40: fd 3 is not open" in one_error(done)
     assert not (runc.root / "pc").exists()
+
+
+def test_a_network_namespace_by_path_is_the_containers_own(runc: Runc) -> None:
+    """podman gives its netns as a path (/run/netns/...): the init joins it after its
+    record is written, and the record must name that namespace, not the host's one
+    it was born in, or every later command takes the container for a stranger."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        wait_until(lambda: os.stat(f"/proc/{holder.pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino)
+        netns = f"/proc/{holder.pid}/ns/net"
+        namespaces = [{"type": "network", "path": netns} if ns["type"] == "network" else ns
+                      for ns in runc.base["linux"]["namespaces"]]
+        c = runc.create("ns", "readlink /proc/self/ns/net; exec sleep 60",
+                        linux={**runc.base["linux"], "namespaces": namespaces})
+        assert runc.state("ns")["status"] == "created"
+        runc.ok("start", "ns")
+        assert runc.state("ns")["status"] == "running"
+        wait_until(lambda: c.output() != "")
+        assert c.output().strip() == os.readlink(netns)
+        runc.ok("kill", "ns", "KILL")
+        assert c.exited()[1] == 137
+        runc.ok("delete", "ns")
+    finally:
+        holder.kill()
+        holder.wait()
