@@ -402,3 +402,41 @@ def test_the_container_json_loader_and_this_one_agree_on_a_part(tmp_path: Path) 
     oci = parse(tmp_path, minimal(tmp_path, mounts=[copy.deepcopy(entry)]))[0].config.mounts[0]
     old = parse_config({"rootfs": "rootfs", "mounts": [entry]}, "container.json", str(tmp_path))[0]
     assert oci == old.mounts[-1]
+
+
+# --- runc update's LinuxResources ----------------------------------------------
+
+def test_update_resources_map_onto_container_update() -> None:
+    from nsinit.oci.spec import parse_resources_update
+
+    changes, warnings = parse_resources_update({
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": -1},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 42}, "blockIO": {"weight": 300},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}, "--resources")
+    assert warnings == []
+    assert changes == {"memory": 64 << 20, "memory_reservation": 32 << 20, "memory_swap": -1, "cpu_shares": 512,
+                       "cpu_quota": 50000, "cpu_period": 100000, "cpuset_cpus": "0", "cpuset_mems": "0",
+                       "pids_limit": 42, "blkio_weight": 300, "hugetlb_limit": (("2MB", 1 << 21),)}
+
+
+def test_update_lifts_a_memory_limit_with_minus_one() -> None:
+    from nsinit.oci.spec import parse_resources_update
+
+    assert parse_resources_update({"memory": {"limit": -1}}, "--resources")[0] == {"memory": -1}
+
+
+@pytest.mark.parametrize("resources, expected", [
+    ({"devices": [{"allow": True, "access": "rwm"}]}, "linux.resources.devices: cannot be changed on a live container"),
+    ({"unified": {"memory.high": "1G"}}, "linux.resources.unified: not supported"),
+    ({"memory": {"kernel": 1 << 20}}, "linux.resources.memory.kernel: not supported"),
+    ({"cpu": {"shares": "many"}}, "linux.resources.cpu.shares"),
+    ([], "must be a JSON object"),
+])
+def test_update_refuses_by_name_what_cannot_change(resources: object, expected: str) -> None:
+    from nsinit.errors import ConfigError
+    from nsinit.oci.spec import parse_resources_update
+
+    with pytest.raises(ConfigError) as raised:
+        parse_resources_update(resources, "--resources")
+    assert expected in str(raised.value)
