@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import sys
 
-from nsinit.errors import ConfigErrors, NsinitError
+from nsinit.errors import ConfigErrors, NsinitError, describe_oserror
 from nsinit.record import record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -277,6 +277,10 @@ def main(argv: list[str]) -> int:
         report(log, command, str(err))
     except BrokenPipeError:
         pass  # our reader went away (`nsinit-runc features | head`)
+    except OSError as err:
+        # A call no step wrapped (a container deleted by another command
+        # while this one looked at it): still one line, never a traceback.
+        report(log, command, describe_oserror(err))
     return EXIT_FAILED
 
 

@@ -183,17 +183,19 @@ def cmd_run(globals_: Globals, args: dict[str, Any]) -> int:
     parent) and exit with its status, deleting the container unless --keep."""
     if not args["--detach"] and not args["--no-subreaper"]:
         set_child_subreaper()  # the init's orphans come to us, as runc run's
-    container, process, _spec = create_container(globals_, args)
+    container, process, spec = create_container(globals_, args)
     try:
         container.start()
     except BaseException:
         container.destroy()
         raise
+    run_hooks_at("poststart", container, spec)
     if args["--detach"]:
         return 0
     status = wait_forwarding_signals(process)
     if not args["--keep"]:
         container.delete(force=True)
+        run_hooks_at("poststop", container, spec)
     return status
 
 
