@@ -380,7 +380,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
         enter_working_dir(cwd)
     with steps.step("signals"):
         reset_signals()
-        _native.cloexec_from(3)
+        mark_cloexec_from(3)
         for fd in range(3, 3 + extra_files):  # the extra files (place_extra_files): the command's
             os.set_inheritable(fd, True)
         trampoline.keep_report_fd(steps.sync_fd)  # before a late filter, which may deny fcntl
@@ -422,6 +422,31 @@ def load_seccomp_filter(program: bytes, flags: int, sync_fd: int) -> None:
         if reply is None or reply["kind"] != "seccomp_listener_sent":
             os._exit(125)  # the supervisor failed (and reports why) or died
 
+
+
+def mark_cloexec_from(first: int) -> None:
+    """Every fd >= first close-on-exec: close_range(CLOSE_RANGE_CLOEXEC), or
+    one fd at a time where a seccomp filter, already on (see
+    finalize_process), denies close_range: profiles older than Linux 5.9
+    do (runtime-tools' default, Docker's before 20.10), and runc marks
+    them one by one with fcntl anyway."""
+    try:
+        _native.cloexec_from(first)
+        return
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+            raise
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no procfs in this container: every number a fd can have
+        fds = list(range(first, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+    for fd in fds:
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError as err:
+                if err.errno != errno.EBADF:  # not open (or listdir's own, closed again)
+                    raise
 
 
 def close_inherited_fds(*keep: int) -> None:

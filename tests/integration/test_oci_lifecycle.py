@@ -78,9 +78,9 @@ class Runc:
     def config(self, args: list[str], container_id: str, **changes: Any) -> Path:
         """Write the bundle's config.json for ``args``; the cgroup named after the test."""
         data = json.loads(json.dumps(self.base))
-        data["process"]["args"] = args
         for key, value in changes.items():
             data[key] = value
+        data["process"]["args"] = args
         data["linux"]["cgroupsPath"] = self.cgroup_name(container_id)
         (self.bundle / "config.json").write_text(json.dumps(data))
         return self.bundle
@@ -571,3 +571,21 @@ def test_a_network_namespace_by_path_is_the_containers_own(runc: Runc) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_seccomp_profile_older_than_close_range_still_runs(runc: Runc) -> None:
+    """runtime-tools' default profile (and Docker's before 20.10) has no close_range
+    (Linux 5.9): loaded before the capability step, it denied nsinit's own
+    close-on-exec marking and no container could be created."""
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+               "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}]}
+    process = {**runc.base["process"], "noNewPrivileges": False}   # the filter goes on before the caps
+    c = runc.create("old", "ls /proc/self/fd | tr '\\n' ' '; echo; grep ^Seccomp: /proc/self/status",
+                    linux={**runc.base["linux"], "seccomp": seccomp}, process=process)
+    assert c.code == 0, c.stderr.read_text()
+    runc.ok("start", "old")
+    assert c.exited()[1] == 0
+    fds, seccomp_line = c.output().splitlines()
+    assert seccomp_line.split() == ["Seccomp:", "2"]
+    assert fds.split()[:3] == ["0", "1", "2"] and len(fds.split()) == 4   # 3: ls's own listing
+    runc.ok("delete", "old")
