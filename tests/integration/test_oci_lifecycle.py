@@ -589,3 +589,14 @@ def test_a_seccomp_profile_older_than_close_range_still_runs(runc: Runc) -> None
     assert seccomp_line.split() == ["Seccomp:", "2"]
     assert fds.split()[:3] == ["0", "1", "2"] and len(fds.split()) == 4   # 3: ls's own listing
     runc.ok("delete", "old")
+
+
+def test_no_pivot_is_recorded_and_the_container_runs(runc: Runc) -> None:
+    c = runc.create("np", "cat /proc/self/mountinfo | wc -l; exec sleep 60", "--no-pivot")
+    done = subprocess.run([sys.executable, "-m", "nsinit", "--root", str(runc.root / "np"), "state", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout)["config"]["no_pivot_root"] is True   # what the init was built with
+    runc.ok("start", "np")
+    wait_until(lambda: c.output() != "")
+    assert int(c.output()) > 0
+    runc.ok("delete", "--force", "np")
