@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 
+from nsinit.config import names
 from nsinit.config.cgroups import _check_cpu_list, _parse_throttle
 from nsinit.config.mounts import (
     _effective_devices,
@@ -227,8 +228,9 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
         # it exits at once, and its death must not kill the container.
         parent_death_signal=0,
         seccomp=ctx.collect(_parse_seccomp, linux.get("seccomp"), "linux.seccomp"),
+        rootfs_propagation=ctx.collect(_parse_rootfs_propagation, linux.get("rootfsPropagation"),
+                                       "linux.rootfsPropagation") or 0,
     )
-    ctx.collect(_check_rootfs_propagation, linux.get("rootfsPropagation"), "linux.rootfsPropagation")
     spec = OciSpec(
         bundle=bundle,
         config=config,
@@ -299,10 +301,17 @@ def _parse_seccomp(ctx: _Context, value: Any, path: str) -> Any:
     return config
 
 
-def _check_rootfs_propagation(ctx: _Context, value: Any, path: str) -> None:
+def _parse_rootfs_propagation(ctx: _Context, value: Any, path: str) -> int:
+    """The propagation of the container's "/" after pivot_root, as runc sets
+    it (a new peer group inside the container's own mount namespace: the
+    host's mounts were made private or slave before, so nothing flows back).
+    Private, nsinit's own choice, is 0."""
     text = _opt_str(ctx, value, path)
-    if text and text not in _ROOTFS_PROPAGATIONS:
-        ctx.fail(path, f'"{text}" is not supported (nsinit makes the container\'s / rprivate)')
+    if not text or text in _ROOTFS_PROPAGATIONS:
+        return 0
+    if text not in names.MOUNT_PROPAGATION:
+        ctx.fail(path, f'"{text}" is not one of {", ".join(names.MOUNT_PROPAGATION)}')
+    return names.MOUNT_PROPAGATION[text]
 
 
 # --- process -----------------------------------------------------------------

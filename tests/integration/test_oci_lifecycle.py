@@ -600,3 +600,15 @@ def test_no_pivot_is_recorded_and_the_container_runs(runc: Runc) -> None:
     wait_until(lambda: c.output() != "")
     assert int(c.output()) > 0
     runc.ok("delete", "--force", "np")
+
+
+@pytest.mark.parametrize("propagation, tag", [("shared", "shared:"), ("slave", None), ("private", None)])
+def test_rootfs_propagation_is_set_on_the_containers_root(runc: Runc, propagation: str, tag: str | None) -> None:
+    # runtime-tools sets "shared"; runc applies it to "/" after pivot_root.
+    c = runc.create("rp", "awk '$5 == \"/\"' /proc/self/mountinfo",
+                    linux={**runc.base["linux"], "rootfsPropagation": propagation})
+    runc.ok("start", "rp")
+    assert c.exited()[1] == 0
+    fields = c.output().split(" - ")[0].split()[6:]   # the optional fields: shared:N, master:N
+    assert (tag is None and not any(f.startswith("shared:") for f in fields)) or any(f.startswith(tag or "") for f in fields)
+    runc.ok("delete", "rp")

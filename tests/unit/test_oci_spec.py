@@ -242,10 +242,11 @@ def test_umask_as_a_number_and_rootfs_propagation(tmp_path: Path) -> None:
     data["process"]["user"] = {"uid": 5, "gid": 6, "umask": 63}
     data["linux"]["rootfsPropagation"] = "rprivate"
     config = parse(tmp_path, data)[0].config
-    assert config.umask == 0o077 and config.user == "5:6"
-    data["linux"]["rootfsPropagation"] = "shared"
-    assert errors(tmp_path, data) == [
-        "config.json: linux.rootfsPropagation: \"shared\" is not supported (nsinit makes the container's / rprivate)"]
+    assert config.umask == 0o077 and config.user == "5:6" and config.rootfs_propagation == 0
+    data["linux"]["rootfsPropagation"] = "rshared"
+    assert parse(tmp_path, data)[0].config.rootfs_propagation == names.MOUNT_PROPAGATION["rshared"]
+    data["linux"]["rootfsPropagation"] = "sharde"
+    assert errors(tmp_path, data)[0].startswith('config.json: linux.rootfsPropagation: "sharde" is not one of private,')
 
 
 def test_a_bind_without_options_is_read_write_and_not_recursive(tmp_path: Path) -> None:
