@@ -39,10 +39,6 @@ if TYPE_CHECKING:
     from nsinit.oci.cli import Globals
     from nsinit.oci.spec import OciSpec
 
-EXIT_FAILED = 1
-# How long ``kill`` of a paused container waits before thawing it for a
-# SIGKILL (a frozen task on cgroup v1 dies only once thawed).
-THAW_AFTER_KILL = True
 
 
 # --- seams: id -> container, spec -> process, hooks ----------------------------
@@ -288,7 +284,7 @@ def cmd_ps(globals_: Globals, args: dict[str, Any]) -> int:
     if fmt not in ("table", "json"):
         raise NsinitError("", f'--format: "{fmt}" is not one of table, json')
     container = load_container(globals_, args["ID"])
-    current = require_live(container, "ps")
+    current = require_live(container)
     from nsinit.container import container_pids
 
     pids = container_pids(current)
@@ -324,13 +320,17 @@ def print_ps_table(pids: list[int], ps_args: list[str]) -> None:
             print(line)
 
 
-def require_live(container: FactoryContainer, what: str) -> Any:
-    """The record of a created, running or paused container; else runc's
-    "container not running" (containerd matches those words)."""
+def live_status(container: FactoryContainer) -> tuple[str, Any]:
+    """(status, record) of a created, running or paused container; else
+    runc's "container not running" (containerd matches those words)."""
     status, current = container.oci_status()
     if current is None or status in ("stopped", "creating"):
         raise ContainerNotRunning("", f'container "{container.id}" is {status}: container not running')
-    return current
+    return status, current
+
+
+def require_live(container: FactoryContainer) -> Any:
+    return live_status(container)[1]
 
 
 # --- kill, pause, resume, update ------------------------------------------------------
@@ -353,7 +353,7 @@ def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
             if current is not None:
                 signal_leftovers(current, signum)
             return 0
-        current = require_live(container, "kill")
+        current = require_live(container)
         container.signal(signum, all_processes=every)
         if current.status == "paused" and signum == 9 and every:
             # Frozen tasks die only once thawed (cgroup v1's freezer): a
@@ -399,10 +399,7 @@ def cmd_resume(globals_: Globals, args: dict[str, Any]) -> int:
 
 
 def require_live_status(container: FactoryContainer) -> str:
-    status, current = container.oci_status()
-    if current is None or status in ("stopped", "creating"):
-        raise ContainerNotRunning("", f'container "{container.id}" is {status}: container not running')
-    return status
+    return live_status(container)[0]
 
 
 # runc update's flags -> LinuxResources JSON paths (runc's own mapping).
