@@ -194,6 +194,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     namespaces = ctx.collect(_parse_namespaces, linux.get("namespaces"), "linux.namespaces") or ()
     new_netns = any(ns.type == "NEWNET" and not ns.path for ns in namespaces)
     configured_devices = ctx.collect(_parse_devices, linux.get("devices"), "linux.devices") or ()
+    mounts = ctx.collect(_parse_mounts, data.get("mounts"), "mounts")
     config = Config(
         source=source,
         rootfs=ctx.collect(_parse_rootfs, _required(ctx, root, "path", "root") if has_root else "", "root.path"),
@@ -203,7 +204,9 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
         uid_mappings=ctx.collect(_parse_id_mappings, linux.get("uidMappings"), "linux.uidMappings"),
         gid_mappings=ctx.collect(_parse_id_mappings, linux.get("gidMappings"), "linux.gidMappings"),
         capabilities=ctx.collect(_parse_capabilities, process.get("capabilities"), "process.capabilities"),
-        mounts=ctx.collect(_parse_mounts, data.get("mounts"), "mounts"),
+        # Without a mount namespace they are checked, then ignored (see
+        # _check_namespace_requirements).
+        mounts=mounts if any(ns.type == "NEWNS" for ns in namespaces) else (),
         devices=_effective_devices(configured_devices),
         environment=ctx.collect(_parse_env, process.get("env"), "process.env"),
         user=ctx.collect(_parse_user, user, "process.user"),
@@ -242,7 +245,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     )
     # Rules across fields, once every field is valid (as in the container.json loader).
     ctx.raise_errors()
-    _check_namespace_requirements(ctx, config, linux)
+    _check_namespace_requirements(ctx, config, linux, data.get("mounts"))
     _check_security_modules(ctx, config, {
         "apparmor_profile": "process.apparmorProfile",
         "process_label": "process.selinuxLabel",
@@ -660,15 +663,26 @@ def _parse_hook(ctx: _Context, item: Any, path: str) -> Hook:
 
 # --- rules across fields -----------------------------------------------------
 
-def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict[str, Any]) -> None:
+def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict[str, Any], data_mounts: Any) -> None:
     """What would change the host, or cannot work, without the namespace."""
 
     def need(namespace: str, where: str) -> None:
         if not config.has_namespace(namespace):
             ctx.report(where, f'requires a "{_OCI_NAMESPACE_NAMES[namespace]}" namespace in linux.namespaces')
 
-    # pivot_root into the bundle's rootfs needs a mount namespace of its own.
-    need("NEWNS", "root.path")
+    if not config.has_namespace("NEWNS"):
+        # No mount namespace: the container shares the host's mount table
+        # (runtime-tools' linux_ns_itype), and nsinit chroots into root.path.
+        # Its mounts would be made in the host's table: ignored, as runc
+        # ignores them, said in the log; what must hide or protect a path
+        # cannot be done without one, and is refused (runc refuses it too).
+        if _is_set(data_mounts):
+            ctx.warn("mounts", "ignored: there is no mount namespace (linux.namespaces has no \"mount\"); "
+                               "they would be mounted on the host")
+        for where, wanted in (("linux.maskedPaths", config.mask_paths), ("linux.readonlyPaths", config.readonly_paths),
+                              ("root.readonly", config.readonlyfs)):
+            if wanted:
+                need("NEWNS", where)
     if config.hostname:
         need("NEWUTS", "hostname")
     for attribute, key in (("uid_mappings", "uidMappings"), ("gid_mappings", "gidMappings")):

@@ -31,10 +31,12 @@ pytestmark = [pytest.mark.integration, needs_root]
 CALLER = r"""
 import ctypes, os, subprocess, sys
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-stdin, stdout, stderr = sys.argv[1:4]
+mode, stdin, stdout, stderr = sys.argv[1:5]
 with open(stdin) as i, open(stdout, "w") as o, open(stderr, "w") as e:
-    code = subprocess.run(sys.argv[4:], stdin=i, stdout=o, stderr=e).returncode
+    code = subprocess.run(sys.argv[5:], stdin=i, stdout=o, stderr=e).returncode
 print(code, flush=True)
+if code == 0 and mode == "hold":   # reap nothing until told: an exited init stays a zombie
+    sys.stdin.readline()
 if code == 0:
     pid = int(open(sys.argv[sys.argv.index("--pid-file") + 1]).read())
     pid, status = os.waitpid(pid, 0)
@@ -79,7 +81,10 @@ class Runc:
         """Write the bundle's config.json for ``args``; the cgroup named after the test."""
         data = json.loads(json.dumps(self.base))
         for key, value in changes.items():
-            data[key] = value
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
         data["process"]["args"] = args
         data["linux"]["cgroupsPath"] = self.cgroup_name(container_id)
         (self.bundle / "config.json").write_text(json.dumps(data))
@@ -91,7 +96,7 @@ class Runc:
     def cgroup_file(self, controller: str, container_id: str, name: str) -> Path:
         return Path(f"/sys/fs/cgroup/{controller}{self.cgroup_name(container_id)}/{name}")
 
-    def create(self, container_id: str, script: str, *flags: str, stdin: str = "",
+    def create(self, container_id: str, script: str, *flags: str, stdin: str = "", mode: str = "wait",
                **changes: Any) -> "Created":
         """create by a child-subreaper caller; returns once create has exited."""
         self.config(["/bin/sh", "-c", script], container_id, **changes)
@@ -99,9 +104,9 @@ class Runc:
         files = [self.tmp / f"{kind}-{container_id}-{n}" for kind in ("in", "out", "err")]
         files[0].write_text(stdin)
         pid_file = self.tmp / f"pid-{container_id}-{n}"
-        caller = subprocess.Popen([sys.executable, "-c", CALLER, *map(str, files), *self.argv(
+        caller = subprocess.Popen([sys.executable, "-c", CALLER, mode, *map(str, files), *self.argv(
             "create", "--bundle", str(self.bundle), "--pid-file", str(pid_file), *flags, container_id)],
-            stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.callers.append(caller)
         self.ids.add(container_id)
         assert caller.stdout is not None
@@ -120,6 +125,8 @@ class Runc:
         for container_id in sorted(self.ids):
             self.run("delete", "--force", container_id)
         for caller in self.callers:
+            if caller.stdin is not None and not caller.stdin.closed:
+                caller.stdin.close()
             try:
                 caller.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -147,7 +154,8 @@ class Created:
 
     def exited(self, timeout: float = 20) -> tuple[int, int]:
         """(pid, exit status) as the caller's wait saw them."""
-        assert self.caller.stdout is not None
+        assert self.caller.stdout is not None and self.caller.stdin is not None
+        self.caller.stdin.close()   # "hold": reap it now
         line = self.caller.stdout.readline()
         self.caller.wait(timeout=timeout)
         pid, status = line.split()
@@ -612,3 +620,51 @@ def test_rootfs_propagation_is_set_on_the_containers_root(runc: Runc, propagatio
     fields = c.output().split(" - ")[0].split()[6:]   # the optional fields: shared:N, master:N
     assert (tag is None and not any(f.startswith("shared:") for f in fields)) or any(f.startswith(tag or "") for f in fields)
     runc.ok("delete", "rp")
+
+
+def without_namespaces(runc: Runc) -> dict[str, Any]:
+    """config.json changes for a container sharing every namespace with the host."""
+    linux = {k: v for k, v in runc.base["linux"].items() if k not in ("namespaces", "maskedPaths", "readonlyPaths")}
+    return {"linux": linux, "hostname": None}
+
+
+def test_a_container_without_namespaces_is_chrooted_and_its_mounts_ignored(runc: Runc) -> None:
+    """runtime-tools' linux_ns_itype: no linux.namespaces, every namespace the host's.
+    nsinit chroots into root.path (runc would run in the host's /); the mounts
+    would go to the host's mount table and are ignored, said in the log; the
+    created init still waits on its fifo, reopened through the host's /proc."""
+    rootfs = Path(runc.base["root"]["path"])
+    (rootfs / "only-in-the-image").write_text("")
+    log = runc.tmp / "log.json"
+    runc.config(["/bin/sh", "-c", "ls /"], "nons", **without_namespaces(runc))
+    runc.ids.add("nons")
+    out = runc.tmp / "nons.out"
+    with open(out, "w") as f:
+        done = subprocess.run(runc.argv("--log", str(log), "--log-format", "json", "create", "--bundle",
+                                        str(runc.bundle), "nons"), stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                              timeout=60)
+    assert done.returncode == 0, out.read_text()
+    state = runc.state("nons")
+    assert state["status"] == "created"
+    for ns in ("mnt", "pid", "net", "ipc", "uts"):
+        assert os.readlink(f"/proc/{state['pid']}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}")
+    assert [e["msg"] for e in log_entries(log) if e["level"] == "warning"] == [
+        'config.json: mounts: ignored: there is no mount namespace (linux.namespaces has no "mount"); '
+        "they would be mounted on the host"]
+    runc.ok("start", "nons")
+    wait_until(lambda: runc.state("nons")["status"] == "stopped")
+    assert "only-in-the-image" in out.read_text().split()
+    runc.ok("delete", "nons")
+
+
+def test_an_exited_init_not_yet_reaped_is_stopped(runc: Runc) -> None:
+    """A zombie init (its parent, a subreaper, has not waited yet) is stopped, as runc
+    says: without namespaces nothing else tells it from a running one."""
+    c = runc.create("z", "exit 4", mode="hold", **without_namespaces(runc))
+    runc.ok("start", "z")
+    wait_until(lambda: proc_status(c.pid, "State").startswith("Z"))
+    state = runc.state("z")
+    assert state["status"] == "stopped" and state["pid"] == 0
+    assert "container not running" in one_error(runc.run("kill", "z", "KILL"))
+    assert c.exited() == (c.pid, 4)
+    runc.ok("delete", "z")

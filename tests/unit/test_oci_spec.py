@@ -237,6 +237,20 @@ def test_absent_capabilities_are_none_at_all(tmp_path: Path) -> None:
     assert caps.bounding == caps.effective == caps.permitted == ()
 
 
+def test_without_a_mount_namespace_the_mounts_are_ignored_and_said_so(tmp_path: Path) -> None:
+    """runtime-tools' linux_ns_itype: every namespace the host's; nsinit chroots into
+    root.path, and mounts would go to the host's mount table (runc ignores them)."""
+    data = minimal(tmp_path)
+    data["linux"] = {}
+    data["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    spec, warnings = parse(tmp_path, data)
+    assert spec.config.mounts == () and not spec.config.has_namespace("NEWNS")
+    assert warnings == ['config.json: mounts: ignored: there is no mount namespace (linux.namespaces has no '
+                        '"mount"); they would be mounted on the host']
+    data["mounts"] = [{"destination": "proc", "type": "proc"}]   # still checked
+    assert errors(tmp_path, data) == ["config.json: mounts[0].destination: must be an absolute path"]
+
+
 def test_umask_as_a_number_and_rootfs_propagation(tmp_path: Path) -> None:
     data = minimal(tmp_path)
     data["process"]["user"] = {"uid": 5, "gid": 6, "umask": 63}
@@ -322,7 +336,10 @@ def test_a_field_nsinit_cannot_honour_is_refused_by_its_path(
     ({"ociVersion": "2.0.0"}, 'config.json: ociVersion: "2.0.0" is not supported (this runtime reads 1.0.x and 1.1.x)'),
     ({"root": {}}, "config.json: root.path: is required"),
     ({"hostname": "h"}, 'config.json: hostname: requires a "uts" namespace in linux.namespaces'),
-    ({"linux": {}}, 'config.json: root.path: requires a "mount" namespace in linux.namespaces'),
+    ({"linux": {"maskedPaths": ["/proc/kcore"]}},
+     'config.json: linux.maskedPaths: requires a "mount" namespace in linux.namespaces'),
+    ({"linux": {}, "root": {"path": "rootfs", "readonly": True}},
+     'config.json: root.readonly: requires a "mount" namespace in linux.namespaces'),
     ({"linux": {"namespaces": [{"type": "mount"}], "cgroupsPath": "machine.slice:libpod:abc"}},
      'config.json: linux.cgroupsPath: "machine.slice:libpod:abc" is the systemd form (slice:prefix:name); '
      "nsinit manages cgroupfs only (no systemd as PID 1 here)"),
