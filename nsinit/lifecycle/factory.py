@@ -116,8 +116,9 @@ class Factory:
         if cgroups not in CGROUP_DRIVERS:
             raise NsinitError("factory", f'cgroups: "{cgroups}" is not one of {", ".join(CGROUP_DRIVERS)}')
         if cgroups == "systemd":
-            raise NsinitError("factory", "cgroups: systemd cannot manage cgroups here: PID 1 is not systemd "
-                                         "on this machine (use cgroupfs)")
+            from nsinit.cgroups.systemd import refuse_systemd_driver
+
+            raise refuse_systemd_driver("factory")
         self.root = os.path.abspath(root)
         self.cgroups = cgroups
         self.criu_path = criu_path or "criu"

@@ -138,10 +138,8 @@ def parse_preserve_fds(text: str | None) -> int:
 def with_preserved_fds(process: Process, count: int) -> Process:
     """fds 3..3+count-1 of nsinit-runc, as the init's own 3.. (runc's
     --preserve-fds), through the Process's extra_files (issue 16's field)."""
-    from nsinit.record import fields, replace
+    from nsinit.record import replace
 
-    if "extra_files" not in {f.name for f in fields(type(process))}:
-        raise NsinitError("", "--preserve-fds: not yet: needs Process.extra_files")
     return replace(process, extra_files=list(range(3, 3 + count)))
 
 
@@ -344,7 +342,8 @@ def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
     every = bool(args["--all"])
     # Under the lock: the pid is checked (start time, namespaces) and
     # signalled before anything else could take the id's record over.
-    with state.RootLock(container.root):
+    # At most LOOK_WAIT_SECONDS: a kill must work while a slow creation holds the lock.
+    with container.locked(wait=state.LOOK_WAIT_SECONDS):
         status, current = container.oci_status()
         if every and status == "stopped":
             # runc's kill --all of a stopped container: what is left of it

@@ -95,7 +95,7 @@ def test_a_failed_create_leaves_nothing(tmp_path: Path, rootfs: Path, no_residue
 
 
 def test_systemd_is_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(NsinitError, match="PID 1 is not systemd"):
+    with pytest.raises(NsinitError, match='cgroups: "systemd"'):
         Factory(str(tmp_path / "state"), cgroups="systemd")
     assert not (tmp_path / "state").exists()
 
