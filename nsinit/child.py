@@ -61,6 +61,10 @@ class ChildPlan:
     detached: bool = False   # nobody supervises: do not die with the creator (nsinit/lifecycle/)
     exec_fifo_fd: int = -1   # created detached: O_PATH fd on the exec fifo to wait on before exec
     extra_files: list[int] = field(default_factory=list)  # the caller's fds, for the command's 3, 4, ...
+    # Created detached without a mount namespace: an O_PATH fd on the host's
+    # /proc, opened before the chroot, to reopen the fifo through (see
+    # nsinit/lifecycle/start.py wait_for_start); -1: the container's /proc.
+    exec_fifo_proc_fd: int = -1
 
 
 class StepFailed(Exception):
@@ -280,6 +284,11 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     else:
         write_kernel_settings_from_the_host(steps, cfg)
         with steps.step("chroot"):
+            if plan.exec_fifo_fd >= 0:
+                # The image's /proc is a directory, not procfs: the wait for
+                # start reopens its fifo through the host's, which this fd
+                # keeps within reach until then (closed before the exec).
+                plan.exec_fifo_proc_fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             os.chroot(cfg.rootfs)
             os.chdir("/")
     if cfg.hostname:
@@ -298,7 +307,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      plan.init_prefix, seccomp=(plan.seccomp_program, plan.seccomp_flags),
                      detached=plan.detached, exec_fifo_fd=plan.exec_fifo_fd,
-                     extra_files=len(plan.extra_files))
+                     exec_fifo_proc_fd=plan.exec_fifo_proc_fd, extra_files=len(plan.extra_files))
 
 
 def place_extra_files(steps: Steps, plan: ChildPlan, trampoline_fd: int) -> int:
@@ -318,6 +327,7 @@ def place_extra_files(steps: Steps, plan: ChildPlan, trampoline_fd: int) -> int:
         sources = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in plan.extra_files]
         plan.sync_fd = steps.sync_fd = lift(steps.sync_fd)
         plan.exec_fifo_fd = lift(plan.exec_fifo_fd)
+        plan.exec_fifo_proc_fd = lift(plan.exec_fifo_proc_fd)
         trampoline_fd = lift(trampoline_fd)
         for target, source in enumerate(sources, start=3):
             os.dup2(source, target, inheritable=False)
@@ -329,7 +339,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
                      user: str, cwd: str, trampoline_fd: int,
                      init_prefix: list[str] | None = None,
                      seccomp: tuple[bytes, int] = (b"", 0), *, detached: bool = False,
-                     exec_fifo_fd: int = -1, extra_files: int = 0) -> NoReturn:
+                     exec_fifo_fd: int = -1, exec_fifo_proc_fd: int = -1, extra_files: int = 0) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
@@ -344,7 +354,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
     with steps.step("close fds"):
         # First: nothing below (the image's /etc/passwd, the cwd) may reach
         # a caller's fd through /proc/self/fd.
-        close_inherited_fds(steps.sync_fd, trampoline_fd, exec_fifo_fd, *range(3, 3 + extra_files))
+        close_inherited_fds(steps.sync_fd, trampoline_fd, exec_fifo_fd, exec_fifo_proc_fd, *range(3, 3 + extra_files))
     if cfg.rlimits:
         with steps.step("rlimits"):
             _set_rlimits(cfg.rlimits)
@@ -380,7 +390,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
         enter_working_dir(cwd)
     with steps.step("signals"):
         reset_signals()
-        _native.cloexec_from(3)
+        mark_cloexec_from(3)
         for fd in range(3, 3 + extra_files):  # the extra files (place_extra_files): the command's
             os.set_inheritable(fd, True)
         trampoline.keep_report_fd(steps.sync_fd)  # before a late filter, which may deny fcntl
@@ -396,7 +406,7 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
             from nsinit.lifecycle import start  # loaded by the parent before clone
 
             steps.trace = False  # nobody reads the sync socket once we are created
-            start.wait_for_start(exec_fifo_fd, steps.sync_fd)
+            start.wait_for_start(exec_fifo_fd, steps.sync_fd, exec_fifo_proc_fd)
     with steps.step("exec"):
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
                      cfg.rootfs, path, cfg.has_own_procfs())
@@ -422,6 +432,31 @@ def load_seccomp_filter(program: bytes, flags: int, sync_fd: int) -> None:
         if reply is None or reply["kind"] != "seccomp_listener_sent":
             os._exit(125)  # the supervisor failed (and reports why) or died
 
+
+
+def mark_cloexec_from(first: int) -> None:
+    """Every fd >= first close-on-exec: close_range(CLOSE_RANGE_CLOEXEC), or
+    one fd at a time where a seccomp filter, already on (see
+    finalize_process), denies close_range: profiles older than Linux 5.9
+    do (runtime-tools' default, Docker's before 20.10), and runc marks
+    them one by one with fcntl anyway."""
+    try:
+        _native.cloexec_from(first)
+        return
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+            raise
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no procfs in this container: every number a fd can have
+        fds = list(range(first, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+    for fd in fds:
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError as err:
+                if err.errno != errno.EBADF:  # not open (or listdir's own, closed again)
+                    raise
 
 
 def close_inherited_fds(*keep: int) -> None:

@@ -140,6 +140,50 @@ class ContainerGoneError(NoContainerError):
     init_pid = 0  # the init that ended: a different one each time is progress
 
 
+# --- containers by id (nsinit/lifecycle/factory.py): libcontainer's error codes ---
+
+class InvalidIdFormat(NsinitError):
+    """An id that is not a name libcontainer accepts (it becomes a directory name)."""
+
+    exit_code = EXIT_COMMAND_FAILED
+
+
+class IdInUse(NsinitError):
+    """Factory.create with an id that names a container already."""
+
+    exit_code = EXIT_COMMAND_FAILED
+
+
+class ContainerNotExists(NoContainerError):
+    """No container has that id.  Its text says "does not exist": containerd
+    matches those words (a delete or kill of what is gone is no error there)."""
+
+
+class ConfigInvalid(ConfigError):
+    """What Factory.create was given is no config it can create from."""
+
+    exit_code = EXIT_COMMAND_FAILED
+
+
+class ContainerNotRunning(NsinitError):
+    """An operation that needs a live container met a stopped one
+    ("container not running": containerd matches the words on a kill)."""
+
+    exit_code = EXIT_COMMAND_FAILED
+
+
+class ContainerNotStopped(NsinitError):
+    """delete without force of a container that still runs."""
+
+    exit_code = EXIT_COMMAND_FAILED
+
+
+class ContainerPaused(NsinitError):
+    """An operation that a paused container cannot take (resume it first)."""
+
+    exit_code = EXIT_COMMAND_FAILED
+
+
 def describe_oserror(err: OSError, step: str = "") -> str:
     """The one line of a failed call, from its attributes: ``CALL(TARGET):
     strerror`` for a SyscallError, ``FILE: strerror`` for an OSError with a

@@ -370,7 +370,21 @@ def _check_alive(state: State) -> None:
         if read_start_time(pid) is None:
             raise StaleStateError(f"container init {pid} is gone")
         raise StaleStateError(f"pid {pid} now belongs to another process")
+    if _is_zombie(pid):
+        # Exited, its parent has not reaped it yet (a subreaper or PID 1
+        # that reaps late).  With namespaces, their links are gone too; a
+        # container without any has nothing else to tell (runc's rule).
+        raise StaleStateError(f"container init {pid} has exited")
     _check_namespaces(state)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return raw[raw.rindex(b")") + 2:raw.rindex(b")") + 3] in (b"Z", b"X")
 
 
 def _state_from_json(raw: object) -> State:

@@ -206,6 +206,9 @@ class Config:
     tty: bool | None = None          # None: a pty exactly when nsinit's stdin is a terminal
     readonlyfs: bool = False
     no_pivot_root: bool = False
+    # MS_* propagation bits for the container's "/" once it is the root
+    # (OCI linux.rootfsPropagation); 0: what nsinit makes it, private.
+    rootfs_propagation: int = 0
     mask_paths: tuple[str, ...]
     readonly_paths: tuple[str, ...]
     rlimits: tuple[Rlimit, ...] = ()

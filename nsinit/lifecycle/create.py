@@ -200,7 +200,7 @@ class _Creation(_Launch):
                 init_pid=self.pid, init_start_time=start_time, created=state.now_iso(),
                 root=self.container.root, rootfs=cfg.rootfs,
                 namespace_paths=namespaces.namespace_paths(self.pid, names),
-                namespace_inodes=namespaces.namespace_inodes(self.pid, names),
+                namespace_inodes=recorded_namespace_inodes(self.pid, cfg),
                 cgroup_paths=self.cgroup_paths, network_state=self.network_state,
                 config=config_to_dict(cfg),
                 supervisor_pid=os.getpid(), supervisor_start_time=state.read_start_time(os.getpid()) or 0,
@@ -209,6 +209,23 @@ class _Creation(_Launch):
                 record.status, record.detached, record.supervisor_pid, record.supervisor_start_time = \
                     "creating", True, 0, 0
             state.write_state(self.container.root, record)  # undone by tear_down
+
+
+def recorded_namespace_inodes(pid: int, cfg: Config) -> dict[str, int]:
+    """The init's namespaces as they will be once it runs: one given by path
+    is the path's, not the one the init is in now.  The init joins those
+    after "go" (the pid and time ones excepted: it was cloned into them), so
+    reading them from /proc/PID/ns now would record the host's network
+    namespace for podman's /run/netns/... and every later liveness check
+    would take the container for a stranger (and remove it as stale)."""
+    inodes = namespaces.namespace_inodes(pid, [ns.type for ns in cfg.namespaces])
+    for ns in cfg.namespaces:
+        if ns.path and ns.type not in namespaces.FOR_CHILDREN_ONLY:
+            try:
+                inodes[ns.type] = os.stat(ns.path).st_ino
+            except OSError as err:
+                raise NsinitError("state", f"namespace {ns.path}: {err.strerror or err}") from None
+    return inodes
 
 
 def add_init(plan: child.ChildPlan, config: Config) -> None:

@@ -48,7 +48,7 @@ def make_exec_fifo(private: str) -> int:
 
 # --- the init's side (in the child, its last step before exec) -------------------
 
-def wait_for_start(fifo_fd: int, sync_fd: int) -> None:
+def wait_for_start(fifo_fd: int, sync_fd: int, proc_fd: int = -1) -> None:
     """Tell the creator we are created, then block until ``start``.
 
     The fifo is reopened through /proc/self/fd: its directory is not
@@ -56,18 +56,27 @@ def wait_for_start(fifo_fd: int, sync_fd: int) -> None:
     itself (not on a directory) gives no way out of it.  Checked before
     "created" is sent, so that a container without /proc fails its create,
     not its start.  After the open, ``sync_fd`` becomes the fifo: what the
-    init has left to report goes to the starter.
+    init has left to report goes to the starter.  ``proc_fd`` (a container
+    without a mount namespace, chrooted into an image whose /proc is a plain
+    directory): the host's /proc, to reopen the fifo through.
     """
     path = f"/proc/self/fd/{fifo_fd}"
-    if not os.access(path, os.W_OK):
+    name, dir_fd = (f"self/fd/{fifo_fd}", proc_fd) if proc_fd >= 0 else (path, None)
+    # Not checked through the host's /proc, which is one: faccessat goes
+    # through faccessat2 there, which a seccomp profile older than Linux
+    # 5.8 (loaded by now) denies.
+    if proc_fd < 0 and not os.access(path, os.W_OK):
         raise NsinitError("wait for start", f"cannot reach the exec fifo through {path} "
                                             "(a created container's init needs /proc mounted)")
     messages.send(sync_fd, messages.created())
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # blocks until start opens it for reading
+    # Blocks until start opens it for reading.
+    fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     os.write(fd, RELEASED)
-    # The O_PATH fd goes before exec: the kernel once reset dumpable too late
+    # The O_PATH fds go before exec: the kernel once reset dumpable too late
     # for an fd on a host file to be safe in an exec'd process (CVE-2016-9962).
     os.close(fifo_fd)
+    if proc_fd >= 0:
+        os.close(proc_fd)
     # Inheritable, as the sync socket was made for the trampoline's exec
     # (trampoline.keep_report_fd); the trampoline makes it close-on-exec
     # for the command's, whose success the starter sees as EOF.

@@ -501,6 +501,10 @@ def pivot_to_rootfs(config: Config) -> None:
         _move_root(rootfs)
     else:
         _pivot_root(rootfs)
+    if config.rootfs_propagation:
+        # After the pivot, on the container's own "/" (runc's order): before
+        # it, a shared flag would have joined the host's peer group.
+        _native.mount(None, "/", None, config.rootfs_propagation, label="/ (rootfsPropagation)")
 
 
 def _pivot_root(rootfs: str) -> None:

@@ -6,8 +6,17 @@ Usage:
   nsinit-runc (-v | --version)
 
 Commands:
-  create, start, run, state, kill, delete, exec, ps, pause, resume, update,
-  list, events, checkpoint, restore: need the two-step lifecycle (not yet)
+  create     set a container up from a bundle; its init waits for start
+  start      let a created container run its command
+  run        create + start (and wait, unless --detach)
+  state      the container's state, as runc's JSON
+  kill       send a signal (default SIGTERM) to the init, or --all
+  delete     remove a stopped container (--force: kill it first)
+  ps         the container's processes (--format json: host pids)
+  pause, resume   freeze and thaw every process
+  update     change cgroup limits live (--resources FILE or -)
+  list       the containers of --root
+  exec, events, checkpoint, restore: not yet
   spec       write a default config.json (runc spec)
   features   what this runtime supports, as JSON (runc features)
 
@@ -32,7 +41,7 @@ from __future__ import annotations
 import os
 import sys
 
-from nsinit.errors import ConfigErrors, NsinitError
+from nsinit.errors import ConfigErrors, NsinitError, describe_oserror
 from nsinit.record import record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -43,7 +52,10 @@ if TYPE_CHECKING:
 
 PROGRAM = "nsinit-runc"
 EXIT_FAILED = 1
-NOT_YET = "not yet: needs the two-step lifecycle"
+NOT_YET = "not yet implemented in nsinit-runc"
+# Commands whose bodies are in nsinit/oci/commands.py.
+LIFECYCLE_COMMANDS = ("create", "start", "run", "state", "kill", "delete", "ps", "pause", "resume",
+                      "update", "list")
 LOG_FORMATS = ("text", "json")
 ROOTLESS_VALUES = ("true", "false", "auto")
 
@@ -104,7 +116,7 @@ Options:
 Options:
   -f --force  Kill a running container first; an unknown ID is no error.
 """,
-    "exec": """Usage: nsinit-runc exec [options] ID [COMMAND...]
+    "exec": """Usage: nsinit-runc exec [options] [--env K=V]... [--additional-gids GID]... [--cap CAP]... [--cgroup PATH]... ID [COMMAND...]
 
 Options:
   --console-socket PATH   Send the pty master to this AF_UNIX socket.
@@ -256,7 +268,7 @@ def main(argv: list[str]) -> int:
         if _asks_for_help(words["ARG"], options_first=command in _OPTIONS_FIRST):
             print(usage.strip())
             return 0
-        args = parse_words([command, *words["ARG"]], usage, options_first=command in _OPTIONS_FIRST)
+        args = parse_command_words(command, words["ARG"], usage)
         return COMMANDS[command](globals_, args)
     except ConfigErrors as errors:
         for error in errors.errors:
@@ -265,6 +277,10 @@ def main(argv: list[str]) -> int:
         report(log, command, str(err))
     except BrokenPipeError:
         pass  # our reader went away (`nsinit-runc features | head`)
+    except OSError as err:
+        # A call no step wrapped (a container deleted by another command
+        # while this one looked at it): still one line, never a traceback.
+        report(log, command, describe_oserror(err))
     return EXIT_FAILED
 
 
@@ -289,14 +305,25 @@ def report(log: RuntimeLog, command: str, message: str) -> None:
         sys.stderr.write(f"{PROGRAM}: --log {log.path}: {err.strerror or err}\n")
 
 
-def parse_words(argv: list[str], usage: str, *, options_first: bool) -> dict[str, Any]:
+def parse_command_words(command: str, words: list[str], usage: str) -> dict[str, Any]:
+    """A command's own words.  For exec and ps, options end at the ID (the
+    words after it are the process's, ``-c`` and ``--help`` included): docopt's
+    options_first stops at the first positional word, which must then be the
+    ID, so their pattern is parsed without the command's name in it."""
+    if command not in _OPTIONS_FIRST:
+        return parse_words([command, *words], usage, options_first=False)
+    bare = usage.replace(f"{PROGRAM} {command} ", f"{PROGRAM} ", 1)
+    return parse_words(words, bare, options_first=True, shown=usage)
+
+
+def parse_words(argv: list[str], usage: str, *, options_first: bool, shown: str = "") -> dict[str, Any]:
     """docopt's parse; a usage error is one line with the usage pattern."""
     from docopt import DocoptExit, docopt
 
     try:
         return docopt(usage, argv=argv, default_help=False, options_first=options_first)
     except DocoptExit:
-        patterns = [line.replace("Usage:", "").strip() for line in usage.splitlines()
+        patterns = [line.replace("Usage:", "").strip() for line in (shown or usage).splitlines()
                     if line.startswith(("Usage:", f"  {PROGRAM} [options]"))]
         patterns = [pattern for pattern in patterns if pattern]
         raise NsinitError("", f"bad arguments; usage: {patterns[0]}") from None
@@ -341,15 +368,20 @@ def version_text() -> str:
 # --- commands ----------------------------------------------------------------
 
 def cmd_not_yet(globals_: Globals, args: dict[str, Any]) -> int:
-    """Recognised, flags parsed; the body comes with the two-step lifecycle."""
+    """Recognised, flags parsed; no body yet."""
     raise NsinitError("", NOT_YET)
 
 
-def cmd_create(globals_: Globals, args: dict[str, Any]) -> int:
-    """create and run: the bundle is read and checked now (a bad one fails
-    with its field named); building the container needs the lifecycle."""
-    load_checked_bundle(globals_, args["--bundle"], args["ID"])
-    raise NsinitError("", NOT_YET)
+def _lifecycle(name: str) -> Callable[[Globals, dict[str, Any]], int]:
+    """A command whose body is nsinit/oci/commands.py's cmd_NAME, imported
+    when it runs (features, spec and --version never load the lifecycle)."""
+    def command(globals_: Globals, args: dict[str, Any]) -> int:
+        from nsinit.oci import commands
+
+        return getattr(commands, f"cmd_{name}")(globals_, args)  # type: ignore[no-any-return]
+
+    command.__name__ = f"cmd_{name}"
+    return command
 
 
 def load_checked_bundle(globals_: Globals, bundle: str, container_id: str) -> Any:
@@ -389,8 +421,7 @@ def cmd_spec(globals_: Globals, args: dict[str, Any]) -> int:
 
 COMMANDS: dict[str, Callable[[Globals, dict[str, Any]], int]] = {
     **{name: cmd_not_yet for name in USAGES},
-    "create": cmd_create,
-    "run": cmd_create,
+    **{name: _lifecycle(name) for name in LIFECYCLE_COMMANDS},
     "features": cmd_features,
     "spec": cmd_spec,
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 
+from nsinit.config import names
 from nsinit.config.cgroups import _check_cpu_list, _parse_throttle
 from nsinit.config.mounts import (
     _effective_devices,
@@ -193,6 +194,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     namespaces = ctx.collect(_parse_namespaces, linux.get("namespaces"), "linux.namespaces") or ()
     new_netns = any(ns.type == "NEWNET" and not ns.path for ns in namespaces)
     configured_devices = ctx.collect(_parse_devices, linux.get("devices"), "linux.devices") or ()
+    mounts = ctx.collect(_parse_mounts, data.get("mounts"), "mounts")
     config = Config(
         source=source,
         rootfs=ctx.collect(_parse_rootfs, _required(ctx, root, "path", "root") if has_root else "", "root.path"),
@@ -202,7 +204,9 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
         uid_mappings=ctx.collect(_parse_id_mappings, linux.get("uidMappings"), "linux.uidMappings"),
         gid_mappings=ctx.collect(_parse_id_mappings, linux.get("gidMappings"), "linux.gidMappings"),
         capabilities=ctx.collect(_parse_capabilities, process.get("capabilities"), "process.capabilities"),
-        mounts=ctx.collect(_parse_mounts, data.get("mounts"), "mounts"),
+        # Without a mount namespace they are checked, then ignored (see
+        # _check_namespace_requirements).
+        mounts=mounts if any(ns.type == "NEWNS" for ns in namespaces) else (),
         devices=_effective_devices(configured_devices),
         environment=ctx.collect(_parse_env, process.get("env"), "process.env"),
         user=ctx.collect(_parse_user, user, "process.user"),
@@ -227,8 +231,9 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
         # it exits at once, and its death must not kill the container.
         parent_death_signal=0,
         seccomp=ctx.collect(_parse_seccomp, linux.get("seccomp"), "linux.seccomp"),
+        rootfs_propagation=ctx.collect(_parse_rootfs_propagation, linux.get("rootfsPropagation"),
+                                       "linux.rootfsPropagation") or 0,
     )
-    ctx.collect(_check_rootfs_propagation, linux.get("rootfsPropagation"), "linux.rootfsPropagation")
     spec = OciSpec(
         bundle=bundle,
         config=config,
@@ -240,7 +245,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
     )
     # Rules across fields, once every field is valid (as in the container.json loader).
     ctx.raise_errors()
-    _check_namespace_requirements(ctx, config, linux)
+    _check_namespace_requirements(ctx, config, linux, data.get("mounts"))
     _check_security_modules(ctx, config, {
         "apparmor_profile": "process.apparmorProfile",
         "process_label": "process.selinuxLabel",
@@ -299,10 +304,17 @@ def _parse_seccomp(ctx: _Context, value: Any, path: str) -> Any:
     return config
 
 
-def _check_rootfs_propagation(ctx: _Context, value: Any, path: str) -> None:
+def _parse_rootfs_propagation(ctx: _Context, value: Any, path: str) -> int:
+    """The propagation of the container's "/" after pivot_root, as runc sets
+    it (a new peer group inside the container's own mount namespace: the
+    host's mounts were made private or slave before, so nothing flows back).
+    Private, nsinit's own choice, is 0."""
     text = _opt_str(ctx, value, path)
-    if text and text not in _ROOTFS_PROPAGATIONS:
-        ctx.fail(path, f'"{text}" is not supported (nsinit makes the container\'s / rprivate)')
+    if not text or text in _ROOTFS_PROPAGATIONS:
+        return 0
+    if text not in names.MOUNT_PROPAGATION:
+        ctx.fail(path, f'"{text}" is not one of {", ".join(names.MOUNT_PROPAGATION)}')
+    return names.MOUNT_PROPAGATION[text]
 
 
 # --- process -----------------------------------------------------------------
@@ -651,15 +663,26 @@ def _parse_hook(ctx: _Context, item: Any, path: str) -> Hook:
 
 # --- rules across fields -----------------------------------------------------
 
-def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict[str, Any]) -> None:
+def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict[str, Any], data_mounts: Any) -> None:
     """What would change the host, or cannot work, without the namespace."""
 
     def need(namespace: str, where: str) -> None:
         if not config.has_namespace(namespace):
             ctx.report(where, f'requires a "{_OCI_NAMESPACE_NAMES[namespace]}" namespace in linux.namespaces')
 
-    # pivot_root into the bundle's rootfs needs a mount namespace of its own.
-    need("NEWNS", "root.path")
+    if not config.has_namespace("NEWNS"):
+        # No mount namespace: the container shares the host's mount table
+        # (runtime-tools' linux_ns_itype), and nsinit chroots into root.path.
+        # Its mounts would be made in the host's table: ignored, as runc
+        # ignores them, said in the log; what must hide or protect a path
+        # cannot be done without one, and is refused (runc refuses it too).
+        if _is_set(data_mounts):
+            ctx.warn("mounts", "ignored: there is no mount namespace (linux.namespaces has no \"mount\"); "
+                               "they would be mounted on the host")
+        for where, wanted in (("linux.maskedPaths", config.mask_paths), ("linux.readonlyPaths", config.readonly_paths),
+                              ("root.readonly", config.readonlyfs)):
+            if wanted:
+                need("NEWNS", where)
     if config.hostname:
         need("NEWUTS", "hostname")
     for attribute, key in (("uid_mappings", "uidMappings"), ("gid_mappings", "gidMappings")):
@@ -676,3 +699,36 @@ def _check_namespace_requirements(ctx: _Context, config: Config, linux: dict[str
             ctx.report(_child("linux.sysctl", key), "not namespaced, refusing to change the host")
         else:
             need(namespace, _child("linux.sysctl", key))
+
+
+# --- runc update: LinuxResources of a live container ---------------------------
+
+def parse_resources_update(data: Any, source: str) -> tuple[dict[str, Any], list[str]]:
+    """``nsinit-runc update --resources``: runtime-spec LinuxResources ->
+    the CgroupResources fields it sets (Container.update's keywords), and
+    warnings (unknown keys).  Read by the same part parsers as a bundle's
+    ``linux.resources``, so a field means the same at create and at update;
+    one nsinit cannot change on a live container is an error naming it.
+    A limit of -1 is kept: on update it lifts the limit."""
+    path = "linux.resources"
+    ctx = _Context(source, "")
+    if not isinstance(data, dict):
+        ctx.fail("", "must be a JSON object (runtime-spec LinuxResources)")
+    ctx.check_keys(data, _RESOURCE_KEYS, path)
+    for key in _UNSUPPORTED[path]:
+        _refuse_if_set(ctx, data, key, path)
+    if _is_set(data.get("devices")):
+        # Device rules are written once, at create (nsinit.cgroups); runc's
+        # update does not change them either.
+        ctx.report(_child(path, "devices"), "cannot be changed on a live container")
+    changes: dict[str, Any] = {}
+    for parse, key in ((_parse_memory, "memory"), (_parse_cpu, "cpu"), (_parse_pids, "pids"),
+                       (_parse_block_io, "blockIO")):
+        changes.update(ctx.collect(parse, data, _child(path, key)) or {})
+    changes["hugetlb_limit"] = ctx.collect(_parse_hugepages, data.get("hugepageLimits"),
+                                           _child(path, "hugepageLimits")) or ()
+    ctx.raise_errors()
+    memory = data.get("memory")
+    if isinstance(memory, dict) and memory.get("limit") == -1:
+        changes["memory"] = -1  # "no limit": the create parser's None would leave the old one
+    return {key: value for key, value in changes.items() if value is not None and value != ()}, ctx.warnings

@@ -3,6 +3,7 @@ read (shared/reference/oci-clients.md), run as a real process."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -13,7 +14,7 @@ import pytest
 from nsinit.oci.cli import USAGES
 from nsinit.oci.spec import load_bundle
 
-NOT_YET = "not yet: needs the two-step lifecycle"
+NOT_YET = "not yet implemented in nsinit-runc"
 
 
 def runc(*argv: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,23 +63,71 @@ def test_features_in_runcs_shape() -> None:
     ("state", ["state", "c1"]),
     ("kill", ["kill", "c1", "15"]),
     ("kill", ["kill", "--all", "c1", "9"]),
-    ("delete", ["delete", "--force", "c1"]),
-    ("delete", ["delete", "-f", "c1"]),
+    ("delete", ["delete", "c1"]),
+    ("ps", ["ps", "--format", "json", "c1"]),
+    ("ps", ["ps", "c1", "-o", "pid"]),
+    ("pause", ["pause", "c1"]),
+    ("resume", ["resume", "c1"]),
+    ("update", ["update", "--memory", "1M", "c1"]),
+])
+def test_every_lifecycle_command_is_recognised_and_knows_an_unknown_id(tmp_path: Path, command: str,
+                                                                       argv: list[str]) -> None:
+    # containerd matches "does not exist" to tell a container that is gone.
+    done = runc("--root", str(tmp_path / "r"), *argv)
+    assert failed(done) == f'nsinit-runc: {command}: container "c1" does not exist'
+    assert os.listdir(tmp_path / "r") == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["delete", "--force", "c1"],
+    ["delete", "-f", "c1"],
+])
+def test_delete_force_of_an_unknown_id_is_no_error(tmp_path: Path, argv: list[str]) -> None:
+    # podman's cleanup and containerd's shim both delete --force after the container went.
+    done = runc("--root", str(tmp_path / "r"), *argv)
+    assert done.returncode == 0 and done.stdout == done.stderr == ""
+
+
+@pytest.mark.parametrize("command, argv", [
     ("exec", ["exec", "--pid-file", "/p", "--process", "/f", "--detach", "--tty", "--console-socket", "/s", "c1"]),
     ("exec", ["exec", "--process=/f", "--detach", "--pid-file=/p", "c1"]),
     ("exec", ["exec", "-e", "A=1", "--env=B=2", "c1", "sh", "-c", "echo --not-an-option"]),
-    ("ps", ["ps", "--format", "json", "c1"]),
-    ("pause", ["pause", "c1"]),
-    ("resume", ["resume", "c1"]),
-    ("update", ["update", "--resources=/r.json", "c1"]),
-    ("update", ["update", "--resources", "-", "c1"]),
-    ("list", ["list", "-q"]),
     ("events", ["events", "--stats", "c1"]),
     ("checkpoint", ["checkpoint", "--image-path", "/i", "--work-path", "/w", "--leave-running", "c1"]),
     ("restore", ["restore", "--image-path=/i", "--detach", "--bundle", "/b", "c1"]),
 ])
-def test_every_lifecycle_command_is_recognised_and_says_not_yet(command: str, argv: list[str]) -> None:
+def test_the_commands_still_to_come_are_parsed_and_say_not_yet(command: str, argv: list[str]) -> None:
     assert failed(runc(*argv)) == f"nsinit-runc: {command}: {NOT_YET}"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["c1"], "c1"),
+    (["bad/id"], 'invalid id format: "bad/id"'),
+    ([".."], 'invalid id format: ".."'),
+    (["a" * 256], "invalid id format: the id has 256 characters"),
+])
+def test_ids_are_validated_as_libcontainer_does(tmp_path: Path, argv: list[str], expected: str) -> None:
+    line = failed(runc("--root", str(tmp_path / "r"), "state", *argv))
+    assert expected in line
+
+
+def test_options_of_exec_and_ps_end_at_the_id() -> None:
+    from nsinit.oci.cli import parse_command_words
+
+    words = parse_command_words("ps", ["--format", "json", "c1", "-o", "pid,comm"], USAGES["ps"])
+    assert words["--format"] == "json" and words["ID"] == "c1" and words["PS_ARG"] == ["-o", "pid,comm"]
+    words = parse_command_words("exec", ["-e", "A=1", "--env=B=2", "--pid-file", "/p", "c1", "sh", "-c", "x --help"],
+                                USAGES["exec"])
+    assert words["--env"] == ["A=1", "B=2"] and words["--pid-file"] == "/p"
+    assert words["ID"] == "c1" and words["COMMAND"] == ["sh", "-c", "x --help"]
+
+
+def test_list_of_an_empty_root(tmp_path: Path) -> None:
+    done = runc("--root", str(tmp_path / "r"), "list")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    done = runc("--root", str(tmp_path / "r"), "list", "--format", "json")
+    assert json.loads(done.stdout) == []
 
 
 def test_every_runc_command_has_a_usage() -> None:
@@ -90,11 +139,12 @@ def test_global_options_before_the_command_in_both_forms(tmp_path: Path) -> None
     log = tmp_path / "log.json"
     # containerd's form: --root R --log F --log-format json
     done = runc("--root", str(tmp_path / "r"), "--log", str(log), "--log-format", "json", "delete", "c1")
-    assert failed(done) == f"nsinit-runc: delete: {NOT_YET}"
+    assert failed(done) == 'nsinit-runc: delete: container "c1" does not exist'
     done = runc(f"--root={tmp_path}/r", f"--log={log}", "--log-format=json", "--debug", "state", "c1")
     assert done.returncode == 1
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [entry["msg"] for entry in entries] == [f"delete: {NOT_YET}", f"state: {NOT_YET}"]
+    assert [entry["msg"] for entry in entries] == ['delete: container "c1" does not exist',
+                                                   'state: container "c1" does not exist']
     for entry in entries:
         assert entry["level"] == "error"
         datetime.fromisoformat(entry["time"][:26] + "+00:00")  # RFC3339: parses
@@ -162,10 +212,14 @@ def test_bad_bundles(tmp_path: Path, case: str, expected: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "log.json"]  # nothing else made
 
 
-def test_a_good_bundle_is_read_before_the_lifecycle_is_needed(tmp_path: Path) -> None:
-    b = bundle(tmp_path, unknownKey=1)
+def test_a_bundle_is_read_and_its_process_checked_before_anything_is_made(tmp_path: Path) -> None:
+    b = bundle(tmp_path, unknownKey=1, process={"args": ["sh"], "cwd": "/", "terminal": True})
     log = tmp_path / "log"
-    assert failed(runc("--log", str(log), "create", "-b", str(b), "c1")) == f"nsinit-runc: create: {NOT_YET}"
+    root = tmp_path / "r"
+    assert failed(runc("--root", str(root), "--log", str(log), "create", "-b", str(b), "c1")) == (
+        "nsinit-runc: create: config.json: process.terminal is true: a terminal needs --console-socket "
+        "(the engine receives the pty master there)")
+    assert not root.exists()  # checked before the state root was even made
     # The unknown key is a warning in the log, never on stderr (the container's stderr).
     assert 'level=warning msg="config.json: unknown key \\"unknownKey\\" ignored"' in log.read_text()
 

@@ -237,15 +237,30 @@ def test_absent_capabilities_are_none_at_all(tmp_path: Path) -> None:
     assert caps.bounding == caps.effective == caps.permitted == ()
 
 
+def test_without_a_mount_namespace_the_mounts_are_ignored_and_said_so(tmp_path: Path) -> None:
+    """runtime-tools' linux_ns_itype: every namespace the host's; nsinit chroots into
+    root.path, and mounts would go to the host's mount table (runc ignores them)."""
+    data = minimal(tmp_path)
+    data["linux"] = {}
+    data["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    spec, warnings = parse(tmp_path, data)
+    assert spec.config.mounts == () and not spec.config.has_namespace("NEWNS")
+    assert warnings == ['config.json: mounts: ignored: there is no mount namespace (linux.namespaces has no '
+                        '"mount"); they would be mounted on the host']
+    data["mounts"] = [{"destination": "proc", "type": "proc"}]   # still checked
+    assert errors(tmp_path, data) == ["config.json: mounts[0].destination: must be an absolute path"]
+
+
 def test_umask_as_a_number_and_rootfs_propagation(tmp_path: Path) -> None:
     data = minimal(tmp_path)
     data["process"]["user"] = {"uid": 5, "gid": 6, "umask": 63}
     data["linux"]["rootfsPropagation"] = "rprivate"
     config = parse(tmp_path, data)[0].config
-    assert config.umask == 0o077 and config.user == "5:6"
-    data["linux"]["rootfsPropagation"] = "shared"
-    assert errors(tmp_path, data) == [
-        "config.json: linux.rootfsPropagation: \"shared\" is not supported (nsinit makes the container's / rprivate)"]
+    assert config.umask == 0o077 and config.user == "5:6" and config.rootfs_propagation == 0
+    data["linux"]["rootfsPropagation"] = "rshared"
+    assert parse(tmp_path, data)[0].config.rootfs_propagation == names.MOUNT_PROPAGATION["rshared"]
+    data["linux"]["rootfsPropagation"] = "sharde"
+    assert errors(tmp_path, data)[0].startswith('config.json: linux.rootfsPropagation: "sharde" is not one of private,')
 
 
 def test_a_bind_without_options_is_read_write_and_not_recursive(tmp_path: Path) -> None:
@@ -321,7 +336,10 @@ def test_a_field_nsinit_cannot_honour_is_refused_by_its_path(
     ({"ociVersion": "2.0.0"}, 'config.json: ociVersion: "2.0.0" is not supported (this runtime reads 1.0.x and 1.1.x)'),
     ({"root": {}}, "config.json: root.path: is required"),
     ({"hostname": "h"}, 'config.json: hostname: requires a "uts" namespace in linux.namespaces'),
-    ({"linux": {}}, 'config.json: root.path: requires a "mount" namespace in linux.namespaces'),
+    ({"linux": {"maskedPaths": ["/proc/kcore"]}},
+     'config.json: linux.maskedPaths: requires a "mount" namespace in linux.namespaces'),
+    ({"linux": {}, "root": {"path": "rootfs", "readonly": True}},
+     'config.json: root.readonly: requires a "mount" namespace in linux.namespaces'),
     ({"linux": {"namespaces": [{"type": "mount"}], "cgroupsPath": "machine.slice:libpod:abc"}},
      'config.json: linux.cgroupsPath: "machine.slice:libpod:abc" is the systemd form (slice:prefix:name); '
      "nsinit manages cgroupfs only (no systemd as PID 1 here)"),
@@ -402,3 +420,41 @@ def test_the_container_json_loader_and_this_one_agree_on_a_part(tmp_path: Path) 
     oci = parse(tmp_path, minimal(tmp_path, mounts=[copy.deepcopy(entry)]))[0].config.mounts[0]
     old = parse_config({"rootfs": "rootfs", "mounts": [entry]}, "container.json", str(tmp_path))[0]
     assert oci == old.mounts[-1]
+
+
+# --- runc update's LinuxResources ----------------------------------------------
+
+def test_update_resources_map_onto_container_update() -> None:
+    from nsinit.oci.spec import parse_resources_update
+
+    changes, warnings = parse_resources_update({
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": -1},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 42}, "blockIO": {"weight": 300},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}, "--resources")
+    assert warnings == []
+    assert changes == {"memory": 64 << 20, "memory_reservation": 32 << 20, "memory_swap": -1, "cpu_shares": 512,
+                       "cpu_quota": 50000, "cpu_period": 100000, "cpuset_cpus": "0", "cpuset_mems": "0",
+                       "pids_limit": 42, "blkio_weight": 300, "hugetlb_limit": (("2MB", 1 << 21),)}
+
+
+def test_update_lifts_a_memory_limit_with_minus_one() -> None:
+    from nsinit.oci.spec import parse_resources_update
+
+    assert parse_resources_update({"memory": {"limit": -1}}, "--resources")[0] == {"memory": -1}
+
+
+@pytest.mark.parametrize("resources, expected", [
+    ({"devices": [{"allow": True, "access": "rwm"}]}, "linux.resources.devices: cannot be changed on a live container"),
+    ({"unified": {"memory.high": "1G"}}, "linux.resources.unified: not supported"),
+    ({"memory": {"kernel": 1 << 20}}, "linux.resources.memory.kernel: not supported"),
+    ({"cpu": {"shares": "many"}}, "linux.resources.cpu.shares"),
+    ([], "must be a JSON object"),
+])
+def test_update_refuses_by_name_what_cannot_change(resources: object, expected: str) -> None:
+    from nsinit.errors import ConfigError
+    from nsinit.oci.spec import parse_resources_update
+
+    with pytest.raises(ConfigError) as raised:
+        parse_resources_update(resources, "--resources")
+    assert expected in str(raised.value)

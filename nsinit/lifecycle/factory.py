@@ -1,0 +1,383 @@
+"""Containers by id under a state root: libcontainer's Factory.
+
+``Factory(root).create(id, config)`` claims ``<root>/<id>/`` (mkdir: two
+creators of one id cannot both win) and returns a ``FactoryContainer``;
+``load(id)`` finds it again from any process.  Each container is the same
+object the 2014 API makes, rooted at a directory: here its root dir IS
+``<root>/<id>/``.  So it has one house, as every nsinit container has:
+nsinit's private record under RUN_DIR keyed by that directory's device and
+inode, the RootLock on it, the exec fifo, the public ``pid`` and
+``state.json`` copies in the directory.  Beside them the id dir holds the
+OCI facts nsinit's record has no field for (``oci.json``: id, bundle,
+rootfs, created, annotations, who created it), written atomically; the
+directory is 0700: only its owner reads what is in it.
+
+Why the id dir and not the rootfs as the root dir: nsinit writes ``pid``
+and ``state.json`` into its root dir, and a rootfs is the container's own
+``/`` (podman --read-only, or an image shared by several containers);
+and two ids on one rootfs are legitimate (``podman run --rootfs DIR``
+twice, as runc allows), each with its own record here.
+
+A 2014 container and the factory: a container made by ``nsinit exec`` in
+a directory ``<root>/<name>`` is loadable as ``Factory(root).load(name)``
+while it runs (no ``oci.json``: its facts come from its record); the
+reverse, any nsinit command given ``--root <root>/<id>`` (``nsinit
+--root /run/nsinit-runc/c1 state``, ``exec`` to join it, ``kill``...) acts
+on the factory's container ``c1``.
+
+Atomic: a failed ``FactoryContainer.create`` (the two-step create of
+nsinit/lifecycle/create.py) unwinds its own steps (cgroups, veths, record,
+the init) and then removes the id dir, so nothing is left; ``delete`` and
+``destroy`` remove the id dir after the container.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from nsinit import jsontext, state
+from nsinit.container import Container
+from nsinit.errors import (
+    ConfigInvalid,
+    ContainerNotExists,
+    IdInUse,
+    InvalidIdFormat,
+    NsinitError,
+)
+from nsinit.record import asdict, field, fields, record
+
+TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from nsinit.config.model import Config
+    from nsinit.container import Process
+    from nsinit.oci.spec import OciSpec
+
+# runc's libcontainer idRegex, ``^[\w+-\.]+$`` (Go: ASCII \w; ``+-\.`` is the
+# range from "+" to ".", so "+", ",", "-" and "." too); "." and ".." are
+# refused as runc's CleanPath check does.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_+,\-.]+")
+# The id is a directory name (and, without a cgroupsPath, a cgroup's):
+# NAME_MAX, below libcontainer's old 1024, which mkdir would refuse anyway.
+MAX_ID_LENGTH = 255
+FACTS_FILE = "oci.json"
+CGROUP_DRIVERS = ("cgroupfs", "systemd", "rootless")
+
+
+def validate_id(container_id: str) -> None:
+    if not container_id:
+        raise InvalidIdFormat("", "invalid id format: the id is empty")
+    if len(container_id) > MAX_ID_LENGTH:
+        raise InvalidIdFormat("", f"invalid id format: the id has {len(container_id)} characters "
+                                  f"(at most {MAX_ID_LENGTH}: it becomes a directory name)")
+    if not ID_PATTERN.fullmatch(container_id) or container_id in (".", ".."):
+        raise InvalidIdFormat("", f'invalid id format: "{container_id}" (letters, digits and _ + , - . '
+                                  'only; not "." or "..")')
+
+
+@record
+class OciFacts:
+    """oci.json: what an OCI client asks of a container that nsinit's record
+    does not say (runc's state output and list)."""
+    id: str
+    bundle: str
+    rootfs: str
+    created: str                       # RFC3339 with nanoseconds, UTC
+    oci_version: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    owner_uid: int = 0
+    # The nsinit that is creating the container: until the record exists,
+    # a container whose creator lives is "creating", else "stopped".
+    creator_pid: int = 0
+    creator_start_time: int = 0
+
+    @classmethod
+    def from_json(cls, raw: object) -> "OciFacts":
+        if not isinstance(raw, dict):
+            raise ValueError("not an object")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+class Factory:
+    """The state root ``root`` and the containers in it, by id (libcontainer's
+    ``New(root, options…)``).
+
+    ``cgroups``: "cgroupfs" (the default) or "rootless" (a plain user's:
+    nsinit picks it by itself, see nsinit/rootless.py); "systemd" is an
+    error, as these machines have no systemd as PID 1.  ``criu_path`` is
+    the criu binary checkpoint and restore run; ``tmpfs_root`` mounts a
+    tmpfs on ``root`` unless something is mounted there already.
+    """
+
+    def __init__(self, root: str, cgroups: str = "cgroupfs", criu_path: str | None = None,
+                 tmpfs_root: bool = False) -> None:
+        if cgroups not in CGROUP_DRIVERS:
+            raise NsinitError("factory", f'cgroups: "{cgroups}" is not one of {", ".join(CGROUP_DRIVERS)}')
+        if cgroups == "systemd":
+            from nsinit.cgroups.systemd import refuse_systemd_driver
+
+            raise refuse_systemd_driver("factory")
+        self.root = os.path.abspath(root)
+        self.cgroups = cgroups
+        self.criu_path = criu_path or "criu"
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise NsinitError("factory", f"{self.root}: {err.strerror or err}") from None
+        if tmpfs_root:
+            mount_tmpfs_unless_mounted(self.root)
+
+    def path_of(self, container_id: str) -> str:
+        validate_id(container_id)
+        return os.path.join(self.root, container_id)
+
+    # -- Create and Load ---------------------------------------------------
+    def create(self, container_id: str, config: Config | OciSpec, *, trace: bool | str = False,
+               warn: Callable[[str], None] | None = None) -> "FactoryContainer":
+        """Claim ``container_id`` for a container of ``config`` (a Config, or
+        an OciSpec whose bundle and annotations are kept too).  Nothing runs
+        yet: ``create(process)`` or ``run(process)`` on the result does that,
+        and a failure there removes the id again."""
+        from nsinit.config.model import Config
+        from nsinit.oci.spec import OciSpec
+
+        path = self.path_of(container_id)
+        if isinstance(config, OciSpec):
+            facts = OciFacts(id=container_id, bundle=config.bundle, rootfs=config.config.rootfs,
+                             created="", oci_version=config.oci_version,
+                             annotations=dict(config.annotations))
+            config = config.config
+        elif isinstance(config, Config):
+            facts = OciFacts(id=container_id, bundle="", rootfs=config.rootfs, created="")
+        else:
+            raise ConfigInvalid("factory", "", f"a Config or an OciSpec is needed, not {type(config).__name__}")
+        facts.created = rfc3339_now()
+        facts.owner_uid = os.geteuid()
+        facts.creator_pid = os.getpid()
+        facts.creator_start_time = state.read_start_time(os.getpid()) or 0
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            raise IdInUse("", f'container "{container_id}" already exists (in {self.root})') from None
+        except OSError as err:
+            raise NsinitError("factory", f"{path}: {err.strerror or err}") from None
+        try:
+            write_facts(path, facts)
+        except BaseException:
+            remove_id_dir(path)
+            raise
+        container = FactoryContainer(self, container_id, path, config, facts, trace=trace, warn=warn)
+        return container
+
+    def load(self, container_id: str, *, trace: bool | str = False,
+             warn: Callable[[str], None] | None = None) -> "FactoryContainer":
+        """The container ``container_id``, whatever its status (a stopped one
+        stays until it is deleted)."""
+        path = self.path_of(container_id)
+        facts = read_facts(path)
+        owns_dir = facts is not None
+        if facts is None:
+            facts = facts_of_a_2014_container(container_id, path)
+        if facts is None:
+            raise ContainerNotExists("", f'container "{container_id}" does not exist')
+        container = FactoryContainer(self, container_id, path, None, facts, trace=trace, warn=warn)
+        container.owns_dir = owns_dir
+        return container
+
+    def ids(self) -> list[str]:
+        """Every id the factory made in the state root, sorted (runc's list);
+        a 2014 container loadable by name is not among them."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in sorted(names):
+            if ID_PATTERN.fullmatch(name) and name not in (".", "..") and \
+                    os.path.isfile(os.path.join(self.root, name, FACTS_FILE)):
+                found.append(name)
+        return found
+
+
+class FactoryContainer(Container):
+    """A container of a Factory: a Container rooted at ``<root>/<id>/``
+    with an id and the OCI facts.  Every 2014 call works on it as on any."""
+
+    def __init__(self, factory: Factory, container_id: str, path: str, config: Config | None,
+                 facts: OciFacts, *, trace: bool | str = False, warn: Callable[[str], None] | None = None) -> None:
+        super().__init__(path, config, trace=trace, warn=warn)
+        self.factory = factory
+        self.id = container_id
+        self.facts = facts
+        # The id dir is the factory's (made by create); a 2014 container's
+        # root dir is its user's, and stays when the container goes.
+        self.owns_dir = True
+
+    # -- status in the OCI words --------------------------------------------
+    def oci_status(self) -> tuple[str, state.State | None]:
+        """(creating|created|running|paused|stopped, the live record or None).
+        A container with no record is stopped: its init ended and its
+        leftovers were removed (by gc, or by the command that found it dead),
+        or it is still being created (its creator lives)."""
+        status, current, _why = self.status()
+        if status in ("none", "stale"):
+            if self._creator_alive():
+                return "creating", None
+            return "stopped", None
+        return status, current
+
+    def _creator_alive(self) -> bool:
+        facts = self.facts
+        return bool(facts.creator_pid) and facts.creator_pid != os.getpid() and \
+            state.is_alive(facts.creator_pid, facts.creator_start_time)
+
+    def oci_state(self) -> dict[str, Any]:
+        """runc's ``state`` output: pid 0 once stopped."""
+        status, current = self.oci_status()
+        pid = current.init_pid if current is not None and status != "stopped" else 0
+        return {
+            "ociVersion": self.facts.oci_version or _spec_version(),
+            "id": self.id,
+            "pid": pid,
+            "status": status,
+            "bundle": self.facts.bundle,
+            "rootfs": self.facts.rootfs,
+            "created": self.facts.created,
+            "annotations": dict(self.facts.annotations),
+            "owner": "",
+        }
+
+    # -- the lifecycle: what the id dir adds ---------------------------------
+    def create(self, process: Process) -> Process:
+        """Container.create; on failure the id goes too (libcontainer's
+        atomic Create: nothing is left of a container that never was)."""
+        try:
+            return super().create(process)
+        except BaseException:
+            self.forget()
+            raise
+
+    def run(self, process: Process, *, detach: bool = False, new: bool = False,
+            created: Callable[[Process], None] | None = None) -> int | Process:
+        try:
+            return super().run(process, detach=detach, new=new, created=created)
+        except BaseException:
+            if self.oci_status()[0] == "stopped":
+                self.forget()
+            raise
+
+    def delete(self, *, force: bool = False) -> None:
+        """Container.delete, then the id dir: a stopped container (or one
+        whose record is already gone) is what delete is for."""
+        status, _current = self.oci_status()
+        if status != "stopped" or os.path.exists(os.path.join(state.private_dir(self.root), state.STATE_FILE)):
+            super().delete(force=force)
+        self.forget()
+
+    def destroy(self, grace: float = 2.0) -> None:
+        super().destroy(grace)
+        self.forget()
+
+    def forget(self) -> None:
+        """Remove the id dir (its container is gone, or never came)."""
+        if self.owns_dir:
+            remove_id_dir(self.root)
+
+
+# --- the id dir's files ------------------------------------------------------
+
+def write_facts(path: str, facts: OciFacts) -> None:
+    """oci.json, whole or not at all (temp file + rename), 0600."""
+    target = os.path.join(path, FACTS_FILE)
+    tmp = f"{target}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with open(fd, "w") as f:
+            f.write(jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n")
+        os.rename(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # the write's own error is the one to report
+        raise
+
+
+def read_facts(path: str) -> OciFacts | None:
+    try:
+        with open(os.path.join(path, FACTS_FILE), "rb") as f:
+            raw = jsontext.loads(f.read())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise NsinitError("factory", f"{path}/{FACTS_FILE}: {err.strerror or err}") from None
+    except ValueError:
+        raise NsinitError("factory", f"{path}/{FACTS_FILE} is not valid JSON (truncated?)") from None
+    try:
+        return OciFacts.from_json(raw)
+    except (TypeError, ValueError):
+        raise NsinitError("factory", f"{path}/{FACTS_FILE} does not hold a container's facts") from None
+
+
+def facts_of_a_2014_container(container_id: str, path: str) -> OciFacts | None:
+    """A container ``nsinit exec`` made with ``path`` as its root dir, while
+    its record lives: the factory can load it too."""
+    if not os.path.isdir(path):
+        return None
+    try:
+        record = state.read_record(state.private_dir(path))
+    except (state.StaleStateError, OSError):
+        return None
+    if record is None or state.why_not_alive(record) is not None:
+        return None
+    return OciFacts(id=container_id, bundle=path, rootfs=record.rootfs, created=record.created)
+
+
+def remove_id_dir(path: str) -> None:
+    """oci.json, the public copies of the record (already gone when its
+    container was removed), temp files of a writer killed mid-write, and
+    the directory.  Anything else in it is not ours: it is left, with the
+    directory (an error says so)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name in (FACTS_FILE, state.PID_FILE, state.STATE_FILE) or ".tmp" in name:
+            try:
+                os.unlink(os.path.join(path, name))
+            except FileNotFoundError:
+                pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise NsinitError("factory", f"cannot remove {path}: {err.strerror or err}") from None
+
+
+def rfc3339_now() -> str:
+    from nsinit.oci.log import rfc3339_now as now
+
+    return now()
+
+
+def _spec_version() -> str:
+    from nsinit.oci.spec import SPEC_VERSION
+
+    return SPEC_VERSION
+
+
+def mount_tmpfs_unless_mounted(path: str) -> None:
+    """libcontainer's TmpfsRoot: the state root on a tmpfs of its own, so
+    that a reboot cannot leave stale ids behind on a disk."""
+    from nsinit import _native, mountinfo
+
+    if any(row[2] == path for row in mountinfo.read()):
+        return
+    try:
+        _native.mount("tmpfs", path, "tmpfs", 0, "mode=0700")
+    except OSError as err:
+        raise NsinitError("factory", f"tmpfs_root: mount tmpfs on {path}: {err.strerror or err}") from None
