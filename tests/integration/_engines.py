@@ -1,0 +1,159 @@
+"""What test_podman and test_containerd share: the runtime binary under test.
+
+The engines run a runtime *binary* by path (podman --runtime, the shim's
+BinaryName), with an environment of their own choosing: PYTHONPATH does not
+reach it.  So by default the tests write a launcher for THIS tree's
+nsinit-runc, the one scripts/install writes (isolated mode, no site module),
+with the tree first on sys.path: a git worktree tests its own code.
+
+NSINIT_ENGINE_RUNTIME names another binary (a path, or a name on PATH):
+``NSINIT_ENGINE_RUNTIME=runc`` runs the same tests against runc, which
+proves the tests and their cleanup, not nsinit.
+
+A feature nsinit-runc does not have yet answers "not yet" (nsinit.oci.cli's
+NOT_YET): ``needs(request, runtime, "exec")`` then marks the test
+xfail(strict=True) naming the command, so it runs (and must pass) as soon
+as the command lands, and is never skipped silently.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+ENV_NAME = "NSINIT_ENGINE_RUNTIME"
+
+LAUNCHER = """#!{python} -IS
+# Written by tests/integration/_engines.py: scripts/install's launcher, for this tree.
+import gc
+gc.disable()
+import sys
+sys.path[:0] = {paths!r}
+from nsinit.oci.cli import run
+run()
+"""
+
+
+class Runtime:
+    """The runtime binary the engines are told to run."""
+
+    def __init__(self, path: str, scratch: Path) -> None:
+        self.path = path
+        self.scratch = scratch   # the --root of the "not yet" probes
+        self.name = os.path.basename(path)
+        self.is_nsinit = self.name.startswith("nsinit")
+        self._missing: dict[str, str] = {}
+
+    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.path, *args], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def knows(self, container_id: str, root: str | None = None) -> bool:
+        """Whether the runtime still has a container of that id (``state`` succeeds)."""
+        return self.run(*(("--root", root) if root else ()), "state", container_id).returncode == 0
+
+    def not_yet(self, command: str) -> str:
+        """The runtime's "not yet" answer to ``command`` (on an id nobody has), or ""."""
+        if command not in self._missing:
+            probe = {"exec": ("exec", "nsinit-engines-probe", "true"),
+                     "kill": ("kill", "nsinit-engines-probe", "9")}.get(command, (command, "nsinit-engines-probe"))
+            result = self.run("--root", str(self.scratch / "probe-root"), *probe)
+            text = (result.stderr + result.stdout).strip()
+            self._missing[command] = text if "not yet" in text else ""
+        return self._missing[command]
+
+
+def needs(request: pytest.FixtureRequest, runtime: Runtime, *commands: str) -> None:
+    """Mark the test xfail(strict=True) while the runtime answers "not yet" to one of ``commands``."""
+    missing = [command for command in commands if runtime.not_yet(command)]
+    if missing:
+        reason = f"{runtime.name} answers not yet to: {', '.join(missing)} ({runtime.not_yet(missing[0])})"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+def write_launcher(directory: Path) -> str:
+    paths = [str(REPO)] + sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    target = directory / "nsinit-runc"   # podman and conmon look at the basename
+    target.write_text(LAUNCHER.format(python=sys.executable, paths=paths))
+    target.chmod(0o755)
+    return str(target)
+
+
+def runtime_under_test(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+    scratch = tmp_path_factory.mktemp("runtime")
+    named = os.environ.get(ENV_NAME)
+    if not named:
+        return Runtime(write_launcher(scratch), scratch)
+    path = shutil.which(named)
+    if path is None:
+        pytest.fail(f"{ENV_NAME}={named}: no such executable")
+    return Runtime(os.path.abspath(path), scratch)
+
+
+def needs_binaries(*names: str) -> pytest.MarkDecorator:
+    missing = [name for name in names if shutil.which(name) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)} (scripts/install installs them)")
+
+
+def cgroup_children(parent: str) -> list[str]:
+    """Directories below /sys/fs/cgroup/<hierarchy>/<parent>, every hierarchy."""
+    found = []
+    base = Path("/sys/fs/cgroup")
+    for hierarchy in sorted(base.iterdir()):
+        directory = hierarchy / parent.strip("/")
+        if directory.is_dir():
+            found += [str(child) for child in directory.rglob("*") if child.is_dir()]
+    return found
+
+
+def remove_cgroup_tree(parent: str) -> None:
+    """rmdir the parent and what is below it, deepest first, in every hierarchy."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        directory = hierarchy / parent.strip("/")
+        if not directory.is_dir():
+            continue
+        for child in sorted((c for c in directory.rglob("*") if c.is_dir()), key=lambda p: -len(p.parts)):
+            child.rmdir()
+        directory.rmdir()
+
+
+def live_processes_mentioning(text: str) -> list[str]:
+    """Processes (not zombies: those have no command line) whose command line contains ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{entry}: {cmdline[:200]}")
+    return found
+
+
+def mounts_mentioning(text: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.strip() for line in f if text in line]
+
+
+def nsinit_records_mentioning(text: str) -> list[str]:
+    """nsinit's private dirs (state.RUN_DIR) whose record names a path containing ``text``."""
+    from nsinit import state
+
+    found = []
+    for private in state.private_dirs():
+        try:
+            record = Path(private, state.STATE_FILE).read_text()
+        except OSError:
+            continue   # no record (being made or removed)
+        if text in record:
+            found.append(private)
+    return found
