@@ -62,12 +62,28 @@ class Runtime:
     def not_yet(self, command: str) -> str:
         """The runtime's "not yet" answer to ``command`` (on an id nobody has), or ""."""
         if command not in self._missing:
+            self._missing[command] = self._probe(command) if self.is_nsinit else ""
+        return self._missing[command]
+
+    def _probe(self, command: str) -> str:
+        root = ("--root", str(self.scratch / "probe-root"))
+        if command == "console-socket":
+            # Only a valid bundle with process.terminal gets that far: `spec`'s
+            # default is one.  A runtime that has it fails on the socket path.
+            bundle = self.scratch / "probe-bundle"
+            if not bundle.exists():
+                (bundle / "rootfs").mkdir(parents=True)
+                self.run("spec", "--bundle", str(bundle))
+            probe: tuple[str, ...] = ("create", "--bundle", str(bundle), "--console-socket",
+                                      str(self.scratch / "no-socket"), "nsinit-engines-probe")
+        else:
             probe = {"exec": ("exec", "nsinit-engines-probe", "true"),
                      "kill": ("kill", "nsinit-engines-probe", "9")}.get(command, (command, "nsinit-engines-probe"))
-            result = self.run("--root", str(self.scratch / "probe-root"), *probe)
-            text = (result.stderr + result.stdout).strip()
-            self._missing[command] = text if "not yet" in text else ""
-        return self._missing[command]
+        result = self.run(*root, *probe)
+        if command == "console-socket":
+            self.run(*root, "delete", "--force", "nsinit-engines-probe")
+        text = (result.stderr + result.stdout).strip()
+        return text if "not yet" in text else ""
 
 
 def needs(request: pytest.FixtureRequest, runtime: Runtime, *commands: str) -> None:

@@ -263,13 +263,29 @@ def test_a_missing_command_fails_the_run(containerd: Containerd, request: pytest
     containerd.ctr("container", "rm", cid)   # a failed create leaves ctr's container record
 
 
-def test_detached_run_exec_ps_kill_delete(containerd: Containerd, request: pytest.FixtureRequest) -> None:
-    needs(request, containerd.runtime, "create", "start", "exec", "ps", "kill", "delete")
+def test_detached_run_ps_kill_delete(containerd: Containerd, request: pytest.FixtureRequest) -> None:
+    needs(request, containerd.runtime, "create", "start", "ps", "kill", "delete")
     cid = new_id("detached")
-    containerd.detached(cid, 'trap "exit 7" USR1; echo up > /tmp/up; while :; do sleep 0.05; done')
+    containerd.detached(cid, 'trap "exit 7" USR1; sleep 1000 & while :; do sleep 0.05; done')
     assert containerd.task_status(cid) == "RUNNING"
     pid = containerd.task_pid(cid)
     assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/bin/sh\0-c\0")
+    # The shim's Pids: `ps --format json`, host pids, the init's among them.
+    wait_until(lambda: len(containerd.ok("task", "ps", cid).splitlines()) >= 3)
+    pids = [int(line.split()[0]) for line in containerd.ok("task", "ps", cid).splitlines()[1:]]
+    assert pid in pids and all(Path(f"/proc/{p}").exists() for p in pids), pids
+    containerd.ok("task", "kill", "--signal", "SIGUSR1", cid)
+    deleted = containerd.remove(cid)
+    assert "exit code 7" in deleted.stderr, deleted.stderr
+
+
+def test_exec_into_a_running_task(containerd: Containerd, request: pytest.FixtureRequest) -> None:
+    needs(request, containerd.runtime, "create", "start", "exec", "kill", "delete")
+    cid = new_id("execd")
+    (containerd.rootfs / "tmp" / "up").unlink(missing_ok=True)
+    containerd.detached(cid, "echo up > /tmp/up; while :; do sleep 0.05; done")
+    wait_until(lambda: (containerd.rootfs / "tmp" / "up").exists())   # the rootfs's own /tmp
+    # ctr's exec process has no env, no PATH: absolute commands only.
     out = containerd.exec(cid, "e1", "/bin/sh", "-c", "cat /tmp/up; echo $$; cat /proc/1/cmdline | head -c 7; echo")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -280,11 +296,8 @@ def test_detached_run_exec_ps_kill_delete(containerd: Containerd, request: pytes
     assert user.stdout.splitlines() == ["1000", "/home/user"], user.stderr
     missing = containerd.exec(cid, "e4", "/no/such/command")
     assert missing.returncode != 0 and "/no/such/command" in missing.stderr, missing.stderr
-    pids = [int(line.split()[0]) for line in containerd.ok("task", "ps", cid).splitlines()[1:]]
-    assert pid in pids, pids
-    containerd.ok("task", "kill", "--signal", "SIGUSR1", cid)
-    deleted = containerd.remove(cid)
-    assert "exit code 7" in deleted.stderr, deleted.stderr
+    containerd.ok("task", "kill", "--signal", "SIGKILL", cid)
+    containerd.remove(cid)
 
 
 def test_kill_all_and_the_status_of_a_killed_task(containerd: Containerd, request: pytest.FixtureRequest) -> None:

@@ -331,8 +331,9 @@ def test_pause_and_unpause(podman: Podman, request: pytest.FixtureRequest) -> No
 
 def test_exec_into_a_detached_container(podman: Podman, request: pytest.FixtureRequest) -> None:
     needs(request, podman.runtime, "create", "start", "exec", "kill", "delete")
+    (podman.rootfs / "tmp" / "mark").unlink(missing_ok=True)
     podman.detached("execd", "echo from-init > /tmp/mark; while :; do sleep 0.05; done", "--env", "FROM=init")
-    wait_until(lambda: podman("exec", "execd", "test", "-e", "/tmp/mark").returncode == 0)
+    wait_until(lambda: (podman.rootfs / "tmp" / "mark").exists())   # the rootfs's own /tmp
     out = podman.ok("exec", "--env", "EXTRA=yes", "--user", "1000", "--workdir", "/tmp", "execd", "/bin/sh", "-c",
                     'cat mark; echo "$FROM $EXTRA"; id -u; pwd; cat /proc/1/cmdline | tr "\\0" " "; echo')
     assert out.splitlines() == ["from-init", "init yes", "1000", "/tmp",
@@ -349,14 +350,14 @@ def test_exec_into_a_detached_container(podman: Podman, request: pytest.FixtureR
 
 def test_tty(podman: Podman, request: pytest.FixtureRequest) -> None:
     # -t: the runtime sends the pty master over conmon's console socket.
-    needs(request, podman.runtime, "create", "start", "delete")
+    needs(request, podman.runtime, "create", "start", "delete", "console-socket")
     result = podman.run("-t", script="tty; test -t 0 && test -t 1 && test -t 2 && echo all-ttys")
     assert result.returncode == 0, result.stderr
     assert result.stdout.replace("\r\n", "\n").splitlines() == ["/dev/pts/0", "all-ttys"]
 
 
 def test_exec_with_a_tty(podman: Podman, request: pytest.FixtureRequest) -> None:
-    needs(request, podman.runtime, "create", "start", "exec", "kill", "delete")
+    needs(request, podman.runtime, "create", "start", "exec", "console-socket", "kill", "delete")
     podman.detached("exectty", "while :; do sleep 0.05; done")
     out = podman.ok("exec", "-t", "exectty", "/bin/sh", "-c", "tty; test -t 1 && echo a-tty")
     lines = out.replace("\r\n", "\n").splitlines()
