@@ -2,7 +2,7 @@
 
 ``podman --runtime RUNTIME run --rootfs DIR ...`` with the busybox rootfs:
 exit codes, stdio, env, user, workdir, --read-only, capabilities, limits,
-detached run + exec + stop + rm, pause, logs, -t, kill; and after every
+detached run + exec + stop + rm, pause, update, logs, -t, kill; and after every
 test nothing is left: no container in ``podman ps -a``, no runtime state,
 no cgroup, no mount, no process.
 
@@ -310,6 +310,17 @@ def test_limits_are_set_on_the_cgroup(podman: Podman, request: pytest.FixtureReq
     assert (pids / "pids.max").read_text().strip() == "42"
     assert str(pid) in (pids / "cgroup.procs").read_text().split()
     podman.ok("rm", "--force", "--time", "0", "limited")
+
+
+def test_update_changes_the_limits_of_a_running_container(podman: Podman, request: pytest.FixtureRequest) -> None:
+    # podman update: the runtime's `update --resources=FILE ID`.
+    needs(request, podman.runtime, "create", "start", "update", "kill", "delete")
+    podman.detached("updated", "while :; do sleep 0.05; done", "--memory", "64m")
+    pid = int(podman.inspect("updated", "{{.State.Pid}}"))
+    podman.ok("update", "--memory", "96m", "--cpu-period", "100000", "--cpu-quota", "50000", "updated")
+    assert int((cgroup_dir(pid, "memory") / "memory.limit_in_bytes").read_text()) == 96 * 1024 * 1024
+    assert (cgroup_dir(pid, "cpu") / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    podman.ok("rm", "--force", "--time", "0", "updated")
 
 
 def test_pause_and_unpause(podman: Podman, request: pytest.FixtureRequest) -> None:
