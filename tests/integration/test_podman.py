@@ -221,6 +221,31 @@ def test_env_user_and_workdir(podman: Podman, request: pytest.FixtureRequest) ->
     assert named.stdout.splitlines() == ["nobody", "65534"], named.stderr
 
 
+DEFAULTS_PROBE = ("hostname; ulimit -n; ulimit -u; umask; stat -c '%n %F %t,%T' /dev/null /dev/zero /dev/full "
+                  "/dev/random /dev/urandom /dev/tty; readlink /dev/ptmx; cut -s -d: -f1 /proc/net/dev | tr -d ' '; "
+                  "echo x 2>/dev/null > /proc/sys/kernel/hostname || echo proc-sys-ro; cat /proc/self/mountinfo")
+
+
+def test_what_podman_sets_up_by_default(podman: Podman, request: pytest.FixtureRequest) -> None:
+    # --hostname, the --ulimit values, the default umask, the /dev nodes the
+    # runtime makes (podman lists none), --network none's lone loopback,
+    # podman's bind mounts and the read-only /sys and /proc/sys.
+    needs(request, podman.runtime, "create", "start", "delete")
+    result = podman.run("--hostname", "box", script=DEFAULTS_PROBE)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:4] == ["box", "1024", "1024", "0022"], lines
+    assert lines[4:10] == ["/dev/null character special file 1,3", "/dev/zero character special file 1,5",
+                           "/dev/full character special file 1,7", "/dev/random character special file 1,8",
+                           "/dev/urandom character special file 1,9", "/dev/tty character special file 5,0"], lines
+    assert lines[10:13] == ["pts/ptmx", "lo", "proc-sys-ro"], lines
+    mounts = {line.split()[4]: line.split() for line in lines[13:]}
+    for path in ("/etc/hosts", "/etc/hostname", "/run/.containerenv"):
+        assert mounts[path][3].startswith(str(podman.base)), mounts.get(path)   # podman's own files, bound
+    assert mounts["/sys"][5].startswith("ro") and mounts["/proc/sys"][5].startswith("ro")
+    assert {"/dev/pts", "/dev/shm", "/dev/mqueue", "/sys/fs/cgroup"} <= mounts.keys()
+
+
 def test_read_only_root(podman: Podman, request: pytest.FixtureRequest) -> None:
     needs(request, podman.runtime, "create", "start", "delete")
     result = podman.run("--read-only", script="touch /in-the-root 2>&1; echo $?; touch /tmp/fine && echo tmp-ok; "
