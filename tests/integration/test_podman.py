@@ -11,7 +11,7 @@ _engines.py): with ``NSINIT_ENGINE_RUNTIME=runc`` the same tests pass with
 runc, which shows the tests ask only what podman users get from runc.
 
 podman here is isolated from the machine's: its own --root, --runroot and
---tmpdir under this module's tmp dir, the vfs driver (``--rootfs`` needs no
+--tmpdir under this module's dir /tmp/nsinit-podman-test-* (removed at the end), the vfs driver (``--rootfs`` needs no
 layers, and vfs mounts nothing), --events-backend file (no journald),
 --cgroup-manager cgroupfs (PID 1 is not systemd) under a cgroup parent of
 its own (removed at the end), --network none (the default bridge needs
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,7 +56,7 @@ class Podman:
         self.base = base
         self.runtime = runtime
         self.rootfs = rootfs
-        self.cgroup_parent = f"/nsinit-podman-{base.parent.name}-{base.name}"
+        self.cgroup_parent = f"/{base.name}"
         self.events = base / "tmp" / "events" / "events.log"
 
     def argv(self, *args: str) -> list[str]:
@@ -121,14 +123,15 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
 
 
 @pytest.fixture(scope="module")
-def podman_env(tmp_path_factory: pytest.TempPathFactory, runtime: Runtime) -> Iterator[Podman]:
+def podman_env(runtime: Runtime) -> Iterator[Podman]:
     from nsinit.demo_rootfs import build_rootfs
 
-    base = tmp_path_factory.mktemp("podman")
+    # Not under pytest's basetemp: podman refuses a --runroot longer than 50 characters.
+    base = Path(tempfile.mkdtemp(prefix="nsinit-podman-test-", dir="/tmp"))
     rootfs = base / "rootfs"
-    build_rootfs(str(rootfs))
     podman = Podman(base, runtime, rootfs)
     try:
+        build_rootfs(str(rootfs))
         yield podman
     finally:
         podman("rm", "--all", "--force", "--time", "0")
@@ -136,6 +139,8 @@ def podman_env(tmp_path_factory: pytest.TempPathFactory, runtime: Runtime) -> It
             wait_until(lambda: not podman.leftovers([]), timeout=10)
         finally:
             remove_cgroup_tree(podman.cgroup_parent)
+            if not mounts_mentioning(str(base)):   # never rm -r through a mount
+                shutil.rmtree(base)
 
 
 @pytest.fixture
