@@ -66,8 +66,9 @@ class Podman:
                 "--runtime", self.runtime.path, *args]
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        # cwd: conmon writes files there (an "oom" when the kernel killed the container).
         return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+                              stdin=None if input is not None else subprocess.DEVNULL, cwd=self.base)
 
     def ok(self, *args: str, **kw: Any) -> str:
         result = self(*args, **kw)
@@ -299,6 +300,7 @@ def test_a_tmpfs_on_a_new_directory_is_world_writable(podman: Podman, request: p
     # (libcontainer/rootfs_linux.go: chmod to the old stat's mode if stat
     # succeeded); one it had to make gets the tmpfs default, 1777, as with
     # docker --tmpfs.  An existing directory keeps its mode.
+    needs(request, podman.runtime, "create", "start", "delete")
     if podman.runtime.is_nsinit:
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
             "nsinit/mount/rootfs.py mount_tmpfs keeps the mode of the destination it just made (0755): "
@@ -413,16 +415,22 @@ def test_update_changes_the_limits_of_a_running_container(podman: Podman, reques
 
 def test_pause_and_unpause(podman: Podman, request: pytest.FixtureRequest) -> None:
     needs(request, podman.runtime, "create", "start", "pause", "resume", "kill", "delete")
-    podman.detached("paused", "while :; do date +%s%N > /tmp/tick; sleep 0.02; done")
+    tick = podman.rootfs / "tmp" / "tick"   # the rootfs's own /tmp, seen from the host
+    tick.unlink(missing_ok=True)
+    podman.detached("paused", "n=0; while :; do n=$((n+1)); echo $n > /tmp/tick; sleep 0.02; done")
+    wait_until(tick.exists)
     pid = int(podman.inspect("paused", "{{.State.Pid}}"))
     freezer = cgroup_dir(pid, "freezer")
     podman.ok("pause", "paused")
     assert podman.inspect("paused", "{{.State.Status}}") == "paused"
     assert (freezer / "freezer.state").read_text().strip() == "FROZEN"
-    assert Path(f"/proc/{pid}/status").read_text().count("State:\tD") == 1  # frozen in the kernel
+    frozen_at = tick.read_text()
+    time.sleep(0.3)
+    assert tick.read_text() == frozen_at, "the container kept running while paused"
     podman.ok("unpause", "paused")
     assert podman.inspect("paused", "{{.State.Status}}") == "running"
     assert (freezer / "freezer.state").read_text().strip() == "THAWED"
+    wait_until(lambda: tick.read_text() not in (frozen_at, ""))
     podman.ok("rm", "--force", "--time", "0", "paused")
 
 
