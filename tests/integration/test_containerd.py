@@ -1,7 +1,8 @@
 """containerd 1.6 (through containerd-shim-runc-v2) drives the runtime under test (issue 18, part 3).
 
 ``ctr run --runtime io.containerd.runc.v2 --runc-binary RUNTIME --rootfs DIR``:
-run --rm, run -d, task exec, ps, pause, resume, kill (one signal, --all),
+run --rm (exit status, stdout and stderr, env, cwd, -t, a missing command),
+run -d, task exec, ps, pause, resume, kill (one signal, --all), limits,
 task delete and container rm, and after every test nothing is left: no
 container or task in ctr, no runtime state, no shim or its socket, no
 cgroup, no fifo, no mount, no process.
@@ -11,10 +12,11 @@ root, state, the gRPC and ttrpc sockets and the opt dir under a tmp dir,
 with the CRI plugin off (it wants CNI and a sandbox image); ctr's --runc-root,
 --fifo-dir and --cgroup keep the runtime's state, the stdio fifos and the
 cgroups there and under a parent of this module's.  It is stopped and its
-dirs removed at the end even when a test failed.  Two things stay where
-containerd 1.6 puts them whatever the config says: the shim's socket in
-/run/containerd/s (named by a hash of address, namespace and id, checked
-gone after each test) and nothing else.
+dirs removed at the end even when a test failed.  One thing goes where
+containerd 1.6 puts it whatever the config says: the shim's socket, in
+/run/containerd/s (named by a hash of address, namespace and id; checked
+gone after each test).  The shim, like conmon, ends as PID 1's child, and
+PID 1 reaps it late here: a zombie shim is no leftover, a live one is.
 
 The runtime is this tree's nsinit-runc, or NSINIT_ENGINE_RUNTIME (see _engines.py).
 """
