@@ -362,6 +362,38 @@ def test_detached_run_logs_stop_and_rm(podman: Podman, request: pytest.FixtureRe
     assert podman("inspect", "logs-stop").returncode != 0
 
 
+def test_create_start_restart_and_start_again(podman: Podman, request: pytest.FixtureRequest) -> None:
+    # podman create is the runtime's create (the init waits), podman start its
+    # start; restart and a second start make the container again under the same id.
+    needs(request, podman.runtime, "create", "start", "kill", "delete")
+    podman.ok("create", "--name", "twostep", *podman.container_options(), "/bin/sh", "-c",
+              'trap "exit 0" TERM; echo started; while :; do sleep 0.05; done')
+    assert podman.inspect("twostep", "{{.State.Status}}") == "created"
+    podman.ok("start", "twostep")
+    assert podman.inspect("twostep", "{{.State.Status}}") == "running"
+    first = int(podman.inspect("twostep", "{{.State.Pid}}"))
+    podman.ok("restart", "--time", "10", "twostep")
+    second = int(podman.inspect("twostep", "{{.State.Pid}}"))
+    assert podman.inspect("twostep", "{{.State.Status}}") == "running" and second != first
+    podman.ok("stop", "--time", "10", "twostep")
+    podman.ok("start", "twostep")
+    assert podman.inspect("twostep", "{{.State.Status}}") == "running"
+    wait_until(lambda: podman.ok("logs", "twostep").splitlines() == ["started"] * 3)
+    podman.ok("rm", "--force", "--time", "0", "twostep")
+
+
+def test_restart_policy_runs_it_again(podman: Podman, request: pytest.FixtureRequest) -> None:
+    # --restart on-failure: conmon's exit command (podman container cleanup)
+    # starts it again through the runtime.
+    needs(request, podman.runtime, "create", "start", "delete")
+    podman.ok("run", "--detach", "--name", "again", "--restart", "on-failure:2", *podman.container_options(),
+              "/bin/sh", "-c", "echo run; exit 3")
+    wait_until(lambda: podman.inspect("again", "{{.State.Status}} {{.RestartCount}}") == "exited 2", timeout=20)
+    assert podman.inspect("again", "{{.State.ExitCode}}") == "3"
+    assert podman.ok("logs", "again").splitlines() == ["run"] * 3
+    podman.ok("rm", "--force", "--time", "0", "again")
+
+
 def test_stop_kills_what_ignores_sigterm(podman: Podman, request: pytest.FixtureRequest) -> None:
     needs(request, podman.runtime, "create", "start", "kill", "delete")
     podman.detached("deaf", "trap '' TERM; while :; do sleep 0.05; done")
@@ -438,7 +470,8 @@ def test_pause_and_unpause(podman: Podman, request: pytest.FixtureRequest) -> No
 
 def test_exec_into_a_detached_container(podman: Podman, request: pytest.FixtureRequest) -> None:
     needs(request, podman.runtime, "create", "start", "exec", "kill", "delete")
-    (podman.rootfs / "tmp" / "mark").unlink(missing_ok=True)
+    for mark in ("mark", "mark-d"):
+        (podman.rootfs / "tmp" / mark).unlink(missing_ok=True)
     podman.detached("execd", "echo from-init > /tmp/mark; while :; do sleep 0.05; done", "--env", "FROM=init")
     wait_until(lambda: (podman.rootfs / "tmp" / "mark").exists())   # the rootfs's own /tmp
     out = podman.ok("exec", "--env", "EXTRA=yes", "--user", "1000", "--workdir", "/tmp", "execd", "/bin/sh", "-c",
@@ -452,6 +485,12 @@ def test_exec_into_a_detached_container(podman: Podman, request: pytest.FixtureR
     assert piped.stdout == "through exec\n", piped.stderr
     status = status_of(podman.ok("exec", "execd", "cat", "/proc/self/status"))
     assert int(status["CapEff"], 16) == PODMAN_DEFAULT_CAPS and status["Seccomp"] == "2", status
+    privileged = status_of(podman.ok("exec", "--privileged", "execd", "cat", "/proc/self/status"))
+    assert int(privileged["CapEff"], 16) > PODMAN_DEFAULT_CAPS, privileged
+    # exec -d: the runtime's exec --detach; the process outlives the podman command.
+    podman.ok("exec", "--detach", "execd", "/bin/sh", "-c", "echo detached > /tmp/mark-d; sleep 30")
+    wait_until(lambda: (podman.rootfs / "tmp" / "mark-d").exists())
+    assert "sleep 30" in podman.ok("top", "execd", "args")
     podman.ok("rm", "--force", "--time", "0", "execd")
 
 
