@@ -257,6 +257,23 @@ def test_run_passes_env_and_cwd(containerd: Containerd, request: pytest.FixtureR
     assert result.stdout.splitlines() == ["hello there", "/tmp", "0"]
 
 
+def test_null_io_gives_a_writable_dev_null(containerd: Containerd, request: pytest.FixtureRequest) -> None:
+    # ctr run --null-io: the shim (go-runc's NullIO) hands the runtime
+    # /dev/null opened O_RDONLY as stdout and stderr.  runc reopens every
+    # stdio that is /dev/null as the container's own, read-write
+    # (libcontainer's reOpenDevNull), so the command can write to it.
+    needs(request, containerd.runtime, "create", "start", "delete")
+    if containerd.runtime.is_nsinit:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "nsinit hands a read-only /dev/null stdio to the container as it is, runc reopens it "
+            "read-write (reOpenDevNull): echo fails with EBADF")))
+    ran = containerd.rootfs / "tmp" / "null-io"
+    ran.unlink(missing_ok=True)
+    result = containerd.run(new_id("nullio"), "echo ran > /tmp/null-io; echo out; echo err >&2", "--null-io")
+    assert ran.read_text() == "ran\n"
+    assert (result.returncode, result.stdout) == (0, ""), result.stderr
+
+
 def test_a_missing_command_fails_the_run(containerd: Containerd, request: pytest.FixtureRequest) -> None:
     needs(request, containerd.runtime, "create", "start", "delete")
     cid = new_id("missing")
