@@ -309,6 +309,19 @@ def cmdline(pid: int) -> bytes:
         return b""   # one of the loop's short sleeps, gone since
 
 
+def test_ps_of_a_stopped_task_is_empty(containerd: Containerd, request: pytest.FixtureRequest) -> None:
+    # runc ps of a stopped container lists what is left in its cgroup: nothing.
+    needs(request, containerd.runtime, "create", "start", "ps", "delete")
+    if containerd.runtime.is_nsinit:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            'nsinit-runc ps of a stopped container fails ("container not running"); runc lists its cgroup: []')))
+    cid = new_id("psstopped")
+    containerd.detached(cid, "exit 0")
+    wait_until(lambda: containerd.task_status(cid) == "STOPPED")
+    assert containerd.ok("task", "ps", cid).splitlines()[1:] == []
+    containerd.remove(cid)
+
+
 def test_exec_into_a_running_task(containerd: Containerd, request: pytest.FixtureRequest) -> None:
     needs(request, containerd.runtime, "create", "start", "exec", "kill", "delete")
     cid = new_id("execd")
