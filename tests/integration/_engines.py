@@ -18,8 +18,10 @@ as the command lands, and is never skipped silently.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
+import time
 import sys
 import sysconfig
 from pathlib import Path
@@ -173,3 +175,28 @@ def nsinit_records_mentioning(text: str) -> list[str]:
         if text in record:
             found.append(private)
     return found
+
+
+def read_until_closed(fd: int, proc: subprocess.Popen[bytes], timeout: float, until: bytes = b"") -> str:
+    """What comes out of a pty master until every slave is closed (EIO) or
+    ``proc`` ended (or, with ``until``, once that has come)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:   # EIO: the last slave closed
+            break
+        if not chunk:
+            break
+        out += chunk
+        if until and until in out:
+            break
+    else:
+        proc.kill()
+    return out.decode(errors="replace")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pty
-import select
 import shutil
 import signal
 import subprocess
@@ -37,7 +36,8 @@ import pytest
 
 from conftest import needs_root, processes_rooted_in, wait_until
 from _engines import (Runtime, cgroup_children, live_processes_mentioning, mounts_mentioning, needs,
-                      needs_binaries, nsinit_records_mentioning, remove_cgroup_tree, runtime_under_test)
+                      needs_binaries, nsinit_records_mentioning, read_until_closed, remove_cgroup_tree,
+                      runtime_under_test)
 
 pytestmark = [pytest.mark.integration, needs_root, needs_binaries("containerd", "ctr", "containerd-shim-runc-v2")]
 
@@ -426,24 +426,3 @@ def test_run_with_a_tty(containerd: Containerd, request: pytest.FixtureRequest) 
     assert code == 5, out
     assert out.replace("\r", "").splitlines() == ["/dev/pts/0", "all-ttys"], out
 
-
-def read_until_closed(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> str:
-    """What comes out of a pty master until every slave is closed (EIO) or ``proc`` ended."""
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:   # EIO: the last slave closed
-            break
-        if not chunk:
-            break
-        out += chunk
-    else:
-        proc.kill()
-    return out.decode(errors="replace")

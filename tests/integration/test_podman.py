@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import shutil
 import subprocess
 import tempfile
@@ -37,8 +38,8 @@ import pytest
 
 from conftest import needs_root, processes_rooted_in, wait_until
 from _engines import (Runtime, cgroup_children, live_processes_mentioning, mounts_mentioning, needs,
-                      nsinit_records_mentioning,
-                      needs_binaries, remove_cgroup_tree, runtime_under_test)
+                      needs_binaries, nsinit_records_mentioning, read_until_closed, remove_cgroup_tree,
+                      runtime_under_test)
 
 pytestmark = [pytest.mark.integration, needs_root, needs_binaries("podman", "conmon")]
 
@@ -500,6 +501,28 @@ def test_tty(podman: Podman, request: pytest.FixtureRequest) -> None:
     result = podman.run("-t", script="tty; test -t 0 && test -t 1 && test -t 2 && echo all-ttys")
     assert result.returncode == 0, result.stderr
     assert result.stdout.replace("\r\n", "\n").splitlines() == ["/dev/pts/0", "all-ttys"]
+
+
+def test_an_interactive_shell(podman: Podman, request: pytest.FixtureRequest) -> None:
+    # podman run -it /bin/sh from a terminal: what people type, what they see, the exit status.
+    needs(request, podman.runtime, "create", "start", "delete", "console-socket")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(podman.argv("run", "--rm", "-it", *podman.container_options(), "/bin/sh"),
+                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True, cwd=podman.base)
+        os.close(slave)
+        slave = -1
+        banner = read_until_closed(master, proc, timeout=30, until=b"/ # ")
+        assert "/ # " in banner, banner   # the prompt (then busybox asks where the cursor is)
+        os.write(master, b"echo hi-$((6*7)); tty; exit 4\n")
+        out = read_until_closed(master, proc, timeout=30)
+        code = proc.wait(timeout=10)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert code == 4, out
+    assert out.replace("\r", "").splitlines()[-2:] == ["hi-42", "/dev/pts/0"], out
 
 
 def test_exec_with_a_tty(podman: Podman, request: pytest.FixtureRequest) -> None:
