@@ -13,7 +13,11 @@ proves the tests and their cleanup, not nsinit.
 A feature nsinit-runc does not have yet answers "not yet" (nsinit.oci.cli's
 NOT_YET): ``needs(request, runtime, "exec")`` then marks the test
 xfail(strict=True) naming the command, so it runs (and must pass) as soon
-as the command lands, and is never skipped silently.
+as the command lands, and is never skipped silently.  Each command is
+asked once, on an id nobody has; "console-socket" is asked with a real
+create of `spec`'s default bundle (process.terminal) and a socket path
+that does not exist.  A known difference from runc is an xfail(strict=True)
+too, in its test, naming the cause, and only for nsinit.
 """
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ import os
 import select
 import shutil
 import subprocess
-import time
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
