@@ -446,6 +446,26 @@ def test_update_changes_the_limits_of_a_running_container(podman: Podman, reques
     podman.ok("rm", "--force", "--time", "0", "updated")
 
 
+def test_joining_another_containers_namespaces(podman: Podman, request: pytest.FixtureRequest) -> None:
+    # What pods are made of: --pid/--uts/--ipc container:NAME and --network
+    # ns:PATH put namespaces.path in config.json; the runtime setns()es.
+    needs(request, podman.runtime, "create", "start", "kill", "delete")
+    podman.detached("joined", "while :; do sleep 0.05; done", "--hostname", "first")
+    pid = int(podman.inspect("joined", "{{.State.Pid}}"))
+    result = podman.run("--pid", "container:joined", "--uts", "container:joined", "--ipc", "container:joined",
+                        script="hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                               "for ns in pid uts ipc; do readlink /proc/self/ns/$ns; done")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["first", "/bin/sh -c while :; do sleep 0.05; done "], lines
+    assert lines[2:] == [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("pid", "uts", "ipc")]
+    network = podman("run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                     "--network", f"ns:/proc/{pid}/ns/net", "--cgroup-parent", podman.cgroup_parent,
+                     "--rootfs", str(podman.rootfs), "readlink", "/proc/self/ns/net")
+    assert network.stdout.strip() == os.readlink(f"/proc/{pid}/ns/net"), network.stderr
+    podman.ok("rm", "--force", "--time", "0", "joined")
+
+
 def test_pause_and_unpause(podman: Podman, request: pytest.FixtureRequest) -> None:
     needs(request, podman.runtime, "create", "start", "pause", "resume", "kill", "delete")
     tick = podman.rootfs / "tmp" / "tick"   # the rootfs's own /tmp, seen from the host
