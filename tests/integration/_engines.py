@@ -22,6 +22,7 @@ too, in its test, naming the cause, and only for nsinit.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -45,6 +46,16 @@ sys.path[:0] = {paths!r}
 from nsinit.oci.cli import run
 run()
 """
+
+
+# The engines' own log lines (logrus: podman's WARN[0000] ..., ctr's time="..." level=warning ...):
+# a machine's configuration can add some; what is left is the container's (and the runtime's).
+ENGINE_LOG_LINE = re.compile(r'^(time="[^"]*" level=\w+ |(WARN|INFO|ERRO|DEBU)\[\d+\] )')
+
+
+def container_stderr(text: str) -> str:
+    """``text`` without the engine's own log lines."""
+    return "".join(line for line in text.splitlines(keepends=True) if not ENGINE_LOG_LINE.match(line))
 
 
 class Runtime:
