@@ -1,10 +1,13 @@
 """podman (through conmon) drives the runtime under test, as users run podman (issue 18, part 3).
 
 ``podman --runtime RUNTIME run --rootfs DIR ...`` with the busybox rootfs:
-exit codes, stdio, env, user, workdir, --read-only, capabilities, limits,
-detached run + exec + stop + rm, pause, update, logs, -t, kill; and after every
-test nothing is left: no container in ``podman ps -a``, no runtime state,
-no cgroup, no mount, no process.
+exit codes (0, 3, 127, 126), stdio, -i, env, user, workdir, --read-only,
+capabilities, what podman sets up by default, the options users pass,
+volumes, limits, detached run + logs + stop + kill + rm, create + start,
+restart, a restart policy, pause, update, joining another container's
+namespaces, exec (-i, -d, --privileged, -t), -t, an interactive shell; and
+after every test nothing is left: no container in ``podman ps -a``, no
+runtime state, no cgroup, no mount, no process, no nsinit record.
 
 The runtime is this tree's nsinit-runc, or NSINIT_ENGINE_RUNTIME (see
 _engines.py): with ``NSINIT_ENGINE_RUNTIME=runc`` the same tests pass with
