@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, processes_rooted_in
 
 ENV_NAME = "NSINIT_ENGINE_RUNTIME"
 
@@ -144,6 +144,40 @@ def cgroup_children(parent: str) -> list[str]:
         if directory.is_dir():
             found += [str(child) for child in directory.rglob("*") if child.is_dir()]
     return found
+
+
+def kill_what_is_left(parent: str, rootfs: Path, base: Path) -> None:
+    """The last resort of a module's teardown, after a runtime that failed
+    to clean up (the tests have said so already): thaw and SIGKILL what is
+    in the cgroups below ``parent`` or rooted in ``rootfs``, and detach the
+    mounts under ``base``, so that nothing of the module stays on the machine."""
+    import signal
+
+    from nsinit import _native
+
+    for freezer in Path("/sys/fs/cgroup/freezer", parent.strip("/")).glob("**/freezer.state"):
+        try:
+            freezer.write_text("THAWED")
+        except OSError:
+            pass
+    pids = set(processes_rooted_in(rootfs))
+    for procs in Path("/sys/fs/cgroup").glob(f"*/{parent.strip('/')}/**/cgroup.procs"):
+        try:
+            pids |= {int(pid) for pid in procs.read_text().split()}
+        except OSError:
+            continue
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if pids:
+        time.sleep(0.5)   # their parents (conmon, the shim, PID 1) reap them
+    for line in reversed(mounts_mentioning(str(base))):
+        try:
+            _native.umount2(line.split()[4], 2)   # MNT_DETACH
+        except OSError:
+            pass
 
 
 def remove_cgroup_tree(parent: str) -> None:

@@ -35,9 +35,9 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import needs_root, processes_rooted_in, wait_until
-from _engines import (Runtime, cgroup_children, container_stderr, live_processes_mentioning, mounts_mentioning,
-                      needs, needs_binaries, nsinit_records_mentioning, read_until_closed, remove_cgroup_tree,
-                      runtime_under_test)
+from _engines import (Runtime, cgroup_children, container_stderr, kill_what_is_left, live_processes_mentioning,
+                      mounts_mentioning, needs, needs_binaries, nsinit_records_mentioning, read_until_closed,
+                      remove_cgroup_tree, runtime_under_test)
 
 pytestmark = [pytest.mark.integration, needs_root, needs_binaries("containerd", "ctr", "containerd-shim-runc-v2")]
 
@@ -211,6 +211,7 @@ def containerd_env(tmp_path_factory: pytest.TempPathFactory, runtime: Runtime) -
                 daemon.remove_everything()
         finally:
             daemon.stop()
+            kill_what_is_left(daemon.cgroup_parent, rootfs, base)
             remove_cgroup_tree(daemon.cgroup_parent)
             for name in ("root", "state", "opt", "runc", "fifo"):
                 shutil.rmtree(base / name, ignore_errors=True)

@@ -40,9 +40,9 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import needs_root, processes_rooted_in, wait_until
-from _engines import (Runtime, cgroup_children, container_stderr, live_processes_mentioning, mounts_mentioning,
-                      needs, needs_binaries, nsinit_records_mentioning, read_until_closed, remove_cgroup_tree,
-                      runtime_under_test)
+from _engines import (Runtime, cgroup_children, container_stderr, kill_what_is_left, live_processes_mentioning,
+                      mounts_mentioning, needs, needs_binaries, nsinit_records_mentioning, read_until_closed,
+                      remove_cgroup_tree, runtime_under_test)
 
 pytestmark = [pytest.mark.integration, needs_root, needs_binaries("podman", "conmon")]
 
@@ -143,6 +143,10 @@ def podman_env(runtime: Runtime) -> Iterator[Podman]:
         try:
             wait_until(lambda: not podman.leftovers([]), timeout=10)
         finally:
+            kill_what_is_left(podman.cgroup_parent, rootfs, base)
+            for container_id in podman.created_ids(0):   # its records in the runtime's default root
+                if runtime.knows(container_id):
+                    runtime.run("delete", "--force", container_id)
             remove_cgroup_tree(podman.cgroup_parent)
             if not mounts_mentioning(str(base)):   # never rm -r through a mount
                 shutil.rmtree(base)
