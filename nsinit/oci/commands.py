@@ -282,10 +282,15 @@ def cmd_ps(globals_: Globals, args: dict[str, Any]) -> int:
     if fmt not in ("table", "json"):
         raise NsinitError("", f'--format: "{fmt}" is not one of table, json')
     container = load_container(globals_, args["ID"])
-    current = require_live(container)
-    from nsinit.container import container_pids
+    status, current = container.oci_status()
+    if status == "stopped":
+        # runc lists a stopped container's cgroup (containerd's `ctr task
+        # ps` of an exited task): what is left in it, often nothing.
+        pids = leftover_pids(current) if current is not None else []
+    else:
+        from nsinit.container import container_pids
 
-    pids = container_pids(current)
+        pids = container_pids(require_live(container))
     if fmt == "json":
         print(jsontext.dumps(pids))
         return 0
@@ -354,9 +359,10 @@ def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
             return 0
         current = require_live(container)
         container.signal(signum, all_processes=every)
-        if current.status == "paused" and signum == 9 and every:
+        if current.status == "paused" and signum == 9:
             # Frozen tasks die only once thawed (cgroup v1's freezer): a
-            # SIGKILL to all is for the end, let it happen (runc does too).
+            # SIGKILL, to the init or to all, is for the end: let it
+            # happen, as runc does (podman kill of a paused container).
             container.cgroups(current).thaw()
     return 0
 
@@ -366,17 +372,21 @@ def signal_leftovers(record: Any, signum: int) -> None:
     The cgroups, not the namespaces: they stay until delete, and nothing but
     the container's own processes can be in them (a namespace's inode may
     be a new namespace's once the last process of the old one is gone)."""
-    from nsinit.cgroups import fs
-
-    pids = sorted({pid for path in set(record.cgroup_paths.values()) if os.path.isdir(path)
-                   for pid in fs.procs_recursive(path)})
-    for pid in pids:
-        if pid == record.init_pid:
-            continue  # a zombie for its parent to reap
+    for pid in leftover_pids(record):
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass  # exited since we listed it
+
+
+def leftover_pids(record: Any) -> list[int]:
+    """The processes in a stopped container's cgroups, its (zombie) init aside."""
+    from nsinit.cgroups import fs
+
+    pids = {pid for path in set(record.cgroup_paths.values()) if os.path.isdir(path)
+            for pid in fs.procs_recursive(path)}
+    pids.discard(record.init_pid)  # a zombie for its parent to reap
+    return sorted(pids)
 
 
 def cmd_pause(globals_: Globals, args: dict[str, Any]) -> int:
