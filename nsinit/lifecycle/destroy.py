@@ -104,13 +104,20 @@ def kill(container: Container, current: State, *, wait: bool) -> None:
     if pidfd < 0:
         return  # exited since the status was read
     try:
+        # SIGKILL first, then thaw: a frozen process dies only once thawed
+        # (cgroup v1), and one killed before (`kill 9` of a paused
+        # container) dies at the thaw and may be reaped by its parent at
+        # once; the pidfd then answers ESRCH, which is what we wanted.
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        kill_every_process(current)
         if current.status == "paused":
             try:
-                container.cgroups(current).thaw()  # a frozen process does not die until thawed (cgroup v1)
+                container.cgroups(current).thaw()
             except NsinitError:
                 pass  # no freezer to thaw: destroying the cgroups kills it all the same
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        kill_every_process(current)
         if wait and not process_exited(pidfd, KILL_WAIT_SECONDS):
             raise NsinitError("delete", f"container init {current.init_pid} still runs "
                                         f"{KILL_WAIT_SECONDS:g} s after SIGKILL", EXIT_COMMAND_FAILED)
