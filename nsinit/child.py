@@ -202,6 +202,8 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts, and made "/" its root.
             _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
+    with steps.step("stdio"):
+        reopen_dev_null_stdio()
     trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      seccomp=(plan.seccomp_program, plan.seccomp_flags), detached=plan.detached,
@@ -303,6 +305,8 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
+    with steps.step("stdio"):
+        reopen_dev_null_stdio()
     trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      plan.init_prefix, seccomp=(plan.seccomp_program, plan.seccomp_flags),
@@ -474,6 +478,41 @@ def close_inherited_fds(*keep: int) -> None:
             os.closerange(first, fd)
         first = max(first, fd + 1)
     _native.close_from(first)
+
+
+DEV_NULL = (1, 3)
+
+
+def reopen_dev_null_stdio() -> None:
+    """A stdio fd that is /dev/null is reopened read-write from the
+    container's own /dev/null (runc's reOpenDevNull).  containerd's
+    ``--null-io`` hands over a /dev/null opened read-only as fds 0-2: a
+    command writing to it would fail with EBADF where /dev/null always
+    takes writes.  The node opened must itself be 1:3 (no symlink followed):
+    without a mount namespace /dev is the image's."""
+    null = -1
+    try:
+        for fd in (0, 1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue  # closed: nothing to reopen
+            if not _is_dev_null(st):
+                continue
+            if null < 0:
+                null = os.open("/dev/null", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+                if not _is_dev_null(os.fstat(null)):
+                    return  # the image's /dev/null is something else: leave the fds as given
+            os.dup2(null, fd)   # inheritable: the command's stdio
+    except OSError:
+        return  # no /dev/null to open (a chroot without one): the fds stay as given
+    finally:
+        if null >= 0:
+            os.close(null)
+
+
+def _is_dev_null(st: os.stat_result) -> bool:
+    return (st.st_mode & 0o170000) == 0o020000 and (os.major(st.st_rdev), os.minor(st.st_rdev)) == DEV_NULL
 
 
 def enter_working_dir(cwd: str) -> None:
