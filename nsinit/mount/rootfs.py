@@ -273,8 +273,12 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
 
     Without it a tmpfs root is 1777, so a tmpfs over e.g. /run would make it
     world-writable.  The mode goes into the mount data: no chmod afterwards.
+    A destination nsinit has to make keeps the tmpfs's own 1777, as runc's:
+    there was no mode to keep, and `podman run --tmpfs /new-dir` as a user
+    expects to write there.
     With ``copy_up`` the new tmpfs gets a copy of what it covers (tmpcopyup).
     """
+    existed = _exists_in_root(root_fd, destination)
     fd = open_destination(rootfs, root_fd, destination)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
@@ -282,7 +286,7 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
     finally:
         os.close(fd)
     try:
-        if not _has_option(data, "mode"):
+        if existed and not _has_option(data, "mode"):
             data = tmpfs_data(data, mode)
         mount_fs(rootfs, root_fd, source, destination, "tmpfs", flags & ~MS_RDONLY if copy_up else flags,
                  data, propagation)
@@ -291,6 +295,18 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
     finally:
         if covered >= 0:
             os.close(covered)
+
+
+def _exists_in_root(root_fd: int, destination: str) -> bool:
+    """Whether ``destination`` exists in the rootfs (resolved within it)."""
+    try:
+        fd = open_in_root(root_fd, destination)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # open_destination says what is wrong with it
+    os.close(fd)
+    return True
 
 
 def copy_into_tmpfs(rootfs: str, root_fd: int, covered: int, destination: str, flags: int) -> None:
