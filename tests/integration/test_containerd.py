@@ -264,10 +264,6 @@ def test_null_io_gives_a_writable_dev_null(containerd: Containerd, request: pyte
     # stdio that is /dev/null as the container's own, read-write
     # (libcontainer's reOpenDevNull), so the command can write to it.
     needs(request, containerd.runtime, "create", "start", "delete")
-    if containerd.runtime.is_nsinit:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "nsinit hands a read-only /dev/null stdio to the container as it is, runc reopens it "
-            "read-write (reOpenDevNull): echo fails with EBADF")))
     ran = containerd.rootfs / "tmp" / "null-io"
     ran.unlink(missing_ok=True)
     result = containerd.run(new_id("nullio"), "echo ran > /tmp/null-io; echo out; echo err >&2", "--null-io")
@@ -313,9 +309,6 @@ def cmdline(pid: int) -> bytes:
 def test_ps_of_a_stopped_task_is_empty(containerd: Containerd, request: pytest.FixtureRequest) -> None:
     # runc ps of a stopped container lists what is left in its cgroup: nothing.
     needs(request, containerd.runtime, "create", "start", "ps", "delete")
-    if containerd.runtime.is_nsinit:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            'nsinit-runc ps of a stopped container fails ("container not running"); runc lists its cgroup: []')))
     cid = new_id("psstopped")
     containerd.detached(cid, "exit 0")
     wait_until(lambda: containerd.task_status(cid) == "STOPPED")
@@ -374,9 +367,6 @@ def test_sigkill_ends_a_paused_task(containerd: Containerd, request: pytest.Fixt
     # (libcontainer's Signal), so `kill 9` ends it.  podman kill of a paused
     # container relies on it too (else: "timed out waiting for file .../exits/ID").
     needs(request, containerd.runtime, "create", "start", "pause", "kill", "delete")
-    if containerd.runtime.is_nsinit:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "nsinit-runc kill ID 9 of a paused container leaves it frozen: runc thaws it after the SIGKILL")))
     cid = new_id("frozenkill")
     containerd.detached(cid, "while :; do sleep 0.05; done")
     containerd.ok("task", "pause", cid)

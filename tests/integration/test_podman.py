@@ -309,10 +309,6 @@ def test_a_tmpfs_on_a_new_directory_is_world_writable(podman: Podman, request: p
     # succeeded); one it had to make gets the tmpfs default, 1777, as with
     # docker --tmpfs.  An existing directory keeps its mode.
     needs(request, podman.runtime, "create", "start", "delete")
-    if podman.runtime.is_nsinit:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "nsinit/mount/rootfs.py mount_tmpfs keeps the mode of the destination it just made (0755): "
-            "a non-root user cannot write to podman --tmpfs /new-dir")))
     new = f"/new-{os.urandom(4).hex()}"   # the runtime makes it in the module's rootfs
     result = podman.run("--tmpfs", f"{new}:size=1m", "--tmpfs", "/var:size=1m", "--user", "1000",
                         script=f"stat -c '%a' {new} /var; touch {new}/mine && echo wrote")
