@@ -68,6 +68,7 @@ def wait_for_start(fifo_fd: int, sync_fd: int, proc_fd: int = -1) -> None:
     if proc_fd < 0 and not os.access(path, os.W_OK):
         raise NsinitError("wait for start", f"cannot reach the exec fifo through {path} "
                                             "(a created container's init needs /proc mounted)")
+    die_of_stop_signals_while_waiting()
     messages.send(sync_fd, messages.created())
     # Blocks until start opens it for reading.
     fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -85,6 +86,27 @@ def wait_for_start(fifo_fd: int, sync_fd: int, proc_fd: int = -1) -> None:
 
 
 # --- the starter's side ----------------------------------------------------------
+
+# Signals that end a created container that was never started (podman stop
+# of a created container, `nsinit-runc kill ID` before start).
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def die_of_stop_signals_while_waiting() -> None:
+    """A waiting init is its pid namespace's PID 1, which the kernel spares
+    every signal it has no handler for, SIGKILL aside: without handlers a
+    SIGTERM to a created container would do nothing.  runc's waiting init
+    (a Go program, which handles them all) dies of them; so does this one,
+    exiting 128+N.  execve resets caught signals to the default, so nothing
+    of this reaches the command."""
+    import _signal as signal  # type: ignore[import-not-found]  # built in: the host's stdlib is out of reach now
+
+    def die(signum: int, _frame: object) -> None:
+        os._exit(128 + signum)
+
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), die)
+
 
 def start(container: Container) -> None:
     """``nsinit start``: release the created container in ``container.root``."""

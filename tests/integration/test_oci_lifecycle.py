@@ -336,6 +336,19 @@ def test_kill_defaults_to_sigterm(runc: Runc) -> None:
 
 # --- run ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("sig", ["TERM", "INT", "HUP"])
+def test_a_created_container_dies_of_a_stop_signal(runc: Runc, sig: str) -> None:
+    """podman stop of a created container: its waiting init is PID 1 of its
+    pid namespace and would ignore every signal it has no handler for."""
+    c = runc.create("cs", "echo started")
+    assert waits_in_fifo(c.pid)
+    runc.ok("kill", "cs", sig)
+    assert c.exited()[1] == 128 + getattr(signal, f"SIG{sig}")
+    assert "started" not in c.output()
+    assert runc.state("cs")["status"] == "stopped"
+    runc.ok("delete", "cs")
+
+
 def test_run_waits_exits_with_the_status_and_deletes(runc: Runc) -> None:
     runc.config(["/bin/sh", "-c", "echo ran; exit 7"], "r")
     runc.ids.add("r")
