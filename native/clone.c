@@ -147,6 +147,12 @@ static int nsi_close_range(unsigned int first, unsigned int last, unsigned int f
     return syscall(SYS_close_range, first, last, flags);
 }
 
+/* keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): join or make a session keyring (no libkeyutils). */
+static long nsi_join_session_keyring(const char *name)
+{
+    return syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name);
+}
+
 /*
  * bpf(2) for the cgroup v2 device controller: load a BPF_PROG_TYPE_CGROUP_DEVICE
  * program (instructions built by nsinit/cgroups/devices.py) and attach it.

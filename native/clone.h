@@ -25,6 +25,7 @@ static int nsi_openat2(int dirfd, const char *path, uint64_t flags,
                        uint64_t mode, uint64_t resolve);
 static long nsi_fstatfs_type(int fd);
 static int nsi_close_range(unsigned int first, unsigned int last, unsigned int flags);
+static long nsi_join_session_keyring(const char *name);
 static int nsi_bpf_load_device_program(const void *insns, unsigned int insn_count,
                                        const char *license, char *log, unsigned int log_size);
 static int nsi_bpf_attach_device_program(int cgroup_fd, int prog_fd);

@@ -92,6 +92,13 @@ def pivot_root(new_root: str, put_old: str) -> None:
         _raise("pivot_root")
 
 
+def join_new_session_keyring() -> None:
+    """Make and join a new anonymous session keyring (keyctl(2)); a name
+    would join an existing keyring of that name instead."""
+    if lib.nsi_join_session_keyring(ffi.NULL) < 0:
+        _raise("keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     if lib.nsi_sethostname(raw, len(raw)) < 0:

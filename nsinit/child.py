@@ -65,6 +65,9 @@ class ChildPlan:
     # /proc, opened before the chroot, to reopen the fifo through (see
     # nsinit/lifecycle/start.py wait_for_start); -1: the container's /proc.
     exec_fifo_proc_fd: int = -1
+    # A new session keyring for the process (runc's default); False: keep
+    # the caller's (--no-new-keyring).
+    new_session_keyring: bool = False
 
 
 class StepFailed(Exception):
@@ -202,6 +205,9 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts, and made "/" its root.
             _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
+    if plan.new_session_keyring:
+        with steps.step("keyring"):
+            join_new_session_keyring()
     with steps.step("stdio"):
         reopen_dev_null_stdio()
     trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
@@ -305,6 +311,9 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
+    if plan.new_session_keyring:
+        with steps.step("keyring"):
+            join_new_session_keyring()
     with steps.step("stdio"):
         reopen_dev_null_stdio()
     trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
@@ -478,6 +487,21 @@ def close_inherited_fds(*keep: int) -> None:
             os.closerange(first, fd)
         first = max(first, fd + 1)
     _native.close_from(first)
+
+
+def join_new_session_keyring() -> None:
+    """A session keyring of the process's own, as runc makes one: the
+    caller's (root's, on the host) would otherwise be the container's to
+    read and to link keys into.  Anonymous, unlike runc's (named after the
+    container id): joining by name would join any existing keyring of that
+    name, another container's of the same name.  Made as the container's
+    root, after the user namespace's maps, so it is owned by it.  A kernel
+    without keyrings (ENOSYS) has nothing to share."""
+    try:
+        _native.join_new_session_keyring()
+    except OSError as err:
+        if err.errno != errno.ENOSYS:
+            raise
 
 
 DEV_NULL = (1, 3)

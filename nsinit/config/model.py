@@ -209,6 +209,9 @@ class Config:
     # MS_* propagation bits for the container's "/" once it is the root
     # (OCI linux.rootfsPropagation); 0: what nsinit makes it, private.
     rootfs_propagation: int = 0
+    # runc's --no-new-keyring: keep the caller's session keyring.  By default
+    # the container gets a new one of its own (nsinit/child.py).
+    no_new_keyring: bool = False
     mask_paths: tuple[str, ...]
     readonly_paths: tuple[str, ...]
     rlimits: tuple[Rlimit, ...] = ()

@@ -112,6 +112,7 @@ class _Launch:
             close_after_clone=[parent_fd] + extra_close + self.stdio.parent_only,
             trace=self.container.trace, detached=self.detached,
             seccomp_program=seccomp_program, seccomp_flags=seccomp_flags, extra_files=extra_files,
+            new_session_keyring=not cfg.no_new_keyring,
         )
 
     def seccomp_filter(self) -> tuple[bytes, int]:

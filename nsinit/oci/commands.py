@@ -105,8 +105,8 @@ def create_container(globals_: Globals, args: dict[str, Any]) -> tuple[FactoryCo
     spec = load_checked_bundle(globals_, args["--bundle"], container_id)
     if args["--no-pivot"]:
         spec = replace(spec, config=replace(spec.config, no_pivot_root=True))
-    # --no-new-keyring: nsinit never makes a session keyring for a container,
-    # so the caller's is kept in every case; the flag asks for that.
+    if args["--no-new-keyring"]:
+        spec = replace(spec, config=replace(spec.config, no_new_keyring=True))
     process = process_of(spec, args["--console-socket"])
     if preserve:
         process = with_preserved_fds(process, preserve)

@@ -122,6 +122,7 @@ def _spellings() -> list[tuple[object, str, Callable[..., str]]]:
         (_native, "prctl", _prctl_text),
         (_native, "cloexec_from", lambda first: f"close_range({first}, ~0, CLOSE_RANGE_CLOEXEC)"),
         (_native, "close_from", lambda first: f"close_range({first}, ~0, 0)"),
+        (_native, "join_new_session_keyring", lambda: "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)"),
         (os, "mknod", lambda path, mode=0o600, device=0, **_: (
             f"mknod({quote(path)}, {mode:o}, {os.major(device)}:{os.minor(device)})")),
         (os, "symlink", lambda target, link, *a, **_: f"symlink({quote(target)}, {quote(link)})"),

@@ -292,7 +292,14 @@ def _resolve_uid(config: Config) -> tuple[int | None, str]:
 def _finalize(config: Config) -> list[Part]:
     from nsinit import capabilities
 
-    parts = [Part("close fds", "child", "every fd the caller passed in is closed (but the sync socket and the "
+    parts = []
+    if not config.no_new_keyring:
+        parts.append(Part("keyring", "child", "a session keyring of its own: the caller's keys (root's on the "
+                          "host) are not the container's to read or to add to", [
+                              "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)"]))
+    parts.append(Part("stdio", "child", "a stdio fd that is /dev/null is reopened read-write from the "
+                      "container's own, as runc does", ["open(\"/dev/null\", O_RDWR), dup2 over fds 0-2 that are it"]))
+    parts += [Part("close fds", "child", "every fd the caller passed in is closed (but the sync socket and the "
                   "trampoline) before the image's files are read or its cwd entered (CVE-2024-21626)",
                   ["close_range(3.., all but the sync socket and the trampoline)"])]
     if config.rlimits:

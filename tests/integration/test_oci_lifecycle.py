@@ -349,6 +349,38 @@ def test_a_created_container_dies_of_a_stop_signal(runc: Runc, sig: str) -> None
     runc.ok("delete", "cs")
 
 
+# Runs argv[1:] in a session keyring of its own holding a key only its
+# possessors may see (x86_64 syscall numbers; the test's own keyring stays clean).
+WITH_A_SECRET_KEY = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_SETPERM, KEY_SPEC_SESSION_KEYRING = 1, 5, -3
+assert libc.syscall(250, KEYCTL_JOIN_SESSION_KEYRING, b"nsinit-test-caller") > 0
+key = libc.syscall(248, b"user", b"nsinit-test-secret", b"s3cret", 6, KEY_SPEC_SESSION_KEYRING)
+assert key > 0 and libc.syscall(250, KEYCTL_SETPERM, key, 0x3f000000) == 0
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("flag", ["", "--no-new-keyring"])
+def test_the_container_gets_a_session_keyring_of_its_own(runc: Runc, flag: str) -> None:
+    """The caller's session keyring (and what only its possessors may see)
+    stays out of the container, as with runc; --no-new-keyring keeps it."""
+    linux = {**runc.base["linux"],   # runc spec masks /proc/keys: unmasked to look
+             "maskedPaths": [p for p in runc.base["linux"]["maskedPaths"] if p != "/proc/keys"]}
+    runc.config(["/bin/cat", "/proc/keys"], "keys", linux=linux)
+    runc.ids.add("keys")
+    argv = runc.argv("run", "--bundle", str(runc.bundle), *([flag] if flag else []), "keys")
+    done = subprocess.run([sys.executable, "-c", WITH_A_SECRET_KEY, *argv], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    keys = done.stdout
+    # (the caller's keyring itself stays listed: its user may view it)
+    assert ("nsinit-test-secret" in keys) == bool(flag), keys
+    if not flag:
+        assert " _ses: empty" in keys, keys   # a new anonymous one
+
+
 def test_run_waits_exits_with_the_status_and_deletes(runc: Runc) -> None:
     runc.config(["/bin/sh", "-c", "echo ran; exit 7"], "r")
     runc.ids.add("r")

@@ -18,6 +18,7 @@ CREATE_STEPS = {
     ("child", "wait for parent"),
     ("child", "console"), ("child", "prepare rootfs"), ("child", "mounts"), ("child", "devices"),
     ("child", "pivot_root"), ("child", "hostname"), ("child", "loopback"), ("child", "restrict paths"),
+    ("child", "keyring"), ("child", "stdio"),
     ("child", "close fds"), ("child", "user"), ("child", "capabilities"), ("child", "cwd"), ("child", "signals"),
     ("child", "exec"),
 }
