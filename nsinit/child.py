@@ -230,6 +230,8 @@ def optional_step_modules(plan: ChildPlan) -> list[str]:
     names = ["resource"] if plan.config.rlimits else []
     if plan.init_binary:
         names.append("nsinit.mount.init_binary")  # exec --init's (the supervisor has it already)
+    if any(m.copy_up for m in plan.config.mounts):
+        names.append("nsinit.mount.copyup")  # runc's tmpcopyup (nsinit.mount.rootfs._copyup)
     return names
 
 

@@ -5,7 +5,8 @@ The child calls, in this order, inside its new mount namespace:
 -> (hostname, sysctls, ...) -> ``finish_rootfs``.  This package imports only
 the stdlib and ``nsinit._native`` / ``nsinit.errors``, all at import time,
 because after pivot_root the host's Python files are out of reach
-(init_binary, exec --init's, is loaded only then: child.optional_step_modules).
+(init_binary, exec --init's, and copyup, tmpcopyup's, are loaded only for
+the containers that use them: child.optional_step_modules).
 """
 from __future__ import annotations
 
