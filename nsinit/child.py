@@ -182,7 +182,7 @@ def _join_and_exec(plan: ChildPlan) -> None:
     steps = Steps(plan.sync_fd, plan.trace)
     with steps.step("load steps"):
         # Before setns leaves the host's files.
-        import_step_modules("nsinit.identity", "nsinit.capabilities", *optional_step_modules(plan))
+        import_step_modules("nsinit.identity", "nsinit.capabilities", *optional_step_modules(plan, mounts=False))
     with steps.step("init"):
         _become_init(plan)
     with steps.step("cgroups"):
@@ -224,10 +224,13 @@ def import_step_modules(*names: str) -> None:
         __import__(name)
 
 
-def optional_step_modules(plan: ChildPlan) -> list[str]:
+def optional_step_modules(plan: ChildPlan, *, mounts: bool = True) -> list[str]:
     """What only some containers' steps use (each costs every other start
-    its import, 0.1-0.2 ms): fetched later with ``preloaded``."""
+    its import, 0.1-0.2 ms): fetched later with ``preloaded``.  A join
+    (``mounts`` False) makes no mounts."""
     names = ["resource"] if plan.config.rlimits else []
+    if not mounts:
+        return names
     if plan.init_binary:
         names.append("nsinit.mount.init_binary")  # exec --init's (the supervisor has it already)
     if any(m.copy_up for m in plan.config.mounts):
