@@ -280,7 +280,9 @@ def relay(stdio: Stdio, wakeup_fd: int, child_exited: Callable[[], bool]) -> Non
 
     sources = {src: dst for src, dst in stdio.relays}
     container_side = {src for src in sources if src not in (0,)}
-    while container_side:
+    # Until the container's side is done, or, when only the host's stdin is
+    # relayed (-T, a terminal on stdin alone), until stdin ends or the init exits.
+    while container_side or 0 in sources:
         readable, _, _ = select.select(list(sources) + [wakeup_fd], [], [], 1.0)
         if wakeup_fd in readable:
             _drain(wakeup_fd)
@@ -298,7 +300,8 @@ def relay(stdio: Stdio, wakeup_fd: int, child_exited: Callable[[], bool]) -> Non
                 _stop_source(stdio, sources, container_side, src)
                 continue
             _write_all(sources[src], data)
-        if child_exited() and not readable:
+        # The wakeup fd's byte (the SIGCHLD itself) is no data still to copy.
+        if child_exited() and not [fd for fd in readable if fd != wakeup_fd]:
             break
 
 
