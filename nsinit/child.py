@@ -479,7 +479,9 @@ def mark_cloexec_from(first: int) -> None:
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:  # no procfs in this container: every number a fd can have
-        fds = list(range(first, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+        # sysconf(_SC_OPEN_MAX) is RLIMIT_NOFILE's soft limit (glibc's
+        # getdtablesize), without the resource module (only rlimits load it).
+        fds = list(range(first, os.sysconf("SC_OPEN_MAX")))
     for fd in fds:
         if fd >= first:
             try:
