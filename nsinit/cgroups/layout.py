@@ -87,7 +87,7 @@ def online(kind: str) -> str:
     """The online CPU list or memory-node list, e.g. "0-1" ("0" when unknown)."""
     path = CPU_ONLINE if kind == "cpu" else NODE_ONLINE
     try:
-        with open(path, encoding="ascii") as f:
+        with open(path, encoding="utf-8") as f:  # not ascii: see cgroups/fs.read_file
             return f.read().strip()
     except FileNotFoundError:
         return "0"  # no NUMA sysfs: one node, node 0

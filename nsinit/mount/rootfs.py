@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 from nsinit import _native, mountinfo
 from nsinit.errors import NsinitError, SyscallError
@@ -40,11 +41,12 @@ from nsinit.mount.flags import (
     OPERATION_FLAGS,
     STATVFS_TO_MS,
 )
-from nsinit.mount import copyup
 from nsinit.mount.paths import fd_path, inside, open_in_root, resolve_in_root
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from nsinit.config.model import Config, MountConfig
 
 _O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -282,7 +284,7 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
     fd = open_destination(rootfs, root_fd, destination)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        covered = copyup.open_covered(fd) if copy_up else -1  # before the tmpfs hides it
+        covered = _copyup().open_covered(fd) if copy_up else -1  # before the tmpfs hides it
     finally:
         os.close(fd)
     try:
@@ -309,13 +311,23 @@ def _exists_in_root(root_fd: int, destination: str) -> bool:
     return True
 
 
+def _copyup() -> ModuleType:
+    """nsinit.mount.copyup, which the child loads with its step modules only
+    for a config with a tmpcopyup mount (child.optional_step_modules): looked
+    up, never imported here, in the middle of making the container's mounts."""
+    module = sys.modules.get("nsinit.mount.copyup")
+    if module is None:
+        raise NsinitError("mount", "tmpcopyup: nsinit.mount.copyup was not loaded with the step modules")
+    return module
+
+
 def copy_into_tmpfs(rootfs: str, root_fd: int, covered: int, destination: str, flags: int) -> None:
     """Fill the tmpfs just mounted at ``destination`` from ``covered``; then make it read-only if asked."""
     fd = open_destination(rootfs, root_fd, destination)  # again: now the tmpfs, not what it covers
     try:
         target = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            copyup.copy_tree(covered, target)
+            _copyup().copy_tree(covered, target)
         except OSError as err:
             where = f" ({err.filename})" if isinstance(err.filename, str) else ""
             raise NsinitError("mount", f"tmpcopyup of {inside(destination)}{where}: {err.strerror or err}") from None

@@ -188,3 +188,26 @@ def test_tty_output_reaches_the_host_terminal_in_order(nsinit: Nsinit) -> None:
     run = run_on_pty(nsinit, "exec", "--tty", "/bin/sh", "-c", "seq 1 2000")
     assert run.returncode == 0, run.stderr
     assert run.output.split() == [str(i) for i in range(1, 2001)]
+
+
+def test_a_terminal_on_stdin_alone_reaches_the_container_without_tty(nsinit: Nsinit) -> None:
+    """-T with only stdin a terminal (``nsinit exec -T cmd | tee log`` typed in a
+    shell): stdin is relayed through a pipe, and the relay must run while
+    the container does, though nothing of the container's side is relayed."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "nsinit", "exec", "-T", "/bin/sh", "-c",
+                                 "read line; echo got $line"], cwd=nsinit.root,
+                                stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            os.write(master, b"typed\n")
+            out, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, err
+    assert out.decode() == "got typed\n"
