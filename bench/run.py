@@ -20,6 +20,7 @@ See bench/README.md for what each case measures.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -49,7 +50,9 @@ TARGETS = {
     "create_vs_runc": 0.8, "create_vs_crun_stretch": 1.0,
     "join_vs_runc_exec": 1.0, "join_vs_crun_exec_stretch": 1.5,
     "veth_median_ms": 60.0, "supervisor_rss_mb": 12.0,
+    "lifecycle_vs_runc": 1.0,
 }
+PR_SET_CHILD_SUBREAPER = 36                 # <linux/prctl.h>
 
 
 def log(text: str) -> None:
@@ -172,17 +175,23 @@ def quiet(argv: Sequence[str], check: bool = True, timeout: int = 60) -> subproc
 
 # --- rows and interleaved measurement ----------------------------------------------
 
+# One step of a timed run: a command, or something the bench does itself
+# between commands (waiting for a container's init, as an engine does).
+Step = list[str] | Callable[[], None]
+
+
 @dataclass
 class Row:
     """One runtime (or floor, or reference) in a case.
 
     ``argvs(i)`` are run in sequence and timed together (the veth floor
-    needs four processes); ``prepare`` and ``cleanup`` are not timed.
+    needs four processes; the lifecycle case waits for the init between
+    two commands); ``prepare`` and ``cleanup`` are not timed.
     """
 
     name: str
     kind: str                                   # "nsinit", "peer", "floor", "reference"
-    argvs: Callable[[int], list[list[str]]]
+    argvs: Callable[[int], list[Step]]
     prepare: Callable[[int], None] | None = None
     cleanup: Callable[[int], None] | None = None
     note: str = ""
@@ -235,8 +244,8 @@ def measure(launcher: Launcher, rows: list[Row], rounds: int, warmup: int, time_
             if gap:
                 time.sleep(gap)
             elapsed = 0.0
-            for argv in row.argvs(i):
-                elapsed += launcher.run(argv)
+            for step in row.argvs(i):
+                elapsed += launcher.run(step) if isinstance(step, list) else timed_call(step)
         except (RunFailed, BenchError) as err:
             row.failures += 1
             if i == 0:
@@ -256,6 +265,12 @@ def measure(launcher: Launcher, rows: list[Row], rounds: int, warmup: int, time_
                 peak_rss(launcher, row, count[row.name], time_tool)
 
 
+def timed_call(step: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
 def peak_rss(launcher: Launcher, row: Row, first_index: int, time_tool: str) -> None:
     """Peak RSS per run, by ``/usr/bin/time -f %M`` (max over the row's processes).
 
@@ -272,6 +287,9 @@ def peak_rss(launcher: Launcher, row: Row, first_index: int, time_tool: str) -> 
             if row.prepare:
                 row.prepare(i)
             for argv in row.argvs(i):
+                if not isinstance(argv, list):
+                    argv()  # the bench's own step: no process to measure
+                    continue
                 launcher.run([time_tool, "-f", "%M", "-o", out, *argv])
                 with open(out) as f:
                     peak = max(peak, int(f.read().split()[-1]))
@@ -341,9 +359,46 @@ def crun_tmpfs_leftovers(prefix: str) -> list[str]:
 
 
 def remove_crun_tmpfs_leftover(path: str) -> None:
-    for name in os.listdir(path):
-        os.unlink(os.path.join(path, name))  # regular files on tmpfs, not cgroup files
+    """``ID/cgroup.procs``, or ``PARENT/libpod-ID/cgroup.procs`` under a
+    podman cgroup parent: regular files and directories on tmpfs, not cgroup
+    files, so they go bottom-up like any tree."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            os.rmdir(os.path.join(dirpath, name))
     os.rmdir(path)
+
+
+def remove_cgroup_trees(name: str, settle: float = 10.0) -> list[str]:
+    """Remove ``/sys/fs/cgroup/*/NAME`` and everything under it, bottom-up
+    (a cgroup directory goes with rmdir once empty of processes and
+    children); retried for up to ``settle`` s, since a podman's conmon
+    lingers in ``NAME/conmon`` until its exit command is done.  What is left."""
+    base = "/sys/fs/cgroup"
+    trees = [os.path.join(base, h, name) for h in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, h, name))]
+    deadline = time.monotonic() + settle
+    while True:
+        left = []
+        for tree in trees:
+            for dirpath, _, _ in sorted(os.walk(tree), key=lambda entry: -len(entry[0])):
+                try:
+                    os.rmdir(dirpath)
+                except FileNotFoundError:
+                    pass  # gone with its parent's walk order, or already removed
+                except OSError:
+                    left.append(dirpath)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def set_child_subreaper(on: bool) -> None:
+    """PR_SET_CHILD_SUBREAPER, as conmon and containerd's shim are: an init
+    whose ``create`` exited is reparented to us, and we can wait for it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        raise BenchError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
 
 
 @dataclass
@@ -379,30 +434,31 @@ def _shebang_interpreter(path: str) -> str:
     return words[0] if words else ""
 
 
-def _pyenv_shim() -> str:
+def _pyenv_shim(name: str = "nsinit") -> str:
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    path = os.path.join(root, "shims", "nsinit")
+    path = os.path.join(root, "shims", name)
     return path if os.path.isfile(path) and _is_pyenv_shim(path) else ""
 
 
-def resolve_nsinit(explicit: str | None, env: dict[str, str]) -> NsinitLaunch:
-    """The real entry script behind ``nsinit``: a pyenv shim adds bash and
-    ``pyenv exec`` that a user of a system install does not pay.
+def resolve_nsinit(explicit: str | None, env: dict[str, str], name: str = "nsinit") -> NsinitLaunch:
+    """The real entry script behind ``nsinit`` (or ``nsinit-runc``): a pyenv
+    shim adds bash and ``pyenv exec`` that a user of a system install does
+    not pay.
 
     Started through pyenv's python3 shim, the bench's PATH already begins
     with the version's bin directory, so the shim is looked up by name too.
     """
-    found = explicit or shutil.which("nsinit", path=env.get("PATH")) or _pyenv_shim()
+    found = explicit or shutil.which(name, path=env.get("PATH")) or _pyenv_shim(name)
     if not found:
-        raise BenchError("nsinit not found on PATH: run ./scripts/install (or pass --nsinit PATH)")
+        raise BenchError(f"{name} not found on PATH: run ./scripts/install (or pass --{name} PATH)")
     found = os.path.abspath(found)
-    shim = "" if explicit else _pyenv_shim()
+    shim = "" if explicit else _pyenv_shim(name)
     script = found
     if _is_pyenv_shim(found):
         shim = found
-        result = quiet(["pyenv", "which", "nsinit"], check=False)
+        result = quiet(["pyenv", "which", name], check=False)
         if result.returncode != 0 or not result.stdout.strip():
-            raise BenchError(f"{found} is a pyenv shim and `pyenv which nsinit` failed")
+            raise BenchError(f"{found} is a pyenv shim and `pyenv which {name}` failed")
         script = result.stdout.strip()
     interpreter = _shebang_interpreter(script)
     return NsinitLaunch(command=[os.path.realpath(script)], found=found, shim=shim,
@@ -421,6 +477,7 @@ class Workspace:
     bundle_sleep: str = ""
     runc_state: str = ""
     crun_state: str = ""
+    nsinit_runc_state: str = ""
 
     def root(self, name: str, config: dict) -> str:
         # The prefix in the directory name puts it in nsinit's default cgroup
@@ -462,6 +519,11 @@ def write_oci_bundle(runc: str, directory: str, rootfs: str, args: list[str]) ->
     spec["process"]["args"] = list(args)
     spec["root"] = {"path": rootfs, "readonly": False}
     spec["hostname"] = "nsinit"
+    # `runc spec` asks for ambient capabilities without an inheritable set:
+    # the kernel refuses to raise them, runc and crun drop them silently
+    # (CapAmb 0 inside), nsinit-runc refuses the config.  Without the list
+    # every runtime's container gets the same capabilities as before.
+    spec["process"]["capabilities"].pop("ambient", None)
     wanted = ["pid", "ipc", "uts", "mount", "network"]
     spec["linux"]["namespaces"] = [{"type": t} for t in wanted]
     spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
@@ -519,11 +581,12 @@ def residue(ws: Workspace, veth_prefix: str, paths: dict[str, str]) -> dict[str,
         out["mounts under the bench dir"] = [line.split()[4] for line in f
                                              if line.split()[4].startswith(ws.top)]
     containers = []
-    for tool, state_dir in (("runc", ws.runc_state), ("crun", ws.crun_state)):
+    for tool, state_dir in (("runc", ws.runc_state), ("crun", ws.crun_state),
+                            ("nsinit-runc", ws.nsinit_runc_state)):
         if state_dir and os.path.isdir(state_dir):
             listed = quiet([paths[tool], "--root", state_dir, "list", "-q"], check=False).stdout
             containers += [f"{tool}:{c}" for c in listed.split()]
-    out["runc/crun containers"] = containers
+    out["runc/crun/nsinit-runc containers"] = containers
     netns_dir = "/run/netns"
     out["netns made by the bench"] = sorted(
         n for n in (os.listdir(netns_dir) if os.path.isdir(netns_dir) else []) if n.startswith(id_prefix))
@@ -583,6 +646,14 @@ class Suite:
         env.pop(INNER_MARK, None)
         self.env = env
         self.nsinit = resolve_nsinit(args.nsinit, env)
+        # nsinit's OCI front door (runc's CLI), for the podman and lifecycle
+        # cases only: the other cases run without it.
+        self.nsinit_runc_error = ""
+        try:
+            self.nsinit_runc: NsinitLaunch | None = resolve_nsinit(args.nsinit_runc, env, "nsinit-runc")
+            paths["nsinit-runc"] = self.nsinit_runc.command[0]
+        except BenchError as err:
+            self.nsinit_runc, self.nsinit_runc_error = None, str(err)
         self.veth_prefix = f"veth{os.getpid() % 0x10000:04x}"   # 8 chars: 7 random ones follow
         self.ws = Workspace(top=tempfile.mkdtemp(prefix="nsinit-bench-"), prefix=self.id_prefix)
         cleanup.callback(self.remove_workspace)
@@ -607,6 +678,8 @@ class Suite:
         write_oci_bundle(self.paths["runc"], ws.bundle_sleep, ws.rootfs, SLEEP_ARGS)
         ws.runc_state = os.path.join(ws.top, "runc-state")
         ws.crun_state = os.path.join(ws.top, "crun-state")
+        if self.nsinit_runc:
+            ws.nsinit_runc_state = os.path.join(ws.top, "nsinit-runc-state")
         self.cleanup.callback(self.delete_oci_containers)
         self.cleanup.callback(self.stop_sleepers)
         # Warm the .pyc cache and the page cache once, untimed.
@@ -628,12 +701,16 @@ class Suite:
         os.chdir("/")
         shutil.rmtree(self.ws.top, ignore_errors=True)
 
+    def oci_state(self, tool: str) -> str:
+        return {"runc": self.ws.runc_state, "crun": self.ws.crun_state,
+                "nsinit-runc": self.ws.nsinit_runc_state}[tool]
+
     def oci(self, tool: str, *args: str) -> list[str]:
-        state = self.ws.runc_state if tool == "runc" else self.ws.crun_state
-        return [self.paths[tool], "--root", state, *args]
+        """runc's command line, for runc, crun or nsinit-runc, with the bench's own --root."""
+        return [self.paths[tool], "--root", self.oci_state(tool), *args]
 
     def oci_delete(self, tool: str, cid: str) -> None:
-        quiet(self.oci(tool, "delete", "-f", cid), check=False)
+        quiet(self.oci(tool, "delete", "--force", cid), check=False)
         if tool == "crun" and self.cgroup2_hidden:
             leftover = os.path.join(HIDDEN_CGROUP2, cid)
             if os.path.isdir(leftover):
@@ -641,9 +718,9 @@ class Suite:
                 self.crun_leftovers_removed += 1
 
     def delete_oci_containers(self) -> None:
-        for tool in ("runc", "crun"):
-            state = self.ws.runc_state if tool == "runc" else self.ws.crun_state
-            if os.path.isdir(state):
+        for tool in ("runc", "crun", "nsinit-runc"):
+            state = self.oci_state(tool)
+            if state and os.path.isdir(state):
                 for cid in quiet(self.oci(tool, "list", "-q"), check=False).stdout.split():
                     self.oci_delete(tool, cid)
         if self.cgroup2_hidden:
@@ -1143,6 +1220,133 @@ class Suite:
                                 "pip_pythonpath": tree}
         print_loop(self.results["loop"])  # type: ignore[arg-type]
 
+    # -- OCI lifecycle: create + start + wait + delete -----------------------------
+    def oci_runtime_rows(self) -> list[tuple[str, str]]:
+        """(row name, tool) of the OCI runtimes, nsinit-runc first."""
+        return [("nsinit-runc", "nsinit-runc"), ("runc", "runc"), ("crun", "crun")]
+
+    def unavailable_nsinit_runc(self, row: Row) -> Row:
+        if row.kind == "nsinit" and not self.nsinit_runc:
+            row.error = self.nsinit_runc_error
+        return row
+
+    def wait_for_init(self, pid_file: str) -> None:
+        """What conmon and containerd's shim do between ``start`` and
+        ``delete``: wait for the container's init, which ``create`` left as
+        a child of its caller (here the bench, a child subreaper)."""
+        try:
+            with open(pid_file) as f:
+                pid = stats.parse_pid_file(f.read())
+        except (OSError, ValueError) as err:
+            raise BenchError(f"--pid-file {pid_file}: {err}") from None
+        signal.alarm(RUN_TIMEOUT)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            raise BenchError(f"the init {pid} is not a child of create's caller: "
+                             "no engine could wait for it") from None
+        except _Timeout:
+            raise BenchError(f"the init {pid} did not exit within {RUN_TIMEOUT} s") from None
+        finally:
+            signal.alarm(0)
+        if status != 0:
+            raise BenchError(f"the init {pid}: {describe_status(status)}")
+
+    def reap_orphans(self) -> None:
+        """Reap whatever was reparented to the bench (a subreaper), except
+        the nsinit sleepers it waits for by pid."""
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid in self.sleepers:
+                return
+            os.waitpid(info.si_pid, 0)
+
+    def case_lifecycle(self) -> None:
+        """``create``, ``start``, wait for the init, ``delete``: an engine's
+        calls for one container, through each runtime's CLI on one bundle."""
+        ws = self.ws
+        pid_file = os.path.join(ws.top, "lifecycle.pid")
+
+        def steps(tool: str, i: int) -> list[Step]:
+            cid = self.cid(f"lc-{tool}", i)
+            return [self.oci(tool, "create", "--bundle", ws.bundle_true, "--pid-file", pid_file, cid),
+                    self.oci(tool, "start", cid),
+                    lambda: self.wait_for_init(pid_file),
+                    self.oci(tool, "delete", cid)]
+
+        def prepare(_i: int) -> None:
+            if os.path.exists(pid_file):
+                os.unlink(pid_file)
+
+        def cleanup(tool: str, i: int) -> None:
+            self.oci_delete(tool, self.cid(f"lc-{tool}", i))  # untimed; nothing left after a good run
+            self.reap_orphans()
+
+        rows = [self.unavailable_nsinit_runc(Row(
+                    name, "nsinit" if tool == "nsinit-runc" else "peer",
+                    lambda i, tool=tool: steps(tool, i), prepare=prepare,
+                    cleanup=lambda i, tool=tool: cleanup(tool, i),
+                    note="create --pid-file, start, waitpid(init) as a subreaper, delete"))
+                for name, tool in self.oci_runtime_rows()]
+        set_child_subreaper(True)
+        try:
+            self.run_case("lifecycle", "OCI lifecycle: create + start + wait + delete of /bin/true", rows)
+        finally:
+            set_child_subreaper(False)
+            self.reap_orphans()
+
+    # -- podman run --rm --------------------------------------------------------
+    def case_podman(self) -> None:
+        """``podman run --rm /bin/true`` with each runtime, podman kept apart
+        from the host's own podman: its own storage, run and tmp directories
+        in the workspace, its own cgroup parent (carrying the bench's id)."""
+        ws = self.ws
+        podman = shutil.which("podman")
+        if not podman:
+            self.results["podman"] = {"title": "podman run --rm", "unavailable":
+                                      "podman not found: scripts/install installs it"}
+            log("podman: unavailable: not installed")
+            return
+        top = os.path.join(ws.top, "podman")
+        parent = f"{self.id_prefix}-podman"
+        base = [podman, "--root", os.path.join(top, "storage"), "--runroot", os.path.join(top, "run"),
+                "--tmpdir", os.path.join(top, "tmp"), "--storage-driver", "vfs",
+                "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+
+        def argv(tool: str) -> list[str]:
+            # Root lacks CAP_SYS_RESOURCE here: podman's default nofile (1048576) cannot be set.
+            return [*base, "--runtime", self.paths[tool], "run", "--rm", "--network", "none",
+                    "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                    "--cgroup-parent", f"/{parent}", "--rootfs", ws.rootfs, "/bin/true"]
+
+        def cleanup(_i: int) -> None:
+            if self.cgroup2_hidden:  # crun's PARENT/libpod-ID/cgroup.procs in the hidden cgroup2 dir
+                for path in crun_tmpfs_leftovers(parent):
+                    remove_crun_tmpfs_leftover(path)
+                    self.crun_leftovers_removed += 1
+
+        rows = [self.unavailable_nsinit_runc(Row(
+                    f"podman + {name}", "nsinit" if tool == "nsinit-runc" else "peer",
+                    lambda i, tool=tool: [argv(tool)], cleanup=cleanup,
+                    note="--runtime PATH run --rm --network none --rootfs ROOTFS (vfs storage, cgroupfs)"))
+                for name, tool in self.oci_runtime_rows()]
+        try:
+            self.run_case("podman", "podman run --rm /bin/true, by runtime", rows)
+        finally:
+            left = quiet([*base, "ps", "-aq"], check=False).stdout.split()
+            for cid in left:
+                quiet([*base, "rm", "-f", cid], check=False)
+            case = self.results.setdefault("podman", {})
+            case["podman_containers_left"] = left  # type: ignore[index]
+            # runc, crun and nsinit-runc all leave a cgroup parent they did not make (podman
+            # asked for it): the bench removes it, and reports what it could not remove.
+            case["cgroup_parent_not_removed"] = remove_cgroup_trees(parent)  # type: ignore[index]
+            if left or case["cgroup_parent_not_removed"]:  # type: ignore[index]
+                log(f"podman residue: containers {left}, cgroups {case['cgroup_parent_not_removed']}")  # type: ignore[index]
+
     # -- where nsinit's time goes --------------------------------------------------
     # Steps that are one process waiting for the other (the other's steps, counted already).
     TRACE_WAITS = ("wait for parent", "wait for child", "go, wait for exec")
@@ -1267,8 +1471,8 @@ def _reference(rows: dict[str, dict], *names: str) -> float | None:
 
 def print_case(case: dict[str, object]) -> None:
     rows: dict[str, dict] = case["rows"]  # type: ignore[assignment]
-    crun = _reference(rows, "crun", "crun exec")
-    runc = _reference(rows, "runc", "runc exec")
+    crun = _reference(rows, "crun", "crun exec", "podman + crun")
+    runc = _reference(rows, "runc", "runc exec", "podman + runc")
     print(f"\n{case['title']}  ({case['rounds']} rounds interleaved, {case['warmup']} warm-up)")
     print(f"  {'':26} {'median':>8} {'min':>8} {'max':>8} {'x crun':>7} {'x runc':>7} {'peak RSS':>9}")
     for name, row in rows.items():
@@ -1395,6 +1599,9 @@ def evaluate_targets(results: dict[str, object]) -> dict[str, dict[str, object]]
         "join ≤ 1.5x crun exec (stretch)": check(stats.ratio(nj, _reference(join, "crun exec")),
                                                  TARGETS["join_vs_crun_exec_stretch"], "x"),
         "veth container ≤ 60 ms": check(_reference(veth, "nsinit + veth"), TARGETS["veth_median_ms"], " ms"),
+        "create+start+delete ≤ 1.0x runc": check(stats.ratio(_reference(rows("lifecycle"), "nsinit-runc"),
+                                                             _reference(rows("lifecycle"), "runc")),
+                                                 TARGETS["lifecycle_vs_runc"], "x"),
     }
     for label, key in (("supervisor RSS ≤ 12 MB", "resident"), ("veth supervisor RSS ≤ 12 MB", "resident_veth")):
         entry = results.get(key)
@@ -1416,8 +1623,10 @@ def describe_machine(suite: Suite, cgroup_note: str) -> dict[str, object]:
         "nsinit_git": git + (" + uncommitted changes in nsinit/" if dirty else ""),
         "nsinit_found_on_path": suite.nsinit.found, "nsinit_pyenv_shim": suite.nsinit.shim,
         "nsinit_command": suite.nsinit.command, "nsinit_interpreter": suite.nsinit.interpreter,
+        "nsinit_runc_command": suite.nsinit_runc.command if suite.nsinit_runc else suite.nsinit_runc_error,
         "nsinit_python": python,
         "runc": first_line(["runc", "--version"]), "crun": first_line(["crun", "--version"]),
+        "podman": first_line(["podman", "--version"]) if shutil.which("podman") else "not installed",
         "bwrap": first_line(["bwrap", "--version"]), "unshare": first_line(["unshare", "--version"]),
         "cgroup2_mount": cgroup_note, "workspace": suite.ws.top,
         "env_removed": ["PYTHONDONTWRITEBYTECODE"],
@@ -1436,7 +1645,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=0, help="rounds per case (default 60, --quick 15)")
     parser.add_argument("--containers", type=int, default=0, help="case 5 count (default 100, --quick 20)")
     parser.add_argument("--cases", default="create,join,veth,many,profile",
-                        help="comma-separated subset of create,join,veth,many,profile,seccomp,loop")
+                        help="comma-separated subset of create,join,veth,many,profile,seccomp,loop,"
+                             "lifecycle,podman")
     parser.add_argument("--compare", default="",
                         help="loop case: another nsinit command as one more row (e.g. the launcher of another tree)")
     parser.add_argument("--loop-block", type=int, default=10,
@@ -1444,6 +1654,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gap-ms", type=float, default=50.0,
                         help="idle time before every timed run (default 50; see measure())")
     parser.add_argument("--nsinit", help="the nsinit command to benchmark (default: `nsinit` on PATH)")
+    parser.add_argument("--nsinit-runc", help="the nsinit-runc command for the lifecycle and podman cases "
+                                              "(default: `nsinit-runc` on PATH)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace for inspection")
     return parser.parse_args(argv)
 
@@ -1484,7 +1696,7 @@ def main() -> int:
             steps: dict[str, Callable[[], None]] = {
                 "create": suite.case_create, "join": suite.case_join, "veth": suite.case_veth,
                 "many": suite.case_many, "profile": suite.profile, "seccomp": suite.case_seccomp,
-                "loop": suite.case_loop,
+                "loop": suite.case_loop, "lifecycle": suite.case_lifecycle, "podman": suite.case_podman,
             }
             for name in cases:
                 if name not in steps:

@@ -74,6 +74,19 @@ def format_ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
+# --- the OCI runtimes' files -------------------------------------------------
+
+def parse_pid_file(text: str) -> int:
+    """The init's pid from a ``--pid-file`` (runc writes it without a newline;
+    a trailing one is accepted).  ValueError for anything but a positive
+    decimal: a half-written or foreign file must not send signals or waits
+    to a wrong process."""
+    word = text[:-1] if text.endswith("\n") else text
+    if not word.isascii() or not word.isdigit() or int(word) <= 0:
+        raise ValueError(f"not a pid file: {text[:40]!r}")
+    return int(word)
+
+
 # --- networks ----------------------------------------------------------------
 
 DEFAULT_SUBNET_CANDIDATES = (

@@ -77,6 +77,17 @@ def test_formatting() -> None:
     assert stats.format_ms(None) == "-"
 
 
+def test_pid_file_as_runc_writes_it() -> None:
+    assert stats.parse_pid_file("4242") == 4242          # runc: no newline
+    assert stats.parse_pid_file("4242\n") == 4242
+
+
+@pytest.mark.parametrize("text", ["", "\n", "0", "-5", " 42", "42\n\n", "4 2", "42x", "\u0664\u0662"])
+def test_pid_file_that_is_not_one_is_an_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        stats.parse_pid_file(text)
+
+
 def test_median_by_key_keeps_order_and_sums_repeats() -> None:
     runs = [
         [("clone", 2.0), ("state", 5.0), ("clone", 1.0)],
