@@ -235,6 +235,13 @@ class Container:
     def _exec_fifo_exists(self) -> bool:
         return os.path.exists(os.path.join(state.private_dir(self.root), state.EXEC_FIFO))
 
+    def recorded_config(self) -> Config:
+        """The config the live container was created with (libcontainer's
+        Config()), from its record: a later edit of container.json is not it."""
+        from nsinit.lifecycle.join import recorded_config
+
+        return recorded_config(self.require_state())
+
     def require_state(self) -> State:
         current = self.state()
         if current is None:
@@ -359,6 +366,10 @@ class Container:
         from nsinit.lifecycle.start import start
 
         start(self)
+
+    def exec(self) -> None:
+        """libcontainer's Exec: release the created init (``start``)."""
+        self.start()
 
     def join(self, process: Process, *, detach: bool = False) -> int | Process:
         """Run ``process`` in the live container; an error if none runs.
