@@ -657,7 +657,7 @@ def _open_console(plan: ChildPlan, root: str) -> None:
     its master goes to the supervisor."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        master, slave = console.open_container_pty(root_fd)
+        master, slave = console.open_container_pty(root_fd, plan.stdio.window_size)
     finally:
         os.close(root_fd)
     try:

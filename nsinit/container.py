@@ -69,6 +69,9 @@ class Process:
     no_new_privileges: bool | None = None
     rlimits: list[Any] | None = None  # Rlimit, (type, soft, hard) or dicts: the config's whole list
     console_socket: str | None = None  # a tty's master goes there (nsinit/oci/console_socket.py)
+    console_size: tuple[int, int] | None = None  # (rows, columns) of that tty (OCI consoleSize)
+    umask: int | None = None     # an OCI exec's process.user.umask (nsinit/oci/process.py)
+    oom_score_adj: int | None = None
     # Set by create, and by run/join with detach: the host pid, then the exit status once waited for.
     pid: int = field(default=0, compare=False)
     status: int | None = field(default=None, compare=False)

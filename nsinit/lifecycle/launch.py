@@ -93,7 +93,9 @@ class _Launch:
             if self.detached:
                 from nsinit.lifecycle.create import detached_stdio
 
-                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn, given=given)
+                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn, given=given,
+                                            console_socket=proc.console_socket or "", window_size=proc.console_size,
+                                            container_devpts=cfg.has_namespace("NEWNS"))
                 self.undo.callback(self.close_child_stdio_unless_cloned)
             else:
                 use_tty = choose_tty(proc.tty, cfg.tty if given is None or given[0] is None else bool(cfg.tty))
@@ -266,7 +268,8 @@ def seed_process_fields(process: Process) -> tuple[tuple[int | None, int | None,
     if (process.stdin is None and process.stdout is None and process.stderr is None
             and not process.extra_files and process.additional_groups is None and process.capabilities is None
             and process.apparmor_profile is None and process.label is None
-            and process.no_new_privileges is None and process.rlimits is None):
+            and process.no_new_privileges is None and process.rlimits is None
+            and process.umask is None and process.oom_score_adj is None):
         return None, []
     from nsinit import process_settings
 
