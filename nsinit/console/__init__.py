@@ -236,11 +236,12 @@ def _isatty(fd: int) -> bool:
 
 
 def set_window_size(fd: int, size: tuple[int, int]) -> None:
-    """TIOCSWINSZ: (rows, columns), no pixel sizes."""
-    import struct  # only for a size given by number (OCI consoleSize)
+    """TIOCSWINSZ: (rows, columns), no pixel sizes.  No struct: a joined
+    process sizes its pty after setns, where nothing can be imported."""
+    import sys  # built in: always loaded
 
-    rows, columns = size
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    winsize = b"".join(n.to_bytes(2, sys.byteorder) for n in (*size, 0, 0))  # struct winsize: 4 shorts
+    fcntl.ioctl(fd, TIOCSWINSZ, winsize)
 
 
 def _copy_window_size(src: int, dst: int) -> None:
