@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from nsinit.cgroups.notify import Notifier
     from nsinit.config.model import Config
     from nsinit.criu.options import CriuOptions
+    from nsinit.lifecycle.hooks import HookPlan
 else:
     # The C module under signal.py, which adds enum classes (and the enum
     # module, ~2 ms of every start); its functions and constants are the same.
@@ -161,6 +162,8 @@ class Container:
         self.warn: Callable[[str], None] = warn or warn_on_stderr
         self.config_path: str | None = None
         self.read_config_on_create = False
+        # OCI hooks for the next creation (nsinit/lifecycle/hooks.py); the 2014 door has none.
+        self.hooks: HookPlan | None = None
 
     @classmethod
     def attach(cls, root: str = ".") -> "Container":
@@ -329,7 +332,7 @@ class Container:
 
     # -- running ---------------------------------------------------------
     def run(self, process: Process, *, detach: bool = False, new: bool = False,
-            created: Callable[[Process], None] | None = None) -> int | Process:
+            created: Callable[[Process], None] | None = None, hooks: HookPlan | None = None) -> int | Process:
         """Create the container with ``process`` as PID 1, or join the live one.
 
         This is ``nsinit exec`` (``new``: ``exec --new``, create only).
@@ -338,20 +341,24 @@ class Container:
         ``process`` at once, with its ``pid``; the caller waits for it.
         ``created(process)`` is called between the create and the start
         (``exec --detach`` prints the pid there: before anything the
-        container writes to the same stdout).
+        container writes to the same stdout).  ``hooks``: the OCI hooks of a
+        creation (nsinit/lifecycle/hooks.py).
         """
+        self.hooks = hooks
         if detach:
             return self._launch(process, create=True, join=not new, detach=True, start=created or _no_hook)
         return self._launch(process, create=True, join=not new)
 
-    def create(self, process: Process) -> Process:
+    def create(self, process: Process, *, hooks: HookPlan | None = None) -> Process:
         """Set the container up with ``process`` as PID 1, which then waits
         for ``start`` before it execs; an error if a container runs here.
 
         Returns ``process`` with its ``pid``: a child of the caller, with the
         caller's fds 0-2 as its stdio, which nothing supervises (libcontainer's
-        Start; nsinit/lifecycle/).
+        Start; nsinit/lifecycle/).  ``hooks``: its OCI hooks, run at their
+        moments by create, start and delete (nsinit/lifecycle/hooks.py).
         """
+        self.hooks = hooks
         created = self._launch(process, create=True, join=False, detach=True)
         assert isinstance(created, Process)  # detach=True returns the process
         return created

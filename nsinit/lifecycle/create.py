@@ -126,6 +126,8 @@ class _Creation(_Launch):
             plan.exec_fifo_fd = prepare_exec_fifo(self)
         if self.process.init:
             add_init(plan, cfg)
+        if self.container.hooks is not None:
+            plan.hooks = self.container.hooks.hooks  # the init stops for them before pivot_root
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
             # The cgroup namespace is rooted where its creator stands when it
@@ -208,6 +210,8 @@ class _Creation(_Launch):
             if self.detached:  # no supervisor: the creator only holds the lock while it creates
                 record.status, record.detached, record.supervisor_pid, record.supervisor_start_time = \
                     "creating", True, 0, 0
+            if self.container.hooks is not None:  # for start and delete, later
+                record.hooks = self.container.hooks.to_record()
             state.write_state(self.container.root, record)  # undone by tear_down
 
 

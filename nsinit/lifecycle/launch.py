@@ -214,6 +214,7 @@ class _Launch:
         return {
             "trace": self.show_child_trace,
             "console": self.adopt_console,
+            "hooks": self.run_runtime_hooks,
             "seccomp_listener": self.hand_over_seccomp_listener,
             "failed": self.raise_child_failure,
             "exec_failed": self.raise_exec_failure,
@@ -230,6 +231,12 @@ class _Launch:
 
     def adopt_console(self, message: messages.Console) -> None:
         console.adopt_master(self.stdio, message["fd"])
+
+    def run_runtime_hooks(self, message: messages.HooksDue) -> None:
+        """The init stands before pivot_root: the OCI hooks of the runtime's namespaces."""
+        from nsinit.lifecycle.hooks import run_runtime_hooks
+
+        run_runtime_hooks(self)
 
     def hand_over_seccomp_listener(self, message: messages.SeccompListener) -> None:
         self.send_seccomp_listener(message["fd"])
