@@ -168,6 +168,6 @@ _ENGINE_WORDS = {127: "executable file not found in $PATH: no such file or direc
 def as_engines_read_it(err: NsinitError) -> NsinitError:
     """nsinit's error with the words podman matches to tell 127 from 126."""
     words = _ENGINE_WORDS.get(err.exit_code)
-    if words is None or words in err.message.lower():
+    if words is None or words in err.message:  # as written: podman's patterns are lowercase
         return err
     return NsinitError(err.step, f"{err.message} ({words})", err.exit_code)
