@@ -18,7 +18,7 @@ import os
 from nsinit import console
 from nsinit.errors import NsinitError
 
-# runc's words (utils_linux.go), which engines' users will search for.
+# runc's words (utils_linux.go), which engines' users search for: nsinit-runc's.
 NO_SOCKET = "cannot allocate tty if runc will detach without setting console socket"
 # The name sent with the fd: the payload must not be empty (see console_socket.py).
 MASTER_NAME = "/dev/pts/ptmx"
@@ -28,8 +28,9 @@ def detached_terminal(console_socket: str, window_size: tuple[int, int] | None,
                       container_devpts: bool) -> console.Stdio:
     """The Stdio of a detached process with a terminal (parent side, before clone)."""
     if not console_socket:
-        raise NsinitError("tty", f"{NO_SOCKET}: a detached process's pty master needs a console socket "
-                                 "to go to (nsinit-runc --console-socket; nsinit: -T, or no --detach)")
+        raise NsinitError("tty", "a detached container cannot have a terminal here: its pty would need a "
+                                 "console socket to go to (Process.console_socket; nsinit: run with -T, "
+                                 "or without --detach)")
     if not os.path.isabs(console_socket):
         raise NsinitError("console-socket", f'"{console_socket}" must be an absolute path')
     if container_devpts:

@@ -415,6 +415,10 @@ def cmd_exec(globals_: Globals, args: dict[str, Any]) -> int:
     if process.tty is None:
         process.tty = False  # runc: a terminal only when asked, whatever nsinit-runc's stdin is
     detach = bool(args["--detach"])
+    if detach and process.tty and not process.console_socket:
+        from nsinit.lifecycle.console import NO_SOCKET
+
+        raise NsinitError("", f"{NO_SOCKET} (--tty with --detach: the pty master goes to --console-socket)")
     try:
         if not detach and not args["--pid-file"] and not process.console_socket:
             status = container.join(process)  # relays a terminal and forwards signals, as runc exec does

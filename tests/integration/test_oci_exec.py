@@ -208,6 +208,14 @@ def test_a_process_json_field_nsinit_cannot_apply_is_named(running: Running, tmp
     assert done.returncode == 1 and done.stderr.startswith(f"nsinit-runc: exec: {bad}: user.uid: ")
 
 
+def test_a_detached_terminal_needs_a_console_socket(running: Running, tmp_path: Path) -> None:
+    proc = process_json(tmp_path / "p.json", terminal=True)
+    done = running.runc("exec", "--process", proc, "--detach", "c1")
+    assert done.returncode == 1 and done.stderr == (
+        "nsinit-runc: exec: cannot allocate tty if runc will detach without setting console socket "
+        "(--tty with --detach: the pty master goes to --console-socket)\n")
+
+
 def test_a_missing_command_says_what_podman_maps_to_127(running: Running) -> None:
     done = running.runc("exec", "c1", "no-such-command")
     assert done.returncode == 1
