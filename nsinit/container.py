@@ -359,7 +359,14 @@ class Container:
         moments by create, start and delete (nsinit/lifecycle/hooks.py).
         """
         self.hooks = hooks
-        created = self._launch(process, create=True, join=False, detach=True)
+        try:
+            created = self._launch(process, create=True, join=False, detach=True)
+        except NsinitError:
+            if hooks is not None:  # runc's destroy after a failed create: the container is deleted
+                from nsinit.lifecycle.hooks import run_poststop_of
+
+                run_poststop_of(hooks, self.warn)
+            raise
         assert isinstance(created, Process)  # detach=True returns the process
         return created
 

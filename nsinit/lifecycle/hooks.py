@@ -21,8 +21,9 @@ config.json's, the 2014 one none, and without a plan nothing here runs.
   root); a failure reaches the starter through the exec fifo and fails
   ``start``.
 - ``poststart``: by ``start``, once the command runs; ``poststop``: by
-  ``delete``, once the container is removed.  Both in the runtime's
-  namespaces; their failures are warnings.
+  ``delete``, once the container is removed, and by a failed ``create``
+  once it has unwound (runc's destroy).  Both in the runtime's namespaces;
+  their failures are warnings.
 
 The plan is recorded in the container's state.json (``State.hooks``) at
 creation: ``start`` and ``delete`` run in other processes, later.
@@ -115,7 +116,13 @@ def run_poststart(current: State, warn: Callable[[str], None]) -> None:
 def run_poststop(current: State, warn: Callable[[str], None]) -> None:
     plan = recorded_plan(current)
     if plan is not None:
-        _warn_all(run_hooks(plan.hooks, "poststop", plan.state("stopped", 0)), warn)
+        run_poststop_of(plan, warn)
+
+
+def run_poststop_of(plan: HookPlan, warn: Callable[[str], None]) -> None:
+    """After delete, and after a failed create (which unwound everything:
+    runtime.md's lifecycle goes on at the deletion, as runc's destroy does)."""
+    _warn_all(run_hooks(plan.hooks, "poststop", plan.state("stopped", 0)), warn)
 
 
 def _warn_all(warnings: list[str], warn: Callable[[str], None]) -> None:

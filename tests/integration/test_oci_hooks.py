@@ -95,12 +95,13 @@ def test_a_failing_create_runtime_hook_fails_create_and_leaves_nothing(tmp_path:
     out = tmp_path / "out"
     out.mkdir()
     hooks = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no way >&2; exit 3"]}],
-             "createContainer": [recorder(out, "createContainer")]}
+             "createContainer": [recorder(out, "createContainer")], "poststop": [recorder(out, "poststop")]}
     container, spec = make(tmp_path, rootfs, hooks)
     with pytest.raises(NsinitError) as failed:
         container.create(Process(list(spec.args)), hooks=HookPlan.of_spec(spec, "hooked"))
     assert str(failed.value) == "hooks.createRuntime[0]: /bin/sh: exited with status 3: no way"
     assert not (out / "createContainer.json").exists()   # the later hooks did not run
+    assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"   # but the deletion's did
     assert container.status()[0] == "none"              # no_residue checks cgroups, mounts, processes
 
 
