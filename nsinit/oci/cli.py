@@ -402,7 +402,7 @@ def cmd_exec(globals_: Globals, args: dict[str, Any]) -> int:
     from nsinit.oci import process as oci_process
 
     _refuse_exec_flags(args)
-    container = container_for_exec(globals_, args["ID"], ignore_paused=bool(args["--ignore-paused"]))
+    container = container_for_exec(globals_, args["ID"])
     if args["--process"]:
         process = oci_process.load_process_file(args["--process"])
         if args["--tty"]:
@@ -439,9 +439,14 @@ def _refuse_exec_flags(args: dict[str, Any]) -> None:
         raise NsinitError("", "--preserve-fds: not supported: a joined process gets fds 0-2 only")
     if args["--cgroup"]:
         raise NsinitError("", "--cgroup: not supported: a joined process enters the container's own cgroups")
+    if args["--ignore-paused"]:
+        # The joined process moves itself into the frozen cgroups first
+        # thing: it would freeze there before its setup, and exec with it.
+        raise NsinitError("", "--ignore-paused: not supported: a process joining a paused container freezes "
+                              "before it is set up (resume it first)")
 
 
-def container_for_exec(globals_: Globals, container_id: str, *, ignore_paused: bool) -> Any:
+def container_for_exec(globals_: Globals, container_id: str) -> Any:
     """The container ``container_id``, in a state a process can join:
     error texts as runc's, which containerd and podman match."""
     container = container_by_id(globals_, container_id)
@@ -450,8 +455,8 @@ def container_for_exec(globals_: Globals, container_id: str, *, ignore_paused: b
         raise NsinitError("", f'container "{container_id}" does not exist')
     if status == "stopped":
         raise NsinitError("", f'cannot exec in a stopped container: container "{container_id}" is not running')
-    if status == "paused" and not ignore_paused:
-        raise NsinitError("", "cannot exec in a paused container (use --ignore-paused to override)")
+    if status == "paused":
+        raise NsinitError("", f'cannot exec in a paused container: container "{container_id}" is paused')
     if status == "creating":
         raise NsinitError("", f'container "{container_id}" is still being created: container not running')
     return container
@@ -462,7 +467,7 @@ def container_by_id(globals_: Globals, container_id: str) -> Any:
     a join reads the config recorded at its creation, never a file."""
     from nsinit.oci.commands import load_container
 
-    container = load_container(globals_, container_id)
+    container = load_container(globals_, container_id)  # its warnings go to the log, not to our stderr
     container.read_config_on_create = True  # a join needs no config.json (Container.for_exec)
     return container
 
