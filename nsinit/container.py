@@ -164,6 +164,7 @@ class Container:
         self.read_config_on_create = False
         # OCI hooks for the next creation (nsinit/lifecycle/hooks.py); the 2014 door has none.
         self.hooks: HookPlan | None = None
+        self.hooks_begun = False  # the creation reached its hooks (a failure then runs poststop)
 
     @classmethod
     def attach(cls, root: str = ".") -> "Container":
@@ -358,11 +359,13 @@ class Container:
         Start; nsinit/lifecycle/).  ``hooks``: its OCI hooks, run at their
         moments by create, start and delete (nsinit/lifecycle/hooks.py).
         """
-        self.hooks = hooks
+        self.hooks, self.hooks_begun = hooks, False
         try:
             created = self._launch(process, create=True, join=False, detach=True)
         except NsinitError:
-            if hooks is not None:  # runc's destroy after a failed create: the container is deleted
+            # From its hooks on, a failed creation goes on at the deletion
+            # (runtime.md; runc's destroy): poststop runs.
+            if hooks is not None and self.hooks_begun:
                 from nsinit.lifecycle.hooks import run_poststop_of
 
                 run_poststop_of(hooks, self.warn)

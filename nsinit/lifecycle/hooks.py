@@ -21,8 +21,8 @@ config.json's, the 2014 one none, and without a plan nothing here runs.
   root); a failure reaches the starter through the exec fifo and fails
   ``start``.
 - ``poststart``: by ``start``, once the command runs; ``poststop``: by
-  ``delete``, once the container is removed, and by a failed ``create``
-  once it has unwound (runc's destroy).  Both in the runtime's namespaces;
+  ``delete``, once the container is removed, and by a create that failed
+  from its hooks on, once it has unwound (runc's destroy).  Both in the runtime's namespaces;
   their failures are warnings.
 
 The plan is recorded in the container's state.json (``State.hooks``) at
@@ -102,6 +102,7 @@ def run_runtime_hooks(launch: _Launch) -> None:
     if plan is None:
         raise NsinitError(STEP, "the container's init asked for hooks it has none of")
     state = plan.state("creating", launch.pid)
+    launch.container.hooks_begun = True
     for kind in ("prestart", "createRuntime"):
         run_hooks(plan.hooks, kind, state)
     messages.send(launch.sync_fd, messages.hooks_ran(state))

@@ -105,6 +105,25 @@ def test_a_failing_create_runtime_hook_fails_create_and_leaves_nothing(tmp_path:
     assert container.status()[0] == "none"              # no_residue checks cgroups, mounts, processes
 
 
+def test_a_create_that_fails_before_its_hooks_runs_no_poststop(tmp_path: Path, rootfs: Path,
+                                                               no_residue: None) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    container, spec = make(tmp_path, rootfs, {"poststop": [recorder(out, "poststop")]})
+    source = tmp_path / "gone"
+    source.mkdir()
+    data = json.loads(Path(spec.bundle, "config.json").read_text())
+    data["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(source), "options": ["bind"]})
+    Path(spec.bundle, "config.json").write_text(json.dumps(data))
+    spec, _ = load_bundle(spec.bundle, "hooked")
+    source.rmdir()  # after the check: the bind fails in the init, before the hooks' moment
+    container = Container(str(tmp_path / "state"), spec.config)
+    with pytest.raises(NsinitError) as failed:
+        container.create(Process(list(spec.args)), hooks=HookPlan.of_spec(spec, "hooked"))
+    assert "bind source" in str(failed.value) and "does not exist" in str(failed.value)
+    assert not (out / "poststop.json").exists()
+
+
 def test_a_hook_past_its_timeout_is_killed(tmp_path: Path, rootfs: Path, no_residue: None) -> None:
     out = tmp_path / "out"
     out.mkdir()
