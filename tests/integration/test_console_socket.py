@@ -13,6 +13,8 @@ import fcntl
 import os
 import select
 import struct
+import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
@@ -121,3 +123,46 @@ def test_an_unreachable_console_socket_fails_create_and_leaves_nothing(tmp_path:
         container.create(Process(list(spec.args), console_socket=str(tmp_path / "nobody.sock")))
     assert "nobody.sock: cannot connect: No such file or directory" in str(failed.value)
     assert container.status()[0] == "none"
+
+
+def runc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """nsinit-runc with its stdio in files: a container made without a
+    terminal would hold pipes open for its life."""
+    with open(root.parent / "runc.out", "w+") as o, open(root.parent / "runc.err", "w+") as e:
+        code = subprocess.run([sys.executable, "-m", "nsinit.oci", "--root", str(root), *args], stdout=o, stderr=e,
+                              timeout=60, stdin=subprocess.DEVNULL).returncode
+        o.seek(0)
+        e.seek(0)
+        return subprocess.CompletedProcess(args, code, o.read(), e.read())
+
+
+def test_nsinit_runc_create_with_a_console_socket(tmp_path: Path, rootfs: Path, no_residue: None) -> None:
+    """conmon's create --console-socket: the master arrives before create exits."""
+    directory = bundle(tmp_path, rootfs, ["/bin/sh", "-c", "read line; echo typed:$line"], terminal=True)
+    listener = ConsoleListener(tmp_path / "console.sock")
+    master = -1
+    try:
+        done = runc(tmp_path / "state", "create", "--bundle", str(directory), "--console-socket", listener.path,
+                    "--pid-file", str(tmp_path / "pid"), "c1")
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        payload, fds, lengths = listener.receive()
+        assert payload and len(fds) == 1 and lengths == [4]
+        master = fds[0]
+        pid = int((tmp_path / "pid").read_text())
+        assert os.readlink(f"/proc/{pid}/fd/0").startswith("/dev/pts/") and tty_nr(pid) != 0
+        assert runc(tmp_path / "state", "start", "c1").returncode == 0
+        os.write(master, b"from conmon\n")
+        assert b"typed:from conmon" in read_until(master, b"typed:from conmon")
+    finally:
+        if master >= 0:
+            os.close(master)
+        listener.close()
+        assert runc(tmp_path / "state", "delete", "--force", "c1").returncode == 0
+
+
+def test_nsinit_runc_create_with_a_terminal_and_no_socket(tmp_path: Path, rootfs: Path, no_residue: None) -> None:
+    directory = bundle(tmp_path, rootfs, ["/bin/true"], terminal=True)
+    done = runc(tmp_path / "state", "create", "--bundle", str(directory), "c1")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "cannot allocate tty if runc will detach without setting console socket" in done.stderr
+    assert runc(tmp_path / "state", "list", "-q").stdout == ""

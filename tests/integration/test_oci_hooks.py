@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from _ocibundle import bundle
-from conftest import needs_root
+from conftest import needs_root, wait_until
 from nsinit.container import Container, Process
 from nsinit.errors import NsinitError
 from nsinit.lifecycle.hooks import HookPlan
@@ -154,3 +156,37 @@ def test_a_failing_start_container_hook_fails_start(tmp_path: Path, rootfs: Path
 def test_no_hooks_no_plan(tmp_path: Path, rootfs: Path) -> None:
     spec, _ = load_bundle(str(bundle(tmp_path, rootfs, ["/bin/true"])), "plain")
     assert HookPlan.of_spec(spec, "plain") is None
+
+
+def test_nsinit_runc_runs_the_bundles_hooks(tmp_path: Path, rootfs: Path, no_residue: None) -> None:
+    """create, start and delete through nsinit-runc, as an engine drives it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    directory = bundle(tmp_path, rootfs, ["/bin/sh", "-c", "echo ran > /ran"])
+    data = json.loads((directory / "config.json").read_text())
+    data["hooks"] = {kind: [recorder(out, kind)] for kind in ("createRuntime", "createContainer", "poststart",
+                                                              "poststop")}
+    data["annotations"] = {"io.example": "yes"}
+    (directory / "config.json").write_text(json.dumps(data))
+    runc = [sys.executable, "-m", "nsinit.oci", "--root", str(tmp_path / "state")]
+
+    def run(*args: str) -> None:
+        # Files, not pipes: the container holds create's stdio (conmon's pipes) for its life.
+        with open(tmp_path / "runc.out", "w+") as o, open(tmp_path / "runc.err", "w+") as e:
+            code = subprocess.run([*runc, *args], stdout=o, stderr=e, timeout=60, stdin=subprocess.DEVNULL).returncode
+            e.seek(0)
+            assert code == 0 and e.read() == ""
+
+    try:
+        run("create", "--bundle", str(directory), "--pid-file", str(tmp_path / "pid"), "c1")
+        pid = int((tmp_path / "pid").read_text())
+        state = json.loads((out / "createRuntime.json").read_text())
+        assert state["id"] == "c1" and state["pid"] == pid and state["annotations"] == {"io.example": "yes"}
+        assert (out / "createContainer.ns").read_text().strip() == os.readlink(f"/proc/{pid}/ns/mnt")
+        run("start", "c1")
+        assert json.loads((out / "poststart.json").read_text())["status"] == "running"
+        wait_until(lambda: (rootfs / "ran").exists())
+        assert not (out / "poststop.json").exists()
+    finally:
+        run("delete", "--force", "c1")
+    assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"

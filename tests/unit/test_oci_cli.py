@@ -225,8 +225,8 @@ def test_a_bundle_is_read_and_its_process_checked_before_anything_is_made(tmp_pa
     log = tmp_path / "log"
     root = tmp_path / "r"
     assert failed(runc("--root", str(root), "--log", str(log), "create", "-b", str(b), "c1")) == (
-        "nsinit-runc: create: config.json: process.terminal is true: a terminal needs --console-socket "
-        "(the engine receives the pty master there)")
+        "nsinit-runc: create: config.json: process.terminal is true: cannot allocate tty if runc will detach "
+        "without setting console socket (the engine receives the pty master there)")
     assert not root.exists()  # checked before the state root was even made
     # The unknown key is a warning in the log, never on stderr (the container's stderr).
     assert 'level=warning msg="config.json: unknown key \\"unknownKey\\" ignored"' in log.read_text()
