@@ -26,10 +26,11 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     import signal
     from types import ModuleType
-    from typing import Callable, NoReturn
+    from typing import Any, Callable, NoReturn
 
     from nsinit import identity
     from nsinit.config.model import Config, Rlimit
+    from nsinit.oci.hooks import Hooks
 else:
     import _signal as signal  # see nsinit/container.py
 
@@ -69,6 +70,7 @@ class ChildPlan:
     # A new session keyring for the process (runc's default); False: keep
     # the caller's (--no-new-keyring).
     new_session_keyring: bool = False
+    hooks: Hooks | None = None  # OCI hooks: stop for them before pivot_root (nsinit/lifecycle/hooks.py)
 
 
 class StepFailed(Exception):
@@ -313,10 +315,12 @@ def _setup_and_exec(plan: ChildPlan) -> None:
                 console.attach_child_stdio(plan.stdio)
         if not cfg.has_own_procfs():
             write_kernel_settings_from_the_host(steps, cfg)
+        hook_state = _hook_point(steps, plan)
         with steps.step("pivot_root"):
             mount.pivot_to_rootfs(cfg)
     else:
         write_kernel_settings_from_the_host(steps, cfg)
+        hook_state = _hook_point(steps, plan)
         with steps.step("chroot"):
             if plan.exec_fifo_fd >= 0:
                 # The image's /proc is a directory, not procfs: the wait for
@@ -343,10 +347,14 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     with steps.step("stdio"):
         reopen_dev_null_stdio()
     trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
+    start_hooks = None
+    if plan.hooks is not None and plan.hooks.start_container:
+        start_hooks = (plan.hooks, hook_state)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      plan.init_prefix, seccomp=(plan.seccomp_program, plan.seccomp_flags),
                      detached=plan.detached, exec_fifo_fd=plan.exec_fifo_fd,
-                     exec_fifo_proc_fd=plan.exec_fifo_proc_fd, extra_files=len(plan.extra_files))
+                     exec_fifo_proc_fd=plan.exec_fifo_proc_fd, extra_files=len(plan.extra_files),
+                     start_hooks=start_hooks)
 
 
 def place_extra_files(steps: Steps, plan: ChildPlan, trampoline_fd: int) -> int:
@@ -374,11 +382,24 @@ def place_extra_files(steps: Steps, plan: ChildPlan, trampoline_fd: int) -> int:
     return trampoline_fd
 
 
+def _hook_point(steps: Steps, plan: ChildPlan) -> dict[str, Any]:
+    """OCI hooks: prestart and createRuntime by the creator, then
+    createContainer here, in the container's mount namespace, before
+    pivot_root (nsinit/lifecycle/hooks.py)."""
+    if plan.hooks is None:
+        return {}
+    with steps.step("hooks"):
+        from nsinit.lifecycle import hooks
+
+        return hooks.hook_point(plan.hooks, plan.sync_fd)
+
+
 def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list[str],
                      user: str, cwd: str, trampoline_fd: int,
                      init_prefix: list[str] | None = None,
                      seccomp: tuple[bytes, int] = (b"", 0), *, detached: bool = False,
-                     exec_fifo_fd: int = -1, exec_fifo_proc_fd: int = -1, extra_files: int = 0) -> NoReturn:
+                     exec_fifo_fd: int = -1, exec_fifo_proc_fd: int = -1, extra_files: int = 0,
+                     start_hooks: tuple[Hooks, dict[str, Any]] | None = None) -> NoReturn:
     """The part shared by create and join: limits, who we are, what we may do, exec."""
     from nsinit import capabilities, identity  # already loaded: see import_step_modules
 
@@ -446,6 +467,11 @@ def finalize_process(steps: Steps, cfg: Config, args: list[str], extra_env: list
 
             steps.trace = False  # nobody reads the sync socket once we are created
             start.wait_for_start(exec_fifo_fd, steps.sync_fd, exec_fifo_proc_fd)
+    if start_hooks is not None:
+        with steps.step("hooks"):
+            from nsinit.lifecycle import hooks  # loaded before pivot_root, at the hook point
+
+            hooks.run_start_container(*start_hooks)
     with steps.step("exec"):
         exec_command(args, env, trampoline_fd, steps.sync_fd, init_prefix or [],
                      cfg.rootfs, path, cfg.has_own_procfs())
@@ -657,7 +683,7 @@ def _open_console(plan: ChildPlan, root: str) -> None:
     its master goes to the supervisor."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        master, slave = console.open_container_pty(root_fd)
+        master, slave = console.open_container_pty(root_fd, plan.stdio.window_size)
     finally:
         os.close(root_fd)
     try:

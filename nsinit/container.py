@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from nsinit.cgroups.notify import Notifier
     from nsinit.config.model import Config
     from nsinit.criu.options import CriuOptions
+    from nsinit.lifecycle.hooks import HookPlan
 else:
     # The C module under signal.py, which adds enum classes (and the enum
     # module, ~2 ms of every start); its functions and constants are the same.
@@ -69,6 +70,9 @@ class Process:
     no_new_privileges: bool | None = None
     rlimits: list[Any] | None = None  # Rlimit, (type, soft, hard) or dicts: the config's whole list
     console_socket: str | None = None  # a tty's master goes there (nsinit/oci/console_socket.py)
+    console_size: tuple[int, int] | None = None  # (rows, columns) of that tty (OCI consoleSize)
+    umask: int | None = None     # an OCI exec's process.user.umask (nsinit/oci/process.py)
+    oom_score_adj: int | None = None
     # Set by create, and by run/join with detach: the host pid, then the exit status once waited for.
     pid: int = field(default=0, compare=False)
     status: int | None = field(default=None, compare=False)
@@ -158,6 +162,9 @@ class Container:
         self.warn: Callable[[str], None] = warn or warn_on_stderr
         self.config_path: str | None = None
         self.read_config_on_create = False
+        # OCI hooks for the next creation (nsinit/lifecycle/hooks.py); the 2014 door has none.
+        self.hooks: HookPlan | None = None
+        self.hooks_begun = False  # the creation reached its hooks (a failure then runs poststop)
 
     @classmethod
     def attach(cls, root: str = ".") -> "Container":
@@ -333,7 +340,7 @@ class Container:
 
     # -- running ---------------------------------------------------------
     def run(self, process: Process, *, detach: bool = False, new: bool = False,
-            created: Callable[[Process], None] | None = None) -> int | Process:
+            created: Callable[[Process], None] | None = None, hooks: HookPlan | None = None) -> int | Process:
         """Create the container with ``process`` as PID 1, or join the live one.
 
         This is ``nsinit exec`` (``new``: ``exec --new``, create only).
@@ -342,21 +349,34 @@ class Container:
         ``process`` at once, with its ``pid``; the caller waits for it.
         ``created(process)`` is called between the create and the start
         (``exec --detach`` prints the pid there: before anything the
-        container writes to the same stdout).
+        container writes to the same stdout).  ``hooks``: the OCI hooks of a
+        creation (nsinit/lifecycle/hooks.py).
         """
+        self.hooks = hooks
         if detach:
             return self._launch(process, create=True, join=not new, detach=True, start=created or _no_hook)
         return self._launch(process, create=True, join=not new)
 
-    def create(self, process: Process) -> Process:
+    def create(self, process: Process, *, hooks: HookPlan | None = None) -> Process:
         """Set the container up with ``process`` as PID 1, which then waits
         for ``start`` before it execs; an error if a container runs here.
 
         Returns ``process`` with its ``pid``: a child of the caller, with the
         caller's fds 0-2 as its stdio, which nothing supervises (libcontainer's
-        Start; nsinit/lifecycle/).
+        Start; nsinit/lifecycle/).  ``hooks``: its OCI hooks, run at their
+        moments by create, start and delete (nsinit/lifecycle/hooks.py).
         """
-        created = self._launch(process, create=True, join=False, detach=True)
+        self.hooks, self.hooks_begun = hooks, False
+        try:
+            created = self._launch(process, create=True, join=False, detach=True)
+        except NsinitError:
+            # From its hooks on, a failed creation goes on at the deletion
+            # (runtime.md; runc's destroy): poststop runs.
+            if hooks is not None and self.hooks_begun:
+                from nsinit.lifecycle.hooks import run_poststop_of
+
+                run_poststop_of(hooks, self.warn)
+            raise
         assert isinstance(created, Process)  # detach=True returns the process
         return created
 

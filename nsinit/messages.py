@@ -92,8 +92,15 @@ if TYPE_CHECKING:
         kind: Literal["exec_failed"]
         errno: int
 
+    class HooksDue(TypedDict):
+        kind: Literal["hooks"]
+
     class Go(TypedDict):
         kind: Literal["go"]
+
+    class HooksRan(TypedDict):
+        kind: Literal["hooks_ran"]
+        state: dict[str, Any]
 
     class SeccompListenerSent(TypedDict):
         kind: Literal["seccomp_listener_sent"]
@@ -107,7 +114,7 @@ if TYPE_CHECKING:
         records: list[dict[str, Any]]
 
     Message = Union[Attached, Trace, Console, SeccompListener, Created, Failed, ExecFailed, Go,
-                    SeccompListenerSent, SetUpNetworks, Networks]
+                    SeccompListenerSent, SetUpNetworks, Networks, HooksDue, HooksRan]
 
 MAX_MESSAGE = 65536
 _FD_SIZE = 4  # an fd in SCM_RIGHTS is a C int
@@ -153,6 +160,12 @@ def failed(step: str, message: str, exit: int, errno: int | None = None, syscall
             "syscall": syscall, "target": target, "strerror": strerror}
 
 
+def hooks() -> HooksDue:
+    """The init stands before pivot_root: run the OCI hooks of the runtime's
+    namespaces, then answer ``hooks_ran`` (nsinit/lifecycle/hooks.py)."""
+    return {"kind": "hooks"}
+
+
 def exec_failed(errno: int) -> ExecFailed:
     """The trampoline's execve of the command failed (written in C, see above)."""
     return {"kind": "exec_failed", "errno": errno}
@@ -163,6 +176,12 @@ def exec_failed(errno: int) -> ExecFailed:
 def go() -> Go:
     """The parent has recorded the child: it may set up and exec."""
     return {"kind": "go"}
+
+
+def hooks_ran(state: dict[str, Any]) -> HooksRan:
+    """prestart and createRuntime ran; ``state`` is the container's, for
+    the init's own hooks (createContainer, startContainer)."""
+    return {"kind": "hooks_ran", "state": state}
 
 
 def seccomp_listener_sent() -> SeccompListenerSent:
@@ -186,6 +205,7 @@ KINDS: dict[str, Callable[..., Message]] = {
     "attached": attached, "trace": trace, "console": console, "seccomp_listener": seccomp_listener,
     "created": created, "failed": failed, "exec_failed": exec_failed, "go": go,
     "seccomp_listener_sent": seccomp_listener_sent, "set_up_networks": set_up_networks, "networks": networks,
+    "hooks": hooks, "hooks_ran": hooks_ran,
 }
 _PASS_FD = frozenset(("console", "seccomp_listener"))  # the kinds with an ``fd``
 _TRAMPOLINE_KEY = "exec_errno"

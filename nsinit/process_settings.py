@@ -43,7 +43,7 @@ def overrides_config(process: Process) -> bool:
     """Whether ``process`` sets anything of the config's (cheap: no import)."""
     return any(value is not None for value in (
         process.additional_groups, process.capabilities, process.apparmor_profile, process.label,
-        process.no_new_privileges, process.rlimits))
+        process.no_new_privileges, process.rlimits, process.umask, process.oom_score_adj))
 
 
 def process_config(config: Config, process: Process) -> Config:
@@ -63,6 +63,10 @@ def process_config(config: Config, process: Process) -> Config:
         changes["no_new_privileges"] = process.no_new_privileges
     if process.rlimits is not None:
         changes["rlimits"] = parse_rlimits(ctx, process.rlimits)
+    if process.umask is not None:  # an OCI exec's (nsinit/oci/process.py: parsed there)
+        changes["umask"] = process.umask
+    if process.oom_score_adj is not None:
+        changes["oom_score_adj"] = process.oom_score_adj
     # An empty profile or label is no setting (runc's rule): it never
     # takes away the one the config has.
     if process.apparmor_profile is not None and process.apparmor_profile != "":

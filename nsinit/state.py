@@ -93,6 +93,7 @@ class State:
     supervisor_start_time: int = 0
     detached: bool = False           # created with nobody supervising (Container.create): kept once stopped
     config: RecordedConfig = field(default_factory=dict)   # written and read by nsinit.config.recorded
+    hooks: dict[str, Any] = field(default_factory=dict)    # OCI hooks: nsinit.lifecycle.hooks.HookPlan
 
     def to_json(self) -> str:
         return jsontext.dumps(asdict(self), indent=2, sort_keys=True)

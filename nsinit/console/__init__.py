@@ -48,6 +48,10 @@ class Stdio:
     # The pty is made by the child in the container's own devpts, so that
     # `tty` says /dev/pts/0 inside and the host's devpts never enters it.
     pty_in_container: bool = False
+    # Detached with a terminal (nsinit/lifecycle/console.py): the master
+    # goes to this AF_UNIX socket instead of a relay, sized so.
+    console_socket: str = ""
+    window_size: tuple[int, int] | None = None   # (rows, columns)
 
     @property
     def needs_relay(self) -> bool:
@@ -90,11 +94,12 @@ def prepare_stdio(use_tty: bool, container_devpts: bool = True, *,
     return _prepare_passthrough(given or (None, None, None))
 
 
-def open_container_pty(root_fd: int) -> tuple[int, int]:
+def open_container_pty(root_fd: int, window_size: tuple[int, int] | None = None) -> tuple[int, int]:
     """In the child, after the container's devpts is mounted: (master, slave).
 
     ``root_fd`` is the container's root: its dev/pts/ptmx is opened with
-    the path resolved inside it, never through the host's tree.
+    the path resolved inside it, never through the host's tree.  The pty
+    gets ``window_size`` (rows, columns), else the size of nsinit's stdin.
     """
     master = open_devpts_ptmx(root_fd)
     try:
@@ -103,7 +108,10 @@ def open_container_pty(root_fd: int) -> tuple[int, int]:
         # does not wait for that and may exec first, and a command started
         # on a 0x0 pty (stty size, a shell's line editor) sees no size.
         # Fd 0 is still the host's stdin: the pty replaces it later.
-        _copy_window_size(0, master)
+        if window_size is not None:
+            set_window_size(master, window_size)
+        else:
+            _copy_window_size(0, master)
         slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         os.close(master)
@@ -168,7 +176,13 @@ def use_child_pty(stdio: Stdio, slave: int) -> None:
 
 
 def adopt_master(stdio: Stdio, master: int) -> None:
-    """In the parent: relay through the master the child sent us."""
+    """In the parent: relay through the master the child sent us (or,
+    detached, hand it to the console socket and keep no copy)."""
+    if stdio.console_socket:
+        from nsinit.lifecycle.console import hand_master_to_socket
+
+        hand_master_to_socket(stdio, master)
+        return
     stdio.master_fd = master
     stdio.parent_only.append(master)
     stdio.relays = [(0, master), (master, 1)]
@@ -219,6 +233,15 @@ def _isatty(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
+
+
+def set_window_size(fd: int, size: tuple[int, int]) -> None:
+    """TIOCSWINSZ: (rows, columns), no pixel sizes.  No struct: a joined
+    process sizes its pty after setns, where nothing can be imported."""
+    import sys  # built in: always loaded
+
+    winsize = b"".join(n.to_bytes(2, sys.byteorder) for n in (*size, 0, 0))  # struct winsize: 4 shorts
+    fcntl.ioctl(fd, TIOCSWINSZ, winsize)
 
 
 def _copy_window_size(src: int, dst: int) -> None:

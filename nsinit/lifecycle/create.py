@@ -126,6 +126,8 @@ class _Creation(_Launch):
             plan.exec_fifo_fd = prepare_exec_fifo(self)
         if self.process.init:
             add_init(plan, cfg)
+        if self.container.hooks is not None:
+            plan.hooks = self.container.hooks.hooks  # the init stops for them before pivot_root
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
             # The cgroup namespace is rooted where its creator stands when it
@@ -208,6 +210,8 @@ class _Creation(_Launch):
             if self.detached:  # no supervisor: the creator only holds the lock while it creates
                 record.status, record.detached, record.supervisor_pid, record.supervisor_start_time = \
                     "creating", True, 0, 0
+            if self.container.hooks is not None:  # for start and delete, later
+                record.hooks = self.container.hooks.to_record()
             state.write_state(self.container.root, record)  # undone by tear_down
 
 
@@ -241,7 +245,8 @@ _STD_NAMES = ("stdin", "stdout", "stderr")
 
 
 def detached_stdio(asked_tty: bool | None, configured_tty: bool | None, warn: Callable[[str], None], *,
-                   given: tuple[int | None, int | None, int | None] | None = None) -> console.Stdio:
+                   given: tuple[int | None, int | None, int | None] | None = None, console_socket: str = "",
+                   window_size: tuple[int, int] | None = None, container_devpts: bool = True) -> console.Stdio:
     """The caller's fds 0-2, as they are, except a terminal.
 
     A detached container outlives the nsinit that could relay a terminal,
@@ -249,11 +254,12 @@ def detached_stdio(asked_tty: bool | None, configured_tty: bool | None, warn: Ca
     what the user types into their shell afterwards (and, with
     CAP_SYS_ADMIN, type into it with TIOCSTI).  So a terminal fd becomes
     /dev/null, said in one warning; a pty of the container's own needs a
-    console socket to hand its master to someone (nsinit-runc's job).
+    console socket to hand its master to (nsinit/lifecycle/console.py).
     """
     if asked_tty or (asked_tty is None and configured_tty):
-        raise NsinitError("tty", "a detached container cannot have a terminal here: its pty would need a "
-                                 "console socket to go to (run with -T, or without --detach)")
+        from nsinit.lifecycle.console import detached_terminal
+
+        return detached_terminal(console_socket, window_size, container_devpts)
     given = given or (None, None, None)  # a Process's own fds: no terminals (nsinit/process_settings.py)
     own = [fd if (mine := given[fd]) is None else mine for fd in (0, 1, 2)]
     terminals = [fd for fd in (0, 1, 2) if given[fd] is None and _isatty(fd)]

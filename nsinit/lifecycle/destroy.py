@@ -85,6 +85,10 @@ def delete(container: Container, *, force: bool, grace: float = 2.0) -> None:
             kill(container, current, wait=not supervised)
         if not supervised:
             remove_container(root, current)
+            if current.hooks:
+                from nsinit.lifecycle.hooks import run_poststop
+
+                run_poststop(current, container.warn)
             return
     finally:
         lock.release()

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from nsinit.config.model import Config
     from nsinit.container import Process
+    from nsinit.lifecycle.hooks import HookPlan
     from nsinit.oci.spec import OciSpec
 
 # runc's libcontainer idRegex, ``^[\w+-\.]+$`` (Go: ASCII \w; ``+-\.`` is the
@@ -250,19 +251,19 @@ class FactoryContainer(Container):
         }
 
     # -- the lifecycle: what the id dir adds ---------------------------------
-    def create(self, process: Process) -> Process:
+    def create(self, process: Process, *, hooks: HookPlan | None = None) -> Process:
         """Container.create; on failure the id goes too (libcontainer's
         atomic Create: nothing is left of a container that never was)."""
         try:
-            return super().create(process)
+            return super().create(process, hooks=hooks)
         except BaseException:
             self.forget()
             raise
 
     def run(self, process: Process, *, detach: bool = False, new: bool = False,
-            created: Callable[[Process], None] | None = None) -> int | Process:
+            created: Callable[[Process], None] | None = None, hooks: HookPlan | None = None) -> int | Process:
         try:
-            return super().run(process, detach=detach, new=new, created=created)
+            return super().run(process, detach=detach, new=new, created=created, hooks=hooks)
         except BaseException:
             if self.oci_status()[0] == "stopped":
                 self.forget()

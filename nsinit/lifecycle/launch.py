@@ -93,7 +93,9 @@ class _Launch:
             if self.detached:
                 from nsinit.lifecycle.create import detached_stdio
 
-                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn, given=given)
+                self.stdio = detached_stdio(proc.tty, cfg.tty, self.container.warn, given=given,
+                                            console_socket=proc.console_socket or "", window_size=proc.console_size,
+                                            container_devpts=cfg.has_namespace("NEWNS"))
                 self.undo.callback(self.close_child_stdio_unless_cloned)
             else:
                 use_tty = choose_tty(proc.tty, cfg.tty if given is None or given[0] is None else bool(cfg.tty))
@@ -212,6 +214,7 @@ class _Launch:
         return {
             "trace": self.show_child_trace,
             "console": self.adopt_console,
+            "hooks": self.run_runtime_hooks,
             "seccomp_listener": self.hand_over_seccomp_listener,
             "failed": self.raise_child_failure,
             "exec_failed": self.raise_exec_failure,
@@ -228,6 +231,12 @@ class _Launch:
 
     def adopt_console(self, message: messages.Console) -> None:
         console.adopt_master(self.stdio, message["fd"])
+
+    def run_runtime_hooks(self, message: messages.HooksDue) -> None:
+        """The init stands before pivot_root: the OCI hooks of the runtime's namespaces."""
+        from nsinit.lifecycle.hooks import run_runtime_hooks
+
+        run_runtime_hooks(self)
 
     def hand_over_seccomp_listener(self, message: messages.SeccompListener) -> None:
         self.send_seccomp_listener(message["fd"])
@@ -266,7 +275,8 @@ def seed_process_fields(process: Process) -> tuple[tuple[int | None, int | None,
     if (process.stdin is None and process.stdout is None and process.stderr is None
             and not process.extra_files and process.additional_groups is None and process.capabilities is None
             and process.apparmor_profile is None and process.label is None
-            and process.no_new_privileges is None and process.rlimits is None):
+            and process.no_new_privileges is None and process.rlimits is None
+            and process.umask is None and process.oom_score_adj is None):
         return None, []
     from nsinit import process_settings
 

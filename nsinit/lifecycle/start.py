@@ -125,6 +125,10 @@ def start_locked(container: Container) -> None:
     current.status = "running"
     state.update_state(container.root, current)
     _raise_reported(report, current)
+    if current.hooks:
+        from nsinit.lifecycle.hooks import run_poststart
+
+        run_poststart(current, container.warn)
 
 
 def release(path: str, current: state.State) -> bytes:

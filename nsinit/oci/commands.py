@@ -11,11 +11,11 @@ is shared/reference/oci-clients.md.  Rules every command keeps:
 - without a terminal the container's fds 0-2 are create's own, and
   nsinit-runc keeps no copy of them (it exits; nothing of it stays).
 
-The seams for nsinit-runc exec, the console socket and the OCI hooks
-(worked on beside this module): ``load_container`` turns an id into the
-loaded container with its bundle's spec, ``process_of`` makes the init's
-Process from a spec, and ``run_hooks_at`` is called at each hook's moment
-this module owns (it runs nothing yet).
+``load_container`` turns an id into the loaded container (nsinit-runc exec
+too), ``process_of`` makes the init's Process from a spec (a terminal's
+master goes to --console-socket), and the spec's OCI hooks go to the
+library with the creation (``HookPlan``): it runs each at its moment, in
+create, start and delete (nsinit/lifecycle/hooks.py).
 """
 from __future__ import annotations
 
@@ -64,25 +64,21 @@ def load_spec_of(globals_: Globals, container: FactoryContainer) -> OciSpec:
 
 def process_of(spec: OciSpec, console_socket: str | None) -> Process:
     """The init's Process: process.args of the spec (env, user, cwd and the
-    rest are the Config's already)."""
+    rest are the Config's already); with process.terminal, its pty's master
+    goes to ``console_socket`` (runc's error without one: the library's)."""
     from nsinit.container import Process
 
     if not spec.args:
         raise NsinitError("", "config.json: process.args: the container needs a command")
     if spec.config.tty:
-        if not console_socket:
-            # runc's rule: a detached container's pty master must go somewhere.
-            raise NsinitError("", "config.json: process.terminal is true: a terminal needs --console-socket "
+        if not console_socket:  # before anything is made
+            from nsinit.lifecycle.console import NO_SOCKET
+
+            raise NsinitError("", f"config.json: process.terminal is true: {NO_SOCKET} "
                                   "(the engine receives the pty master there)")
-        raise NsinitError("", "--console-socket: not yet: the console socket comes with nsinit-runc exec")
+        return Process(args=list(spec.args), tty=True, console_socket=console_socket,
+                       console_size=spec.console_size)
     return Process(args=list(spec.args), tty=False)
-
-
-def run_hooks_at(kind: str, container: FactoryContainer, spec: OciSpec | None) -> None:
-    """Where the OCI hooks of ``kind`` run (nsinit/oci/hooks.py); the moments
-    inside create (createRuntime, createContainer) and start
-    (startContainer) belong to the lifecycle.  Not run yet."""
-    return None
 
 
 # --- create, start, run ------------------------------------------------------------
@@ -110,8 +106,10 @@ def create_container(globals_: Globals, args: dict[str, Any]) -> tuple[FactoryCo
     process = process_of(spec, args["--console-socket"])
     if preserve:
         process = with_preserved_fds(process, preserve)
+    from nsinit.lifecycle.hooks import HookPlan
+
     container = factory_of(globals_).create(container_id, spec, warn=globals_.warn)
-    container.create(process)  # removes the id again if it fails
+    container.create(process, hooks=HookPlan.of_spec(spec, container_id))  # removes the id again if it fails
     try:
         if pid_file:
             write_pid_file(pid_file, process.pid)
@@ -167,8 +165,7 @@ def cmd_start(globals_: Globals, args: dict[str, Any]) -> int:
     status, _current = container.oci_status()
     if status != "created":
         raise NsinitError("", f'cannot start container "{container.id}": it is {status}, not created')
-    container.start()
-    run_hooks_at("poststart", container, None)
+    container.start()  # and its poststart hooks
     return 0
 
 
@@ -177,19 +174,17 @@ def cmd_run(globals_: Globals, args: dict[str, Any]) -> int:
     parent) and exit with its status, deleting the container unless --keep."""
     if not args["--detach"] and not args["--no-subreaper"]:
         set_child_subreaper()  # the init's orphans come to us, as runc run's
-    container, process, spec = create_container(globals_, args)
+    container, process, _spec = create_container(globals_, args)
     try:
-        container.start()
+        container.start()  # and its poststart hooks
     except BaseException:
         container.destroy()
         raise
-    run_hooks_at("poststart", container, spec)
     if args["--detach"]:
         return 0
     status = wait_forwarding_signals(process)
     if not args["--keep"]:
-        container.delete(force=True)
-        run_hooks_at("poststop", container, spec)
+        container.delete(force=True)  # and its poststop hooks
     return status
 
 
@@ -512,6 +507,5 @@ def cmd_delete(globals_: Globals, args: dict[str, Any]) -> int:
     if status in ("running", "paused", "creating") and not force:
         raise ContainerNotStopped("", f'cannot delete container "{container.id}" that is not stopped: {status} '
                                       "(delete --force kills it)")
-    container.delete(force=True)  # created: its init is killed (runc's delete)
-    run_hooks_at("poststop", container, None)
+    container.delete(force=True)  # created: its init is killed (runc's delete); then its poststop hooks
     return 0

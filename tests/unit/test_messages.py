@@ -31,6 +31,9 @@ EVERY_KIND = [
     messages.seccomp_listener_sent(),
     messages.set_up_networks(4242),
     messages.networks([{"type": "veth", "host": "nsinit-1"}]),
+    messages.hooks(),
+    messages.hooks_ran({"ociVersion": "1.0.2", "id": "c1", "status": "creating", "pid": 42, "bundle": "/b",
+                        "annotations": {}}),
 ]
 
 

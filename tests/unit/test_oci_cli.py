@@ -88,10 +88,17 @@ def test_delete_force_of_an_unknown_id_is_no_error(tmp_path: Path, argv: list[st
     assert done.returncode == 0 and done.stdout == done.stderr == ""
 
 
+@pytest.mark.parametrize("argv", [
+    ["exec", "--pid-file", "/p", "--process", "/f", "--detach", "--tty", "--console-socket", "/s", "c1"],
+    ["exec", "--process=/f", "--detach", "--pid-file=/p", "c1"],
+    ["exec", "-e", "A=1", "--env=B=2", "c1", "sh", "-c", "echo --not-an-option"],
+])
+def test_exec_is_parsed_as_conmon_and_the_shim_send_it(tmp_path: Path, argv: list[str]) -> None:
+    """Every form reaches the container lookup (the words after the ID are the process's)."""
+    assert failed(runc("--root", str(tmp_path), *argv)) == 'nsinit-runc: exec: container "c1" does not exist'
+
+
 @pytest.mark.parametrize("command, argv", [
-    ("exec", ["exec", "--pid-file", "/p", "--process", "/f", "--detach", "--tty", "--console-socket", "/s", "c1"]),
-    ("exec", ["exec", "--process=/f", "--detach", "--pid-file=/p", "c1"]),
-    ("exec", ["exec", "-e", "A=1", "--env=B=2", "c1", "sh", "-c", "echo --not-an-option"]),
     ("events", ["events", "--stats", "c1"]),
     ("checkpoint", ["checkpoint", "--image-path", "/i", "--work-path", "/w", "--leave-running", "c1"]),
     ("restore", ["restore", "--image-path=/i", "--detach", "--bundle", "/b", "c1"]),
@@ -168,12 +175,13 @@ def test_usage_errors_are_one_line(argv: list[str], expected: str) -> None:
     assert failed(runc(*argv)) == expected
 
 
-def test_help_for_a_command_and_for_all() -> None:
+def test_help_for_a_command_and_for_all(tmp_path: Path) -> None:
     done = runc("delete", "--help")
     assert done.returncode == 0 and done.stdout.startswith("Usage: nsinit-runc delete [options] ID")
     assert runc().stdout.startswith("nsinit-runc: runc's command line over nsinit")
     # exec's words after the ID are the process's own, --help included.
-    assert failed(runc("exec", "c1", "ls", "--help")) == f"nsinit-runc: exec: {NOT_YET}"
+    assert failed(runc("--root", str(tmp_path), "exec", "c1", "ls", "--help")) == \
+        'nsinit-runc: exec: container "c1" does not exist'
 
 
 # --- bad bundles: one line naming the field, exit 1, in the log as JSON ------
@@ -217,8 +225,8 @@ def test_a_bundle_is_read_and_its_process_checked_before_anything_is_made(tmp_pa
     log = tmp_path / "log"
     root = tmp_path / "r"
     assert failed(runc("--root", str(root), "--log", str(log), "create", "-b", str(b), "c1")) == (
-        "nsinit-runc: create: config.json: process.terminal is true: a terminal needs --console-socket "
-        "(the engine receives the pty master there)")
+        "nsinit-runc: create: config.json: process.terminal is true: cannot allocate tty if runc will detach "
+        "without setting console socket (the engine receives the pty master there)")
     assert not root.exists()  # checked before the state root was even made
     # The unknown key is a warning in the log, never on stderr (the container's stderr).
     assert 'level=warning msg="config.json: unknown key \\"unknownKey\\" ignored"' in log.read_text()
