@@ -633,7 +633,7 @@ def cmd_state(container: Any, as_json: bool) -> int:
     from nsinit.state import LOOK_WAIT_SECONDS
 
     with container.locked(wait=LOOK_WAIT_SECONDS):
-        status, current, why = container.status(report_stale=True)
+        status, current, why = container.status_with_record(report_stale=True)
     if status == "stopped" and as_json and current is not None:
         current.status = "stopped"  # the OCI status; the record keeps the last one it was in
         print(current.to_json())

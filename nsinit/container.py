@@ -213,10 +213,18 @@ class Container:
     # -- queries ---------------------------------------------------------
     def state(self) -> State | None:
         """The live container's state, or None (stale files are reported and removed)."""
-        status, current, _ = self.status(report_stale=True)
+        status, current, _ = self.status_with_record(report_stale=True)
         return None if status == "stopped" else current
 
-    def status(self, *, report_stale: bool = False) -> tuple[str, State | None, str]:
+    def status(self) -> str:
+        """The container's status in the OCI words (libcontainer's Status()):
+        "creating", "created" (its init waits for start), "running",
+        "paused" or "stopped" (its init exited, or there is no container
+        here: nothing of a dead one is left once this has looked)."""
+        status = self.status_with_record()[0]
+        return "stopped" if status in ("none", "stale") else status
+
+    def status_with_record(self, *, report_stale: bool = False) -> tuple[str, State | None, str]:
         """(status, state, why) where status is "creating", "created" (its
         init waits for start), "running", "paused", "stopped" (its init
         exited; its own nsinit is removing it, or, created detached, it
@@ -542,7 +550,7 @@ class Container:
         if not state.wait_for_removal(self.root, current, timeout=STOP_CLEANUP_SECONDS):
             raise NsinitError("stop", f"the container in {self.root} ended but its nsinit "
                                       f"(pid {current.supervisor_pid}) has not cleaned up", 1)
-        self.status()  # its nsinit died unreaped: remove what it left, quietly
+        self.status_with_record()  # its nsinit died unreaped: remove what it left, quietly
         return killed
 
     def _thaw_for_stop(self) -> None:

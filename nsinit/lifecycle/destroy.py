@@ -72,7 +72,7 @@ def delete(container: Container, *, force: bool, grace: float = 2.0) -> None:
     root = container.root
     lock = state.RootLock(root).acquire()
     try:
-        status, current, _why = container.status()  # a stale record: removed right there
+        status, current, _why = container.status_with_record()  # a stale record: removed right there
         if current is None:
             if force:
                 return

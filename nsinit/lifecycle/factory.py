@@ -222,12 +222,16 @@ class FactoryContainer(Container):
         A container with no record is stopped: its init ended and its
         leftovers were removed (by gc, or by the command that found it dead),
         or it is still being created (its creator lives)."""
-        status, current, _why = self.status()
+        status, current, _why = self.status_with_record()
         if status in ("none", "stale"):
             if self._creator_alive():
                 return "creating", None
             return "stopped", None
         return status, current
+
+    def status(self) -> str:
+        """The OCI status, "creating" while its creator still sets it up."""
+        return self.oci_status()[0]
 
     def _creator_alive(self) -> bool:
         facts = self.facts

@@ -116,7 +116,7 @@ def start(container: Container) -> None:
 
 def start_locked(container: Container) -> None:
     """``start`` for a caller that holds the root dir's lock."""
-    status, current, why = container.status(report_stale=True)
+    status, current, why = container.status_with_record(report_stale=True)
     if status != "created" or current is None:
         raise _not_startable(container.root, status, current, why)
     private = state.private_dir(container.root)

@@ -450,7 +450,7 @@ def container_for_exec(globals_: Globals, container_id: str) -> Any:
     """The container ``container_id``, in a state a process can join:
     error texts as runc's, which containerd and podman match."""
     container = container_by_id(globals_, container_id)
-    status = container.status(report_stale=False)[0]
+    status = container.status_with_record()[0]
     if status in ("none", "stale"):
         raise NsinitError("", f'container "{container_id}" does not exist')
     if status == "stopped":

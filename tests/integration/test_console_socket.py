@@ -111,7 +111,7 @@ def test_a_detached_terminal_without_a_console_socket_is_refused(tmp_path: Path,
         container.create(Process(list(spec.args)))
     assert str(refused.value).startswith("tty: a detached container cannot have a terminal here: its pty would "
                                          "need a console socket")
-    assert container.status()[0] == "none"
+    assert container.status_with_record()[0] == "none"
 
 
 def test_an_unreachable_console_socket_fails_create_and_leaves_nothing(tmp_path: Path, rootfs: Path,
@@ -122,7 +122,7 @@ def test_an_unreachable_console_socket_fails_create_and_leaves_nothing(tmp_path:
     with pytest.raises(NsinitError) as failed:
         container.create(Process(list(spec.args), console_socket=str(tmp_path / "nobody.sock")))
     assert "nobody.sock: cannot connect: No such file or directory" in str(failed.value)
-    assert container.status()[0] == "none"
+    assert container.status_with_record()[0] == "none"
 
 
 def runc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -63,13 +63,13 @@ def test_create_load_start_wait_delete(tmp_path: Path, rootfs: Path, no_residue:
     private = state.private_dir(container.root)
     try:
         loaded = factory.load("c1")        # from any process: by id
-        assert loaded.oci_status()[0] == "created" and loaded.oci_state()["pid"] == init.pid
+        assert loaded.status() == "created" and loaded.oci_state()["pid"] == init.pid
         assert loaded.oci_state()["annotations"] == {"org.example/who": "test"}
         assert factory.ids() == ["c1"]
-        loaded.start()
+        loaded.exec()                       # libcontainer's Exec: the init execs its command
         assert init.wait() == 5             # the caller of create is the init's parent
         stopped = factory.load("c1")
-        assert stopped.oci_state()["status"] == "stopped" and stopped.oci_state()["pid"] == 0
+        assert stopped.status() == "stopped" and stopped.oci_state()["pid"] == 0
         stopped.delete()
     finally:
         factory.load("c1").destroy() if os.path.isdir(container.root) else None

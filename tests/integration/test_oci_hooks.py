@@ -104,7 +104,7 @@ def test_a_failing_create_runtime_hook_fails_create_and_leaves_nothing(tmp_path:
     assert str(failed.value) == "hooks.createRuntime[0]: /bin/sh: exited with status 3: no way"
     assert not (out / "createContainer.json").exists()   # the later hooks did not run
     assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"   # but the deletion's did
-    assert container.status()[0] == "none"              # no_residue checks cgroups, mounts, processes
+    assert container.status_with_record()[0] == "none"              # no_residue checks cgroups, mounts, processes
 
 
 def test_a_create_that_fails_before_its_hooks_runs_no_poststop(tmp_path: Path, rootfs: Path,

@@ -128,6 +128,11 @@ def test_the_seeds_go_sample_runs_as_written(nsinit: Nsinit, tmp_path: Path, tra
     try:
         # err := container.Run(process)  (start the init and let it exec at once)
         container.run(process, detach=True)
+        # status, err := container.Status(); state, err := container.State()
+        assert (container.id, container.status()) == ("container-id", "running")
+        assert container.state() is not None and container.state().init_pid == process.pid
+        # (Config(): the config it was created with, from its record)
+        assert container.recorded_config().hostname == "testing"
         os.close(stdin_r)
         os.close(stdout_w)
         os.write(stdin_w, b"echo uid=$(id -u) host=$(hostname); ulimit -n; cat /proc/self/uid_map;"

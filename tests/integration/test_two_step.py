@@ -392,20 +392,20 @@ def test_library_create_start_wait_signal(nsinit: Nsinit) -> None:
         before = sorted(os.listdir("/proc/self/fd"))
         p = c.create(Process(["/bin/sh", "-c", "trap 'exit 4' TERM; touch /tmp/started; while :; do sleep 0.1; done"]))
         print("fds kept", sorted(os.listdir("/proc/self/fd")) != before, flush=True)
-        print("status", c.status()[0], os.path.exists(root + "/tmp/started"), flush=True)
+        print("status", c.status_with_record()[0], os.path.exists(root + "/tmp/started"), flush=True)
         c.start()
         while not os.path.exists(root + "/tmp/started"):
             pass
-        print("status", c.status()[0], flush=True)
+        print("status", c.status_with_record()[0], flush=True)
         p.signal(15)
         print("exit", p.wait(), p.wait(), flush=True)
-        print("status", c.status()[0], flush=True)
+        print("status", c.status_with_record()[0], flush=True)
         c.delete()
-        print("status", c.status()[0], flush=True)
+        print("status", c.status_with_record()[0], flush=True)
         q = c.run(Process(["/bin/sh", "-c", "exit 5"]), detach=True)
         print("run detach", q.wait(), flush=True)
         c.destroy()
-        print("status", c.status()[0], flush=True)
+        print("status", c.status_with_record()[0], flush=True)
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["fds kept False", "status created False", "status running",
