@@ -90,7 +90,13 @@ def _namespace_name(ctx: _Context, value: Any, path: str) -> str:
 
 # --- uid/gid mappings --------------------------------------------------------
 
-def _parse_id_mappings(ctx: _Context, value: Any, path: str) -> tuple[IdMap, ...]:
+# The keys of one map entry, in IdMap's field order, in each front door's spelling.
+ID_MAP_KEYS = ("container_id", "host_id", "size")
+OCI_ID_MAP_KEYS = ("containerID", "hostID", "size")
+
+
+def _parse_id_mappings(ctx: _Context, value: Any, path: str,
+                       keys: tuple[str, str, str] = ID_MAP_KEYS) -> tuple[IdMap, ...]:
     items = _opt_list(ctx, value, path)
     if len(items) > MAX_ID_MAPPINGS:
         ctx.fail(path, f"must have at most {MAX_ID_MAPPINGS} entries")
@@ -98,20 +104,21 @@ def _parse_id_mappings(ctx: _Context, value: Any, path: str) -> tuple[IdMap, ...
     for i, item in enumerate(items):
         entry_path = _item(path, i)
         obj = _obj(ctx, item, entry_path)
-        ctx.check_keys(obj, _ID_MAP_KEYS, entry_path)
-        fields = {}
-        for key in ("container_id", "host_id", "size"):
+        ctx.check_keys(obj, frozenset(keys), entry_path)
+        numbers = []
+        for key in keys:
             if obj.get(key) is None:
                 ctx.fail(_child(entry_path, key), "is required")
-            fields[key] = _int(ctx, obj[key], _child(entry_path, key), lo=1 if key == "size" else 0)
-        mapping = IdMap(**fields)
-        for key in ("container_id", "host_id"):
-            if getattr(mapping, key) + mapping.size > _ID_LIMIT:
-                ctx.fail(_child(entry_path, "size"), "range goes past the largest id 4294967294")
+            numbers.append(_int(ctx, obj[key], _child(entry_path, key), lo=1 if key == "size" else 0))
+        mapping = IdMap(*numbers)
+        for field_name in ID_MAP_KEYS[:2]:
+            if getattr(mapping, field_name) + mapping.size > _ID_LIMIT:
+                ctx.fail(_child(entry_path, keys[2]), "range goes past the largest id 4294967294")
         # The kernel rejects a map whose ranges overlap on either side.
         for j, other in enumerate(maps):
-            for key in ("container_id", "host_id"):
-                if _ranges_overlap(getattr(mapping, key), getattr(other, key), mapping.size, other.size):
+            for field_name, key in zip(ID_MAP_KEYS[:2], keys[:2]):
+                if _ranges_overlap(getattr(mapping, field_name), getattr(other, field_name),
+                                   mapping.size, other.size):
                     ctx.fail(_child(entry_path, key), f"overlaps {_item(path, j)}")
         maps.append(mapping)
     return tuple(maps)

@@ -30,6 +30,7 @@ from nsinit.config.mounts import (
     _parse_path_list,
     _parse_rootfs,
 )
+from nsinit.config import namespaces as config_namespaces
 from nsinit.config.namespaces import _parse_hostname, _parse_sysctl, _sysctl_namespace
 from nsinit.config.parse import (
     _Context,
@@ -67,7 +68,6 @@ from nsinit.config.model import (
     NamespaceConfig,
     NetworkConfig,
 )
-from nsinit.config.defaults import MAX_ID_MAPPINGS
 from nsinit.errors import ConfigError
 from nsinit.oci.hooks import HOOK_KINDS, Hook, Hooks
 from nsinit.record import field, record
@@ -116,7 +116,6 @@ _THROTTLES = (
 )
 _DEVICE_KEYS = frozenset({"type", "path", "major", "minor", "fileMode", "uid", "gid"})
 _DEVICE_RULE_KEYS = frozenset({"allow", "type", "major", "minor", "access"})
-_ID_MAP_KEYS = frozenset({"containerID", "hostID", "size"})
 _HOOK_KEYS = frozenset({"path", "args", "env", "timeout"})
 
 # Fields nsinit has no implementation for: set, they are refused by name.
@@ -442,28 +441,8 @@ def _parse_namespaces(ctx: _Context, value: Any, path: str) -> tuple[NamespaceCo
 
 
 def _parse_id_mappings(ctx: _Context, value: Any, path: str) -> tuple[IdMap, ...]:
-    items = _opt_list(ctx, value, path)
-    if len(items) > MAX_ID_MAPPINGS:
-        ctx.fail(path, f"must have at most {MAX_ID_MAPPINGS} entries")
-    maps: list[IdMap] = []
-    for i, item in enumerate(items):
-        entry_path = _item(path, i)
-        obj = _obj(ctx, item, entry_path)
-        ctx.check_keys(obj, _ID_MAP_KEYS, entry_path)
-        numbers = []
-        for key in ("containerID", "hostID", "size"):
-            if obj.get(key) is None:
-                ctx.fail(_child(entry_path, key), "is required")
-            numbers.append(_int(ctx, obj[key], _child(entry_path, key), lo=1 if key == "size" else 0,
-                                hi=2**32 - 1))
-        mapping = IdMap(*numbers)
-        for j, other in enumerate(maps):  # the kernel refuses overlapping ranges
-            for key in ("container_id", "host_id"):
-                a, b = getattr(mapping, key), getattr(other, key)
-                if a < b + other.size and b < a + mapping.size:
-                    ctx.fail(entry_path, f"overlaps {_item(path, j)}")
-        maps.append(mapping)
-    return tuple(maps)
+    """container.json's id-map parser, with the OCI spelling of its keys."""
+    return config_namespaces._parse_id_mappings(ctx, value, path, config_namespaces.OCI_ID_MAP_KEYS)
 
 
 # --- devices -----------------------------------------------------------------
