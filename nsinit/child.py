@@ -209,11 +209,7 @@ def _join_and_exec(plan: ChildPlan) -> None:
             # setns put us in the container's mounts, and made "/" its root.
             _open_console(plan, "/")
         console.attach_child_stdio(plan.stdio)
-    if plan.new_session_keyring:
-        with steps.step("keyring"):
-            join_new_session_keyring()
-    with steps.step("stdio"):
-        reopen_dev_null_stdio()
+    own_keyring_and_stdio(steps, plan)
     trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
     finalize_process(steps, cfg, plan.args, plan.env, plan.user, plan.cwd, trampoline_fd,
                      seccomp=(plan.seccomp_program, plan.seccomp_flags), detached=plan.detached,
@@ -341,11 +337,7 @@ def _setup_and_exec(plan: ChildPlan) -> None:
     if cfg.has_namespace("NEWNS"):
         with steps.step("restrict paths"):
             mount.finish_rootfs(cfg)
-    if plan.new_session_keyring:
-        with steps.step("keyring"):
-            join_new_session_keyring()
-    with steps.step("stdio"):
-        reopen_dev_null_stdio()
+    own_keyring_and_stdio(steps, plan)
     trampoline_fd = place_extra_files(steps, plan, trampoline_fd)
     start_hooks = None
     if plan.hooks is not None and plan.hooks.start_container:
@@ -541,6 +533,16 @@ def close_inherited_fds(*keep: int) -> None:
             os.closerange(first, fd)
         first = max(first, fd + 1)
     _native.close_from(first)
+
+
+def own_keyring_and_stdio(steps: Steps, plan: ChildPlan) -> None:
+    """The last steps a created and a joined process share before their
+    extra files and the exec: a session keyring of its own, stdio that work."""
+    if plan.new_session_keyring:
+        with steps.step("keyring"):
+            join_new_session_keyring()
+    with steps.step("stdio"):
+        reopen_dev_null_stdio()
 
 
 def join_new_session_keyring() -> None:
