@@ -240,6 +240,10 @@ class Container:
             if err.record is not None:
                 remove_leftovers(err.record)
             state.remove_state(self.root)
+            if err.record is not None:
+                from nsinit.lifecycle.destroy import run_recorded_poststop
+
+                run_recorded_poststop(err.record, self.warn)
             return "stale", None, str(err)
         if current is None:
             return "none", None, f"no container in {self.root}"
@@ -446,7 +450,7 @@ class Container:
                     # Nobody else would remove it: its init is gone and no nsinit watches it.
                     from nsinit.lifecycle.destroy import remove_container
 
-                    remove_container(self.root, stopped.record)
+                    remove_container(self.root, stopped.record, self.warn)
                     current = None
                 else:
                     # Its supervisor needs the lock to finish: let go, wait, retry.
