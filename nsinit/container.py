@@ -576,13 +576,15 @@ class Container:
         return checkpoint.checkpoint(self, opts or CriuOptions())
 
     def restore(self, process: Process | None = None, opts: CriuOptions | None = None, *,
-                on_restored: Callable[[int], None] | None = None) -> int:
+                on_restored: Callable[[int], None] | None = None, detach: bool = False) -> int:
         """Restore a checkpoint into a new container here; supervises it
-        and returns its init's exit status, as ``run`` does."""
+        and returns its init's exit status, as ``run`` does.  With
+        ``detach``, returns 0 once restored: the init is the caller's child
+        (``process.pid``), nothing supervises it, as after ``create``."""
         from nsinit.criu import restore
         from nsinit.criu.options import CriuOptions
 
-        return restore.restore(self, process, opts or CriuOptions(), on_restored)
+        return restore.restore(self, process, opts or CriuOptions(), on_restored, detach=detach)
 
 
 
