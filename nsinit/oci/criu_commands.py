@@ -13,12 +13,13 @@ exits with its status.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from nsinit.errors import NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterator
 
     from nsinit.criu.options import CriuOptions
     from nsinit.lifecycle.factory import Factory
@@ -82,8 +83,20 @@ def cmd_checkpoint(globals_: Globals, args: dict[str, Any]) -> int:
     status, _current = live_status(container)
     if status == "created":
         raise NsinitError("", f'cannot checkpoint container "{container.id}": it is created, not running')
-    container.checkpoint(opts)  # without --leave-running (or --pre-dump), the container is gone after
+    with said_once("checkpoint"):
+        container.checkpoint(opts)  # without --leave-running (or --pre-dump), the container is gone after
     return 0
+
+
+@contextmanager
+def said_once(command: str) -> Iterator[None]:
+    """The library's "restore: ..." under nsinit-runc's own "restore: " prefix: once."""
+    try:
+        yield
+    except NsinitError as err:
+        if err.step == command:
+            err.step = ""
+        raise
 
 
 def cmd_restore(globals_: Globals, args: dict[str, Any]) -> int:
@@ -118,9 +131,10 @@ def cmd_restore(globals_: Globals, args: dict[str, Any]) -> int:
         if pid_file:
             write_pid_file(pid_file, pid)
 
-    if not detach:
-        return container.restore(process, opts, on_restored=restored)
-    container.restore(process, opts, detach=True)
+    with said_once("restore"):
+        if not detach:
+            return container.restore(process, opts, on_restored=restored)
+        container.restore(process, opts, detach=True)
     try:
         restored(process.pid)
     except BaseException:

@@ -133,3 +133,34 @@ def test_without_criu_one_line(runc: Runc) -> None:
     line = one_error(runc.run("--criu", str(missing), "restore", "--detach", "--image-path",
                               str(runc.tmp / "i"), "--bundle", str(runc.bundle), "c2"))
     assert "c2" not in os.listdir(runc.root)   # nothing left of the id
+
+
+@needs_criu
+def test_restore_without_detach_waits_and_exits_with_the_status(runc: Runc, rootfs_of: Path) -> None:
+    created = runc.create("c1", COUNTER)
+    runc.ok("start", "c1")
+    count_passes(rootfs_of, 2)
+    images = runc.tmp / "images"
+    runc.ok("checkpoint", "--image-path", str(images), "c1")
+    created.exited()
+    pid_file = runc.tmp / "restore.pid"
+    (runc.tmp / "restore.in").write_text("")
+    # stdio of the kinds the dump saw (files): criu checks an inherited file's mode.
+    with open(runc.tmp / "restore.err", "w+") as err, open(runc.tmp / "restore.in") as stdin:
+        restoring = subprocess.Popen(runc.argv("restore", "--image-path", str(images), "--bundle", str(runc.bundle),
+                                               "--pid-file", str(pid_file), "c1"),
+                                     stdin=stdin, stdout=err, stderr=err)
+        try:
+            wait_until(lambda: pid_file.exists() or restoring.poll() is not None, timeout=30)
+            assert restoring.poll() is None, Path(err.name).read_text()
+            pid = int(pid_file.read_text())
+            assert runc.state("c1") == {**runc.state("c1"), "status": "running", "pid": pid}
+            count_passes(rootfs_of, count(rootfs_of) + 2)
+            os.kill(pid, 9)
+            assert restoring.wait(timeout=30) == 137
+        finally:
+            if restoring.poll() is None:
+                restoring.kill()
+                restoring.wait()
+    assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')  # deleted at its end
+    runc.ids.discard("c1")
