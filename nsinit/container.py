@@ -240,6 +240,10 @@ class Container:
             if err.record is not None:
                 remove_leftovers(err.record)
             state.remove_state(self.root)
+            if err.record is not None:
+                from nsinit.lifecycle.destroy import run_recorded_poststop
+
+                run_recorded_poststop(err.record, self.warn)
             return "stale", None, str(err)
         if current is None:
             return "none", None, f"no container in {self.root}"
@@ -446,7 +450,7 @@ class Container:
                     # Nobody else would remove it: its init is gone and no nsinit watches it.
                     from nsinit.lifecycle.destroy import remove_container
 
-                    remove_container(self.root, stopped.record)
+                    remove_container(self.root, stopped.record, self.warn)
                     current = None
                 else:
                     # Its supervisor needs the lock to finish: let go, wait, retry.
@@ -572,13 +576,15 @@ class Container:
         return checkpoint.checkpoint(self, opts or CriuOptions())
 
     def restore(self, process: Process | None = None, opts: CriuOptions | None = None, *,
-                on_restored: Callable[[int], None] | None = None) -> int:
+                on_restored: Callable[[int], None] | None = None, detach: bool = False) -> int:
         """Restore a checkpoint into a new container here; supervises it
-        and returns its init's exit status, as ``run`` does."""
+        and returns its init's exit status, as ``run`` does.  With
+        ``detach``, returns 0 once restored: the init is the caller's child
+        (``process.pid``), nothing supervises it, as after ``create``."""
         from nsinit.criu import restore
         from nsinit.criu.options import CriuOptions
 
-        return restore.restore(self, process, opts or CriuOptions(), on_restored)
+        return restore.restore(self, process, opts or CriuOptions(), on_restored, detach=detach)
 
 
 

@@ -42,7 +42,7 @@ def checkpoint(container: Container, opts: CriuOptions) -> str:
     from nsinit.criu.swrk import Swrk, check_version, failure, find_criu
 
     opts.check()
-    criu = find_criu()
+    criu = find_criu(opts.criu_path)
     check_version(criu)
     with state.RootLock(container.root):
         current = container.require_state()
@@ -88,12 +88,22 @@ def wait_for_end(container: Container, grace: float = 5.0) -> None:
 
     record = os.path.join(state.private_dir(container.root), state.STATE_FILE)
     deadline = time.monotonic() + grace
+    if is_detached(container.root):
+        deadline = 0.0  # no supervisor will remove it (nsinit-runc's): destroy it now
     while os.path.exists(record) and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
         container.destroy()
     except NoContainerError:
         pass  # gone, as it should be
+
+
+def is_detached(root: str) -> bool:
+    try:
+        record = state.read_record(state.private_dir(root))
+    except (state.StaleStateError, OSError):
+        return False
+    return record is not None and record.detached
 
 
 def refuse_unrestorable(config: Config) -> None:
@@ -211,7 +221,7 @@ def dump_request(config: Config, current: State, opts: CriuOptions, *, images_fd
     freezer = freezer_cgroup(current)
     if freezer:
         criu_opts.freeze_cgroup = freezer
-    for key, value in mounts.dump_ext_mounts(config):
+    for key, value in mounts.dump_ext_mounts(config, current.cgroup_paths):
         criu_opts.ext_mnt.add(key=key, val=value)
     criu_opts.external.extend(mounts.dump_external_namespaces(config, current.init_pid))
     if opts.manage_cgroups_mode:

@@ -34,16 +34,41 @@ def external_binds(config: Config) -> list[tuple[str, str]]:
     return binds
 
 
-def dump_ext_mounts(config: Config) -> list[tuple[str, str]]:
+def cgroup_binds(config: Config, cgroup_paths: dict[str, str]) -> list[tuple[str, str]]:
+    """(destination, host source) of the binds a "cgroup" mount is made of
+    on a cgroup v1 host: one read-only bind per host hierarchy, under a
+    tmpfs (nsinit/mount/rootfs.py mount_cgroup).  Each is the container's
+    own cgroup (``cgroup_paths``) in a hierarchy nsinit manages, else the
+    hierarchy as the rootfs code finds it: what runc declares for criu
+    too.  A cgroup2 mount is a filesystem of its own: criu dumps it."""
+    destinations = [m.destination for m in config.mounts if m.device == "cgroup"]
+    if not destinations:
+        return []
+    from nsinit.mount.rootfs import host_cgroup_hierarchies
+
+    hierarchies = [h for h in host_cgroup_hierarchies(config.rootfs) if h[2] == "cgroup"]
+    if not hierarchies:
+        return []  # no v1 here: mount_cgroup mounted cgroup2
+    binds = []
+    for destination in destinations:
+        for name, source, _fstype in hierarchies:
+            path = next((cgroup_paths[c] for c in name.split(",") if c in cgroup_paths), source)
+            binds.append((f"{destination.rstrip('/')}/{name}", path))
+    return binds
+
+
+def dump_ext_mounts(config: Config, cgroup_paths: dict[str, str]) -> list[tuple[str, str]]:
     """The ext_mnt map for a dump: each external mount keyed by its
     destination (criu stores the key in the images)."""
-    return [(destination, destination) for destination, _ in external_binds(config)]
+    return [(destination, destination)
+            for destination, _ in external_binds(config) + cgroup_binds(config, cgroup_paths)]
 
 
-def restore_ext_mounts(config: Config) -> list[tuple[str, str]]:
+def restore_ext_mounts(config: Config, cgroup_paths: dict[str, str]) -> list[tuple[str, str]]:
     """The ext_mnt map for a restore: key -> host path to bind there now
-    (the config loader has made every source absolute)."""
-    return list(external_binds(config))
+    (the config loader has made every source absolute; the cgroups are the
+    restored container's, made before criu runs)."""
+    return external_binds(config) + cgroup_binds(config, cgroup_paths)
 
 
 def dump_external_namespaces(config: Config, init_pid: int) -> list[str]:

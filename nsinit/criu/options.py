@@ -31,6 +31,7 @@ class CriuOptions:
     manage_cgroups_mode: str = ""     # one of MANAGE_CGROUPS_MODES; "" = criu's default (soft)
     empty_namespaces: int = 0         # CLONE_NEW* bits of namespaces criu should restore empty
     detach: bool = False              # restore: return once restored, supervised in the background
+    criu_path: str = ""               # the criu binary; "" (or "criu"): NSINIT_CRIU, else criu on PATH
 
     def check(self) -> None:
         from nsinit.criu import CriuError

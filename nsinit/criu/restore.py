@@ -37,14 +37,14 @@ CRIU_ROOT = "criu-root"   # where the rootfs is bound for criu, in the private s
 
 
 def restore(container: Container, process: Process | None, opts: CriuOptions,
-            on_restored: Callable[[int], None] | None = None) -> int:
+            on_restored: Callable[[int], None] | None = None, *, detach: bool = False) -> int:
     from nsinit.criu.swrk import check_version, find_criu
 
     opts.check()
     images = os.path.abspath(opts.images_directory or default_images_dir(container.root))
     targets = fds.read_descriptors(images)
     dumped = read_dumped_record(images)
-    criu = find_criu()
+    criu = find_criu(opts.criu_path)
     check_version(criu)
     console.ensure_std_fds()
     lock = state.RootLock(container.root).acquire()
@@ -55,6 +55,7 @@ def restore(container: Container, process: Process | None, opts: CriuOptions,
         refuse_unrestorable(config)
         flow = _Restore(container, process or Process(args=[]), config, lock, criu=criu, opts=opts,
                         images=images, targets=targets, dumped=dumped, on_restored=on_restored)
+        flow.detached = detach
         return flow.run()
     finally:
         lock.release()
@@ -96,6 +97,10 @@ class _Restore(_Creation):
             self.restore_tree()
             self.configure_host_veths()
             self.record_child()
+            if self.detached:
+                self.hand_over_restored()
+                self.undo.close()
+                return 0
             self.lock.release()
             if self.on_restored is not None:
                 self.on_restored(self.pid)
@@ -115,9 +120,31 @@ class _Restore(_Creation):
                                                               if self.config.cgroups else None):
             self.manager.update(resources.resources)
 
+    def hand_over_restored(self) -> None:
+        """Detached (nsinit-runc restore --detach): the restored init runs
+        on as the caller's child, recorded as running with no supervisor,
+        as ``create`` leaves its init; ``delete`` removes it."""
+        from nsinit.lifecycle.create import keep_child
+
+        record = state.read_record(state.private_dir(self.container.root))
+        if record is None or record.init_pid != self.pid:
+            raise NsinitError("state", "the container's record went away while it was being restored")
+        record.status = "running"
+        state.update_state(self.container.root, record)
+        keep_child(self)
+        if self.on_restored is not None:
+            self.on_restored(self.pid)
+
     def prepare_stdio(self) -> None:
         """criu's fds 0-2 are what the restored init's stdio pipes become:
-        ours, or pipes we relay when ours is a terminal (as at create)."""
+        ours, or pipes we relay when ours is a terminal (as at create);
+        detached, the caller's own fds 0-2 (a terminal: /dev/null)."""
+        if self.detached:
+            from nsinit.lifecycle.create import detached_stdio
+
+            self.stdio = detached_stdio(False, False, self.container.warn)
+            self.undo.callback(console.close_fds, self.stdio.child_only)
+            return
         self.stdio = console.prepare_stdio(False, True)
         self.undo.callback(console.close_fds, self.stdio.parent_only)
         self.undo.callback(console.restore_terminal, self.stdio)
@@ -184,7 +211,7 @@ class _Restore(_Creation):
             shell_job=opts.shell_job, ext_unix_sk=opts.external_unix_connections,
             tcp_established=opts.tcp_established, file_locks=opts.file_locks, empty_ns=opts.empty_namespaces,
         )
-        for key, value in mounts.restore_ext_mounts(self.config):
+        for key, value in mounts.restore_ext_mounts(self.config, self.cgroup_paths):
             criu_opts.ext_mnt.add(key=key, val=value)
         for key, index in fds.inherited_fds(self.targets):
             criu_opts.inherit_fd.add(key=key, fd=stdio[index])

@@ -23,8 +23,18 @@ if TYPE_CHECKING:
 MAX_MESSAGE = 1 << 20   # criu's answers are a few hundred bytes; SEQPACKET truncates beyond the buffer
 
 
-def find_criu() -> str:
-    """NSINIT_CRIU, else ``criu`` on PATH; a one-line error naming both."""
+DEFAULT_NAME = "criu"
+
+
+def find_criu(named: str = "") -> str:
+    """``named`` (a path, or a name looked up on PATH), unless it is empty or
+    the default "criu": then NSINIT_CRIU, else ``criu`` on PATH; a one-line
+    error naming what was looked for."""
+    if named and named != DEFAULT_NAME:
+        found = named if "/" in named else shutil.which(named)
+        if found is None or not os.access(found, os.X_OK) or os.path.isdir(found):
+            raise CriuError("criu", f"{named} is not an executable file (the criu binary given)")
+        return found
     configured = os.environ.get(ENV_CRIU, "")
     if configured:
         if not os.access(configured, os.X_OK) or os.path.isdir(configured):

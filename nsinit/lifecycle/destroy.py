@@ -20,6 +20,8 @@ from nsinit.errors import EXIT_COMMAND_FAILED, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
+    from typing import Callable
+
     from nsinit.cgroups.manager import Manager
     from nsinit.container import Container
     from nsinit.state import State
@@ -51,11 +53,33 @@ def remove_leftovers(record: State) -> None:
     remove_made(manager, record.network_state)
 
 
-def remove_container(root: str, record: State) -> None:
-    """Everything of the container recorded in ``root``'s private directory.
-    Call with the root lock held, once its init is dead."""
+def remove_container(root: str, record: State, warn: Callable[[str], None] | None = None) -> None:
+    """Everything of the container recorded in ``root``'s private directory,
+    then its poststop hooks.  Call with the root lock held, once its init
+    is dead."""
     remove_leftovers(record)
     state.remove_state(root, record.init_pid)
+    run_recorded_poststop(record, warn)
+
+
+def remove_dead_record(private: str, record: State, warn: Callable[[str], None] | None = None) -> None:
+    """remove_container for a record whose root dir may be gone (``nsinit gc``)."""
+    remove_leftovers(record)
+    state.remove_private_dir(private, record)
+    run_recorded_poststop(record, warn)
+
+
+def run_recorded_poststop(record: State, warn: Callable[[str], None] | None) -> None:
+    """The runtime spec's poststop: after the container is deleted, whoever
+    deletes it (delete, gc, the next command that finds its init dead).
+    Exactly once: each caller has just removed the record under the root
+    lock, and a record is removed only once."""
+    if not record.hooks:
+        return
+    from nsinit.container import warn_on_stderr
+    from nsinit.lifecycle.hooks import run_poststop
+
+    run_poststop(record, warn or warn_on_stderr)
 
 
 # --- delete ------------------------------------------------------------------------
@@ -84,11 +108,7 @@ def delete(container: Container, *, force: bool, grace: float = 2.0) -> None:
         if status != "stopped":
             kill(container, current, wait=not supervised)
         if not supervised:
-            remove_container(root, current)
-            if current.hooks:
-                from nsinit.lifecycle.hooks import run_poststop
-
-                run_poststop(current, container.warn)
+            remove_container(root, current, container.warn)  # and its poststop hooks
             return
     finally:
         lock.release()

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from nsinit.config.model import Config
     from nsinit.container import Process
+    from nsinit.criu.options import CriuOptions
     from nsinit.lifecycle.hooks import HookPlan
     from nsinit.oci.spec import OciSpec
 
@@ -284,6 +285,32 @@ class FactoryContainer(Container):
     def destroy(self, grace: float = 2.0) -> None:
         super().destroy(grace)
         self.forget()
+
+    # -- checkpoint and restore: the factory's criu ------------------------------
+    def checkpoint(self, opts: CriuOptions | None = None) -> str:
+        """Container.checkpoint with the factory's criu unless ``opts`` names one."""
+        return super().checkpoint(self._with_criu(opts))
+
+    def restore(self, process: Process | None = None, opts: CriuOptions | None = None, *,
+                on_restored: Callable[[int], None] | None = None, detach: bool = False) -> int:
+        """Container.restore with the factory's criu; the id goes when the
+        restore fails, and (not detached) once the restored container ended."""
+        try:
+            status = super().restore(process, self._with_criu(opts), on_restored=on_restored, detach=detach)
+        except BaseException:
+            if self.oci_status()[0] == "stopped":
+                self.forget()
+            raise
+        if not detach:
+            self.forget()
+        return status
+
+    def _with_criu(self, opts: CriuOptions | None) -> CriuOptions:
+        from nsinit.criu.options import CriuOptions
+        from nsinit.record import replace
+
+        opts = opts or CriuOptions()
+        return opts if opts.criu_path else replace(opts, criu_path=self.factory.criu_path)
 
     def forget(self) -> None:
         """Remove the id dir (its container is gone, or never came)."""

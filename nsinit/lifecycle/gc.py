@@ -1,12 +1,13 @@
 """``nsinit gc``: the records of containers whose init and nsinit are both gone.
 
-What they made is removed by the one teardown path, nsinit/lifecycle/destroy.py.
+What they made is removed by the one teardown path, nsinit/lifecycle/destroy.py,
+which runs their poststop hooks too.
 """
 from __future__ import annotations
 
 from nsinit import state
 from nsinit.errors import NsinitError, describe_oserror
-from nsinit.lifecycle.destroy import remove_leftovers
+from nsinit.lifecycle.destroy import remove_dead_record
 
 
 def collect_garbage() -> list[dict[str, object]]:
@@ -50,6 +51,5 @@ def _collect_dead_record(private: str) -> dict[str, object] | None:
     why = state.why_not_alive(record)
     if why is None or state.supervisor_alive(record):
         return None  # running, or stopped with its nsinit still removing it
-    remove_leftovers(record)
-    state.remove_private_dir(private, record)
+    remove_dead_record(private, record)  # and its poststop hooks
     return {"record": private, "root": record.root, "init_pid": record.init_pid, "why": why}

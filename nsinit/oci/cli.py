@@ -17,7 +17,9 @@ Commands:
   update     change cgroup limits live (--resources FILE or -)
   list       the containers of --root
   exec       run a process in a container (--process FILE, or the flags and CMD...)
-  events, checkpoint, restore: not yet
+  checkpoint dump a running container with criu (--image-path, default ./checkpoint)
+  restore    bring a checkpoint back as a new container (--detach: the caller's child)
+  events     not yet
   spec       write a default config.json (runc spec)
   features   what this runtime supports, as JSON (runc features)
 
@@ -385,6 +387,13 @@ def _lifecycle(name: str) -> Callable[[Globals, dict[str, Any]], int]:
     return command
 
 
+def _criu_command(name: str, globals_: Globals, args: dict[str, Any]) -> int:
+    """checkpoint and restore: nsinit/oci/criu_commands.py, imported when run."""
+    from nsinit.oci import criu_commands
+
+    return getattr(criu_commands, f"cmd_{name}")(globals_, args)  # type: ignore[no-any-return]
+
+
 def load_checked_bundle(globals_: Globals, bundle: str, container_id: str) -> Any:
     """The bundle's OciSpec; warnings (unknown keys) go to the log only."""
     from nsinit.oci.spec import load_bundle
@@ -501,6 +510,8 @@ COMMANDS: dict[str, Callable[[Globals, dict[str, Any]], int]] = {
     **{name: cmd_not_yet for name in USAGES},
     **{name: _lifecycle(name) for name in LIFECYCLE_COMMANDS},
     "exec": cmd_exec,
+    "checkpoint": lambda globals_, args: _criu_command("checkpoint", globals_, args),
+    "restore": lambda globals_, args: _criu_command("restore", globals_, args),
     "features": cmd_features,
     "spec": cmd_spec,
 }

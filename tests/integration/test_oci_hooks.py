@@ -190,3 +190,53 @@ def test_nsinit_runc_runs_the_bundles_hooks(tmp_path: Path, rootfs: Path, no_res
     finally:
         run("delete", "--force", "c1")
     assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"
+
+
+def _runc_with_poststop(tmp_path: Path, rootfs: Path) -> tuple[list[str], Path, Path]:
+    """A bundle whose poststop hook appends a line to out/poststop.count."""
+    out = tmp_path / "out"
+    out.mkdir()
+    directory = bundle(tmp_path, rootfs, ["/bin/sh", "-c", "sleep 1000"])
+    data = json.loads((directory / "config.json").read_text())
+    data["hooks"] = {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo once >> {out}/poststop.count"]}]}
+    (directory / "config.json").write_text(json.dumps(data))
+    return [sys.executable, "-m", "nsinit.oci", "--root", str(tmp_path / "state")], directory, out
+
+
+def _start_and_kill_init(tmp_path: Path, runc: list[str], directory: Path) -> None:
+    for args in (["create", "--bundle", str(directory), "--pid-file", str(tmp_path / "pid"), "c1"], ["start", "c1"]):
+        with open(tmp_path / "runc.err", "w+") as e:
+            assert subprocess.run([*runc, *args], stdout=subprocess.DEVNULL, stderr=e, timeout=60,
+                                  stdin=subprocess.DEVNULL).returncode == 0, Path(e.name).read_text()
+    pid = int((tmp_path / "pid").read_text())
+    os.kill(pid, 9)
+    os.waitpid(pid, 0) if _is_our_child(pid) else wait_until(lambda: not Path(f"/proc/{pid}").exists())
+
+
+def _is_our_child(pid: int) -> bool:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("remover", ["gc", "delete"])
+def test_poststop_runs_once_whoever_removes_a_dead_container(tmp_path: Path, rootfs: Path, no_residue: None,
+                                                             remover: str) -> None:
+    """runtime.md: poststop after the container is deleted.  Its init killed,
+    the container is removed by ``nsinit gc`` or by ``nsinit-runc delete``:
+    the hook runs then, and never again (a delete after gc finds nothing)."""
+    runc, directory, out = _runc_with_poststop(tmp_path, rootfs)
+    try:
+        _start_and_kill_init(tmp_path, runc, directory)
+        assert json.loads(subprocess.run([*runc, "state", "c1"], capture_output=True, text=True,
+                                         timeout=60).stdout)["status"] == "stopped"
+        assert not (out / "poststop.count").exists()  # looking at it deletes nothing
+        if remover == "gc":
+            gc = subprocess.run([sys.executable, "-m", "nsinit", "gc"], capture_output=True, text=True, timeout=60)
+            assert gc.returncode == 0, gc.stderr
+        subprocess.run([*runc, "delete", "c1"], capture_output=True, timeout=60, check=True)
+        subprocess.run([sys.executable, "-m", "nsinit", "gc"], capture_output=True, timeout=60, check=True)
+    finally:
+        subprocess.run([*runc, "delete", "--force", "c1"], capture_output=True, timeout=60)
+    assert (out / "poststop.count").read_text() == "once\n"

@@ -126,6 +126,34 @@ def test_a_missing_criu_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         swrk.find_criu()
 
 
+def test_a_named_criu_comes_before_nsinit_criu(monkeypatch: pytest.MonkeyPatch, fake_criu: Path,
+                                              tmp_path: Path) -> None:
+    """--criu PATH / Factory(criu_path=...): a path or a name on PATH wins;
+    the default name "criu" leaves the choice to NSINIT_CRIU and PATH."""
+    monkeypatch.setenv("NSINIT_CRIU", str(fake_criu))
+    assert swrk.find_criu("criu") == str(fake_criu) and swrk.find_criu("") == str(fake_criu)
+    other = tmp_path / "other-criu"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    assert swrk.find_criu(str(other)) == str(other)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert swrk.find_criu("other-criu") == str(other)
+    with pytest.raises(CriuError, match=r"^criu: .*/none is not an executable file"):
+        swrk.find_criu(str(tmp_path / "none"))
+
+
+def test_a_factory_container_uses_the_factory_criu(tmp_path: Path) -> None:
+    from nsinit.lifecycle.factory import Factory
+
+    factory = Factory(str(tmp_path / "state"), criu_path="/opt/criu/criu")
+    container = factory.create("c1", config_for(tmp_path))
+    try:
+        assert container._with_criu(None).criu_path == "/opt/criu/criu"
+        assert container._with_criu(CriuOptions(criu_path="/x/criu")).criu_path == "/x/criu"
+    finally:
+        container.forget()
+
+
 def test_the_version_is_asked_over_rpc(fake_criu: Path, tmp_path: Path) -> None:
     assert swrk.check_version(str(fake_criu))[:2] == (4, 2)
     assert [r.type for r in received(tmp_path)] == [messages().VERSION]

@@ -100,11 +100,21 @@ def test_exec_is_parsed_as_conmon_and_the_shim_send_it(tmp_path: Path, argv: lis
 
 @pytest.mark.parametrize("command, argv", [
     ("events", ["events", "--stats", "c1"]),
-    ("checkpoint", ["checkpoint", "--image-path", "/i", "--work-path", "/w", "--leave-running", "c1"]),
-    ("restore", ["restore", "--image-path=/i", "--detach", "--bundle", "/b", "c1"]),
 ])
 def test_the_commands_still_to_come_are_parsed_and_say_not_yet(command: str, argv: list[str]) -> None:
     assert failed(runc(*argv)) == f"nsinit-runc: {command}: {NOT_YET}"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["checkpoint", "--image-path", "/i", "--work-path", "/w", "--leave-running", "c1"],
+     'checkpoint: container "c1" does not exist'),
+    (["restore", "--image-path=/i", "--detach", "--bundle", "/nonexistent-b", "c1"], "restore: "),
+    (["checkpoint", "--lazy-pages", "c1"], "checkpoint: --lazy-pages: not supported"),
+    (["restore", "--empty-ns", "bogus", "c1"], 'restore: --empty-ns: "bogus" is not one of network'),
+])
+def test_checkpoint_and_restore_are_parsed_as_engines_send_them(tmp_path: Path, argv: list[str],
+                                                                expected: str) -> None:
+    assert failed(runc("--root", str(tmp_path), *argv)).startswith(f"nsinit-runc: {expected}")
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -1,0 +1,166 @@
+"""nsinit-runc checkpoint and restore with a real criu, as engines drive them.
+
+They need criu 4.1 or newer that passes ``criu check`` here (NSINIT_CRIU,
+else criu on PATH: test_criu.py's rule); Debian 12's criu 3.17 fails on
+this kernel's vDSO layout, so without NSINIT_CRIU they are skipped, with
+what criu said.  The refusals need no criu.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import needs_root, wait_until
+from test_criu import needs_criu
+from test_oci_lifecycle import CALLER, Runc, one_error, runc  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.integration, needs_root]
+
+COUNTER = "i=0; while :; do echo $i > /tmp/count; i=$((i+1)); sleep 0.05; done"
+
+
+def count(rootfs: Path) -> int:
+    try:
+        return int((rootfs / "tmp" / "count").read_text())
+    except (OSError, ValueError):
+        return -1
+
+
+def count_passes(rootfs: Path, value: int) -> int:
+    wait_until(lambda: count(rootfs) > value, timeout=15)
+    return count(rootfs)
+
+
+def nspid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError("no NSpid")
+
+
+@pytest.fixture
+def rootfs_of(rootfs: Path) -> Iterator[Path]:
+    (rootfs / "tmp").mkdir(exist_ok=True)
+    yield rootfs
+
+
+def restore_by_caller(runc: Runc, container_id: str, images: Path, *flags: str) -> tuple[subprocess.Popen[str], int, Path]:
+    """``restore --detach`` run by a child-subreaper caller, as conmon runs it:
+    (the caller, restore's exit code, the pid file)."""
+    n = len(runc.callers)
+    files = [runc.tmp / f"{kind}-restore-{n}" for kind in ("in", "out", "err")]
+    files[0].write_text("")
+    pid_file = runc.tmp / f"pid-restore-{n}"
+    caller = subprocess.Popen(
+        [sys.executable, "-c", CALLER, "wait", *map(str, files), *runc.argv(
+            "restore", "--detach", "--image-path", str(images), "--bundle", str(runc.bundle),
+            "--pid-file", str(pid_file), *flags, container_id)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    runc.callers.append(caller)
+    assert caller.stdout is not None
+    code = int(caller.stdout.readline() or -1)
+    assert files[2].read_text() == "", files[2].read_text()  # nothing on stderr on success
+    return caller, code, pid_file
+
+
+@needs_criu
+def test_checkpoint_removes_it_and_restore_detach_continues_the_count(runc: Runc, rootfs_of: Path) -> None:
+    created = runc.create("c1", COUNTER)
+    runc.ok("start", "c1")
+    before = count_passes(rootfs_of, 3)
+    images = runc.tmp / "images"
+    runc.ok("checkpoint", "--image-path", str(images), "c1")
+    assert (images / "inventory.img").exists()
+    assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')
+    assert created.exited()[1] == 137  # criu killed the tree after the dump
+    at_dump = count(rootfs_of)
+    assert at_dump >= before
+
+    caller, code, pid_file = restore_by_caller(runc, "c1", images)
+    assert code == 0
+    text = pid_file.read_text()
+    assert text.isdigit(), repr(text)  # bare decimal, no newline
+    pid = int(text)
+    state = runc.state("c1")
+    assert state["status"] == "running" and state["pid"] == pid
+    assert nspid(pid) == 1   # the same PID 1 inside
+    # From where it was (a few steps may have run between our read and criu's freeze), and on.
+    first = count_passes(rootfs_of, -1)
+    assert at_dump <= first <= at_dump + 3, (at_dump, first)
+    count_passes(rootfs_of, first + 2)
+    runc.ok("delete", "--force", "c1")
+    # The restored init was the caller's child: its wait took the SIGKILL.
+    assert caller.stdout is not None
+    assert caller.stdout.readline().split() == [str(pid), "137"]
+    caller.wait(timeout=10)
+    runc.ids.discard("c1")
+
+
+@needs_criu
+def test_leave_running_keeps_the_container(runc: Runc, rootfs_of: Path) -> None:
+    created = runc.create("c1", COUNTER)
+    runc.ok("start", "c1")
+    before = count_passes(rootfs_of, 2)
+    images = runc.tmp / "images"
+    runc.ok("checkpoint", "--leave-running", "--image-path", str(images), "c1")
+    assert (images / "inventory.img").exists()
+    state = runc.state("c1")
+    assert state["status"] == "running" and state["pid"] == created.pid
+    count_passes(rootfs_of, before + 3)
+
+
+def test_an_unsupported_flag_is_refused_by_name(runc: Runc) -> None:
+    for args in (["checkpoint", "--lazy-pages", "c1"], ["checkpoint", "--parent-path", "/x", "c1"],
+                 ["restore", "--auto-dedup", "c1"], ["restore", "--lsm-profile", "selinux:x", "c1"]):
+        line = one_error(runc.run(*args))
+        assert f"{args[1]}: not supported" in line, line
+    line = one_error(runc.run("checkpoint", "--manage-cgroups-mode", "bogus", "c1"))
+    assert "--manage-cgroups-mode" in line and "bogus" in line
+
+
+def test_without_criu_one_line(runc: Runc) -> None:
+    runc.create("c1", "sleep 1000")
+    runc.ok("start", "c1")
+    missing = runc.tmp / "no-criu"
+    line = one_error(runc.run("--criu", str(missing), "checkpoint", "--image-path", str(runc.tmp / "i"), "c1"))
+    assert f"{missing} is not an executable file" in line, line
+    assert runc.state("c1")["status"] == "running"
+    line = one_error(runc.run("--criu", str(missing), "restore", "--detach", "--image-path",
+                              str(runc.tmp / "i"), "--bundle", str(runc.bundle), "c2"))
+    assert "c2" not in os.listdir(runc.root)   # nothing left of the id
+
+
+@needs_criu
+def test_restore_without_detach_waits_and_exits_with_the_status(runc: Runc, rootfs_of: Path) -> None:
+    created = runc.create("c1", COUNTER)
+    runc.ok("start", "c1")
+    count_passes(rootfs_of, 2)
+    images = runc.tmp / "images"
+    runc.ok("checkpoint", "--image-path", str(images), "c1")
+    created.exited()
+    pid_file = runc.tmp / "restore.pid"
+    (runc.tmp / "restore.in").write_text("")
+    # stdio of the kinds the dump saw (files): criu checks an inherited file's mode.
+    with open(runc.tmp / "restore.err", "w+") as err, open(runc.tmp / "restore.in") as stdin:
+        restoring = subprocess.Popen(runc.argv("restore", "--image-path", str(images), "--bundle", str(runc.bundle),
+                                               "--pid-file", str(pid_file), "c1"),
+                                     stdin=stdin, stdout=err, stderr=err)
+        try:
+            wait_until(lambda: pid_file.exists() or restoring.poll() is not None, timeout=30)
+            assert restoring.poll() is None, Path(err.name).read_text()
+            pid = int(pid_file.read_text())
+            assert runc.state("c1") == {**runc.state("c1"), "status": "running", "pid": pid}
+            count_passes(rootfs_of, count(rootfs_of) + 2)
+            os.kill(pid, 9)
+            assert restoring.wait(timeout=30) == 137
+        finally:
+            if restoring.poll() is None:
+                restoring.kill()
+                restoring.wait()
+    assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')  # deleted at its end
+    runc.ids.discard("c1")
