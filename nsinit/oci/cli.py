@@ -338,56 +338,77 @@ def parse_command_words(command: str, words: list[str], usage: str) -> dict[str,
 _GLOBAL_VALUES: dict[str, str | None] = {"--root": None, "--log": None, "--log-format": "text",
                                          "--criu": "criu", "--rootless": "auto"}
 _GLOBAL_FLAGS = ("--debug", "--systemd-cgroup", "--help", "--version")
-# command -> (its flags by every spelling, its words: the ID first and required)
-_HOT_COMMANDS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "state": ({}, ("ID",)),
-    "start": ({}, ("ID",)),
-    "kill": ({"-a": "--all", "--all": "--all"}, ("ID", "SIGNAL")),
-    "delete": ({"-f": "--force", "--force": "--force"}, ("ID",)),
+# command -> (its flags, its options with a value: each by every spelling; its
+# words, the ID first and required).  Defaults as in USAGES.
+_HOT_COMMANDS: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...]]] = {
+    "state": ({}, {}, ("ID",)),
+    "start": ({}, {}, ("ID",)),
+    "kill": ({"-a": "--all", "--all": "--all"}, {}, ("ID", "SIGNAL")),
+    "delete": ({"-f": "--force", "--force": "--force"}, {}, ("ID",)),
+    "create": ({"--no-pivot": "--no-pivot", "--no-new-keyring": "--no-new-keyring"},
+               {"-b": "--bundle", "--bundle": "--bundle", "--console-socket": "--console-socket",
+                "--pid-file": "--pid-file", "--preserve-fds": "--preserve-fds"}, ("ID",)),
 }
+_HOT_DEFAULTS = {"--bundle": ".", "--preserve-fds": "0"}
 
 
 def parse_hot_command(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(global words, command words) of a plain state/start/kill/delete line,
-    as docopt would parse it; None for any other line."""
+    """(global words, command words) of a plain state/start/kill/delete/create
+    line, as docopt would parse it; None for any other line."""
     words: dict[str, Any] = {**_GLOBAL_VALUES, **dict.fromkeys(_GLOBAL_FLAGS, False)}
-    seen: set[str] = set()
-    at = 0
-    while at < len(argv) and argv[at].startswith("-"):
-        name, equals, value = argv[at].partition("=")
-        if name in seen:
-            return None
-        seen.add(name)
-        if name in _GLOBAL_VALUES:
-            if not equals:
-                at += 1
-                if at == len(argv):
-                    return None
-                value = argv[at]
-            words[name] = value
-        elif name in _GLOBAL_FLAGS[:2] and not equals:
-            words[name] = True
-        else:
-            return None
-        at += 1
-    if at == len(argv) or argv[at] not in _HOT_COMMANDS:
+    at = _read_options(argv, 0, {name: name for name in _GLOBAL_FLAGS[:2]}, {name: name for name in _GLOBAL_VALUES},
+                       words, stop_at_word=True)
+    if at is None or at == len(argv) or argv[at] not in _HOT_COMMANDS:
         return None
     command, rest = argv[at], argv[at + 1:]
-    flags, names = _HOT_COMMANDS[command]
-    args: dict[str, Any] = {command: True, "--help": False, **dict.fromkeys(set(flags.values()), False)}
-    positional = []
-    for word in rest:
-        if word in flags and not args[flags[word]]:
-            args[flags[word]] = True
-        elif word and not word.startswith("-"):
-            positional.append(word)
-        else:
-            return None
+    flags, valued, names = _HOT_COMMANDS[command]
+    args: dict[str, Any] = {command: True, "--help": False, **dict.fromkeys(flags.values(), False),
+                            **{name: _HOT_DEFAULTS.get(name) for name in valued.values()}}
+    positional: list[str] = []
+    if _read_options(rest, 0, flags, valued, args, positional=positional) is None:
+        return None
     if not 1 <= len(positional) <= len(names):
         return None
     args.update(zip(names, positional + [None] * (len(names) - len(positional))))
     words.update(COMMAND=command, ARG=rest)
     return words, args
+
+
+def _read_options(argv: list[str], at: int, flags: dict[str, str], valued: dict[str, str], into: dict[str, Any],
+                  *, stop_at_word: bool = False, positional: list[str] | None = None) -> int | None:
+    """Options from argv[at] on into ``into`` (flags: ``--x``; the others:
+    ``--x V``, ``--x=V``, ``-x V``), each at most once; the index of the first
+    word (stop_at_word) or of the end, words going to ``positional``.  None:
+    a line for docopt."""
+    given: set[str] = set()
+    while at < len(argv):
+        word = argv[at]
+        if not word.startswith("-"):
+            if stop_at_word:
+                return at
+            if not word or positional is None:
+                return None
+            positional.append(word)
+            at += 1
+            continue
+        spelling, equals, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        name = flags.get(spelling) or valued.get(spelling)
+        if not name or name in given:
+            return None
+        given.add(name)
+        if spelling in flags:
+            if equals:
+                return None
+            into[name] = True
+        else:
+            if not equals:
+                at += 1
+                if at == len(argv):
+                    return None
+                value = argv[at]
+            into[name] = value
+        at += 1
+    return at
 
 
 def parse_words(argv: list[str], usage: str, *, options_first: bool, shown: str = "") -> dict[str, Any]:
