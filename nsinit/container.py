@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from nsinit import console, namespaces, state
+from nsinit import namespaces, state
 from nsinit.record import field, record
 from nsinit.state import State
 from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, describe_oserror
@@ -96,6 +96,8 @@ class Process:
                 for fd in pair:
                     os.fchown(fd, uid, gid)
         except OSError as err:
+            from nsinit import console
+
             for pair in pairs:
                 console.close_fds(list(pair))
             raise NsinitError("initialize_io", describe_oserror(err)) from None
@@ -105,6 +107,8 @@ class Process:
         return IO(stdin=os.fdopen(in_w, "wb"), stdout=os.fdopen(out_r, "rb"), stderr=os.fdopen(err_r, "rb"))
 
     def close_io_child_ends(self) -> None:
+        from nsinit import console
+
         console.close_fds(self.io_child_fds)
         self.io_child_fds = []
 
@@ -419,6 +423,8 @@ class Container:
                               start: Callable[[Process], None] | None) -> int | Process:
         if self.config is None and not self.read_config_on_create:
             raise NsinitError("exec", "no container.json loaded (use Container.load)")
+        from nsinit import console  # here, not at the top: nsinit-runc state, kill and delete load no terminal code
+
         console.ensure_std_fds()
         # Bounded by time, not by a count: where execs come and go in one
         # dir, a few decisions in a row can meet a container that is just

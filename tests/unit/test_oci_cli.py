@@ -265,3 +265,37 @@ def test_spec_rootless(tmp_path: Path) -> None:
     assert all("gid=" not in m.data for m in config.mounts)
     sysfs = next(m for m in config.mounts if m.destination == "/sys")
     assert sysfs.device == "bind" and sysfs.source == "/sys"
+
+
+# --- the hot commands' plain lines: the dicts docopt makes, or docopt's turn -------------
+
+PLAIN_LINES = [["--root", "/x", "state", "c1"], ["--root=/x", "--debug", "--log", "/l", "--log-format", "json", "start", "c1"],
+               ["kill", "c1", "KILL"], ["kill", "-a", "c1"], ["kill", "c1", "--all", "9"], ["delete", "-f", "c1"],
+               ["delete", "c1", "--force"], ["--rootless", "true", "--criu", "c", "--systemd-cgroup", "state", "x"],
+               ["create", "--bundle", "/b", "--pid-file", "/p", "c1"], ["create", "-b", "/b", "--console-socket=/s", "c1"],
+               ["--log", "/l", "create", "c1", "--no-pivot", "--no-new-keyring", "--preserve-fds", "2"], ["create", "c1"]]
+
+
+@pytest.mark.parametrize("argv", PLAIN_LINES, ids=" ".join)
+def test_a_plain_hot_line_parses_as_docopt_parses_it(argv: list[str]) -> None:
+    from docopt import docopt
+
+    from nsinit.oci import cli
+
+    hot = cli.parse_hot_command(argv)
+    assert hot is not None
+    words = docopt(cli.__doc__, argv=argv, default_help=False, options_first=True)
+    command = words["COMMAND"]
+    assert hot == (words, cli.parse_command_words(command, words["ARG"], cli.USAGES[command] + cli._HELP))
+
+
+@pytest.mark.parametrize("argv", [["state"], ["state", "a", "b"], ["-h"], ["--ro", "/x", "state", "c"],
+                                  ["kill", "-af", "c"], ["delete", "--", "c"], ["--root", "a", "--root", "b", "state", "c"],
+                                  ["kill", "-a", "-a", "c"], ["state", "-h", "c"], ["exec", "c"], ["--root"],
+                                  ["--debug=1", "state", "c"], ["create", "-b/b", "c"], ["create", "--bundle", "/b"],
+                                  ["create", "-b", "/b", "-b", "/c", "c"], ["create", "--no-pivot=1", "c"],
+                                  ["create", "c", "--pid-file"]], ids=" ".join)
+def test_any_other_line_is_left_to_docopt(argv: list[str]) -> None:
+    from nsinit.oci import cli
+
+    assert cli.parse_hot_command(argv) is None

@@ -132,3 +132,41 @@ def test_a_waiting_supervisor_collects_only_what_is_new() -> None:
     finally:
         gc.unfreeze()
         (gc.enable if was_enabled else gc.disable)()
+
+
+# --- nsinit-runc's hot commands: what an engine pays for every container --------------
+
+RUNC_PROBE = """
+import sys
+sys.path[:0] = [{repo!r}, {site!r}]
+from nsinit.oci.cli import main
+code = main({argv!r})
+print(repr((code, sorted(sys.modules))))
+"""
+
+# Besides KEPT_OFF: the bundle's loader, the creation's and the container's
+# parts that a command reading only the record never needs, and docopt's.
+RUNC_KEPT_OFF = ("nsinit.oci.spec", "nsinit.oci.hooks", "nsinit.oci.process", "nsinit.config.load",
+                 "nsinit.config.model", "nsinit.lifecycle.create", "nsinit.lifecycle.launch",
+                 "nsinit.console", "nsinit.mount", "nsinit.network", "nsinit.seccomp", "nsinit.criu",
+                 "nsinit.capabilities", "nsinit.teach", "datetime", "time_rfc3339", "docopt")
+
+
+@pytest.mark.parametrize("argv", [["state", "c1"], ["start", "c1"], ["kill", "c1", "KILL"], ["kill", "--all", "c1"],
+                                  ["delete", "c1"], ["--log-format=json", "delete", "--force", "c1"]],
+                         ids=lambda argv: " ".join(argv))
+def test_nsinit_runc_hot_commands_import_no_heavy_modules(tmp_path: pathlib.Path, argv: list[str]) -> None:
+    # An id that is not there: the whole parse, the Factory and the record's
+    # lookup run, and no container is needed (a unit test makes none).
+    site = str(pathlib.Path(_cffi_backend.__file__).parent)
+    code = RUNC_PROBE.format(repo=str(REPO), site=site, argv=["--root", str(tmp_path / "state"), *argv])
+    probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    status, modules = ast.literal_eval(probe.stdout.splitlines()[-1])
+    forced = "--force" in argv  # delete --force of an unknown id is no error (runc's)
+    assert status == (0 if forced else 1)
+    assert forced or 'container "c1" does not exist' in probe.stderr
+    loaded = set(modules)
+    assert "nsinit.lifecycle.factory" in loaded  # it did look the id up
+    assert not loaded & set(KEPT_OFF), sorted(loaded & set(KEPT_OFF))
+    assert not {m for m in loaded if m.startswith(RUNC_KEPT_OFF)}, sorted(loaded)
