@@ -33,6 +33,42 @@ def is_root() -> bool:
 needs_root = pytest.mark.skipif(not is_root(), reason="needs root: creates namespaces and mounts")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_shared_residue() -> Iterator[None]:
+    """What nsinit keeps between containers on purpose, and the suite must
+    not leave on a machine that had none: the shared default cgroup parent
+    (``nsinit`` in every hierarchy: kept so that the next container does
+    not pay for making it) and the compiled seccomp filter cache in RUN_DIR.
+    Removed at the end of the session if the session made them; a parent
+    still holding a cgroup (another run's container) stays."""
+    from nsinit import state
+    from nsinit.cgroups.manager import DEFAULT_PARENT
+
+    parents = [os.path.join("/sys/fs/cgroup", name, DEFAULT_PARENT) for name in _cgroup_roots()]
+    made_here = [path for path in [*parents, os.path.join(state.RUN_DIR, "seccomp-cache"), state.RUN_DIR]
+                 if not os.path.exists(path)]
+    yield
+    if not is_root():
+        return
+    for path in made_here:
+        if path.endswith("seccomp-cache"):
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass  # not empty: in use by a container of another run
+
+
+def _cgroup_roots() -> list[str]:
+    try:
+        return sorted(name for name in os.listdir("/sys/fs/cgroup")
+                      if os.path.isdir(os.path.join("/sys/fs/cgroup", name))
+                      and not os.path.islink(os.path.join("/sys/fs/cgroup", name)))
+    except OSError:
+        return []
+
+
 @pytest.fixture(scope="session")
 def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nsinit.errors import NsinitError
