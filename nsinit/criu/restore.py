@@ -124,14 +124,9 @@ class _Restore(_Creation):
         """Detached (nsinit-runc restore --detach): the restored init runs
         on as the caller's child, recorded as running with no supervisor,
         as ``create`` leaves its init; ``delete`` removes it."""
-        from nsinit.lifecycle.create import keep_child
+        from nsinit.lifecycle.create import record_and_keep_child
 
-        record = state.read_record(state.private_dir(self.container.root))
-        if record is None or record.init_pid != self.pid:
-            raise NsinitError("state", "the container's record went away while it was being restored")
-        record.status = "running"
-        state.update_state(self.container.root, record)
-        keep_child(self)
+        record_and_keep_child(self, "running", "restored")
         if self.on_restored is not None:
             self.on_restored(self.pid)
 

@@ -312,14 +312,20 @@ def hand_over(creation: "_Creation") -> None:
     """
     messages.send(creation.sync_fd, messages.go())
     creation.read_child_messages(until="created")
+    record_and_keep_child(creation, "created", "created")
+
+
+def record_and_keep_child(launch: "_Launch", status: str, doing: str) -> None:
+    """Record the launched init with ``status`` and leave it to the caller
+    (create's init, and a restore's --detach)."""
     # read_record, not load_state: a plain user cannot look at the
     # namespaces of a non-dumpable init (and this one is ours, live).
-    record = state.read_record(state.private_dir(creation.container.root))
-    if record is None or record.init_pid != creation.pid:
-        raise NsinitError("state", "the container's record went away while it was being created")
-    record.status = "created"
-    state.update_state(creation.container.root, record)
-    keep_child(creation)
+    record = state.read_record(state.private_dir(launch.container.root))
+    if record is None or record.init_pid != launch.pid:
+        raise NsinitError("state", f"the container's record went away while it was being {doing}")
+    record.status = status
+    state.update_state(launch.container.root, record)
+    keep_child(launch)
 
 
 def keep_child(launch: "_Launch") -> None:
