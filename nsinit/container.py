@@ -284,6 +284,12 @@ class Container:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass  # exited since we listed it
+        if signum == signal.SIGKILL and current.status == "paused":
+            # Frozen tasks die only once thawed (cgroup v1's freezer): a
+            # SIGKILL, to the init or to all, is for the end: let it
+            # happen, as libcontainer's Signal does (podman kill of a
+            # paused container waits for its exit).
+            self.cgroups(current).thaw()
 
     # -- cgroups: pause, resume, stats, update, oom ------------------------
     # pause/resume/update rewrite state.json, so they hold the root lock

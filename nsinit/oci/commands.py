@@ -352,13 +352,8 @@ def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
             if current is not None:
                 signal_leftovers(current, signum)
             return 0
-        current = require_live(container)
-        container.signal(signum, all_processes=every)
-        if current.status == "paused" and signum == 9:
-            # Frozen tasks die only once thawed (cgroup v1's freezer): a
-            # SIGKILL, to the init or to all, is for the end: let it
-            # happen, as runc does (podman kill of a paused container).
-            container.cgroups(current).thaw()
+        require_live(container)   # runc's "container not running" words for the rest
+        container.signal(signum, all_processes=every)   # thaws a paused one after a SIGKILL
     return 0
 
 

@@ -178,3 +178,21 @@ def test_the_readme_factory_snippet_runs_as_written(tmp_path: Path, rootfs: Path
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout.splitlines() == ["running", "3"]
     assert os.listdir(tmp_path / "state") == []
+
+
+def test_sigkill_ends_a_paused_container(tmp_path: Path, rootfs: Path, no_residue: None) -> None:
+    """libcontainer's Signal: a frozen process dies of SIGKILL only once
+    thawed (cgroup v1), so the library thaws after sending it."""
+    factory = Factory(str(tmp_path / "state"))
+    container = factory.create("frozen", spec_for(tmp_path, rootfs, "frozen"))
+    init = container.run(Process(["/bin/sh", "-c", "while :; do sleep 0.05; done"]), detach=True)
+    assert isinstance(init, Process)
+    try:
+        container.pause()
+        assert container.status() == "paused"
+        container.signal(9)
+        # Bounded: a container left frozen would make wait() block for ever.
+        wait_until(lambda: Path(f"/proc/{init.pid}/stat").read_text().rsplit(") ", 1)[1][0] == "Z", timeout=5)
+        assert init.wait() == 137
+    finally:
+        container.destroy()
