@@ -274,7 +274,7 @@ def _exited(pid: int) -> bool:
     """Gone, or a zombie its parent has yet to reap."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped while the file was read
         return True
 
 
