@@ -588,14 +588,19 @@ class Container:
         return checkpoint.checkpoint(self, opts or CriuOptions())
 
     def restore(self, process: Process | None = None, opts: CriuOptions | None = None, *,
-                on_restored: Callable[[int], None] | None = None, detach: bool = False) -> int:
+                on_restored: Callable[[int], None] | None = None, detach: bool = False,
+                hooks: HookPlan | None = None) -> int:
         """Restore a checkpoint into a new container here; supervises it
         and returns its init's exit status, as ``run`` does.  With
         ``detach``, returns 0 once restored: the init is the caller's child
-        (``process.pid``), nothing supervises it, as after ``create``."""
+        (``process.pid``), nothing supervises it, as after ``create``.
+        ``hooks``: its OCI hooks, as runc runs them at a restore: prestart
+        and createRuntime in criu's "setup-namespaces", poststop at its
+        removal (nsinit/criu/restore.py)."""
         from nsinit.criu import restore
         from nsinit.criu.options import CriuOptions
 
+        self.hooks = hooks
         return restore.restore(self, process, opts or CriuOptions(), on_restored, detach=detach)
 
 

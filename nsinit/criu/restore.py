@@ -88,6 +88,7 @@ class _Restore(_Creation):
         self.targets = targets
         self.dumped = dumped
         self.on_restored = on_restored
+        container.hooks_begun = False
 
     def run(self) -> int:
         with self.undo:
@@ -172,7 +173,7 @@ class _Restore(_Creation):
             swrk = Swrk(self.criu, keep_fds=keep, before_exec=lambda: _attach(cgroup_files))
             try:
                 request = self.restore_request(root, dir_fds, namespace_fds, swrk.proc.pid, stdio)
-                response = swrk.call(request)
+                response = swrk.call(request, on_notify=self.criu_notified)
             finally:
                 swrk.close()
         finally:
@@ -184,6 +185,36 @@ class _Restore(_Creation):
         if response is None or not response.success:
             raise failure("restore", response, os.path.join(self.work, "restore.log"), swrk.exit_text())
         self.adopt_restored(response.restore.pid)
+
+    def criu_notified(self, script: str, pid: int) -> None:
+        """criu's "setup-namespaces": the restored init (``pid``, on the
+        host) stands in its namespaces, before criu restores anything into
+        them.  runc runs prestart and createRuntime there (criuNotifications,
+        libcontainer/criu_linux.go), so do we; a failure makes criu unwind.
+        createContainer, startContainer and poststart do not run: the
+        container was created and started before its checkpoint."""
+        if script != "setup-namespaces":
+            return
+        # criu made the restored init our child (rst_sibling): on a failure
+        # from here it kills it but cannot reap it; the teardown does.
+        self.pid = pid
+        if self.container.hooks is None:
+            return
+        from nsinit.lifecycle.hooks import run_prestart_and_create_runtime
+
+        self.container.hooks_begun = True
+        run_prestart_and_create_runtime(self.container.hooks, pid)
+
+    def _remove_everything(self) -> None:
+        """As a creation's; then, once its hooks had begun, the poststop
+        ones: after a restore failed from there (as create's), and at the
+        end of one nsinit supervised (runc's destroy).  A detached one is
+        removed by ``delete``, which runs them from the record."""
+        super()._remove_everything()
+        if self.container.hooks is not None and self.container.hooks_begun:
+            from nsinit.lifecycle.hooks import run_poststop_of
+
+            run_poststop_of(self.container.hooks, self.container.warn)
 
     def bind_rootfs(self) -> str:
         """criu pivots into the root it is given, which must be a mount."""
@@ -233,6 +264,8 @@ class _Restore(_Creation):
 
     def adopt_restored(self, pid: int) -> None:
         self.pid = pid
+        if self.container.hooks is not None:
+            self.container.hooks_begun = True  # restored (whether criu said "setup-namespaces" or not)
         self.undo.callback(self.kill_child)
         self.pidfd = os.pidfd_open(pid)
         supervise.forward_signals(self)

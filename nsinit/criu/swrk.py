@@ -96,6 +96,22 @@ class Swrk:
             finally:
                 # criu waits for this answer; a failed hook makes it abort and unwind.
                 self._send(msgs.criu_req(type=msgs.NOTIFY, notify_success=ok))
+                if not ok:
+                    self._drain()
+
+    def _drain(self) -> None:
+        """After a failed notification: until criu's final answer, which it
+        sends once it has unwound (killed what it restored).  The caller's
+        exception stands; criu's answer adds nothing to it."""
+        msgs = messages()
+        while True:
+            try:
+                data = self.sock.recv(MAX_MESSAGE)
+            except OSError:
+                return
+            if not data or msgs.criu_resp.FromString(data).type != msgs.NOTIFY:
+                return
+            self._send(msgs.criu_req(type=msgs.NOTIFY, notify_success=False))
 
     def _send(self, request: Any) -> None:
         try:

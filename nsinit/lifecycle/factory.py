@@ -297,11 +297,13 @@ class FactoryContainer(Container):
         return super().checkpoint(self._with_criu(opts))
 
     def restore(self, process: Process | None = None, opts: CriuOptions | None = None, *,
-                on_restored: Callable[[int], None] | None = None, detach: bool = False) -> int:
+                on_restored: Callable[[int], None] | None = None, detach: bool = False,
+                hooks: HookPlan | None = None) -> int:
         """Container.restore with the factory's criu; the id goes when the
         restore fails, and (not detached) once the restored container ended."""
         try:
-            status = super().restore(process, self._with_criu(opts), on_restored=on_restored, detach=detach)
+            status = super().restore(process, self._with_criu(opts), on_restored=on_restored, detach=detach,
+                                     hooks=hooks)
         except BaseException:
             if self.oci_status()[0] == "stopped":
                 self.forget()

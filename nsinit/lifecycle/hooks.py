@@ -27,6 +27,14 @@ config.json's, the 2014 one none, and without a plan nothing here runs.
 
 The plan is recorded in the container's state.json (``State.hooks``) at
 creation: ``start`` and ``delete`` run in other processes, later.
+
+A restore (``Container.restore(..., hooks=...)``, nsinit/criu/restore.py)
+runs what runc's does (criuNotifications, libcontainer/criu_linux.go):
+prestart and createRuntime when criu says "setup-namespaces" (the restored
+init's host pid in the state; a failure fails the restore, which unwinds
+and then runs poststop, as a failed create), poststop at its removal, and
+none of createContainer, startContainer, poststart: the container was
+created and started before its checkpoint.
 """
 from __future__ import annotations
 
@@ -101,11 +109,19 @@ def run_runtime_hooks(launch: _Launch) -> None:
     plan: HookPlan | None = getattr(launch.container, "hooks", None)
     if plan is None:
         raise NsinitError(STEP, "the container's init asked for hooks it has none of")
-    state = plan.state("creating", launch.pid)
     launch.container.hooks_begun = True
+    state = run_prestart_and_create_runtime(plan, launch.pid)
+    messages.send(launch.sync_fd, messages.hooks_ran(state))
+
+
+def run_prestart_and_create_runtime(plan: HookPlan, pid: int) -> dict[str, Any]:
+    """prestart, then createRuntime, with ``pid`` (the init, on the host) in
+    the state; the first failure raises.  At create, and at a restore once
+    criu has made the namespaces (nsinit/criu/restore.py)."""
+    state = plan.state("creating", pid)
     for kind in ("prestart", "createRuntime"):
         run_hooks(plan.hooks, kind, state)
-    messages.send(launch.sync_fd, messages.hooks_ran(state))
+    return state
 
 
 def run_poststart(current: State, warn: Callable[[str], None]) -> None:

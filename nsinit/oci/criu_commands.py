@@ -124,7 +124,7 @@ def cmd_restore(globals_: Globals, args: dict[str, Any]) -> int:
     if not detach and not args["--no-subreaper"]:
         set_child_subreaper()  # the init's orphans come to us, as runc restore's
     container = factory_with_criu(globals_).create(container_id, spec, warn=globals_.warn)
-    container.hooks = HookPlan.of_spec(spec, container_id)  # recorded: delete runs the poststop ones
+    hooks = HookPlan.of_spec(spec, container_id)
     process = Process(args=list(spec.args))
 
     def restored(pid: int) -> None:
@@ -133,8 +133,8 @@ def cmd_restore(globals_: Globals, args: dict[str, Any]) -> int:
 
     with said_once("restore"):
         if not detach:
-            return container.restore(process, opts, on_restored=restored)
-        container.restore(process, opts, detach=True)
+            return container.restore(process, opts, on_restored=restored, hooks=hooks)
+        container.restore(process, opts, detach=True, hooks=hooks)  # recorded: delete runs the poststop ones
     try:
         restored(process.pid)
     except BaseException:

@@ -7,11 +7,12 @@ what criu said.  The refusals need no criu.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -51,7 +52,7 @@ def rootfs_of(rootfs: Path) -> Iterator[Path]:
 
 def restore_by_caller(runc: Runc, container_id: str, images: Path, *flags: str) -> tuple[subprocess.Popen[str], int, Path]:
     """``restore --detach`` run by a child-subreaper caller, as conmon runs it:
-    (the caller, restore's exit code, the pid file)."""
+    (the caller, restore's exit code, the pid file); nothing on its stderr."""
     n = len(runc.callers)
     files = [runc.tmp / f"{kind}-restore-{n}" for kind in ("in", "out", "err")]
     files[0].write_text("")
@@ -164,3 +165,161 @@ def test_restore_without_detach_waits_and_exits_with_the_status(runc: Runc, root
                 restoring.wait()
     assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')  # deleted at its end
     runc.ids.discard("c1")
+
+
+# A hook (run by the host's python, with no env at all): appends its name to
+# out/order and writes out/NAME.json: its state JSON, its mount namespace, and
+# the network namespace and command name of the state's pid at that moment;
+# then, if its 3rd argument is "fail", fails: "no way", status 1.
+HOOK = r"""
+import json, os, sys
+out, name, fail = sys.argv[1], sys.argv[2], sys.argv[3] == "fail"
+state = json.load(sys.stdin)
+with open(os.path.join(out, "order"), "a") as f:
+    f.write(name + "\n")
+pid = state["pid"]
+seen = {"state": state, "mnt": os.readlink("/proc/self/ns/mnt"),
+        "init_net": os.readlink(f"/proc/{pid}/ns/net") if pid else "",
+        "init_comm": open(f"/proc/{pid}/comm").read().strip() if pid else ""}
+with open(os.path.join(out, name + ".json"), "w") as f:
+    json.dump(seen, f)
+if fail:
+    sys.exit("no way")
+"""
+KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+def hook(out: Path, name: str, *, fail: bool = False) -> dict[str, Any]:
+    return {"path": sys.executable, "args": ["hook", "-c", HOOK, str(out), name, "fail" if fail else "ok"]}
+
+
+def ran(out: Path) -> list[str]:
+    order = out / "order"
+    return order.read_text().splitlines() if order.exists() else []
+
+
+def seen(out: Path, name: str) -> dict[str, Any]:
+    return json.loads((out / f"{name}.json").read_text())  # type: ignore[no-any-return]
+
+
+def checkpointed_counter(runc: Runc, rootfs: Path) -> Path:
+    """c1 counting, created and started without hooks, then checkpointed: the images."""
+    created = runc.create("c1", COUNTER)
+    runc.ok("start", "c1")
+    count_passes(rootfs, 2)
+    images = runc.tmp / "images"
+    runc.ok("checkpoint", "--image-path", str(images), "c1")
+    created.exited()
+    return images
+
+
+@needs_criu
+def test_restore_runs_prestart_then_create_runtime_with_the_restored_init(runc: Runc, rootfs_of: Path) -> None:
+    """runc's criuNotifications: at criu's "setup-namespaces", the restored
+    init's host pid in the state; no createContainer, startContainer or
+    poststart (the container was created and started before its dump);
+    poststop at delete."""
+    images = checkpointed_counter(runc, rootfs_of)
+    out = runc.tmp / "out"
+    out.mkdir()
+    runc.config(["/bin/sh", "-c", COUNTER], "c1", hooks={kind: [hook(out, kind)] for kind in KINDS},
+                annotations={"io.example": "yes"})
+    caller, code, pid_file = restore_by_caller(runc, "c1", images)
+    assert code == 0
+    pid = int(pid_file.read_text())
+    assert ran(out) == ["prestart", "createRuntime"]
+    for name in ("prestart", "createRuntime"):
+        what = seen(out, name)
+        assert what["state"] == {"ociVersion": runc.base["ociVersion"], "id": "c1", "status": "creating",
+                                 "pid": pid, "bundle": str(runc.bundle), "annotations": {"io.example": "yes"}}
+        assert what["mnt"] == os.readlink("/proc/self/ns/mnt")        # in the runtime's namespaces
+        assert what["init_net"] == os.readlink(f"/proc/{pid}/ns/net")  # the init's namespaces already made
+        assert what["init_comm"] != "sh"                               # before criu restored the command
+    assert runc.state("c1")["status"] == "running"
+    count_passes(rootfs_of, count(rootfs_of) + 2)
+    runc.ok("delete", "--force", "c1")
+    assert ran(out) == ["prestart", "createRuntime", "poststop"]
+    assert seen(out, "poststop")["state"]["status"] == "stopped"
+    assert caller.stdout is not None
+    assert caller.stdout.readline().split() == [str(pid), "137"]
+    caller.wait(timeout=10)
+    runc.ids.discard("c1")
+
+
+@needs_criu
+def test_restore_without_detach_runs_poststop_at_its_end(runc: Runc, rootfs_of: Path) -> None:
+    """runc's restore without --detach destroys the container when its init
+    has exited, and its destroy runs poststop."""
+    images = checkpointed_counter(runc, rootfs_of)
+    out = runc.tmp / "out"
+    out.mkdir()
+    runc.config(["/bin/sh", "-c", COUNTER], "c1", hooks={kind: [hook(out, kind)] for kind in KINDS})
+    pid_file = runc.tmp / "restore.pid"
+    (runc.tmp / "restore.in").write_text("")
+    with open(runc.tmp / "restore.err", "w+") as err, open(runc.tmp / "restore.in") as stdin:
+        restoring = subprocess.Popen(runc.argv("restore", "--image-path", str(images), "--bundle", str(runc.bundle),
+                                               "--pid-file", str(pid_file), "c1"),
+                                     stdin=stdin, stdout=err, stderr=err)
+        try:
+            wait_until(lambda: pid_file.exists() or restoring.poll() is not None, timeout=30)
+            assert restoring.poll() is None, Path(err.name).read_text()
+            pid = int(pid_file.read_text())
+            assert ran(out) == ["prestart", "createRuntime"] and seen(out, "prestart")["state"]["pid"] == pid
+            os.kill(pid, 9)
+            assert restoring.wait(timeout=30) == 137
+        finally:
+            if restoring.poll() is None:
+                restoring.kill()
+                restoring.wait()
+        assert Path(err.name).read_text() == ""
+    assert ran(out) == ["prestart", "createRuntime", "poststop"]
+    assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')
+    runc.ids.discard("c1")
+
+
+# restore run by a child subreaper that, once restore has exited, says which
+# processes were left to it: a restored init that restore neither kept as
+# the caller's child on success nor reaped on failure comes to it.
+ORPHANS = r"""
+import ctypes, json, os, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+stdin, stdout, stderr = sys.argv[1:4]
+with open(stdin) as i, open(stdout, "w") as o, open(stderr, "w") as e:
+    code = subprocess.run(sys.argv[4:], stdin=i, stdout=o, stderr=e).returncode
+children = []
+for pid in open(f"/proc/self/task/{os.getpid()}/children").read().split():
+    status = dict(line.split(":\t", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+    children.append({"pid": int(pid), "name": status["Name"], "state": status["State"]})
+print(json.dumps({"code": code, "children": children}), flush=True)
+"""
+
+
+@needs_criu
+def test_a_failing_prestart_hook_fails_the_restore_and_leaves_nothing(runc: Runc, rootfs_of: Path) -> None:
+    images = checkpointed_counter(runc, rootfs_of)
+    out = runc.tmp / "out"
+    out.mkdir()
+    runc.config(["/bin/sh", "-c", COUNTER], "c1", hooks={
+        "prestart": [hook(out, "prestart", fail=True)], "createRuntime": [hook(out, "createRuntime")],
+        "poststart": [hook(out, "poststart")], "poststop": [hook(out, "poststop")]})
+    files = [runc.tmp / f"{kind}-failed-restore" for kind in ("in", "out", "err")]
+    files[0].write_text("")
+    done = subprocess.run([sys.executable, "-c", ORPHANS, *map(str, files), *runc.argv(
+        "restore", "--detach", "--image-path", str(images), "--bundle", str(runc.bundle),
+        "--pid-file", str(runc.tmp / "restore.pid"), "c1")], capture_output=True, text=True, timeout=60)
+    report = json.loads(done.stdout)
+    assert report["code"] == 1
+    lines = files[2].read_text().splitlines()
+    assert lines == [f"nsinit-runc: restore: hooks.prestart[0]: {sys.executable}: exited with status 1: no way"], lines
+    # The later hooks did not run; the deletion's did, once the restore had unwound (as a failed create's).
+    assert ran(out) == ["prestart", "poststop"]
+    assert seen(out, "poststop")["state"]["status"] == "stopped"
+    pid = seen(out, "prestart")["state"]["pid"]
+    assert pid > 0 and not Path(f"/proc/{pid}").exists()  # the restored init is gone, reaped
+    # Nor left to the caller: only criu's own cgroupd, which criu (4.2) leaves when a restore
+    # fails, may come to it, exited.
+    assert all(child["pid"] != pid and child["name"] == "criu" and child["state"].startswith("Z")
+               for child in report["children"]), (pid, report)
+    assert not (runc.tmp / "restore.pid").exists()
+    assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')
+    runc.ids.discard("c1")   # the fixture checks: no record, no cgroup, no mount, no process
