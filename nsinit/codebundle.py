@@ -146,6 +146,9 @@ class BundleFinder:
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
+        # ``path`` (the parent's __path__) is not needed: the bundle holds this
+        # package's modules by their full names, and a parent is this tree's
+        # (``nsinit`` itself is imported before the finder is installed).
         entry = self.modules.get(fullname)
         if entry is None:
             return None  # not one of ours (the stdlib, pyroute2, an extension module)
