@@ -67,8 +67,26 @@ def probe(tree: pathlib.Path, code: str, *, bundle: bool = True) -> Any:
 
 @pytest.fixture
 def tree(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A tree of one's own, its bundle built: for a test that changes the sources."""
     tree = copy_tree(tmp_path)
     build(tree)
+    return tree
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, bytes]:
+    tree = copy_tree(tmp_path_factory.mktemp("shared"))
+    return tree, build(tree).read_bytes()
+
+
+@pytest.fixture
+def shared(built: tuple[pathlib.Path, bytes]) -> pathlib.Path:
+    """The module's tree, its sources untouched, its bundle as built (a test may damage it)."""
+    tree, data = built
+    path = bundle_path(tree)
+    path.unlink(missing_ok=True)
+    path.write_bytes(data)
+    path.chmod(0o644)
     return tree
 
 
@@ -76,7 +94,8 @@ MODULES = ["nsinit.container", "nsinit.oci", "nsinit.oci.cli", "nsinit.criu", "n
            "nsinit.config", "nsinit.jsontext", "nsinit.lifecycle.create", "nsinit.child"]
 
 
-def test_a_served_module_is_the_one_the_normal_import_gives(tree: pathlib.Path) -> None:
+def test_a_served_module_is_the_one_the_normal_import_gives(shared: pathlib.Path) -> None:
+    tree = shared
     code = f"""
 import nsinit.jsontext
 try:
@@ -172,6 +191,7 @@ def another_owner(path: pathlib.Path) -> None:
 
 def another_trees(path: pathlib.Path) -> None:
     # A bundle is its tree's: a copy of the tree keeps the mtimes, not the paths.
+    shutil.rmtree(path.parents[3] / "other", ignore_errors=True)
     other = copy_tree(path.parents[3] / "other")
     shutil.copyfile(build(other), path)
 
@@ -186,7 +206,8 @@ DAMAGE = [removed, truncate(0), truncate(HEADER - 1), truncate(HEADER + 6), trun
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda damage: damage.__name__)
-def test_an_unusable_bundle_means_normal_imports(tree: pathlib.Path, damage: Any) -> None:
+def test_an_unusable_bundle_means_normal_imports(shared: pathlib.Path, damage: Any) -> None:
+    tree = shared
     damage(bundle_path(tree))
     found = probe(tree, "print(json.dumps([finder is None, describe('nsinit.container')['loader']]))")
     assert found == [True, "SourceFileLoader"]
@@ -199,7 +220,8 @@ def test_an_unusable_bundle_means_normal_imports(tree: pathlib.Path, damage: Any
     assert (out.returncode, out.stderr) == (1, 'nsinit-runc: state: container "nobody" does not exist\n')
 
 
-def test_a_module_whose_code_does_not_read_is_compiled_from_its_source(tree: pathlib.Path) -> None:
+def test_a_module_whose_code_does_not_read_is_compiled_from_its_source(shared: pathlib.Path) -> None:
+    tree = shared
     # The index is intact, one module's code object is not: its loader falls
     # back to the normal way (its .pyc, or its source).
     offset, length = probe(tree, "print(json.dumps(finder.modules['nsinit.jsontext'][4:]))")
