@@ -47,9 +47,9 @@ PACKAGE = __name__.rpartition(".")[0]  # "nsinit"
 PACKAGE_DIR = os.path.dirname(__file__)
 # The file: HEADER, where the index starts (4 bytes, little-endian), each
 # module's marshalled code object, the marshalled index last (so a
-# truncated file has none).  The interpreter's bytecode version comes first,
-# as in a .pyc: another CPython's bundle is never read (nor any other file
-# of this name).
+# truncated file has none).  The interpreter's bytecode version
+# (importlib.util.MAGIC_NUMBER) comes first, as in a .pyc: another
+# CPython's bundle is never read (nor any other file of this name).
 HEADER = MAGIC_NUMBER + b" nsinit codebundle 1\n"
 _OFFSET_SIZE = 4
 
