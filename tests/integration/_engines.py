@@ -3,8 +3,9 @@
 The engines run a runtime *binary* by path (podman --runtime, the shim's
 BinaryName), with an environment of their own choosing: PYTHONPATH does not
 reach it.  So by default the tests write a launcher for THIS tree's
-nsinit-runc, the one scripts/install writes (isolated mode, no site module),
-with the tree first on sys.path: a git worktree tests its own code.
+nsinit-runc, the one scripts/install writes (isolated mode, no site module,
+nsinit/codebundle.py's text), with the tree first on sys.path and its
+modules compiled ahead: a git worktree tests its own code.
 
 NSINIT_ENGINE_RUNTIME names another binary (a path, or a name on PATH):
 ``NSINIT_ENGINE_RUNTIME=runc`` runs the same tests against runc, which
@@ -34,19 +35,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, processes_rooted_in
+from nsinit.codebundle import build_command, launcher
 
 ENV_NAME = "NSINIT_ENGINE_RUNTIME"
-
-LAUNCHER = """#!{python} -IS
-# Written by tests/integration/_engines.py: scripts/install's launcher, for this tree.
-import gc
-gc.disable()
-import sys
-sys.path[:0] = {paths!r}
-from nsinit.oci.cli import run
-run()
-"""
-
 
 # The engines' own log lines (logrus: podman's WARN[0000] ..., ctr's time="..." level=warning ...):
 # a machine's configuration can add some; what is left is the container's (and the runtime's).
@@ -114,8 +105,11 @@ def needs(request: pytest.FixtureRequest, runtime: Runtime, *commands: str) -> N
 def write_launcher(directory: Path) -> str:
     paths = [str(REPO)] + sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
     target = directory / "nsinit-runc"   # podman and conmon look at the basename
-    target.write_text(LAUNCHER.format(python=sys.executable, paths=paths))
+    target.write_text(launcher(sys.executable, paths, "nsinit.oci.cli", "tests/integration/_engines.py, for this tree"))
     target.chmod(0o755)
+    # Its modules compiled ahead, as scripts/install does: the engines run
+    # nsinit-runc the way it is installed.
+    subprocess.run(build_command(sys.executable, str(REPO)), check=True, capture_output=True)
     return str(target)
 
 
