@@ -135,9 +135,7 @@ def release(path: str, current: state.State) -> bytes:
     """Open the fifo for reading, which lets the init's open return; read
     what it writes until its exec closes its end.  Returns the bytes after
     the "0": empty, or a failure's message (nsinit/messages.py)."""
-    from nsinit.lifecycle.join import pin_process
-
-    pidfd = pin_process(current.init_pid, current.init_start_time)
+    pidfd = state.pin_process(current.init_pid, current.init_start_time)
     if pidfd < 0:
         raise NsinitError("start", f"container init {current.init_pid} is gone", EXIT_COMMAND_FAILED)
     try:

@@ -335,7 +335,7 @@ def require_live(container: FactoryContainer) -> Any:
 
 def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
     from nsinit import state
-    from nsinit.cli import parse_signal
+    from nsinit.container import parse_signal
 
     signum = parse_signal(args["SIGNAL"] or "SIGTERM")
     container = load_container(globals_, args["ID"])
