@@ -278,8 +278,12 @@ class Container:
         current = self.require_state()
         return [describe_process(pid) for pid in container_pids(current)]
 
-    def signal(self, signum: int, *, all_processes: bool = False) -> None:
-        current = self.require_state()
+    def signal(self, signum: int, *, all_processes: bool = False, current: State | None = None) -> None:
+        """Send ``signum`` to the init (or every process).  ``current``: the
+        live record the caller has just read under the root lock (nsinit-runc
+        kill, which checks the status in runc's words), else it is read here."""
+        if current is None:
+            current = self.require_state()
         targets = container_pids(current) if all_processes else [current.init_pid]
         for pid in targets:
             try:

@@ -32,7 +32,7 @@ from nsinit.errors import (
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from nsinit.container import Process
     from nsinit.lifecycle.factory import Factory, FactoryContainer
@@ -161,11 +161,15 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def cmd_start(globals_: Globals, args: dict[str, Any]) -> int:
+    from nsinit.lifecycle.start import start_locked
+
     container = load_container(globals_, args["ID"])
-    status, _current = container.oci_status()
-    if status != "created":
-        raise NsinitError("", f'cannot start container "{container.id}": it is {status}, not created')
-    container.start()  # and its poststart hooks
+    # The status read once, under the lock the start holds anyway.
+    with container.locked():
+        status, current = container.oci_status()
+        if status != "created" or current is None:
+            raise NsinitError("", f'cannot start container "{container.id}": it is {status}, not created')
+        start_locked(container, current)  # and its poststart hooks
     return 0
 
 
@@ -323,8 +327,12 @@ def live_status(container: FactoryContainer) -> tuple[str, Any]:
     runc's "container not running" (containerd matches those words)."""
     status, current = container.oci_status()
     if current is None or status in ("stopped", "creating"):
-        raise ContainerNotRunning("", f'container "{container.id}" is {status}: container not running')
+        raise_not_running(container, status)
     return status, current
+
+
+def raise_not_running(container: FactoryContainer, status: str) -> NoReturn:
+    raise ContainerNotRunning("", f'container "{container.id}" is {status}: container not running')
 
 
 def require_live(container: FactoryContainer) -> Any:
@@ -352,8 +360,9 @@ def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
             if current is not None:
                 signal_leftovers(current, signum)
             return 0
-        require_live(container)   # runc's "container not running" words for the rest
-        container.signal(signum, all_processes=every)   # thaws a paused one after a SIGKILL
+        if current is None or status in ("stopped", "creating"):
+            raise_not_running(container, status)   # runc's words
+        container.signal(signum, all_processes=every, current=current)   # thaws a paused one after a SIGKILL
     return 0
 
 
@@ -498,8 +507,8 @@ def cmd_delete(globals_: Globals, args: dict[str, Any]) -> int:
         if force:
             return 0
         raise
-    status, _current = container.oci_status()
-    if status in ("running", "paused", "creating") and not force:
+    status = "" if force else container.oci_status()[0]   # --force deletes whatever the status
+    if status in ("running", "paused", "creating"):
         raise ContainerNotStopped("", f'cannot delete container "{container.id}" that is not stopped: {status} '
                                       "(delete --force kills it)")
     container.delete(force=True)  # created: its init is killed (runc's delete); then its poststop hooks
