@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from nsinit.container import Process
     from nsinit.lifecycle.factory import Factory, FactoryContainer
+    from nsinit.lifecycle.hooks import HookPlan
     from nsinit.oci.cli import Globals
     from nsinit.oci.spec import OciSpec
 
@@ -106,10 +107,8 @@ def create_container(globals_: Globals, args: dict[str, Any]) -> tuple[FactoryCo
     process = process_of(spec, args["--console-socket"])
     if preserve:
         process = with_preserved_fds(process, preserve)
-    from nsinit.lifecycle.hooks import HookPlan
-
     container = factory_of(globals_).create(container_id, spec, warn=globals_.warn)
-    container.create(process, hooks=HookPlan.of_spec(spec, container_id))  # removes the id again if it fails
+    container.create(process, hooks=hook_plan(spec, container_id))  # removes the id again if it fails
     try:
         if pid_file:
             write_pid_file(pid_file, process.pid)
@@ -117,6 +116,19 @@ def create_container(globals_: Globals, args: dict[str, Any]) -> tuple[FactoryCo
         container.destroy()
         raise
     return container, process, spec
+
+
+def hook_plan(spec: OciSpec, container_id: str) -> HookPlan | None:
+    """The spec's hooks for the library (HookPlan.of_spec), None without any:
+    most bundles have none, and their create loads no hook runner then
+    (nsinit/lifecycle/hooks.py and its imports, ~1 ms)."""
+    from nsinit.oci.hooks import Hooks
+
+    if spec.hooks == Hooks():
+        return None
+    from nsinit.lifecycle.hooks import HookPlan
+
+    return HookPlan.of_spec(spec, container_id)
 
 
 def parse_preserve_fds(text: str | None) -> int:
