@@ -689,6 +689,7 @@ def cmd_ps(container: Any, as_json: bool) -> int:
 
 
 def cmd_kill(container: Any, signame: str, every: bool) -> int:
+    from nsinit.container import parse_signal
     from nsinit.state import LOOK_WAIT_SECONDS
 
     signum = parse_signal(signame)
@@ -809,24 +810,6 @@ def cmd_oom(container: Any) -> None:
         print("nsinit: watching for OOM kills until the container exits", file=sys.stderr, flush=True)
         for count in events:
             print(f"oom kill {count}", flush=True)
-
-
-def parse_signal(text: str) -> int:
-    # _signal, signal's C half: the names signal.Signals is made of, without
-    # the enum machinery (~3 ms of every nsinit-runc kill).
-    import _signal  # type: ignore[import-not-found]  # no stub: signal.py re-exports it
-
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < _signal.NSIG:
-            return number
-    else:
-        name = text.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        value = getattr(_signal, name, None) if not name.startswith("SIG_") else None
-        if isinstance(value, int):
-            return value
-    raise NsinitError("kill", f'unknown signal "{text}"', EXIT_COMMAND_FAILED)
 
 
 if __name__ == "__main__":

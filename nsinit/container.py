@@ -22,10 +22,12 @@ import os
 import sys
 import time
 
-from nsinit import namespaces, state
+from nsinit import state
+from nsinit.config.names import NAMESPACE_PROC_FILES
 from nsinit.record import field, record
 from nsinit.state import State
-from nsinit.errors import ContainerGoneError, NoContainerError, NsinitError, describe_oserror
+from nsinit.errors import (EXIT_COMMAND_FAILED, ContainerGoneError, NoContainerError, NsinitError,
+                           describe_oserror)
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -276,8 +278,12 @@ class Container:
         current = self.require_state()
         return [describe_process(pid) for pid in container_pids(current)]
 
-    def signal(self, signum: int, *, all_processes: bool = False) -> None:
-        current = self.require_state()
+    def signal(self, signum: int, *, all_processes: bool = False, current: State | None = None) -> None:
+        """Send ``signum`` to the init (or every process).  ``current``: the
+        live record the caller has just read under the root lock (nsinit-runc
+        kill, which checks the status in runc's words), else it is read here."""
+        if current is None:
+            current = self.require_state()
         targets = container_pids(current) if all_processes else [current.init_pid]
         for pid in targets:
             try:
@@ -537,10 +543,8 @@ class Container:
         new container could take the directory over); call wait_stopped after
         releasing it: the supervisor needs the lock to clean up.
         """
-        from nsinit.lifecycle.join import pin_process
-
         current = self.require_state()
-        pidfd = pin_process(current.init_pid, current.init_start_time)
+        pidfd = state.pin_process(current.init_pid, current.init_start_time)
         if pidfd < 0:
             raise NoContainerError("stop", f"no running container in {self.root}")
         signal.pidfd_send_signal(pidfd, signal.SIGTERM)
@@ -551,16 +555,14 @@ class Container:
         process; return once the container's record is gone.  True when it
         took SIGKILL (a PID 1 without a TERM handler ignores TERM: the
         kernel's rule for a namespace's init)."""
-        from nsinit.lifecycle.join import process_exited
-
         try:
             if current.status == "paused":
                 self._thaw_for_stop()  # a frozen init handles no signal
-            killed = not process_exited(pidfd, grace)
+            killed = not state.process_exited(pidfd, grace)
             if killed:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 kill_every_process(current)
-                process_exited(pidfd, STOP_CLEANUP_SECONDS)
+                state.process_exited(pidfd, STOP_CLEANUP_SECONDS)
         finally:
             os.close(pidfd)
         if not state.wait_for_removal(self.root, current, timeout=STOP_CLEANUP_SECONDS):
@@ -610,6 +612,24 @@ def _no_hook(_process: Process) -> None:
 
 
 
+def parse_signal(text: str) -> int:
+    """A signal's number from its name (TERM, SIGTERM, sigterm) or number,
+    for ``nsinit kill`` and ``nsinit-runc kill`` (here, not in either CLI:
+    nsinit-runc kill loads no part of the 2014 one).  ``signal`` is _signal
+    here, signal.py's C half: the names signal.Signals is made of."""
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        value = getattr(signal, name, None) if not name.startswith("SIG_") else None
+        if isinstance(value, int):
+            return value
+    raise NsinitError("kill", f'unknown signal "{text}"', EXIT_COMMAND_FAILED)
+
+
 def kill_every_process(current: State) -> None:
     for pid in container_pids(current):
         try:
@@ -637,7 +657,9 @@ def container_pids(current: State) -> list[int]:
     inode = current.namespace_inodes.get(kind)
     if inode is None:
         return [current.init_pid]
-    proc_name = namespaces.PROC_NAMES[kind]
+    # The names table, not nsinit.namespaces: that loads the cffi helper
+    # (nsinit._native), which nsinit-runc kill --all and ps need no part of.
+    proc_name = NAMESPACE_PROC_FILES[kind]
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -123,6 +123,29 @@ def is_alive(pid: int, start_time: int) -> bool:
     return pid > 0 and read_start_time(pid) == start_time
 
 
+# pin_process and process_exited live here, beside the liveness check, not
+# in the join: start, delete and stop use them and load none of its modules.
+def pin_process(pid: int, start_time: int) -> int:
+    """A pidfd on ``pid`` if it is still the process that started at
+    ``start_time``, else -1.  Opened before the check: from then on the pid
+    cannot be reused under us."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1
+    if not is_alive(pid, start_time):
+        os.close(pidfd)
+        return -1
+    return pidfd
+
+
+def process_exited(pidfd: int, timeout: float) -> bool:
+    """A pidfd becomes readable when its process exits (zombie or not)."""
+    import select
+
+    return bool(select.select([pidfd], [], [], timeout)[0])
+
+
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     # The public copies go into a directory the container's root can write

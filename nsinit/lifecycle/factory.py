@@ -281,9 +281,10 @@ class FactoryContainer(Container):
 
     def delete(self, *, force: bool = False) -> None:
         """Container.delete, then the id dir: a stopped container (or one
-        whose record is already gone) is what delete is for."""
-        status, _current = self.oci_status()
-        if status != "stopped" or os.path.exists(os.path.join(state.private_dir(self.root), state.STATE_FILE)):
+        whose record is already gone) is what delete is for.  With no record
+        and no live creator there is nothing but the id dir: that is looked
+        up without reading a record (Container.delete reads it, under the lock)."""
+        if os.path.exists(os.path.join(state.private_dir(self.root), state.STATE_FILE)) or self._creator_alive():
             super().delete(force=force)
         self.forget()
 

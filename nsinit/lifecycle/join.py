@@ -166,25 +166,6 @@ class _Join(_Launch):
         self.adopt_child(pid, plan)
 
 
-def pin_process(pid: int, start_time: int) -> int:
-    """A pidfd on ``pid`` if it is still the process that started at
-    ``start_time``, else -1.  Opened before the check: from then on the pid
-    cannot be reused under us."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return -1
-    if not state.is_alive(pid, start_time):
-        os.close(pidfd)
-        return -1
-    return pidfd
-
-
-def process_exited(pidfd: int, timeout: float) -> bool:
-    """A pidfd becomes readable when its process exits (zombie or not)."""
-    return bool(select.select([pidfd], [], [], timeout)[0])
-
-
 def recorded_config(record: State) -> Config:
     from nsinit.config.recorded import read_recorded
 

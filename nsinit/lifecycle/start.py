@@ -17,7 +17,7 @@ import select
 import stat
 import time
 
-from nsinit import messages, state
+from nsinit import state
 from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_COMMAND_FAILED, EXIT_NOT_FOUND, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -68,6 +68,12 @@ def wait_for_start(fifo_fd: int, sync_fd: int, proc_fd: int = -1) -> None:
     if proc_fd < 0 and not os.access(path, os.W_OK):
         raise NsinitError("wait for start", f"cannot reach the exec fifo through {path} "
                                             "(a created container's init needs /proc mounted)")
+    # Imported here, not at the top: the starter reads messages only when
+    # the init reports a failure.  The child has it loaded already (child.py
+    # imports it), so this finds it in sys.modules: no file is opened, the
+    # host's tree may be out of reach by now.
+    from nsinit import messages
+
     die_of_stop_signals_while_waiting()
     messages.send(sync_fd, messages.created())
     # Blocks until start opens it for reading.
@@ -114,11 +120,15 @@ def start(container: Container) -> None:
         start_locked(container)
 
 
-def start_locked(container: Container) -> None:
-    """``start`` for a caller that holds the root dir's lock."""
-    status, current, why = container.status_with_record(report_stale=True)
-    if status != "created" or current is None:
-        raise _not_startable(container.root, status, current, why)
+def start_locked(container: Container, current: state.State | None = None) -> None:
+    """``start`` for a caller that holds the root dir's lock; ``current``:
+    the record of a created container that caller read under that lock
+    (nsinit-runc start checks the status itself, in runc's words), else it
+    is read and checked here."""
+    if current is None:
+        status, current, why = container.status_with_record(report_stale=True)
+        if status != "created" or current is None:
+            raise _not_startable(container.root, status, current, why)
     private = state.private_dir(container.root)
     report = release(os.path.join(private, state.EXEC_FIFO), current)
     _unlink_fifo(private)
@@ -135,9 +145,7 @@ def release(path: str, current: state.State) -> bytes:
     """Open the fifo for reading, which lets the init's open return; read
     what it writes until its exec closes its end.  Returns the bytes after
     the "0": empty, or a failure's message (nsinit/messages.py)."""
-    from nsinit.lifecycle.join import pin_process
-
-    pidfd = pin_process(current.init_pid, current.init_start_time)
+    pidfd = state.pin_process(current.init_pid, current.init_start_time)
     if pidfd < 0:
         raise NsinitError("start", f"container init {current.init_pid} is gone", EXIT_COMMAND_FAILED)
     try:
@@ -192,6 +200,8 @@ def _raise_reported(report: bytes, current: state.State) -> None:
     steps, or the command's execve (through the trampoline)."""
     if not report:
         return
+    from nsinit import messages
+
     try:
         message = messages.decode(report)
     except NsinitError:

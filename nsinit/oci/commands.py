@@ -32,10 +32,11 @@ from nsinit.errors import (
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from nsinit.container import Process
     from nsinit.lifecycle.factory import Factory, FactoryContainer
+    from nsinit.lifecycle.hooks import HookPlan
     from nsinit.oci.cli import Globals
     from nsinit.oci.spec import OciSpec
 
@@ -106,10 +107,8 @@ def create_container(globals_: Globals, args: dict[str, Any]) -> tuple[FactoryCo
     process = process_of(spec, args["--console-socket"])
     if preserve:
         process = with_preserved_fds(process, preserve)
-    from nsinit.lifecycle.hooks import HookPlan
-
     container = factory_of(globals_).create(container_id, spec, warn=globals_.warn)
-    container.create(process, hooks=HookPlan.of_spec(spec, container_id))  # removes the id again if it fails
+    container.create(process, hooks=hook_plan(spec, container_id))  # removes the id again if it fails
     try:
         if pid_file:
             write_pid_file(pid_file, process.pid)
@@ -117,6 +116,19 @@ def create_container(globals_: Globals, args: dict[str, Any]) -> tuple[FactoryCo
         container.destroy()
         raise
     return container, process, spec
+
+
+def hook_plan(spec: OciSpec, container_id: str) -> HookPlan | None:
+    """The spec's hooks for the library (HookPlan.of_spec), None without any:
+    most bundles have none, and their create loads no hook runner then
+    (nsinit/lifecycle/hooks.py and its imports, ~1 ms)."""
+    from nsinit.oci.hooks import Hooks
+
+    if spec.hooks == Hooks():
+        return None
+    from nsinit.lifecycle.hooks import HookPlan
+
+    return HookPlan.of_spec(spec, container_id)
 
 
 def parse_preserve_fds(text: str | None) -> int:
@@ -161,11 +173,15 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def cmd_start(globals_: Globals, args: dict[str, Any]) -> int:
+    from nsinit.lifecycle.start import start_locked
+
     container = load_container(globals_, args["ID"])
-    status, _current = container.oci_status()
-    if status != "created":
-        raise NsinitError("", f'cannot start container "{container.id}": it is {status}, not created')
-    container.start()  # and its poststart hooks
+    # The status read once, under the lock the start holds anyway.
+    with container.locked():
+        status, current = container.oci_status()
+        if status != "created" or current is None:
+            raise NsinitError("", f'cannot start container "{container.id}": it is {status}, not created')
+        start_locked(container, current)  # and its poststart hooks
     return 0
 
 
@@ -323,8 +339,12 @@ def live_status(container: FactoryContainer) -> tuple[str, Any]:
     runc's "container not running" (containerd matches those words)."""
     status, current = container.oci_status()
     if current is None or status in ("stopped", "creating"):
-        raise ContainerNotRunning("", f'container "{container.id}" is {status}: container not running')
+        raise_not_running(container, status)
     return status, current
+
+
+def raise_not_running(container: FactoryContainer, status: str) -> NoReturn:
+    raise ContainerNotRunning("", f'container "{container.id}" is {status}: container not running')
 
 
 def require_live(container: FactoryContainer) -> Any:
@@ -335,7 +355,7 @@ def require_live(container: FactoryContainer) -> Any:
 
 def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
     from nsinit import state
-    from nsinit.cli import parse_signal
+    from nsinit.container import parse_signal
 
     signum = parse_signal(args["SIGNAL"] or "SIGTERM")
     container = load_container(globals_, args["ID"])
@@ -352,8 +372,9 @@ def cmd_kill(globals_: Globals, args: dict[str, Any]) -> int:
             if current is not None:
                 signal_leftovers(current, signum)
             return 0
-        require_live(container)   # runc's "container not running" words for the rest
-        container.signal(signum, all_processes=every)   # thaws a paused one after a SIGKILL
+        if current is None or status in ("stopped", "creating"):
+            raise_not_running(container, status)   # runc's words
+        container.signal(signum, all_processes=every, current=current)   # thaws a paused one after a SIGKILL
     return 0
 
 
@@ -498,8 +519,8 @@ def cmd_delete(globals_: Globals, args: dict[str, Any]) -> int:
         if force:
             return 0
         raise
-    status, _current = container.oci_status()
-    if status in ("running", "paused", "creating") and not force:
+    status = "" if force else container.oci_status()[0]   # --force deletes whatever the status
+    if status in ("running", "paused", "creating"):
         raise ContainerNotStopped("", f'cannot delete container "{container.id}" that is not stopped: {status} '
                                       "(delete --force kills it)")
     container.delete(force=True)  # created: its init is killed (runc's delete); then its poststop hooks

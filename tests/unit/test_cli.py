@@ -7,6 +7,7 @@ import pytest
 from docopt import docopt
 
 from nsinit import cli
+from nsinit.container import parse_signal
 from nsinit.errors import NsinitError
 
 
@@ -104,11 +105,11 @@ def test_kill_dash_signal_becomes_the_signal_argument(argv: list[str], expected:
     ("TERM", signal.SIGTERM), ("sigkill", signal.SIGKILL), ("SIGUSR1", signal.SIGUSR1), ("9", 9), ("1", 1),
 ])
 def test_signal_names_and_numbers(text: str, number: int) -> None:
-    assert cli.parse_signal(text) == number
+    assert parse_signal(text) == number
 
 
 @pytest.mark.parametrize("text", ["", "0", "65", "FLY", "SIG", "-9"])
 def test_bad_signals_are_one_error(text: str) -> None:
     with pytest.raises(NsinitError) as err:
-        cli.parse_signal(text)
+        parse_signal(text)
     assert err.value.exit_code == 1

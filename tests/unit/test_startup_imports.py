@@ -151,6 +151,15 @@ RUNC_KEPT_OFF = ("nsinit.oci.spec", "nsinit.oci.hooks", "nsinit.oci.process", "n
                  "nsinit.console", "nsinit.mount", "nsinit.network", "nsinit.seccomp", "nsinit.criu",
                  "nsinit.capabilities", "nsinit.teach", "datetime", "time_rfc3339", "docopt")
 
+# What none of the four needs, each measured on their paths before it was taken off:
+# the join (start, delete, stop used its pin_process), the cffi helper (container.py
+# named /proc/PID/ns files through nsinit.namespaces), the 2014 CLI (kill's
+# parse_signal), the cgroups package (delete of a stopped container: an rmdir per
+# cgroup), the message codec (start, unless the init reports a failure).
+RUNC_OFF_THE_PATH = ("nsinit.lifecycle.join", "nsinit.lifecycle.launch", "nsinit.child", "nsinit.namespaces",
+                     "nsinit._native", "nsinit._clone", "_cffi_backend", "nsinit.cli", "nsinit.cgroups",
+                     "nsinit.messages", "nsinit.console", "nsinit.lifecycle.supervise")
+
 
 @pytest.mark.parametrize("argv", [["state", "c1"], ["start", "c1"], ["kill", "c1", "KILL"], ["kill", "--all", "c1"],
                                   ["delete", "c1"], ["--log-format=json", "delete", "--force", "c1"]],
@@ -169,4 +178,109 @@ def test_nsinit_runc_hot_commands_import_no_heavy_modules(tmp_path: pathlib.Path
     loaded = set(modules)
     assert "nsinit.lifecycle.factory" in loaded  # it did look the id up
     assert not loaded & set(KEPT_OFF), sorted(loaded & set(KEPT_OFF))
-    assert not {m for m in loaded if m.startswith(RUNC_KEPT_OFF)}, sorted(loaded)
+    assert not {m for m in loaded if m.startswith(RUNC_KEPT_OFF) or m.startswith(RUNC_OFF_THE_PATH)}, sorted(loaded)
+
+
+# --- ... and on a container of the id: the start, kill and delete themselves -------------
+# The probe above stops at the lookup.  These plant a factory container the way
+# create leaves one (oci.json in the id dir, the record in a private directory
+# of NSINIT_RUN_DIR) around a real process of the test's, so that the command
+# runs to its end: start releases a real exec fifo, kill signals, delete removes.
+
+def plant_container(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A factory container "c1" of the state root tmp_path/state, not yet
+    recorded; returns its private directory (in tmp_path/run)."""
+    from nsinit.lifecycle.factory import OciFacts, write_facts
+
+    id_dir = tmp_path / "state" / "c1"
+    id_dir.mkdir(parents=True)
+    write_facts(str(id_dir), OciFacts(id="c1", bundle=str(tmp_path), rootfs=str(tmp_path), created="now",
+                                      oci_version="1.0.2"))  # as create records it
+    st = id_dir.stat()
+    private = tmp_path / "run" / f"{st.st_dev:x}-{st.st_ino:x}"
+    private.mkdir(parents=True)
+    return private
+
+
+def record_init(private: pathlib.Path, pid: int, status: str, cgroup_paths: dict[str, str] | None = None) -> None:
+    """The record of a detached container (create's) whose init is ``pid``."""
+    from nsinit.state import State, read_start_time
+
+    start_time = read_start_time(pid)
+    assert start_time is not None
+    record = State(init_pid=pid, init_start_time=start_time, created="now", root=str(private), rootfs="/",
+                   cgroup_paths=cgroup_paths or {}, status=status, detached=True)
+    (private / "state.json").write_text(record.to_json())
+
+
+def run_probe(tmp_path: pathlib.Path, argv: list[str]) -> set[str]:
+    site = str(pathlib.Path(_cffi_backend.__file__).parent)
+    code = RUNC_PROBE.format(repo=str(REPO), site=site, argv=["--root", str(tmp_path / "state"), *argv])
+    env = dict(os.environ, NSINIT_RUN_DIR=str(tmp_path / "run"))
+    probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                           env=env)
+    assert probe.returncode == 0, probe.stderr
+    status, modules = ast.literal_eval(probe.stdout.splitlines()[-1])
+    assert status == 0, probe.stderr
+    loaded = set(modules)
+    assert not loaded & set(KEPT_OFF), sorted(loaded & set(KEPT_OFF))
+    assert not {m for m in loaded if m.startswith(RUNC_KEPT_OFF) or m.startswith(RUNC_OFF_THE_PATH)}, sorted(loaded)
+    return loaded
+
+
+def test_nsinit_runc_start_releases_the_init_without_the_join_or_the_codec(tmp_path: pathlib.Path) -> None:
+    # The init's side of the exec fifo: blocked in its open for writing until
+    # start opens it for reading, then "0", then its end closes (here: exit).
+    private = plant_container(tmp_path)
+    os.mkfifo(private / "exec.fifo", 0o600)
+    init = subprocess.Popen([sys.executable, "-I", "-S", "-c",
+                             f"import os; os.write(os.open({str(private / 'exec.fifo')!r}, os.O_WRONLY), b'0')"])
+    try:
+        record_init(private, init.pid, "created")
+        loaded = run_probe(tmp_path, ["start", "c1"])
+        assert "nsinit.lifecycle.start" in loaded
+        assert init.wait(timeout=30) == 0  # released: its open returned
+        assert not (private / "exec.fifo").exists()
+        assert json.loads((private / "state.json").read_text())["status"] == "running"
+    finally:
+        init.kill()
+        init.wait()
+
+
+def test_nsinit_runc_state_of_a_live_container(tmp_path: pathlib.Path) -> None:
+    init = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"])
+    try:
+        record_init(plant_container(tmp_path), init.pid, "running")
+        run_probe(tmp_path, ["state", "c1"])
+    finally:
+        init.kill()
+        init.wait()
+
+
+def test_nsinit_runc_kill_signals_without_the_2014_cli(tmp_path: pathlib.Path) -> None:
+    init = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"])
+    try:
+        record_init(plant_container(tmp_path), init.pid, "running")
+        run_probe(tmp_path, ["kill", "c1", "KILL"])
+        assert init.wait(timeout=30) == -9
+    finally:
+        init.kill()
+        init.wait()
+
+
+def test_nsinit_runc_delete_of_a_stopped_container_loads_no_cgroups_package(tmp_path: pathlib.Path) -> None:
+    # A created container whose init has exited: stopped, until delete.
+    init = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"])
+    cgroups = {name: tmp_path / "cgroup" / name / "c1" for name in ("memory", "pids")}
+    for path in cgroups.values():
+        path.mkdir(parents=True)  # empty, as a stopped container's are: one rmdir each
+    try:
+        private = plant_container(tmp_path)
+        record_init(private, init.pid, "created", {k: str(v) for k, v in cgroups.items()})
+    finally:
+        init.kill()
+        init.wait()
+    loaded = run_probe(tmp_path, ["delete", "c1"])
+    assert "nsinit.lifecycle.destroy" in loaded
+    assert not any(path.exists() for path in cgroups.values())
+    assert not private.exists() and not (tmp_path / "state" / "c1").exists()
