@@ -16,6 +16,9 @@ import os
 
 from nsinit import child, console, messages, namespaces, state
 from nsinit.errors import NsinitError
+# Before clone, not at the end where it is used: imported after clone, every
+# page the import writes is a write-protect fault (the clone shared them).
+from nsinit.lifecycle.destroy import remove_made
 from nsinit.lifecycle.launch import _Launch
 from nsinit.lifecycle.supervise import FORWARDED_SIGNALS, oom_kills, say_if_oom_killed
 from nsinit.state import State
@@ -111,8 +114,6 @@ class _Creation(_Launch):
                 self._remove_everything()
 
     def _remove_everything(self) -> None:
-        from nsinit.lifecycle.destroy import remove_made
-
         remove_made(self.manager, self.network_state)
         state.remove_state(self.container.root, self.pid)
 
