@@ -216,9 +216,11 @@ class Manager:
 
     def self_attach_files(self) -> list[str]:
         """Files into which a single-threaded process writes "0" to move
-        itself into this cgroup (the container's init and joined processes
-        do that themselves; see nsinit.child.attach_to_cgroups)."""
-        return membership.files_to_join(self.paths)
+        itself into this cgroup: the container's init does that itself (see
+        nsinit.child.attach_to_cgroups).  For the cgroup create() has just
+        made: nobody can have frozen it yet, so unlike a join
+        (membership.files_to_join) the freezer is not read."""
+        return membership.attach_files(self.paths)
 
     def destroy(self) -> None:
         raise NotImplementedError
@@ -325,8 +327,19 @@ class Manager:
         """mkdir ``directory`` and any missing ancestors below ``mount``.
 
         A concurrent destroy may rmdir an empty shared parent between our
-        mkdirs (ENOENT): start again, a few times.
+        mkdirs (ENOENT): start again, a few times.  The directory itself is
+        tried first: its parent (the shared "nsinit") is usually there
+        already, and then one mkdir does, not one per level.
         """
+        if directory != mount:
+            try:
+                fs.make_dir(directory)
+                made.append(directory)
+                return
+            except FileNotFoundError:
+                pass  # a missing ancestor: the walk below makes it
+            except FileExistsError:
+                raise NsinitError("cgroups", f"{directory} was created by someone else meanwhile") from None
         relative = os.path.relpath(directory, mount)
         parts = [] if relative == "." else relative.split(os.sep)
         for attempt in range(5):

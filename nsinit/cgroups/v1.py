@@ -66,12 +66,24 @@ class V1Manager(Manager):
                 if directory == self.paths.get("cpuset"):
                     self.init_cpuset_chain(mount, directory)
             self.write_limits(self.resources, updating=False)
-            for name, line in devices.v1_writes(allow_all, rules):
-                try:
-                    fs.write_file(os.path.join(self.paths["devices"], name), line)
-                except OSError as err:
-                    raise NsinitError("cgroups", f"devices: cannot write \"{line}\" to {name}: "
-                                      f"{err.strerror}") from None
+            self.write_device_rules(devices.v1_writes(allow_all, rules))
+
+    def write_device_rules(self, writes: list[tuple[str, str]]) -> None:
+        """The rules in order, each a write of its own; a run of lines for
+        the same file through one open (deny "a", then a dozen allows)."""
+        runs: list[tuple[str, list[str]]] = []
+        for name, line in writes:
+            if runs and runs[-1][0] == name:
+                runs[-1][1].append(line)
+            else:
+                runs.append((name, [line]))
+        for name, lines in runs:
+            try:
+                fs.write_lines(os.path.join(self.paths["devices"], name), lines)
+            except OSError as err:
+                line = err.line if isinstance(err, fs.LineRefused) else lines[0]
+                raise NsinitError("cgroups", f"devices: cannot write \"{line}\" to {name}: "
+                                  f"{err.strerror}") from None
 
     def mount_of(self, directory: str) -> str:
         for name, path in self.paths.items():

@@ -95,7 +95,7 @@ def _fd_name(fd: int) -> str:
 
 
 # name -> (module path, attribute, how to spell a call from its arguments)
-def _spellings() -> list[tuple[object, str, Callable[..., str]]]:
+def _spellings() -> list[tuple[object, str, Callable[..., str | list[str]]]]:
     import fcntl
     import resource
 
@@ -136,23 +136,29 @@ def _spellings() -> list[tuple[object, str, Callable[..., str]]]:
         (resource, "setrlimit", lambda kind, limits: (
             f"setrlimit({names.RLIMIT_NAMES.get(kind, kind)}, {{{limits[0]}, {limits[1]}}})")),
         (fs, "write_file", lambda path, value: f"write({quote(path)}, {quote(value)})"),
+        (fs, "write_lines", lambda path, lines: [f"write({quote(path)}, {quote(line)})" for line in lines]),
         (child, "write_file", lambda path, value: f"write({quote(path)}, {quote(value)})"),
         (namespaces, "_write_map", lambda path, entries: f"write({quote(path)}, {quote(_map_text(entries))})"),
     ]
 
 
-def _wrap(original: Callable[..., Any], spell: Callable[..., str]) -> Callable[..., Any]:
+def _wrap(original: Callable[..., Any], spell: Callable[..., str | list[str]]) -> Callable[..., Any]:
     def traced(*args: Any, **kwargs: Any) -> Any:
         try:
-            text = spell(*args, **kwargs)
+            spelt = spell(*args, **kwargs)
         except Exception:  # noqa: BLE001 - a spelling bug must never break the call itself
-            text = f"{getattr(original, '__name__', 'call')}(…)"
-        CALLS.append(text)
+            spelt = f"{getattr(original, '__name__', 'call')}(…)"
+        # A list: one call per system call it makes (fs.write_lines: a write a line).
+        texts = spelt if isinstance(spelt, list) else [spelt]
+        CALLS.extend(texts)
         try:
             return original(*args, **kwargs)
         except OSError as err:
             code = errno_names.errorcode.get(err.errno or 0, str(err.errno))
-            CALLS[-1] = f"{text} = -1 {code}"
+            # The one that failed (fs.LineRefused says which), and none after it.
+            at = len(CALLS) - len(texts) + min(getattr(err, "index", 0), len(texts) - 1)
+            del CALLS[at + 1:]
+            CALLS[at] = f"{CALLS[at]} = -1 {code}"
             raise
     traced.__wrapped__ = original  # type: ignore[attr-defined]
     return traced

@@ -1,0 +1,58 @@
+"""cgroups/fs.write_lines: several kernel writes through one open, and which one failed."""
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from nsinit.cgroups import fs
+from nsinit.cgroups.v1 import V1Manager
+from nsinit.errors import NsinitError
+from nsinit.teach import calltrace
+
+
+def test_every_line_is_written_in_order(tmp_path: Path) -> None:
+    target = tmp_path / "devices.allow"
+    target.write_text("")
+    fs.write_lines(str(target), ["c 1:3 rwm", "c 1:5 rwm"])
+    assert target.read_text() == "c 1:3 rwmc 1:5 rwm"  # a regular file keeps them all; cgroupfs parses each
+
+
+def test_a_refused_line_is_named_with_its_place() -> None:
+    # /dev/full refuses every write (ENOSPC): the first line is the one.
+    with pytest.raises(fs.LineRefused) as caught:
+        fs.write_lines("/dev/full", ["a", "b"])
+    assert (caught.value.line, caught.value.index, caught.value.errno) == ("a", 0, errno.ENOSPC)
+
+
+def test_a_missing_file_is_the_open_that_failed(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        fs.write_lines(str(tmp_path / "missing"), ["a"])
+    assert not (tmp_path / "missing").exists()  # no O_CREAT: a kernel file is never made up
+
+
+def test_the_trace_spells_one_write_per_line_and_marks_the_refused_one(tmp_path: Path) -> None:
+    target = tmp_path / "devices.allow"
+    target.write_text("")
+    calltrace.install()
+    try:
+        calltrace.take()
+        fs.write_lines(str(target), ["x", "y"])
+        assert calltrace.take() == [f'write("{target}", "x")', f'write("{target}", "y")']
+        with pytest.raises(OSError):
+            fs.write_lines("/dev/full", ["x", "y"])
+        assert calltrace.take() == ['write("/dev/full", "x") = -1 ENOSPC']  # "y" was never written
+    finally:
+        calltrace.uninstall()
+
+
+def test_v1_device_rules_name_the_line_the_kernel_refused(tmp_path: Path) -> None:
+    (tmp_path / "devices.deny").write_text("")
+    (tmp_path / "devices.allow").symlink_to("/dev/full")
+    manager = V1Manager({"devices": str(tmp_path)})
+    with pytest.raises(NsinitError) as caught:
+        manager.write_device_rules([("devices.deny", "a"), ("devices.allow", "c 1:3 rwm"),
+                                    ("devices.allow", "c 1:5 rwm")])
+    assert str(caught.value) == 'cgroups: devices: cannot write "c 1:3 rwm" to devices.allow: No space left on device'
+    assert (tmp_path / "devices.deny").read_text() == "a"
