@@ -50,8 +50,12 @@ def read_regular_file(path: str, limit: int, *, no_magic_links: bool = False) ->
         if st.st_size > limit:
             raise FileRefused(_too_large(path, limit))
         chunks, size = [], 0
+        # A read as large as the file and one byte more (to see a file that
+        # grew), not a MiB: os.read allocates its whole size first, and a
+        # MiB is an mmap and a munmap for container.json's few hundred bytes.
+        want = st.st_size + 1
         while size <= limit:
-            chunk = os.read(fd, min(limit + 1 - size, MiB))
+            chunk = os.read(fd, min(limit + 1 - size, max(want - size, 4096), MiB))
             if not chunk:
                 break
             chunks.append(chunk)

@@ -60,7 +60,9 @@ def _read_trampoline() -> bytes:
     except FileNotFoundError:
         raise NsinitError("exec", f"{PATH} is missing (python3 native/build_clone.py builds it)") from None
     try:
-        image = os.read(fd, MAX_SIZE)
+        # Its size and one byte, not MAX_SIZE: os.read allocates all it is
+        # asked for first (a MiB is an mmap and a munmap, in the child).
+        image = os.read(fd, min(os.fstat(fd).st_size + 1, MAX_SIZE))
     finally:
         os.close(fd)
     if image[:4] != b"\x7fELF":
