@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 
+from nsinit import kernelfs
 from nsinit.cgroups import fs, layout, membership
 from nsinit.config.model import CgroupConfig, CgroupResources, DeviceConfig
 from nsinit.errors import NsinitError, describe_oserror
@@ -297,14 +298,7 @@ class Manager:
         parent removed, 0.4 ms with it kept; bench/README.md, CI loop).
         runc and crun make their cgroup at a path that needs no parent.
         """
-        for directory in self.dirs():
-            try:
-                os.rmdir(directory)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                return False
-        return True
+        return kernelfs.removed_if_empty(self.dirs())
 
     def remove_dirs(self, directories: list[str]) -> None:
         """rmdir each (with its sub-cgroups), then empty default parents.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from nsinit import state
+from nsinit import kernelfs, state
 from nsinit.errors import EXIT_COMMAND_FAILED, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
@@ -46,30 +46,16 @@ def remove_leftovers(record: State) -> None:
     """remove_made for a container known only by its record (its
     supervisor was killed, or it never had one)."""
     manager = None
-    if record.cgroup_paths and not removed_if_empty(record.cgroup_paths):
+    # Every manager's destroy tries this first (the usual end: the init
+    # reaped, its pid namespace took every process); done here before the
+    # cgroups package is loaded, which for a stopped container's delete was
+    # most of the command's own time (nine modules).  Anything else (a
+    # process left, a sub-cgroup, EBUSY) goes to the manager's full path.
+    if record.cgroup_paths and not kernelfs.removed_if_empty(sorted(set(record.cgroup_paths.values()))):
         from nsinit import cgroups
 
         manager = cgroups.load_manager(record.cgroup_paths)
     remove_made(manager, record.network_state)
-
-
-def removed_if_empty(cgroup_paths: dict[str, str]) -> bool:
-    """One rmdir per recorded directory; True if that removed them all.
-
-    What every manager's destroy tries first (Manager.removed_if_empty: the
-    usual end, the init reaped, its pid namespace took every process), done
-    here before the cgroups package is loaded: for a stopped container's
-    delete that package (nine modules) was most of the command's own time.
-    Anything else (a process left, a sub-cgroup, EBUSY) goes to the
-    manager's full path, which finds the directories removed here gone."""
-    for directory in sorted(set(cgroup_paths.values())):
-        try:
-            os.rmdir(directory)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return False
-    return True
 
 
 def remove_container(root: str, record: State, warn: Callable[[str], None] | None = None) -> None:
