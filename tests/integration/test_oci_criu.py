@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -136,14 +137,11 @@ def test_without_criu_one_line(runc: Runc) -> None:
     assert "c2" not in os.listdir(runc.root)   # nothing left of the id
 
 
-@needs_criu
-def test_restore_without_detach_waits_and_exits_with_the_status(runc: Runc, rootfs_of: Path) -> None:
-    created = runc.create("c1", COUNTER)
-    runc.ok("start", "c1")
-    count_passes(rootfs_of, 2)
-    images = runc.tmp / "images"
-    runc.ok("checkpoint", "--image-path", str(images), "c1")
-    created.exited()
+@contextmanager
+def attached_restore(runc: Runc, images: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """``restore`` of c1 without --detach, in the background, once its pid
+    file names the restored init: (the restore, that pid, its stdout+stderr
+    file).  Killed at the end if the test left it running."""
     pid_file = runc.tmp / "restore.pid"
     (runc.tmp / "restore.in").write_text("")
     # stdio of the kinds the dump saw (files): criu checks an inherited file's mode.
@@ -154,15 +152,26 @@ def test_restore_without_detach_waits_and_exits_with_the_status(runc: Runc, root
         try:
             wait_until(lambda: pid_file.exists() or restoring.poll() is not None, timeout=30)
             assert restoring.poll() is None, Path(err.name).read_text()
-            pid = int(pid_file.read_text())
-            assert runc.state("c1") == {**runc.state("c1"), "status": "running", "pid": pid}
-            count_passes(rootfs_of, count(rootfs_of) + 2)
-            os.kill(pid, 9)
-            assert restoring.wait(timeout=30) == 137
+            yield restoring, int(pid_file.read_text()), Path(err.name)
         finally:
             if restoring.poll() is None:
                 restoring.kill()
                 restoring.wait()
+
+
+@needs_criu
+def test_restore_without_detach_waits_and_exits_with_the_status(runc: Runc, rootfs_of: Path) -> None:
+    created = runc.create("c1", COUNTER)
+    runc.ok("start", "c1")
+    count_passes(rootfs_of, 2)
+    images = runc.tmp / "images"
+    runc.ok("checkpoint", "--image-path", str(images), "c1")
+    created.exited()
+    with attached_restore(runc, images) as (restoring, pid, _):
+        assert runc.state("c1") == {**runc.state("c1"), "status": "running", "pid": pid}
+        count_passes(rootfs_of, count(rootfs_of) + 2)
+        os.kill(pid, 9)
+        assert restoring.wait(timeout=30) == 137
     assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')  # deleted at its end
     runc.ids.discard("c1")
 
@@ -254,24 +263,11 @@ def test_restore_without_detach_runs_poststop_at_its_end(runc: Runc, rootfs_of: 
     out = runc.tmp / "out"
     out.mkdir()
     runc.config(["/bin/sh", "-c", COUNTER], "c1", hooks={kind: [hook(out, kind)] for kind in KINDS})
-    pid_file = runc.tmp / "restore.pid"
-    (runc.tmp / "restore.in").write_text("")
-    with open(runc.tmp / "restore.err", "w+") as err, open(runc.tmp / "restore.in") as stdin:
-        restoring = subprocess.Popen(runc.argv("restore", "--image-path", str(images), "--bundle", str(runc.bundle),
-                                               "--pid-file", str(pid_file), "c1"),
-                                     stdin=stdin, stdout=err, stderr=err)
-        try:
-            wait_until(lambda: pid_file.exists() or restoring.poll() is not None, timeout=30)
-            assert restoring.poll() is None, Path(err.name).read_text()
-            pid = int(pid_file.read_text())
-            assert ran(out) == ["prestart", "createRuntime"] and seen(out, "prestart")["state"]["pid"] == pid
-            os.kill(pid, 9)
-            assert restoring.wait(timeout=30) == 137
-        finally:
-            if restoring.poll() is None:
-                restoring.kill()
-                restoring.wait()
-        assert Path(err.name).read_text() == ""
+    with attached_restore(runc, images) as (restoring, pid, output):
+        assert ran(out) == ["prestart", "createRuntime"] and seen(out, "prestart")["state"]["pid"] == pid
+        os.kill(pid, 9)
+        assert restoring.wait(timeout=30) == 137
+    assert output.read_text() == ""
     assert ran(out) == ["prestart", "createRuntime", "poststop"]
     assert one_error(runc.run("state", "c1")).endswith('container "c1" does not exist')
     runc.ids.discard("c1")
