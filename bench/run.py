@@ -764,9 +764,10 @@ class Suite:
             rows.append(Row("nsinit via pyenv shim", "reference",
                             lambda i: [[self.nsinit.shim, "--root", root, "exec", "/bin/true"]],
                             note=f"{self.nsinit.shim}: bash + `pyenv exec` before the same script"))
-        if self.nsinit.interpreter:
-            rows.append(Row("python3 -m nsinit", "reference",
-                            lambda i: [[self.nsinit.interpreter, "-m", "nsinit", "--root", root, "exec", "/bin/true"]]))
+        # `python3 -m nsinit` as a pip install runs it: the interpreter pip installed
+        # nsinit into (the launchers' venv has only its run-time packages).
+        rows.append(Row("python3 -m nsinit", "reference",
+                        lambda i: [[sys.executable, "-m", "nsinit", "--root", root, "exec", "/bin/true"]]))
         self.run_case("create", "1. create + run /bin/true", rows)
 
     # -- seccomp ------------------------------------------------------------
@@ -1126,14 +1127,19 @@ class Suite:
         path = os.path.join(directory, "nsinit")
         return path if result.returncode == 0 and os.path.isfile(path) else ""
 
-    def launcher_tree(self) -> str:
-        """The first directory a scripts/install launcher puts on sys.path."""
+    def launcher_paths(self) -> list[str]:
+        """What a scripts/install launcher puts first on sys.path: its tree,
+        then its interpreter's site-packages ([] for another script)."""
         with open(self.nsinit.command[0], errors="replace") as f:
             for line in f:
                 if line.startswith("sys.path[:0] = "):
-                    paths = json.loads(line.split("=", 1)[1].strip().replace("'", '"'))
-                    return str(paths[0]) if paths else ""
-        return ""
+                    return [str(p) for p in json.loads(line.split("=", 1)[1].strip().replace("'", '"'))]
+        return []
+
+    def launcher_tree(self) -> str:
+        """The first directory a scripts/install launcher puts on sys.path."""
+        paths = self.launcher_paths()
+        return paths[0] if paths else ""
 
     def case_loop(self) -> None:
         """A CI loop: ``--loop-block`` containers in a row per runtime, no gap
@@ -1408,12 +1414,15 @@ class Suite:
         self.results["profile"] = out
 
     def importtime_runs(self, root: str, count: int) -> dict[str, object]:
-        """``python3 -X importtime -m nsinit exec /bin/true``: medians by group."""
+        """``python3 -X importtime`` running the launcher's code (``exec /bin/true``): medians by group."""
         interp = self.nsinit.interpreter or sys.executable
+        # The launcher's code under -X importtime: its paths first, with site.
+        main = (f"import sys; sys.path[:0] = {self.launcher_paths()!r}; "
+                "from nsinit.cli import run; run()")
         samples = []
         site_children: list[list[tuple[str, float]]] = []
         for _ in range(count):
-            argv = [interp, "-X", "importtime", "-m", "nsinit", "--root", root, "exec", "/bin/true"]
+            argv = [interp, "-X", "importtime", "-c", main, "--root", root, "exec", "/bin/true"]
             self.launcher.run(argv)
             records = stats.parse_importtime(self.launcher.read_err())
             samples.append(records)
@@ -1430,7 +1439,10 @@ class Suite:
                  "for m in (nsinit, docopt, cffi, _cffi_backend):\n"
                  "    up = 2 if m.__file__.endswith('__init__.py') else 1\n"
                  "    print(os.path.abspath(os.path.join(m.__file__, *['..'] * up)))\n")
-        result = quiet([interp, "-c", probe])
+        # The launchers' interpreter is a venv without nsinit in it (scripts/install):
+        # the launcher's own paths come first, as they do when it runs.
+        prelude = f"import sys; sys.path[:0] = {self.launcher_paths()!r}\n"
+        result = quiet([interp, "-c", prelude + probe])
         return list(dict.fromkeys(result.stdout.split()))
 
     # -- running a case and reporting ---------------------------------------------
