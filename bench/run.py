@@ -195,7 +195,9 @@ class Row:
     prepare: Callable[[int], None] | None = None
     cleanup: Callable[[int], None] | None = None
     note: str = ""
+    step_names: tuple[str, ...] = ()            # set: each step's time is reported too
     samples: list[float] = field(default_factory=list)
+    step_samples: list[list[float]] = field(default_factory=list)
     peak_rss_kb: list[int] = field(default_factory=list)
     failures: int = 0
     error: str = ""                             # set: the row is unavailable
@@ -206,6 +208,9 @@ class Row:
             out.update({k: v * 1000 for k, v in stats.summarize(self.samples).as_dict().items() if k != "n"})
             out["n"] = len(self.samples)
             out["samples_ms"] = [round(s * 1000, 3) for s in self.samples]
+        if self.step_names and self.step_samples:
+            out["step_median_ms"] = {name: stats.median([run[k] for run in self.step_samples]) * 1000
+                                     for k, name in enumerate(self.step_names)}
         if self.peak_rss_kb:
             out["peak_rss_kb_median"] = stats.median(self.peak_rss_kb)
         if self.error:
@@ -243,9 +248,9 @@ def measure(launcher: Launcher, rows: list[Row], rounds: int, warmup: int, time_
                 row.prepare(i)
             if gap:
                 time.sleep(gap)
-            elapsed = 0.0
-            for step in row.argvs(i):
-                elapsed += launcher.run(step) if isinstance(step, list) else timed_call(step)
+            times = [launcher.run(step) if isinstance(step, list) else timed_call(step)
+                     for step in row.argvs(i)]
+            elapsed = sum(times)
         except (RunFailed, BenchError) as err:
             row.failures += 1
             if i == 0:
@@ -259,6 +264,7 @@ def measure(launcher: Launcher, rows: list[Row], rounds: int, warmup: int, time_
                 row.cleanup(i)
         if i >= warmup:
             row.samples.append(elapsed)
+            row.step_samples.append(times)
     if time_tool:
         for row in rows:
             if not row.error:
@@ -1295,6 +1301,7 @@ class Suite:
                     name, "nsinit" if tool == "nsinit-runc" else "peer",
                     lambda i, tool=tool: steps(tool, i), prepare=prepare,
                     cleanup=lambda i, tool=tool: cleanup(tool, i),
+                    step_names=("create", "start", "wait", "delete"),
                     note="create --pid-file, start, waitpid(init) as a subreaper, delete"))
                 for name, tool in self.oci_runtime_rows()]
         set_child_subreaper(True)
@@ -1497,6 +1504,9 @@ def print_case(case: dict[str, object]) -> None:
               f"{stats.format_ratio(stats.ratio(row['median'], runc)):>7} "
               f"{(f'{rss / 1024:.1f} MB' if rss else '-'):>9}"
               + (f"  ({row['failures']} failed)" if row.get("failures") else ""))
+    for name, row in rows.items():
+        if row.get("step_median_ms"):
+            print(f"  {name}, medians by step: {_listing(list(row['step_median_ms'].items()), by_size=False)}")
     sys.stdout.flush()
 
 
