@@ -63,7 +63,7 @@ def remove_container(root: str, record: State, warn: Callable[[str], None] | Non
     then its poststop hooks.  Call with the root lock held, once its init
     is dead."""
     remove_leftovers(record)
-    state.remove_state(root, record.init_pid)
+    state.remove_state(root, record.init_pid, checked=True)  # the caller read it under the lock
     run_recorded_poststop(record, warn)
 
 

@@ -347,8 +347,7 @@ def write_facts(path: str, facts: OciFacts) -> None:
 
 def read_facts(path: str) -> OciFacts | None:
     try:
-        with open(os.path.join(path, FACTS_FILE), "rb") as f:
-            raw = jsontext.loads(f.read())
+        raw = jsontext.loads(state.read_own_file(os.path.join(path, FACTS_FILE)))
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import json
 import os
 import shutil
@@ -81,14 +80,6 @@ def names(directory: Path) -> list[str]:
 
 # -- start time --------------------------------------------------------------
 
-def fake_stat(monkeypatch: pytest.MonkeyPatch, content: bytes) -> None:
-    def fake_open(path: str, mode: str = "r", *args: object, **kw: object) -> io.BytesIO:
-        assert path.startswith("/proc/") and path.endswith("/stat") and mode == "rb"
-        return io.BytesIO(content)
-
-    monkeypatch.setattr(state, "open", fake_open, raising=False)
-
-
 def stat_line(comm: bytes, start_time: int) -> bytes:
     # fields 3..52 after "pid (comm) "; field 22 is the start time
     after = [b"S"] + [str(n).encode() for n in range(4, 22)] + [str(start_time).encode()] \
@@ -104,9 +95,8 @@ def stat_line(comm: bytes, start_time: int) -> bytes:
     b"((",
     b"tab\there",
 ])
-def test_start_time_parsed_after_the_last_paren(monkeypatch: pytest.MonkeyPatch, comm: bytes) -> None:
-    fake_stat(monkeypatch, stat_line(comm, 987654))
-    assert state.read_start_time(4242) == 987654
+def test_start_time_parsed_after_the_last_paren(comm: bytes) -> None:
+    assert state.stat_start_time(stat_line(comm, 987654)) == 987654
 
 
 def test_start_time_of_a_real_process_with_a_hostile_comm(tmp_path: Path) -> None:
