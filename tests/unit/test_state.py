@@ -24,6 +24,7 @@ import pytest
 
 from nsinit import state
 from nsinit.errors import NsinitError
+from nsinit.record import asdict, replace
 from nsinit.state import State, StaleStateError
 
 
@@ -174,6 +175,22 @@ def test_write_state_writes_record_and_public_copies_and_no_temp(tmp_path: Path)
     assert names(private(tmp_path)) == ["state.json"]
     assert json.loads((private(tmp_path) / "state.json").read_text()) == json.loads(record.to_json())
     assert state.load_state(str(tmp_path)) == record
+
+
+def test_a_full_record_is_written_as_json_writes_it(tmp_path: Path) -> None:
+    # to_json writes the fields as they are (no asdict copy): every field
+    # set, nested as a real record nests them, reads back the same.
+    record = make_state(
+        4242, 987654, namespace_paths={"NEWNET": "/proc/4242/ns/net"}, namespace_inodes={"NEWNET": 4026531992},
+        cgroup_paths={"memory": "/sys/fs/cgroup/memory/c1"},
+        network_state=[{"host_interface_name": "veth1", "addresses": ["10.0.0.2/24"], "mtu": 1500}],
+        status="created", supervisor_pid=1, supervisor_start_time=2, detached=True,
+        config={"namespaces": [{"type": "NEWNET", "path": ""}], "rootfs": "/r", "readonly": False,
+                "limits": (1, 2.5, None)},
+        hooks={"hooks": {"poststop": [{"path": "/bin/true", "args": ["true"], "env": [], "timeout": None}]}})
+    assert record.to_json() == json.dumps(asdict(record), indent=2, sort_keys=True)
+    read_back = state.read_record(str(plant_record(tmp_path, record.to_json()).parent))
+    assert read_back == replace(record, config={**record.config, "limits": [1, 2.5, None]})
 
 
 def test_update_state_rewrites_record_and_public_copy(tmp_path: Path) -> None:
