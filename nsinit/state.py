@@ -184,7 +184,7 @@ def _write_atomic(path: str, text: str) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         try:
-            _write_all(fd, text.encode())
+            write_all(fd, text.encode())
         finally:
             os.close(fd)
         os.rename(tmp, path)
@@ -197,9 +197,10 @@ def _write_atomic(path: str, text: str) -> None:
         raise
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    # os.write, not a text file object: that costs an fstat, an ioctl and
-    # two lseeks (and an encoder) per file, and a record is three files.
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``.  os.write, not a text file object: that
+    costs an fstat, an ioctl and two lseeks (and an encoder) per file, and
+    a record is three files."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

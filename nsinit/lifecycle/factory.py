@@ -334,8 +334,10 @@ def write_facts(path: str, facts: OciFacts) -> None:
     tmp = f"{target}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        with open(fd, "w") as f:
-            f.write(jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n")
+        try:
+            state.write_all(fd, (jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n").encode())
+        finally:
+            os.close(fd)
         os.rename(tmp, target)
     except BaseException:
         try:
