@@ -166,9 +166,14 @@ def release(path: str, current: state.State, meanwhile: Callable[[], None] | Non
         try:
             if not stat.S_ISFIFO(os.fstat(fd).st_mode):
                 raise NsinitError("start", f"{path} is not a FIFO", EXIT_COMMAND_FAILED)
-            if meanwhile is not None:
-                meanwhile()
-            data = _read_until_exec(fd, pidfd)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            finally:
+                # Released whatever ``meanwhile`` raised: this end stays open
+                # until the init's exec, as before it (a closed reader would
+                # fail the init's write of RELEASED).
+                data = _read_until_exec(fd, pidfd)
         finally:
             os.close(fd)
     finally:
