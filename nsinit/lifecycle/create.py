@@ -115,7 +115,7 @@ class _Creation(_Launch):
 
     def _remove_everything(self) -> None:
         remove_made(self.manager, self.network_state)
-        state.remove_state(self.container.root, self.pid)
+        state.remove_state(self.container.root, self.pid, checked=True)  # ours: tear_down's rule
 
     def start_child(self) -> None:
         cfg = self.config

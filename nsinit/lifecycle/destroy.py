@@ -63,7 +63,7 @@ def remove_container(root: str, record: State, warn: Callable[[str], None] | Non
     then its poststop hooks.  Call with the root lock held, once its init
     is dead."""
     remove_leftovers(record)
-    state.remove_state(root, record.init_pid)
+    state.remove_state(root, record.init_pid, checked=True)  # the caller read it under the lock
     run_recorded_poststop(record, warn)
 
 
@@ -89,7 +89,8 @@ def run_recorded_poststop(record: State, warn: Callable[[str], None] | None) -> 
 
 # --- delete ------------------------------------------------------------------------
 
-def delete(container: Container, *, force: bool, grace: float = 2.0) -> None:
+def delete(container: Container, *, force: bool, grace: float = 2.0,
+           decide: Callable[[str, State | None], None] | None = None) -> None:
     """``nsinit delete [--force]``: remove the container in ``container.root``.
 
     As runc's: a stopped or created container is deleted (a created one's
@@ -97,11 +98,16 @@ def delete(container: Container, *, force: bool, grace: float = 2.0) -> None:
     kills it first; with ``force``, no container is no error.  A container
     a 2014 ``nsinit exec`` supervises is killed and left to that nsinit to
     remove (``grace`` seconds, then it is removed here if its nsinit died).
+    ``decide`` sees the status and record read here under the lock and may
+    raise instead (nsinit-runc's delete refuses a live container in runc's
+    words): one read of the record decides and deletes.
     """
     root = container.root
     lock = state.RootLock(root).acquire()
     try:
         status, current, _why = container.status_with_record()  # a stale record: removed right there
+        if decide is not None:
+            decide(status, current)
         if current is None:
             if force:
                 return

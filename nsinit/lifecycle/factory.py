@@ -65,6 +65,8 @@ ID_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 MAX_ID_LENGTH = 255
 FACTS_FILE = "oci.json"
 CGROUP_DRIVERS = ("cgroupfs", "systemd", "rootless")
+# What runc's delete without --force refuses.
+LIVE_STATUSES = ("running", "paused", "creating")
 
 
 def is_id_text(name: str) -> bool:
@@ -229,11 +231,13 @@ class FactoryContainer(Container):
         leftovers were removed (by gc, or by the command that found it dead),
         or it is still being created (its creator lives)."""
         status, current, _why = self.status_with_record()
+        return self._oci_status_of(status), current
+
+    def _oci_status_of(self, status: str) -> str:
+        """status_with_record's status in the OCI words."""
         if status in ("none", "stale"):
-            if self._creator_alive():
-                return "creating", None
-            return "stopped", None
-        return status, current
+            return "creating" if self._creator_alive() else "stopped"
+        return status
 
     def status(self) -> str:
         """The OCI status, "creating" while its creator still sets it up."""
@@ -279,13 +283,31 @@ class FactoryContainer(Container):
                 self.forget()
             raise
 
-    def delete(self, *, force: bool = False) -> None:
+    def delete(self, *, force: bool = False, refuse: Callable[[str], Exception] | None = None) -> None:
         """Container.delete, then the id dir: a stopped container (or one
         whose record is already gone) is what delete is for.  With no record
         and no live creator there is nothing but the id dir: that is looked
-        up without reading a record (Container.delete reads it, under the lock)."""
-        if os.path.exists(os.path.join(state.private_dir(self.root), state.STATE_FILE)) or self._creator_alive():
-            super().delete(force=force)
+        up without reading a record (the delete reads it, under the lock).
+
+        ``refuse``: the error for a running, paused or creating container
+        (runc's delete without --force), given its status; otherwise
+        ``force`` decides.  The status is the one the delete reads under its
+        lock, except while the creator lives: a creation holds the lock
+        until its container is created, and a delete of a creating one
+        fails at once (runc's), so then it is read without the lock first.
+        """
+        from nsinit.lifecycle.destroy import delete
+
+        def refuse_live(status: str, _current: state.State | None) -> None:
+            oci = self._oci_status_of(status)
+            if refuse is not None and oci in LIVE_STATUSES:
+                raise refuse(oci)
+
+        creator_alive = self._creator_alive()
+        if refuse is not None and creator_alive:
+            refuse_live(self.status_with_record()[0], None)
+        if creator_alive or os.path.exists(os.path.join(state.private_dir(self.root), state.STATE_FILE)):
+            delete(self, force=force, decide=refuse_live if refuse is not None else None)
         self.forget()
 
     def destroy(self, grace: float = 2.0) -> None:
@@ -334,8 +356,10 @@ def write_facts(path: str, facts: OciFacts) -> None:
     tmp = f"{target}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        with open(fd, "w") as f:
-            f.write(jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n")
+        try:
+            state.write_all(fd, (jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n").encode())
+        finally:
+            os.close(fd)
         os.rename(tmp, target)
     except BaseException:
         try:
@@ -347,8 +371,7 @@ def write_facts(path: str, facts: OciFacts) -> None:
 
 def read_facts(path: str) -> OciFacts | None:
     try:
-        with open(os.path.join(path, FACTS_FILE), "rb") as f:
-            raw = jsontext.loads(f.read())
+        raw = jsontext.loads(state.read_own_file(os.path.join(path, FACTS_FILE)))
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as err:

@@ -22,6 +22,8 @@ from nsinit.errors import EXIT_CANNOT_EXECUTE, EXIT_COMMAND_FAILED, EXIT_NOT_FOU
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
+    from typing import Callable
+
     from nsinit.container import Container
 
 RELEASED = b"0"             # what the init writes once its open returned (runc writes the same)
@@ -130,10 +132,18 @@ def start_locked(container: Container, current: state.State | None = None) -> No
         if status != "created" or current is None:
             raise _not_startable(container.root, status, current, why)
     private = state.private_dir(container.root)
-    report = release(os.path.join(private, state.EXEC_FIFO), current)
-    _unlink_fifo(private)
-    current.status = "running"
-    state.update_state(container.root, current)
+
+    def record_running() -> None:
+        # Done while the init execs (Python -> trampoline -> command, ~2 ms
+        # on another CPU), not after: the record is the lock holder's alone
+        # either way, and a released init that then fails is dead, which
+        # every reader sees whatever status it was recorded with.  The init
+        # opens the fifo through its O_PATH fd: its name can go first.
+        _unlink_fifo(private)
+        current.status = "running"
+        state.update_state(container.root, current)
+
+    report = release(os.path.join(private, state.EXEC_FIFO), current, meanwhile=record_running)
     _raise_reported(report, current)
     if current.hooks:
         from nsinit.lifecycle.hooks import run_poststart
@@ -141,10 +151,11 @@ def start_locked(container: Container, current: state.State | None = None) -> No
         run_poststart(current, container.warn)
 
 
-def release(path: str, current: state.State) -> bytes:
+def release(path: str, current: state.State, meanwhile: Callable[[], None] | None = None) -> bytes:
     """Open the fifo for reading, which lets the init's open return; read
     what it writes until its exec closes its end.  Returns the bytes after
-    the "0": empty, or a failure's message (nsinit/messages.py)."""
+    the "0": empty, or a failure's message (nsinit/messages.py).
+    ``meanwhile`` runs right after the release, while the init execs."""
     pidfd = state.pin_process(current.init_pid, current.init_start_time)
     if pidfd < 0:
         raise NsinitError("start", f"container init {current.init_pid} is gone", EXIT_COMMAND_FAILED)
@@ -155,7 +166,14 @@ def release(path: str, current: state.State) -> bytes:
         try:
             if not stat.S_ISFIFO(os.fstat(fd).st_mode):
                 raise NsinitError("start", f"{path} is not a FIFO", EXIT_COMMAND_FAILED)
-            data = _read_until_exec(fd, pidfd)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            finally:
+                # Released whatever ``meanwhile`` raised: this end stays open
+                # until the init's exec, as before it (a closed reader would
+                # fail the init's write of RELEASED).
+                data = _read_until_exec(fd, pidfd)
         finally:
             os.close(fd)
     finally:

@@ -519,9 +519,12 @@ def cmd_delete(globals_: Globals, args: dict[str, Any]) -> int:
         if force:
             return 0
         raise
-    status = "" if force else container.oci_status()[0]   # --force deletes whatever the status
-    if status in ("running", "paused", "creating"):
-        raise ContainerNotStopped("", f'cannot delete container "{container.id}" that is not stopped: {status} '
-                                      "(delete --force kills it)")
-    container.delete(force=True)  # created: its init is killed (runc's delete); then its poststop hooks
+    def not_stopped(status: str) -> Exception:
+        return ContainerNotStopped("", f'cannot delete container "{container.id}" that is not stopped: {status} '
+                                       "(delete --force kills it)")
+
+    # --force deletes whatever the status; without it a live one is refused,
+    # decided on the record the delete reads.  A created one's init is
+    # killed (runc's delete); then its poststop hooks.
+    container.delete(force=True, refuse=None if force else not_stopped)
     return 0

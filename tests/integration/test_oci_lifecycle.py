@@ -409,6 +409,24 @@ def test_run_detach_returns_with_the_container_running(runc: Runc) -> None:
     assert not (runc.root / "d").exists()
 
 
+def test_delete_refuses_a_container_whose_creator_is_still_at_work(runc: Runc) -> None:
+    # What a delete finds while a create runs: the id dir and its facts, no
+    # record yet, the creator alive (this test's process plays it).
+    from nsinit import state
+
+    container_dir = runc.root / "c"
+    container_dir.mkdir(parents=True, mode=0o700)
+    (container_dir / "oci.json").write_text(json.dumps({
+        "id": "c", "bundle": str(runc.bundle), "rootfs": "", "created": "2026-01-01T00:00:00.000000000Z",
+        "creator_pid": os.getpid(), "creator_start_time": state.read_start_time(os.getpid())}))
+    assert runc.state("c")["status"] == "creating"
+    assert one_error(runc.run("delete", "c")) == \
+        'nsinit-runc: delete: cannot delete container "c" that is not stopped: creating (delete --force kills it)'
+    assert sorted(os.listdir(container_dir)) == ["oci.json"]   # the refused delete touched nothing
+    runc.ok("delete", "--force", "c")
+    assert not container_dir.exists()
+
+
 # --- pause, resume, update, ps, list ---------------------------------------------------
 
 def test_pause_and_resume_freeze_the_cgroup(runc: Runc) -> None:
@@ -420,6 +438,7 @@ def test_pause_and_resume_freeze_the_cgroup(runc: Runc) -> None:
     assert runc.state("f")["status"] == "paused"
     assert proc_status(c.pid, "State").startswith("D") or freezer.read_text().strip() == "FROZEN"
     assert "already" in one_error(runc.run("pause", "f"))
+    assert "not stopped: paused" in one_error(runc.run("delete", "f"))
     runc.ok("resume", "f")
     assert freezer.read_text().strip() == "THAWED"
     assert runc.state("f")["status"] == "running"

@@ -224,7 +224,7 @@ def test_a_module_whose_code_does_not_read_is_compiled_from_its_source(shared: p
     tree = shared
     # The index is intact, one module's code object is not: its loader falls
     # back to the normal way (its .pyc, or its source).
-    offset, length = probe(tree, "print(json.dumps(finder.modules['nsinit.jsontext'][4:]))")
+    offset, length = probe(tree, "print(json.dumps(finder.modules['nsinit.jsontext'][4:6]))")
     path = bundle_path(tree)
     data = bytearray(path.read_bytes())
     data[offset:offset + length] = b"\0" * length

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import pytest
 
 from nsinit import state
 from nsinit.errors import NsinitError
+from nsinit.record import asdict, replace
 from nsinit.state import State, StaleStateError
 
 
@@ -81,14 +81,6 @@ def names(directory: Path) -> list[str]:
 
 # -- start time --------------------------------------------------------------
 
-def fake_stat(monkeypatch: pytest.MonkeyPatch, content: bytes) -> None:
-    def fake_open(path: str, mode: str = "r", *args: object, **kw: object) -> io.BytesIO:
-        assert path.startswith("/proc/") and path.endswith("/stat") and mode == "rb"
-        return io.BytesIO(content)
-
-    monkeypatch.setattr(state, "open", fake_open, raising=False)
-
-
 def stat_line(comm: bytes, start_time: int) -> bytes:
     # fields 3..52 after "pid (comm) "; field 22 is the start time
     after = [b"S"] + [str(n).encode() for n in range(4, 22)] + [str(start_time).encode()] \
@@ -104,9 +96,8 @@ def stat_line(comm: bytes, start_time: int) -> bytes:
     b"((",
     b"tab\there",
 ])
-def test_start_time_parsed_after_the_last_paren(monkeypatch: pytest.MonkeyPatch, comm: bytes) -> None:
-    fake_stat(monkeypatch, stat_line(comm, 987654))
-    assert state.read_start_time(4242) == 987654
+def test_start_time_parsed_after_the_last_paren(comm: bytes) -> None:
+    assert state.stat_start_time(stat_line(comm, 987654)) == 987654
 
 
 def test_start_time_of_a_real_process_with_a_hostile_comm(tmp_path: Path) -> None:
@@ -184,6 +175,22 @@ def test_write_state_writes_record_and_public_copies_and_no_temp(tmp_path: Path)
     assert names(private(tmp_path)) == ["state.json"]
     assert json.loads((private(tmp_path) / "state.json").read_text()) == json.loads(record.to_json())
     assert state.load_state(str(tmp_path)) == record
+
+
+def test_a_full_record_is_written_as_json_writes_it(tmp_path: Path) -> None:
+    # to_json writes the fields as they are (no asdict copy): every field
+    # set, nested as a real record nests them, reads back the same.
+    record = make_state(
+        4242, 987654, namespace_paths={"NEWNET": "/proc/4242/ns/net"}, namespace_inodes={"NEWNET": 4026531992},
+        cgroup_paths={"memory": "/sys/fs/cgroup/memory/c1"},
+        network_state=[{"host_interface_name": "veth1", "addresses": ["10.0.0.2/24"], "mtu": 1500}],
+        status="created", supervisor_pid=1, supervisor_start_time=2, detached=True,
+        config={"namespaces": [{"type": "NEWNET", "path": ""}], "rootfs": "/r", "readonly": False,
+                "limits": (1, 2.5, None)},
+        hooks={"hooks": {"poststop": [{"path": "/bin/true", "args": ["true"], "env": [], "timeout": None}]}})
+    assert record.to_json() == json.dumps(asdict(record), indent=2, sort_keys=True)
+    read_back = state.read_record(str(plant_record(tmp_path, record.to_json()).parent))
+    assert read_back == replace(record, config={**record.config, "limits": [1, 2.5, None]})
 
 
 def test_update_state_rewrites_record_and_public_copy(tmp_path: Path) -> None:
