@@ -14,7 +14,7 @@ SCRIPT = "touch /tmp/ready; while :; do sleep 0.05; done"
 CREATE_STEPS = {
     ("parent", "cgroups"), ("parent", "stdio"), ("parent", "clone"), ("parent", "wait for child"),
     ("parent", "state"), ("parent", "go, wait for exec"),
-    ("child", "init"), ("child", "cgroups"), ("child", "load steps"), ("child", "trampoline"),
+    ("parent", "load steps"), ("child", "init"), ("child", "cgroups"), ("child", "trampoline"),
     ("child", "wait for parent"),
     ("child", "console"), ("child", "prepare rootfs"), ("child", "mounts"), ("child", "devices"),
     ("child", "pivot_root"), ("child", "hostname"), ("child", "loopback"), ("child", "restrict paths"),
