@@ -88,6 +88,11 @@ def explain(config: Config, root: str) -> list[Part]:
     parts.append(Part("load steps", "parent", "the mount, network, identity and capability code is imported "
                       "now, before clone: the child could not after pivot_root (the host's files are hidden), "
                       "and after clone each page an import writes would be a copy-on-write fault", []))
+    parts.append(Part("trampoline", "parent", "made for the child before clone: the command will be exec'd by a tiny static program from a sealed "
+                      "memfd, never from the host's Python, so /proc/self/exe in the container cannot reach a "
+                      "host binary (CVE-2019-5736); the child inherits it",
+                      ["memfd_create(\"nsinit-exec\", MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC)",
+                       "fcntl(F_ADD_SEALS, F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE)"]))
     parts.append(Part("stdio", "parent", "the command's stdin/stdout/stderr: nsinit's own, or a pty the "
                       "container makes in its own devpts" if config.tty else
                       "the command's stdin/stdout/stderr: nsinit's own, passed through",
@@ -102,11 +107,6 @@ def explain(config: Config, root: str) -> list[Part]:
     parts.append(Part("load steps", "parent", "the mount, network, identity and capability code is imported "
                       "now, before clone: the child could not after pivot_root (the host's files are hidden), "
                       "and after clone each page an import writes would be a copy-on-write fault", []))
-    parts.append(Part("trampoline", "child", "the command will be exec'd by a tiny static program from a sealed "
-                      "memfd, never from the host's Python, so /proc/self/exe in the container cannot reach a "
-                      "host binary (CVE-2019-5736)",
-                      ["memfd_create(\"nsinit-exec\", MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC)",
-                       "fcntl(F_ADD_SEALS, F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE)"]))
     wait = Part("wait for parent", "child", "the init waits on the sync socket until the supervisor "
                 "has written the id maps, set up the network and recorded the container",
                 ["recv(sync socket) → {\"kind\": \"go\"}"])

@@ -14,7 +14,7 @@ SCRIPT = "touch /tmp/ready; while :; do sleep 0.05; done"
 CREATE_STEPS = {
     ("parent", "cgroups"), ("parent", "stdio"), ("parent", "clone"), ("parent", "wait for child"),
     ("parent", "state"), ("parent", "go, wait for exec"),
-    ("parent", "load steps"), ("child", "init"), ("child", "cgroups"), ("child", "trampoline"),
+    ("parent", "load steps"), ("parent", "trampoline"), ("child", "init"), ("child", "cgroups"),
     ("child", "wait for parent"),
     ("child", "console"), ("child", "prepare rootfs"), ("child", "mounts"), ("child", "devices"),
     ("child", "pivot_root"), ("child", "hostname"), ("child", "loopback"), ("child", "restrict paths"),
