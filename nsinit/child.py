@@ -60,7 +60,7 @@ class ChildPlan:
     # only before the process's own steps (lifecycle/create.py rootfs_can_precede_go).
     rootfs_before_go: bool = False
     # Created: the trampoline's sealed memfd, made by the parent before clone
-    # (its copy closed after); -1: the child makes its own (a join's).
+    # (its copy closed after).  A join's child makes its own.
     trampoline_fd: int = -1
     init_binary: str = ""    # exec --init: the host's static tini, bound at /dev/init
     init_prefix: list[str] = field(default_factory=list)  # exec --init: tini's argv before the command
@@ -287,12 +287,9 @@ def _setup_and_exec(plan: ChildPlan) -> None:
         if plan.unshare_cgroupns:
             _native.unshare(namespaces.CLONE_FLAGS["NEWCGROUP"])
         messages.send(plan.sync_fd, messages.attached())
-    if plan.trampoline_fd >= 0:
-        trampoline_fd = plan.trampoline_fd
-    else:
-        with steps.step("trampoline"):  # before pivot_root hides nsinit's files
-            trampoline_fd = trampoline.sealed_copy()
-    # Loaded by the parent before clone (create_step_modules).
+    # Both made by the parent before clone: the trampoline's memfd
+    # (lifecycle/create.py start_child) and the step modules (create_step_modules).
+    trampoline_fd = plan.trampoline_fd
     from nsinit import mount, network
 
     if not plan.rootfs_before_go:
