@@ -75,9 +75,10 @@ def test_the_init_sets_up_its_rootfs_while_the_parent_records_unless_the_parent_
     assert result.returncode == 0, result.stderr
     steps = by_step(json_trace(result.stderr))
     # Nothing of the parent's is needed before the rootfs: go is awaited
-    # after it, and the record was written meanwhile.
+    # after it (the record is written meanwhile; how much of it overlaps is
+    # the scheduler's, not asserted).
     assert steps["child", "wait for parent"]["start"] >= ends(steps["child", "restrict paths"])
-    assert steps["parent", "state"]["start"] < ends(steps["child", "restrict paths"])
+    assert ends(steps["parent", "state"]) <= ends(steps["child", "wait for parent"])
     # A namespace given by path is joined right after go: go comes first.
     data = json.loads((nsinit.root / "container.json").read_text())
     nsinit.config(namespaces=[ns for ns in data["namespaces"] if ns["type"] != "NEWIPC"]
