@@ -85,6 +85,14 @@ def explain(config: Config, root: str) -> list[Part]:
         parts.append(Part("network helper", "parent", "a short-lived helper process will set up the veths, "
                           "so that the supervisor never loads the netlink library", ["fork()"]))
     parts.append(_cgroups(config, root))
+    parts.append(Part("load steps", "parent", "the mount, network, identity and capability code is imported "
+                      "now, before clone: the child could not after pivot_root (the host's files are hidden), "
+                      "and after clone each page an import writes would be a copy-on-write fault", []))
+    parts.append(Part("trampoline", "parent", "made for the child before clone: the command will be exec'd by a tiny static program from a sealed "
+                      "memfd, never from the host's Python, so /proc/self/exe in the container cannot reach a "
+                      "host binary (CVE-2019-5736); the child inherits it",
+                      ["memfd_create(\"nsinit-exec\", MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC)",
+                       "fcntl(F_ADD_SEALS, F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE)"]))
     parts.append(Part("stdio", "parent", "the command's stdin/stdout/stderr: nsinit's own, or a pty the "
                       "container makes in its own devpts" if config.tty else
                       "the command's stdin/stdout/stderr: nsinit's own, passed through",
@@ -95,18 +103,25 @@ def explain(config: Config, root: str) -> list[Part]:
                       ["prctl(PR_SET_PDEATHSIG, SIGKILL)", "prctl(PR_SET_DUMPABLE, 0)",
                        "close(the supervisor's fds)"]))
     parts.append(_attach(config, root))
-    parts.append(Part("load steps", "child", "the mount, network, identity and capability code is imported "
-                      "now, while the host's files are still reachable (pivot_root hides them)", []))
-    parts.append(Part("trampoline", "child", "the command will be exec'd by a tiny static program from a sealed "
-                      "memfd, never from the host's Python, so /proc/self/exe in the container cannot reach a "
-                      "host binary (CVE-2019-5736)",
-                      ["memfd_create(\"nsinit-exec\", MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC)",
-                       "fcntl(F_ADD_SEALS, F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE)"]))
-    parts.append(Part("wait for parent", "child", "the init waits on the sync socket until the supervisor "
-                      "has written the id maps, set up the network and recorded the container",
-                      ["recv(sync socket) → {\"kind\": \"go\"}"]))
-    parts.extend(_parent_setup(config, veth))
-    parts.extend(_child_setup(config))
+    parts.append(_cgroups(config, root))
+    parts.append(Part("load steps", "parent", "the mount, network, identity and capability code is imported "
+                      "now, before clone: the child could not after pivot_root (the host's files are hidden), "
+                      "and after clone each page an import writes would be a copy-on-write fault", []))
+    wait = Part("wait for parent", "child", "the init waits on the sync socket until the supervisor "
+                "has written the id maps, set up the network and recorded the container",
+                ["recv(sync socket) → {\"kind\": \"go\"}"])
+    from nsinit.lifecycle import rootfs_can_precede_go
+
+    if rootfs_can_precede_go(config, hooks=False, detached=False, rootless=os.geteuid() != 0):
+        wait.why = ("the init has set up its rootfs while the supervisor recorded the container (nothing "
+                    "in those steps needs the record); it waits on the sync socket for that record now")
+        parts.extend(_parent_setup(config, veth))
+        parts.extend(_child_setup(config))
+        parts.append(wait)
+    else:
+        parts.append(wait)
+        parts.extend(_parent_setup(config, veth))
+        parts.extend(_child_setup(config))
     parts.extend(_finalize(config))
     return parts
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from conftest import Nsinit, needs_root
@@ -14,7 +15,7 @@ SCRIPT = "touch /tmp/ready; while :; do sleep 0.05; done"
 CREATE_STEPS = {
     ("parent", "cgroups"), ("parent", "stdio"), ("parent", "clone"), ("parent", "wait for child"),
     ("parent", "state"), ("parent", "go, wait for exec"),
-    ("child", "init"), ("child", "cgroups"), ("child", "load steps"), ("child", "trampoline"),
+    ("parent", "load steps"), ("parent", "trampoline"), ("child", "init"), ("child", "cgroups"),
     ("child", "wait for parent"),
     ("child", "console"), ("child", "prepare rootfs"), ("child", "mounts"), ("child", "devices"),
     ("child", "pivot_root"), ("child", "hostname"), ("child", "loopback"), ("child", "restrict paths"),
@@ -62,6 +63,32 @@ def test_a_create_traces_every_step_that_ran_once_with_its_calls(nsinit: Nsinit)
     root = str(nsinit.root)
     traced = [c.replace(f'"{root}/', '"/') for c in steps["child", "mounts"]["calls"] if c.startswith("mount(")]
     assert traced == planned
+
+
+def ends(step: dict[str, Any]) -> float:
+    return float(step["start"] + step["ms"] / 1000)
+
+
+def test_the_init_sets_up_its_rootfs_while_the_parent_records_unless_the_parent_comes_first(
+        nsinit: Nsinit) -> None:
+    result = nsinit.run("--trace=json", "exec", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    steps = by_step(json_trace(result.stderr))
+    # Nothing of the parent's is needed before the rootfs: go is awaited
+    # after it (the record is written meanwhile; how much of it overlaps is
+    # the scheduler's, not asserted).
+    assert steps["child", "wait for parent"]["start"] >= ends(steps["child", "restrict paths"])
+    assert ends(steps["parent", "state"]) <= ends(steps["child", "wait for parent"])
+    # A namespace given by path is joined right after go: go comes first.
+    data = json.loads((nsinit.root / "container.json").read_text())
+    nsinit.config(namespaces=[ns for ns in data["namespaces"] if ns["type"] != "NEWIPC"]
+                  + [{"type": "NEWIPC", "path": f"/proc/{os.getpid()}/ns/ipc"}])
+    result = nsinit.run("--trace=json", "exec", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    steps = by_step(json_trace(result.stderr))
+    assert ends(steps["child", "wait for parent"]) <= steps["child", "join namespaces"]["start"]
+    assert ends(steps["child", "join namespaces"]) <= steps["child", "mounts"]["start"]
+    assert ends(steps["parent", "state"]) <= ends(steps["child", "wait for parent"])
 
 
 def test_the_text_trace_says_create_and_lists_no_join_step(nsinit: Nsinit) -> None:

@@ -547,6 +547,17 @@ def test_v1_device_writes_deny_all_first_then_allow_then_deny() -> None:
         ("devices.allow", "a")]
 
 
+def test_a_config_device_is_allowed_once_after_the_defaults_and_a_fifo_not_at_all() -> None:
+    nodes = (DeviceConfig("c", "/dev/null", 1, 3), DeviceConfig("c", "/dev/tty1", 4, 1),
+             DeviceConfig("c", "/dev/tty1-again", 4, 1), DeviceConfig("p", "/dev/fifo", 0, 0),
+             DeviceConfig("c", "/dev/tty1-ro", 4, 1, "r"))
+    resources = CgroupResources(allowed_devices=(DeviceConfig("c", "", 10, 229, "rw"),))
+    _, rules = devices.container_rules(nodes, resources)
+    lines = [rule.v1_line() for rule in rules]
+    defaults = [rule.v1_line() for rule in devices.DEFAULT_ALLOWED]
+    assert lines == [*defaults, "c 4:1 rwm", "c 4:1 r", "c 10:229 rw"]  # 1:3 is a default already
+
+
 def run_bpf(program: bytes, kind: str, major: int, minor: int, access: str) -> int:
     """Interpret the few eBPF instructions bpf_program() emits."""
     access_bits = sum(devices._ACCESS_BITS[a] for a in access)
