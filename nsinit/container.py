@@ -23,7 +23,6 @@ import sys
 import time
 
 from nsinit import state
-from nsinit.config.names import NAMESPACE_PROC_FILES
 from nsinit.record import field, record
 from nsinit.state import State
 from nsinit.errors import (EXIT_COMMAND_FAILED, ContainerGoneError, NoContainerError, NsinitError,
@@ -39,10 +38,29 @@ if TYPE_CHECKING:
     from nsinit.config.model import Config
     from nsinit.criu.options import CriuOptions
     from nsinit.lifecycle.hooks import HookPlan
+    from nsinit.processes import container_pids as container_pids
+    from nsinit.processes import describe_process as describe_process
+    from nsinit.processes import kill_every_process as kill_every_process
 else:
     # The C module under signal.py, which adds enum classes (and the enum
     # module, ~2 ms of every start); its functions and constants are the same.
     import _signal as signal
+
+# The library's module-level functions that only some commands use, and
+# their modules (PEP 562: imported on first use; an engine's state, start,
+# kill and delete never load them).
+_HOMES = {"container_pids": "nsinit.processes", "describe_process": "nsinit.processes",
+          "kill_every_process": "nsinit.processes"}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'nsinit.container' has no attribute {name!r}")
+    value = getattr(__import__(home, fromlist=[name]), name)
+    globals()[name] = value
+    return value
+
 
 RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
 STOP_GRACE_SECONDS = 10.0  # `nsinit stop`: SIGTERM, then this long before SIGKILL (docker's default)
@@ -275,6 +293,8 @@ class Container:
 
     def processes(self) -> list[dict[str, object]]:
         """Every process in the container: host pid, pid inside, command line."""
+        from nsinit.processes import container_pids, describe_process
+
         current = self.require_state()
         return [describe_process(pid) for pid in container_pids(current)]
 
@@ -284,7 +304,11 @@ class Container:
         kill, which checks the status in runc's words), else it is read here."""
         if current is None:
             current = self.require_state()
-        targets = container_pids(current) if all_processes else [current.init_pid]
+        targets = [current.init_pid]
+        if all_processes:
+            from nsinit.processes import container_pids
+
+            targets = container_pids(current)
         for pid in targets:
             try:
                 os.kill(pid, signum)
@@ -314,41 +338,23 @@ class Container:
         self._set_frozen(False)
 
     def _set_frozen(self, frozen: bool) -> None:
-        with self.locked():
-            current = self.require_state()
-            manager = self.cgroups(current)
-            if frozen:
-                manager.freeze()
-            else:
-                manager.thaw()
-            # A created container (paused before start) is created again once thawed.
-            current.status = "paused" if frozen else "created" if self._exec_fifo_exists() else "running"
-            state.update_state(self.root, current)
+        from nsinit.lifecycle.resources import set_frozen
+
+        set_frozen(self, frozen)
 
     def stats(self) -> dict[str, Any]:
-        """Cgroup statistics (libcontainer's shape) plus ``interfaces``: the
-        counters of every interface of the container's network namespace
-        (rx/tx bytes, packets, errors, dropped; none without one of its own)."""
-        from nsinit.network.counters import namespace_interfaces
+        """Cgroup statistics (libcontainer's shape) plus ``interfaces``: each
+        network interface's counters (nsinit/lifecycle/resources.py)."""
+        from nsinit.lifecycle.resources import stats
 
-        current = self.require_state()
-        out = self.cgroups(current).stats()
-        out["interfaces"] = (namespace_interfaces(current.init_pid, current.network_state)
-                             if "NEWNET" in current.namespace_inodes else [])
-        return out
+        return stats(self)
 
     def update(self, **resources: object) -> None:
         """Apply limits (CgroupResources field names) live, and record them
-        in state.json's config so ``nsinit state`` and later updates see them."""
-        from nsinit.config import recorded
-        from nsinit.config.model import CgroupResources
+        (nsinit/lifecycle/resources.py)."""
+        from nsinit.lifecycle.resources import update
 
-        changes = {key: value for key, value in resources.items() if value is not None}
-        with self.locked():
-            current = self.require_state()
-            applied = self.cgroups(current).update(CgroupResources(**changes))  # type: ignore[arg-type]
-            current.config = recorded.with_resources(current.config, applied or changes)
-            state.update_state(self.root, current)
+        update(self, resources)
 
     def notify_oom(self) -> Notifier:
         """OOM events of the container's memory cgroup: a Notifier
@@ -528,54 +534,27 @@ class Container:
 
         delete(self, force=True, grace=grace)
 
-    # -- stop: SIGTERM, a grace period, SIGKILL ------------------------------
+    # -- stop: SIGTERM, a grace period, SIGKILL (nsinit/lifecycle/stop.py) --
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> bool:
         """``nsinit stop``: SIGTERM, ``grace`` seconds, then SIGKILL; returns
         once the container is gone, True when it took SIGKILL."""
-        with self.locked():
-            current, pidfd = self.send_stop_signal()
-        return self.wait_stopped(current, pidfd, grace)
+        from nsinit.lifecycle.stop import stop
+
+        return stop(self, grace)
 
     def send_stop_signal(self) -> tuple[State, int]:
-        """SIGTERM to the init; returns its state and a pidfd for wait_stopped.
+        """SIGTERM to the init, under the root lock; its state and a pidfd
+        for wait_stopped, called after the lock is released."""
+        from nsinit.lifecycle.stop import send_stop_signal
 
-        Call under the root lock (the pid is checked and signalled before a
-        new container could take the directory over); call wait_stopped after
-        releasing it: the supervisor needs the lock to clean up.
-        """
-        current = self.require_state()
-        pidfd = state.pin_process(current.init_pid, current.init_start_time)
-        if pidfd < 0:
-            raise NoContainerError("stop", f"no running container in {self.root}")
-        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-        return current, pidfd
+        return send_stop_signal(self)
 
     def wait_stopped(self, current: State, pidfd: int, grace: float = STOP_GRACE_SECONDS) -> bool:
-        """Wait ``grace`` seconds for the init to exit, then SIGKILL every
-        process; return once the container's record is gone.  True when it
-        took SIGKILL (a PID 1 without a TERM handler ignores TERM: the
-        kernel's rule for a namespace's init)."""
-        try:
-            if current.status == "paused":
-                self._thaw_for_stop()  # a frozen init handles no signal
-            killed = not state.process_exited(pidfd, grace)
-            if killed:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                kill_every_process(current)
-                state.process_exited(pidfd, STOP_CLEANUP_SECONDS)
-        finally:
-            os.close(pidfd)
-        if not state.wait_for_removal(self.root, current, timeout=STOP_CLEANUP_SECONDS):
-            raise NsinitError("stop", f"the container in {self.root} ended but its nsinit "
-                                      f"(pid {current.supervisor_pid}) has not cleaned up", 1)
-        self.status_with_record()  # its nsinit died unreaped: remove what it left, quietly
-        return killed
+        """``grace`` seconds for the init's exit, then SIGKILL to every
+        process; returns once the record is gone, True when it took SIGKILL."""
+        from nsinit.lifecycle.stop import wait_stopped
 
-    def _thaw_for_stop(self) -> None:
-        try:
-            self.resume()
-        except NoContainerError:
-            pass  # it ended meanwhile: nothing left to thaw
+        return wait_stopped(self, current, pidfd, grace)
 
     def set(self, **resources: object) -> None:
         """libcontainer's name for update(): change cgroup limits live."""
@@ -630,14 +609,6 @@ def parse_signal(text: str) -> int:
     raise NsinitError("kill", f'unknown signal "{text}"', EXIT_COMMAND_FAILED)
 
 
-def kill_every_process(current: State) -> None:
-    for pid in container_pids(current):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # exited since we listed it
-
-
 def remove_leftovers(record: State) -> None:
     """What a container whose supervisor was SIGKILLed leaves (or a detached
     one whose init died): its cgroups (with any process still in them, and
@@ -645,43 +616,3 @@ def remove_leftovers(record: State) -> None:
     from nsinit.lifecycle.destroy import remove_leftovers as remove
 
     remove(record)
-
-
-def container_pids(current: State) -> list[int]:
-    """Host pids sharing the init's namespace (pid ns, else mount ns).
-
-    The namespace inode, not the process tree, decides membership: a joined
-    process is not a descendant of the init.
-    """
-    kind = "NEWPID" if "NEWPID" in current.namespace_inodes else "NEWNS"
-    inode = current.namespace_inodes.get(kind)
-    if inode is None:
-        return [current.init_pid]
-    # The names table, not nsinit.namespaces: that loads the cffi helper
-    # (nsinit._native), which nsinit-runc kill --all and ps need no part of.
-    proc_name = NAMESPACE_PROC_FILES[kind]
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/{proc_name}").st_ino == inode:
-                pids.append(int(entry))
-        except OSError:
-            continue  # exited while we looked, or a kernel thread
-    return sorted(pids)
-
-
-def describe_process(pid: int) -> dict[str, object]:
-    container_pid = pid
-    command = ""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    container_pid = int(line.split()[-1])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            command = " ".join(part.decode(errors="replace") for part in f.read().split(b"\0") if part)
-    except OSError:
-        pass  # exited while we looked
-    return {"pid": pid, "container_pid": container_pid, "command": command}
