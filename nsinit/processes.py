@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from nsinit.config.names import NAMESPACE_PROC_FILES
+from nsinit.state import NAMESPACE_PROC_FILES
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
