@@ -165,7 +165,7 @@ RUNC_OFF_THE_PATH = ("nsinit.lifecycle.join", "nsinit.lifecycle.launch", "nsinit
                      "nsinit.oci.usage", "nsinit.oci.create_commands", "nsinit.oci.inspect_commands",
                      "nsinit.oci.resource_commands", "nsinit.oci.exec_command", "nsinit.oci.criu_commands",
                      "nsinit.oci.features", "nsinit.oci.defaults", "nsinit.lifecycle.stop",
-                     "nsinit.lifecycle.resources", "nsinit.processes", "nsinit.lifecycle.factory_create",
+                     "nsinit.lifecycle.resources", "nsinit.processes", "nsinit.lifecycle.factory_create", "nsinit.running",
                      # state.py's copy of the namespace file names (the config package: ~0.1 ms), and
                      # errno (~60 us: only a failed rmdir reads it).
                      "nsinit.config", "errno")
