@@ -7,9 +7,15 @@ earlier one is undone in reverse order before the error is raised.
 ``create`` and ``start`` split it in two, with nobody supervising the
 container in between or after.
 
-Here: Process, Container (which decides: create, join, or decide again
-when the container met is ending), and the queries over a live container
-(its processes, its network counters).  Each flow lives in its module of
+Here: Container and its queries over a live container (its status, its
+signals).  Its methods import what only some commands run when they are
+called, so that an engine's nsinit-runc state, start, kill and delete load
+none of it (docs/DEVELOPING.md, "nsinit-runc's hot commands"):
+nsinit/running.py has Process and the decision of run, create and join
+(create, join, or decide again when the container met is ending; Process
+and IO are re-exported here), nsinit/processes.py the every-process
+queries, nsinit/lifecycle/stop.py the stop and lifecycle/resources.py the
+cgroup operations (pause, resume, stats, update).  Each flow lives in its module of
 nsinit/lifecycle/: create.py (cgroups → clone → maps, veths, record),
 join.py (pin by pidfd, setns, exec beside PID 1), both on launch.py's
 shared steps; supervise.py (the 2014 ``exec``'s wait: signals, pty relay,
@@ -20,137 +26,49 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from nsinit import state
-from nsinit.config.names import NAMESPACE_PROC_FILES
-from nsinit.record import field, record
 from nsinit.state import State
-from nsinit.errors import (EXIT_COMMAND_FAILED, ContainerGoneError, NoContainerError, NsinitError,
-                           describe_oserror)
+from nsinit.errors import EXIT_COMMAND_FAILED, NoContainerError, NsinitError
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     import signal
-    from typing import Any, BinaryIO, Callable
+    from typing import Any, Callable
 
     from nsinit.cgroups.manager import Manager
     from nsinit.cgroups.notify import Notifier
     from nsinit.config.model import Config
     from nsinit.criu.options import CriuOptions
     from nsinit.lifecycle.hooks import HookPlan
+    from nsinit.processes import container_pids as container_pids
+    from nsinit.processes import describe_process as describe_process
+    from nsinit.processes import kill_every_process as kill_every_process
+    from nsinit.running import IO as IO
+    from nsinit.running import Process as Process
 else:
     # The C module under signal.py, which adds enum classes (and the enum
     # module, ~2 ms of every start); its functions and constants are the same.
     import _signal as signal
 
-RELAUNCH_SECONDS = 10.0   # how long exec keeps deciding again when containers keep ending under it
+# The library's names that only some commands use, and their modules
+# (PEP 562: imported on first use; an engine's state, start, kill and
+# delete never load them).
+_HOMES = {"container_pids": "nsinit.processes", "describe_process": "nsinit.processes",
+          "kill_every_process": "nsinit.processes", "Process": "nsinit.running", "IO": "nsinit.running"}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'nsinit.container' has no attribute {name!r}")
+    value = getattr(__import__(home, fromlist=[name]), name)
+    globals()[name] = value
+    return value
+
+
 STOP_GRACE_SECONDS = 10.0  # `nsinit stop`: SIGTERM, then this long before SIGKILL (docker's default)
 STOP_CLEANUP_SECONDS = 10.0  # then how long its supervisor may take to remove what it made
-
-
-@record
-class Process:
-    """A command to run in the container, with per-process overrides."""
-
-    args: list[str]
-    env: list[str] = field(default_factory=list)   # "K=V", added to the config's
-    user: str | None = None                         # default: config.user
-    cwd: str | None = None                          # default: config.working_dir
-    tty: bool | None = None                         # default: config.tty, else stdin's (use_tty)
-    init: bool = False                              # tini as PID 1 (creation only)
-    # The seed's Process fields (nsinit/process_settings.py).  None: the
-    # config's; set, they replace it for this process, created or joined.
-    stdin: Any = None            # an fd or a file object; None: nsinit's own 0 (1, 2)
-    stdout: Any = None
-    stderr: Any = None
-    extra_files: list[Any] = field(default_factory=list)  # fds or files, the process's 3, 4, ...
-    additional_groups: list[str] | None = None       # names or gids, beside the user's own
-    capabilities: Any = None     # CapabilitySets, a list of names, or a dict of sets
-    apparmor_profile: str | None = None
-    label: str | None = None     # SELinux: refused where the kernel has none
-    no_new_privileges: bool | None = None
-    rlimits: list[Any] | None = None  # Rlimit, (type, soft, hard) or dicts: the config's whole list
-    console_socket: str | None = None  # a tty's master goes there (nsinit/oci/console_socket.py)
-    console_size: tuple[int, int] | None = None  # (rows, columns) of that tty (OCI consoleSize)
-    umask: int | None = None     # an OCI exec's process.user.umask (nsinit/oci/process.py)
-    oom_score_adj: int | None = None
-    # Set by create, and by run/join with detach: the host pid, then the exit status once waited for.
-    pid: int = field(default=0, compare=False)
-    status: int | None = field(default=None, compare=False)
-    # The child ends of initialize_io's pipes: closed here once the process has them.
-    io_child_fds: list[int] = field(default_factory=list, compare=False)
-
-    def initialize_io(self, uid: int = 0, gid: int = 0) -> IO:
-        """Pipes for the process's stdin, stdout and stderr; returns their
-        other ends (write stdin, read stdout and stderr).  Every end is
-        owned by ``uid``:``gid`` (the container's root, as the host sees
-        it), so a process of the container that is not the host's root can
-        still reopen them (/dev/stdout, /proc/self/fd/1).  The seed's
-        InitializeIO; for a process without a tty, started detached
-        (create, run or join with detach): a supervised run returns only
-        once the process has exited, and nobody would read the pipes."""
-        pairs: list[tuple[int, int]] = []
-        try:
-            for _ in range(3):
-                pairs.append(os.pipe2(os.O_CLOEXEC))
-            for pair in pairs:
-                for fd in pair:
-                    os.fchown(fd, uid, gid)
-        except OSError as err:
-            from nsinit import console
-
-            for pair in pairs:
-                console.close_fds(list(pair))
-            raise NsinitError("initialize_io", describe_oserror(err)) from None
-        (in_r, in_w), (out_r, out_w), (err_r, err_w) = pairs
-        self.stdin, self.stdout, self.stderr = in_r, out_w, err_w
-        self.io_child_fds = [in_r, out_w, err_w]
-        return IO(stdin=os.fdopen(in_w, "wb"), stdout=os.fdopen(out_r, "rb"), stderr=os.fdopen(err_r, "rb"))
-
-    def close_io_child_ends(self) -> None:
-        from nsinit import console
-
-        console.close_fds(self.io_child_fds)
-        self.io_child_fds = []
-
-    def wait(self) -> int:
-        """Wait for the process to exit; its status (128+N when killed by
-        signal N).  Only its parent (the caller of create) or a child
-        subreaper it was reparented to can."""
-        if self.status is not None:
-            return self.status
-        if not self.pid:
-            raise NsinitError("wait", "the process has not been started")
-        try:
-            _, raw = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            raise NsinitError("wait", f"pid {self.pid} is not a child of this process (only its parent or "
-                                      "a child subreaper it was reparented to can wait for it)") from None
-        from nsinit.lifecycle.supervise import exit_status
-
-        self.status = exit_status(raw)
-        return self.status
-
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` to the process (a container's PID 1 ignores the
-        ones it has no handler for, SIGKILL aside)."""
-        if not self.pid or self.status is not None:
-            raise NsinitError("signal", f"process {self.pid or '(not started)'} is not running")
-        os.kill(self.pid, signum)  # not reaped by us yet: the pid is still this process's
-
-
-@record
-class IO:
-    """The caller's ends of Process.initialize_io's pipes (the seed's IO)."""
-
-    stdin: BinaryIO    # write: the process reads it on its fd 0
-    stdout: BinaryIO   # read
-    stderr: BinaryIO
-
-    def close(self) -> None:
-        for end in (self.stdin, self.stdout, self.stderr):
-            end.close()
 
 
 def warn_on_stderr(text: str) -> None:
@@ -275,6 +193,8 @@ class Container:
 
     def processes(self) -> list[dict[str, object]]:
         """Every process in the container: host pid, pid inside, command line."""
+        from nsinit.processes import container_pids, describe_process
+
         current = self.require_state()
         return [describe_process(pid) for pid in container_pids(current)]
 
@@ -284,7 +204,11 @@ class Container:
         kill, which checks the status in runc's words), else it is read here."""
         if current is None:
             current = self.require_state()
-        targets = container_pids(current) if all_processes else [current.init_pid]
+        targets = [current.init_pid]
+        if all_processes:
+            from nsinit.processes import container_pids
+
+            targets = container_pids(current)
         for pid in targets:
             try:
                 os.kill(pid, signum)
@@ -314,41 +238,23 @@ class Container:
         self._set_frozen(False)
 
     def _set_frozen(self, frozen: bool) -> None:
-        with self.locked():
-            current = self.require_state()
-            manager = self.cgroups(current)
-            if frozen:
-                manager.freeze()
-            else:
-                manager.thaw()
-            # A created container (paused before start) is created again once thawed.
-            current.status = "paused" if frozen else "created" if self._exec_fifo_exists() else "running"
-            state.update_state(self.root, current)
+        from nsinit.lifecycle.resources import set_frozen
+
+        set_frozen(self, frozen)
 
     def stats(self) -> dict[str, Any]:
-        """Cgroup statistics (libcontainer's shape) plus ``interfaces``: the
-        counters of every interface of the container's network namespace
-        (rx/tx bytes, packets, errors, dropped; none without one of its own)."""
-        from nsinit.network.counters import namespace_interfaces
+        """Cgroup statistics (libcontainer's shape) plus ``interfaces``: each
+        network interface's counters (nsinit/lifecycle/resources.py)."""
+        from nsinit.lifecycle.resources import stats
 
-        current = self.require_state()
-        out = self.cgroups(current).stats()
-        out["interfaces"] = (namespace_interfaces(current.init_pid, current.network_state)
-                             if "NEWNET" in current.namespace_inodes else [])
-        return out
+        return stats(self)
 
     def update(self, **resources: object) -> None:
         """Apply limits (CgroupResources field names) live, and record them
-        in state.json's config so ``nsinit state`` and later updates see them."""
-        from nsinit.config import recorded
-        from nsinit.config.model import CgroupResources
+        (nsinit/lifecycle/resources.py)."""
+        from nsinit.lifecycle.resources import update
 
-        changes = {key: value for key, value in resources.items() if value is not None}
-        with self.locked():
-            current = self.require_state()
-            applied = self.cgroups(current).update(CgroupResources(**changes))  # type: ignore[arg-type]
-            current.config = recorded.with_resources(current.config, applied or changes)
-            state.update_state(self.root, current)
+        update(self, resources)
 
     def notify_oom(self) -> Notifier:
         """OOM events of the container's memory cgroup: a Notifier
@@ -366,47 +272,22 @@ class Container:
         libcontainer's NotifyMemoryPressure."""
         return self.cgroups().notify_memory_pressure(level)
 
-    # -- running ---------------------------------------------------------
+    # -- running: nsinit/running.py ---------------------------------------------
     def run(self, process: Process, *, detach: bool = False, new: bool = False,
             created: Callable[[Process], None] | None = None, hooks: HookPlan | None = None) -> int | Process:
-        """Create the container with ``process`` as PID 1, or join the live one.
+        """``nsinit exec``: create the container with ``process`` as PID 1, or
+        join the live one; its exit status, or with ``detach`` the process
+        (nsinit.running.run says all)."""
+        from nsinit.running import run
 
-        This is ``nsinit exec`` (``new``: ``exec --new``, create only).
-        Returns the process's exit status (128+N when killed by signal N).
-        With ``detach``: create and start it (or join) and return
-        ``process`` at once, with its ``pid``; the caller waits for it.
-        ``created(process)`` is called between the create and the start
-        (``exec --detach`` prints the pid there: before anything the
-        container writes to the same stdout).  ``hooks``: the OCI hooks of a
-        creation (nsinit/lifecycle/hooks.py).
-        """
-        self.hooks = hooks
-        if detach:
-            return self._launch(process, create=True, join=not new, detach=True, start=created or _no_hook)
-        return self._launch(process, create=True, join=not new)
+        return run(self, process, detach=detach, new=new, created=created, hooks=hooks)
 
     def create(self, process: Process, *, hooks: HookPlan | None = None) -> Process:
         """Set the container up with ``process`` as PID 1, which then waits
-        for ``start`` before it execs; an error if a container runs here.
+        for ``start`` before it execs (nsinit.running.create says all)."""
+        from nsinit.running import create
 
-        Returns ``process`` with its ``pid``: a child of the caller, with the
-        caller's fds 0-2 as its stdio, which nothing supervises (libcontainer's
-        Start; nsinit/lifecycle/).  ``hooks``: its OCI hooks, run at their
-        moments by create, start and delete (nsinit/lifecycle/hooks.py).
-        """
-        self.hooks, self.hooks_begun = hooks, False
-        try:
-            created = self._launch(process, create=True, join=False, detach=True)
-        except NsinitError:
-            # From its hooks on, a failed creation goes on at the deletion
-            # (runtime.md; runc's destroy): poststop runs.
-            if hooks is not None and self.hooks_begun:
-                from nsinit.lifecycle.hooks import run_poststop_of
-
-                run_poststop_of(hooks, self.warn)
-            raise
-        assert isinstance(created, Process)  # detach=True returns the process
-        return created
+        return create(self, process, hooks=hooks)
 
     def start(self) -> None:
         """Let the created container's PID 1 exec its command (from any
@@ -422,91 +303,9 @@ class Container:
     def join(self, process: Process, *, detach: bool = False) -> int | Process:
         """Run ``process`` in the live container; an error if none runs.
         Its exit status, or with ``detach`` the process, started, at once."""
-        return self._launch(process, create=False, join=True, detach=detach)
+        from nsinit.running import launch
 
-    def _launch(self, process: Process, *, create: bool, join: bool, detach: bool = False,
-                start: Callable[[Process], None] | None = None) -> int | Process:
-        try:
-            return self._launch_until_decided(process, create=create, join=join, detach=detach, start=start)
-        finally:
-            process.close_io_child_ends()  # initialize_io's: the process has its copies, or failed
-
-    def _launch_until_decided(self, process: Process, *, create: bool, join: bool, detach: bool,
-                              start: Callable[[Process], None] | None) -> int | Process:
-        if self.config is None and not self.read_config_on_create:
-            raise NsinitError("exec", "no container.json loaded (use Container.load)")
-        from nsinit import console  # here, not at the top: nsinit-runc state, kill and delete load no terminal code
-
-        console.ensure_std_fds()
-        # Bounded by time, not by a count: where execs come and go in one
-        # dir, a few decisions in a row can meet a container that is just
-        # ending (seen: four, on a loaded machine), and each such end is
-        # progress made by someone else.  So the time runs from the last
-        # new container met: with twelve execs at load 15 on 2 cores, one
-        # met ending containers for more than 10 s in all, each a new one.
-        deadline, last_init = time.monotonic() + RELAUNCH_SECONDS, 0
-        while True:
-            try:
-                return self._launch_once(process, create=create, join=join, detach=detach, start=start)
-            except ContainerGoneError as gone:
-                if not create:
-                    raise
-                if gone.init_pid != last_init:
-                    deadline, last_init = time.monotonic() + RELAUNCH_SECONDS, gone.init_pid
-                elif time.monotonic() >= deadline:
-                    raise
-                # It ended between our decision and the join: decide again.
-
-    def _launch_once(self, process: Process, *, create: bool, join: bool, detach: bool,
-                     start: Callable[[Process], None] | None) -> int | Process:
-        lock = self.locked().acquire()
-        try:
-            try:
-                current = state.load_state(self.root)
-            except state.ContainerStoppedError as stopped:
-                if stopped.record.detached:
-                    # Nobody else would remove it: its init is gone and no nsinit watches it.
-                    from nsinit.lifecycle.destroy import remove_container
-
-                    remove_container(self.root, stopped.record, self.warn)
-                    current = None
-                else:
-                    # Its supervisor needs the lock to finish: let go, wait, retry.
-                    lock.release()
-                    state.wait_for_removal(self.root, stopped.record, timeout=5.0)
-                    gone = ContainerGoneError("exec", str(stopped))
-                    gone.init_pid = stopped.record.init_pid
-                    raise gone from None
-            except state.StaleStateError:
-                current = self.state()  # reports and removes it
-            if current is not None:
-                if not join:
-                    raise NsinitError("create", f"a container already runs in {self.root} (pid {current.init_pid})")
-                # The pidfd taken by the join pins the init from here on.
-                lock.release()
-                from nsinit.lifecycle.join import _Join
-
-                joining = _Join(self, process, current)
-                joining.detached = detach
-                status = joining.run()
-                return process if detach else status
-            if not create:
-                raise NoContainerError("join", f"no running container in {self.root}")
-            config = self.config if self.config is not None else self.read_config()
-            from nsinit.lifecycle.create import _Creation
-
-            # The creation releases the lock once the init has exec'd.
-            creation = _Creation(self, process, config, lock)
-            creation.detached = detach
-            status = creation.run()
-            if start is not None:  # run(detach=True)
-                from nsinit.lifecycle.start import start_locked
-
-                start(process)
-                start_locked(self)  # still under the lock: nobody can start it first
-            return process if detach else status
-        finally:
-            lock.release()
+        return launch(self, process, create=False, join=True, detach=detach)
 
     def delete(self, *, force: bool = False) -> None:
         """Remove the container: its cgroups, host veths and record.
@@ -528,54 +327,27 @@ class Container:
 
         delete(self, force=True, grace=grace)
 
-    # -- stop: SIGTERM, a grace period, SIGKILL ------------------------------
+    # -- stop: SIGTERM, a grace period, SIGKILL (nsinit/lifecycle/stop.py) --
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> bool:
         """``nsinit stop``: SIGTERM, ``grace`` seconds, then SIGKILL; returns
         once the container is gone, True when it took SIGKILL."""
-        with self.locked():
-            current, pidfd = self.send_stop_signal()
-        return self.wait_stopped(current, pidfd, grace)
+        from nsinit.lifecycle.stop import stop
+
+        return stop(self, grace)
 
     def send_stop_signal(self) -> tuple[State, int]:
-        """SIGTERM to the init; returns its state and a pidfd for wait_stopped.
+        """SIGTERM to the init, under the root lock; its state and a pidfd
+        for wait_stopped, called after the lock is released."""
+        from nsinit.lifecycle.stop import send_stop_signal
 
-        Call under the root lock (the pid is checked and signalled before a
-        new container could take the directory over); call wait_stopped after
-        releasing it: the supervisor needs the lock to clean up.
-        """
-        current = self.require_state()
-        pidfd = state.pin_process(current.init_pid, current.init_start_time)
-        if pidfd < 0:
-            raise NoContainerError("stop", f"no running container in {self.root}")
-        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-        return current, pidfd
+        return send_stop_signal(self)
 
     def wait_stopped(self, current: State, pidfd: int, grace: float = STOP_GRACE_SECONDS) -> bool:
-        """Wait ``grace`` seconds for the init to exit, then SIGKILL every
-        process; return once the container's record is gone.  True when it
-        took SIGKILL (a PID 1 without a TERM handler ignores TERM: the
-        kernel's rule for a namespace's init)."""
-        try:
-            if current.status == "paused":
-                self._thaw_for_stop()  # a frozen init handles no signal
-            killed = not state.process_exited(pidfd, grace)
-            if killed:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                kill_every_process(current)
-                state.process_exited(pidfd, STOP_CLEANUP_SECONDS)
-        finally:
-            os.close(pidfd)
-        if not state.wait_for_removal(self.root, current, timeout=STOP_CLEANUP_SECONDS):
-            raise NsinitError("stop", f"the container in {self.root} ended but its nsinit "
-                                      f"(pid {current.supervisor_pid}) has not cleaned up", 1)
-        self.status_with_record()  # its nsinit died unreaped: remove what it left, quietly
-        return killed
+        """``grace`` seconds for the init's exit, then SIGKILL to every
+        process; returns once the record is gone, True when it took SIGKILL."""
+        from nsinit.lifecycle.stop import wait_stopped
 
-    def _thaw_for_stop(self) -> None:
-        try:
-            self.resume()
-        except NoContainerError:
-            pass  # it ended meanwhile: nothing left to thaw
+        return wait_stopped(self, current, pidfd, grace)
 
     def set(self, **resources: object) -> None:
         """libcontainer's name for update(): change cgroup limits live."""
@@ -607,11 +379,6 @@ class Container:
 
 
 
-def _no_hook(_process: Process) -> None:
-    pass
-
-
-
 def parse_signal(text: str) -> int:
     """A signal's number from its name (TERM, SIGTERM, sigterm) or number,
     for ``nsinit kill`` and ``nsinit-runc kill`` (here, not in either CLI:
@@ -630,14 +397,6 @@ def parse_signal(text: str) -> int:
     raise NsinitError("kill", f'unknown signal "{text}"', EXIT_COMMAND_FAILED)
 
 
-def kill_every_process(current: State) -> None:
-    for pid in container_pids(current):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # exited since we listed it
-
-
 def remove_leftovers(record: State) -> None:
     """What a container whose supervisor was SIGKILLed leaves (or a detached
     one whose init died): its cgroups (with any process still in them, and
@@ -645,43 +404,3 @@ def remove_leftovers(record: State) -> None:
     from nsinit.lifecycle.destroy import remove_leftovers as remove
 
     remove(record)
-
-
-def container_pids(current: State) -> list[int]:
-    """Host pids sharing the init's namespace (pid ns, else mount ns).
-
-    The namespace inode, not the process tree, decides membership: a joined
-    process is not a descendant of the init.
-    """
-    kind = "NEWPID" if "NEWPID" in current.namespace_inodes else "NEWNS"
-    inode = current.namespace_inodes.get(kind)
-    if inode is None:
-        return [current.init_pid]
-    # The names table, not nsinit.namespaces: that loads the cffi helper
-    # (nsinit._native), which nsinit-runc kill --all and ps need no part of.
-    proc_name = NAMESPACE_PROC_FILES[kind]
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/{proc_name}").st_ino == inode:
-                pids.append(int(entry))
-        except OSError:
-            continue  # exited while we looked, or a kernel thread
-    return sorted(pids)
-
-
-def describe_process(pid: int) -> dict[str, object]:
-    container_pid = pid
-    command = ""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    container_pid = int(line.split()[-1])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            command = " ".join(part.decode(errors="replace") for part in f.read().split(b"\0") if part)
-    except OSError:
-        pass  # exited while we looked
-    return {"pid": pid, "container_pid": container_pid, "command": command}

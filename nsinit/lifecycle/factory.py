@@ -29,6 +29,11 @@ Atomic: a failed ``FactoryContainer.create`` (the two-step create of
 nsinit/lifecycle/create.py) unwinds its own steps (cgroups, veths, record,
 the init) and then removes the id dir, so nothing is left; ``delete`` and
 ``destroy`` remove the id dir after the container.
+
+What only a creation runs (the claim of an id, oci.json's writer, the
+tmpfs root) is nsinit/lifecycle/factory_create.py's: the commands that load
+a container by id never load it (docs/DEVELOPING.md, "nsinit-runc's hot
+commands").
 """
 from __future__ import annotations
 
@@ -36,14 +41,8 @@ import os
 
 from nsinit import jsontext, state
 from nsinit.container import Container
-from nsinit.errors import (
-    ConfigInvalid,
-    ContainerNotExists,
-    IdInUse,
-    InvalidIdFormat,
-    NsinitError,
-)
-from nsinit.record import asdict, field, fields, record
+from nsinit.errors import ContainerNotExists, InvalidIdFormat, NsinitError
+from nsinit.record import field, fields, record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -136,6 +135,8 @@ class Factory:
         except OSError as err:
             raise NsinitError("factory", f"{self.root}: {err.strerror or err}") from None
         if tmpfs_root:
+            from nsinit.lifecycle.factory_create import mount_tmpfs_unless_mounted
+
             mount_tmpfs_unless_mounted(self.root)
 
     def path_of(self, container_id: str) -> str:
@@ -148,37 +149,10 @@ class Factory:
         """Claim ``container_id`` for a container of ``config`` (a Config, or
         an OciSpec whose bundle and annotations are kept too).  Nothing runs
         yet: ``create(process)`` or ``run(process)`` on the result does that,
-        and a failure there removes the id again."""
-        from nsinit.config.model import Config
-        from nsinit.oci.spec import OciSpec
+        and a failure there removes the id again (nsinit/lifecycle/factory_create.py)."""
+        from nsinit.lifecycle.factory_create import claim
 
-        path = self.path_of(container_id)
-        if isinstance(config, OciSpec):
-            facts = OciFacts(id=container_id, bundle=config.bundle, rootfs=config.config.rootfs,
-                             created="", oci_version=config.oci_version,
-                             annotations=dict(config.annotations))
-            config = config.config
-        elif isinstance(config, Config):
-            facts = OciFacts(id=container_id, bundle="", rootfs=config.rootfs, created="")
-        else:
-            raise ConfigInvalid("factory", "", f"a Config or an OciSpec is needed, not {type(config).__name__}")
-        facts.created = rfc3339_now()
-        facts.owner_uid = os.geteuid()
-        facts.creator_pid = os.getpid()
-        facts.creator_start_time = state.read_start_time(os.getpid()) or 0
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            raise IdInUse("", f'container "{container_id}" already exists (in {self.root})') from None
-        except OSError as err:
-            raise NsinitError("factory", f"{path}: {err.strerror or err}") from None
-        try:
-            write_facts(path, facts)
-        except BaseException:
-            remove_id_dir(path)
-            raise
-        container = FactoryContainer(self, container_id, path, config, facts, trace=trace, warn=warn)
-        return container
+        return claim(self, container_id, config, trace=trace, warn=warn)
 
     def load(self, container_id: str, *, trace: bool | str = False,
              warn: Callable[[str], None] | None = None) -> "FactoryContainer":
@@ -350,25 +324,6 @@ class FactoryContainer(Container):
 
 # --- the id dir's files ------------------------------------------------------
 
-def write_facts(path: str, facts: OciFacts) -> None:
-    """oci.json, whole or not at all (temp file + rename), 0600."""
-    target = os.path.join(path, FACTS_FILE)
-    tmp = f"{target}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            state.write_all(fd, (jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n").encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass  # the write's own error is the one to report
-        raise
-
-
 def read_facts(path: str) -> OciFacts | None:
     try:
         raw = jsontext.loads(state.read_own_file(os.path.join(path, FACTS_FILE)))
@@ -431,16 +386,3 @@ def _spec_version() -> str:
     from nsinit.oci.spec import SPEC_VERSION
 
     return SPEC_VERSION
-
-
-def mount_tmpfs_unless_mounted(path: str) -> None:
-    """libcontainer's TmpfsRoot: the state root on a tmpfs of its own, so
-    that a reboot cannot leave stale ids behind on a disk."""
-    from nsinit import _native, mountinfo
-
-    if any(row[2] == path for row in mountinfo.read()):
-        return
-    try:
-        _native.mount("tmpfs", path, "tmpfs", 0, "mode=0700")
-    except OSError as err:
-        raise NsinitError("factory", f"tmpfs_root: mount tmpfs on {path}: {err.strerror or err}") from None

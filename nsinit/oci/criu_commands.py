@@ -104,8 +104,8 @@ def cmd_restore(globals_: Globals, args: dict[str, Any]) -> int:
     then the id, then the restore; a failure removes the id again."""
     from nsinit.container import Process
     from nsinit.lifecycle.hooks import HookPlan
-    from nsinit.oci.cli import load_checked_bundle
-    from nsinit.oci.commands import set_child_subreaper, write_pid_file
+    from nsinit.oci.create_commands import load_checked_bundle
+    from nsinit.oci.create_commands import set_child_subreaper, write_pid_file
     from nsinit.record import replace
 
     container_id = args["ID"]

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 
 from nsinit.config.defaults import DEFAULT_PATH
+from nsinit.errors import NsinitError
 from nsinit.oci.spec import SPEC_VERSION
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Any
+
+    from nsinit.oci.cli import Globals
 
 _CAPABILITIES = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 _MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -88,3 +91,20 @@ def to_rootless(spec: dict[str, Any]) -> dict[str, Any]:
     spec["mounts"] = mounts
     linux.pop("resources", None)
     return spec
+
+
+def cmd_spec(globals_: Globals, args: dict[str, Any]) -> int:
+    """``nsinit-runc spec``: default_spec as BUNDLE/config.json."""
+    from nsinit import jsontext
+
+    path = os.path.join(args["--bundle"], "config.json")
+    spec = default_spec(rootless=bool(args["--rootless"]))
+    try:
+        # O_EXCL: never overwrite a config (runc: "File config.json exists. Remove it first").
+        with open(path, "x") as f:
+            f.write(jsontext.dumps(spec, indent=4) + "\n")
+    except FileExistsError:
+        raise NsinitError("", f"{os.path.abspath(path)} exists: remove it first") from None
+    except OSError as err:
+        raise NsinitError("", f"{os.path.abspath(path)}: {err.strerror or err}") from None
+    return 0

@@ -12,6 +12,8 @@ TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every con
 if TYPE_CHECKING:
     from typing import Any
 
+    from nsinit.oci.cli import Globals
+
 
 def features() -> dict[str, Any]:
     from nsinit import __version__
@@ -39,3 +41,10 @@ def features() -> dict[str, Any]:
         },
         "annotations": {"org.nsinit.version": __version__},
     }
+
+
+def cmd_features(globals_: Globals, args: dict[str, Any]) -> int:
+    from nsinit import jsontext
+
+    print(jsontext.dumps(features(), indent=4))
+    return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nsinit.oci.cli import USAGES
+from nsinit.oci.usage import USAGES
 from nsinit.oci.spec import load_bundle
 
 NOT_YET = "not yet implemented in nsinit-runc"
@@ -129,7 +129,7 @@ def test_ids_are_validated_as_libcontainer_does(tmp_path: Path, argv: list[str],
 
 
 def test_options_of_exec_and_ps_end_at_the_id() -> None:
-    from nsinit.oci.cli import parse_command_words
+    from nsinit.oci.usage import parse_command_words
 
     words = parse_command_words("ps", ["--format", "json", "c1", "-o", "pid,comm"], USAGES["ps"])
     assert words["--format"] == "json" and words["ID"] == "c1" and words["PS_ARG"] == ["-o", "pid,comm"]
@@ -150,6 +150,16 @@ def test_list_of_an_empty_root(tmp_path: Path) -> None:
 def test_every_runc_command_has_a_usage() -> None:
     assert set(USAGES) == {"create", "run", "start", "state", "kill", "delete", "exec", "ps", "pause", "resume",
                            "update", "list", "events", "checkpoint", "restore", "spec", "features"}
+
+
+def test_every_command_has_its_body_where_the_dispatch_looks() -> None:
+    import importlib
+
+    from nsinit.oci.cli import COMMAND_HOMES
+
+    assert set(COMMAND_HOMES) == set(USAGES)
+    for command, home in COMMAND_HOMES.items():
+        assert home is None or callable(getattr(importlib.import_module(home), f"cmd_{command}")), command
 
 
 def test_global_options_before_the_command_in_both_forms(tmp_path: Path) -> None:
@@ -280,13 +290,13 @@ PLAIN_LINES = [["--root", "/x", "state", "c1"], ["--root=/x", "--debug", "--log"
 def test_a_plain_hot_line_parses_as_docopt_parses_it(argv: list[str]) -> None:
     from docopt import docopt
 
-    from nsinit.oci import cli
+    from nsinit.oci import cli, usage
 
     hot = cli.parse_hot_command(argv)
     assert hot is not None
-    words = docopt(cli.__doc__, argv=argv, default_help=False, options_first=True)
+    words = docopt(usage.USAGE, argv=argv, default_help=False, options_first=True)
     command = words["COMMAND"]
-    assert hot == (words, cli.parse_command_words(command, words["ARG"], cli.USAGES[command] + cli._HELP))
+    assert hot == (words, usage.parse_command_words(command, words["ARG"], usage.USAGES[command] + usage._HELP))
 
 
 @pytest.mark.parametrize("argv", [["state"], ["state", "a", "b"], ["-h"], ["--ro", "/x", "state", "c"],

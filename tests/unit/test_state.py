@@ -897,3 +897,10 @@ def test_removing_a_record_removes_its_exec_fifo(tmp_path: Path, run_dir: Path) 
     os.mkfifo(private(tmp_path) / state.EXEC_FIFO)
     state.remove_state(str(tmp_path), os.getpid())
     assert not private(tmp_path).exists()
+
+
+def test_the_namespace_file_names_are_the_configs() -> None:
+    # state.py keeps its own copy so that reading a record loads no config module.
+    from nsinit.config.names import NAMESPACE_PROC_FILES
+
+    assert state.NAMESPACE_PROC_FILES == NAMESPACE_PROC_FILES
