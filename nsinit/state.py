@@ -181,6 +181,12 @@ def process_exited(pidfd: int, timeout: float) -> bool:
 
 
 def _write_atomic(path: str, text: str) -> None:
+    write_atomic(path, text.encode())
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
+    """``path`` holds ``data`` whole or not at all: a temp file beside it,
+    renamed over it.  ``mode`` before the umask."""
     tmp = f"{path}.tmp{os.getpid()}"
     # The public copies go into a directory the container's root can write
     # to: whatever sits at the temp name (a symlink to a host file) is
@@ -188,9 +194,9 @@ def _write_atomic(path: str, text: str) -> None:
     # nothing is ever written through it.
     _unlink(tmp)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
         try:
-            write_all(fd, text.encode())
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.rename(tmp, path)

@@ -59,21 +59,8 @@ def claim(factory: Factory, container_id: str, config: Config | OciSpec, *, trac
 
 def write_facts(path: str, facts: OciFacts) -> None:
     """oci.json, whole or not at all (temp file + rename), 0600."""
-    target = os.path.join(path, FACTS_FILE)
-    tmp = f"{target}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            state.write_all(fd, (jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n").encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass  # the write's own error is the one to report
-        raise
+    data = (jsontext.dumps(asdict(facts), indent=2, sort_keys=True) + "\n").encode()
+    state.write_atomic(os.path.join(path, FACTS_FILE), data, 0o600)
 
 
 def mount_tmpfs_unless_mounted(path: str) -> None:

@@ -163,20 +163,13 @@ def entry_is_ours(st: os.stat_result) -> bool:
 
 def _write_cached(cache_dir: str, path: str, meta: dict[str, Any], program: bytes) -> None:
     """Atomically, and never fatal: a container starts without a cache."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from nsinit import state  # the supervisor's: loaded by now
+
     try:
         # The run dir too, as nsinit.state makes it (0700): makedirs would
         # give a missing parent the umask's mode.
         os.makedirs(os.path.dirname(cache_dir), mode=0o700, exist_ok=True)
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, jsontext.dumps(meta).encode() + b"\n" + program)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        state.write_atomic(path, jsontext.dumps(meta).encode() + b"\n" + program, 0o600)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass
