@@ -24,23 +24,39 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 
-def stale_build(built: str, sources: str) -> str | None:
+# What native/build_clone.py builds the helper (and nsinit/_trampoline) from.
+HELPER_SOURCES = ("clone.c", "clone.h", "build_clone.py", "trampoline.c")
+
+
+def stale_build(built: str, sources: str, names: tuple[str, ...] = HELPER_SOURCES) -> str | None:
     """The name of a file in ``sources`` (native/) newer than the built
     helper ``built``, or None.
 
     A built helper older than its sources (a pull changed clone.c, the build
     was not rerun) can lack a function or disagree on one, and would fail
     far from the cause.  A stat per file, no hash: this runs at every start.
-    An installed package has no native/ beside it: nothing to compare.
+    The files it is built from (``names``) are looked at by name; the whole
+    directory only when it changed since the build (a file made, removed or
+    renamed there, as a checkout does): its first listing in a process
+    costs ~50 us here, more than the stats.  An installed package has no
+    native/ beside it: nothing to compare.
     """
     try:
         built_at = os.stat(built).st_mtime_ns
-        entries = list(os.scandir(sources))
+        changed = os.stat(sources).st_mtime_ns > built_at
     except FileNotFoundError:
         return None
-    for entry in entries:
-        if entry.is_file() and entry.stat().st_mtime_ns > built_at:
-            return entry.name
+    if changed:
+        for entry in os.scandir(sources):
+            if entry.is_file() and entry.stat().st_mtime_ns > built_at:
+                return entry.name
+        return None
+    for name in names:
+        try:
+            if os.stat(os.path.join(sources, name)).st_mtime_ns > built_at:
+                return name
+        except FileNotFoundError:
+            continue  # not a source of this version's helper
     return None
 
 

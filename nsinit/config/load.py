@@ -84,7 +84,6 @@ from nsinit.config.process import (
     _parse_user,
     _parse_working_dir,
 )
-from nsinit.record import replace
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -136,14 +135,15 @@ def load_config(root: str, config_path: str | None = None) -> tuple[Config, list
         from nsinit import rootless
 
         caller = rootless.Caller.current()
-    config, warnings = parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs,
-                                    caller=caller)
-    return replace(config, source=path), warnings
+    return parse_config(data, source, os.path.dirname(path), default_rootfs=default_rootfs, caller=caller,
+                        source_path=path)
 
 
-def parse_config(data: dict, source: str, base_dir: str, *,
-                 default_rootfs: str | None = None, caller: Caller | None = None) -> tuple[Config, list[str]]:
-    """Normalise and validate decoded JSON; ``source`` names the file in errors.
+def parse_config(data: dict, source: str, base_dir: str, *, default_rootfs: str | None = None,
+                 caller: Caller | None = None, source_path: str | None = None) -> tuple[Config, list[str]]:
+    """Normalise and validate decoded JSON; ``source`` names the file in errors,
+    ``source_path`` (by default ``source``) is the Config's ``source``: made
+    so at once, not by a copy of the whole Config afterwards.
 
     Relative paths (rootfs, bind sources) are relative to ``base_dir``, the
     directory holding the config file; without a ``rootfs`` field the rootfs
@@ -200,7 +200,7 @@ def parse_config(data: dict, source: str, base_dir: str, *,
     raw_sysctl = pick("sysctl", [(data, "sysctl", "sysctl"), (data, "system_properties", "system_properties")])
 
     config = Config(
-        source=source,
+        source=source if source_path is None else source_path,
         rootfs=ctx.collect(_parse_rootfs, data.get("rootfs"), "rootfs"),
         hostname=ctx.collect(_parse_hostname, data.get("hostname"), "hostname"),
         namespaces=ctx.collect(_parse_namespaces, data.get("namespaces"), "namespaces"),

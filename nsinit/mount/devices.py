@@ -18,6 +18,8 @@ from nsinit.mount.rootfs import open_destination, open_root, rootfs_path
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from nsinit.config.model import Config, DeviceConfig
 
 _NODE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
@@ -39,6 +41,10 @@ def create_devices(config: Config, console_fd: int | None) -> None:
         userns = config.has_namespace("NEWUSER")
         # umask 0: file_mode is what the config asks for, exactly.
         old_umask = os.umask(0)
+        # The directories the nodes go in, each opened once: making a node
+        # changes no path's resolution (a bind of a host node, which does,
+        # opens its own destination).
+        parents: dict[str, int] = {}
         try:
             for device in config.devices:
                 # mknod of a FIFO needs no privilege; of a device node it is
@@ -46,9 +52,10 @@ def create_devices(config: Config, console_fd: int | None) -> None:
                 if userns and device.type != "p":
                     bind_host_node(rootfs, root_fd, device.path)
                 else:
-                    make_node(root_fd, device)
+                    make_node(root_fd, device, parents)
         finally:
             os.umask(old_umask)
+            close_fds(parents.values())
         make_dev_links(root_fd)
         if console_fd is not None:
             bind_console(rootfs, root_fd, console_fd)
@@ -56,8 +63,11 @@ def create_devices(config: Config, console_fd: int | None) -> None:
         os.close(root_fd)
 
 
-def make_node(root_fd: int, device: DeviceConfig) -> None:
-    """mknod ``device.path`` inside the root and give it to uid:gid."""
+def make_node(root_fd: int, device: DeviceConfig, parents: dict[str, int] | None = None) -> None:
+    """mknod ``device.path`` inside the root and give it to uid:gid.
+
+    ``parents``: directory fds already open, by their path in the root; the
+    node's is added to it (and left open, for the caller to close)."""
     kind = _NODE_TYPES.get(device.type)
     if kind is None:
         raise NsinitError("mount", f"device {device.path}: unknown type {device.type!r} "
@@ -66,7 +76,11 @@ def make_node(root_fd: int, device: DeviceConfig) -> None:
     mode = (device.file_mode & 0o7777) | kind
     rdev = 0 if kind == stat.S_IFIFO else os.makedev(device.major, device.minor)
     shown = inside(device.path)
-    dir_fd = open_in_root(root_fd, parent, create_dir=True)
+    dir_fd = parents.get(parent) if parents is not None else None
+    if dir_fd is None:
+        dir_fd = open_in_root(root_fd, parent, create_dir=True)
+        if parents is not None:
+            parents[parent] = dir_fd
     try:
         try:
             os.mknod(name, mode, rdev, dir_fd=dir_fd)
@@ -80,7 +94,8 @@ def make_node(root_fd: int, device: DeviceConfig) -> None:
         _call("chown", shown, os.chown, name, device.uid, device.gid, dir_fd=dir_fd,
               follow_symlinks=False)
     finally:
-        os.close(dir_fd)
+        if parents is None:
+            os.close(dir_fd)
 
 
 def bind_host_node(rootfs: str, root_fd: int, path: str) -> None:
@@ -136,6 +151,11 @@ def bind_console(rootfs: str, root_fd: int, console_fd: int) -> None:
         # (another devpts instance), the open fd always is.
         _native.mount(fd_path(console_fd), fd_path(fd), None, MS_BIND, label="/dev/console")
     finally:
+        os.close(fd)
+
+
+def close_fds(fds: Iterable[int]) -> None:
+    for fd in fds:
         os.close(fd)
 
 

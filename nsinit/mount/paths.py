@@ -119,14 +119,17 @@ def _open(root_fd: int, path: str) -> int:
 
 
 def _check_kind(fd: int, path: str, want_dir: bool, want_file: bool) -> None:
-    if not (want_dir or want_file):
-        return
-    is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-    if want_dir and not is_dir:
-        raise NsinitError("mount", f"{inside(path)} exists in the rootfs and is not a directory")
-    if want_file and is_dir:
+    if want_dir:
+        check_directory(fd, path)
+    elif want_file and stat.S_ISDIR(os.fstat(fd).st_mode):
         raise NsinitError("mount", f"{inside(path)} is a directory in the rootfs, "
                                    "but a file is mounted there")
+
+
+def check_directory(fd: int, path: str) -> None:
+    """Refuse ``fd`` (of ``path``) unless it is a directory."""
+    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+        raise NsinitError("mount", f"{inside(path)} exists in the rootfs and is not a directory")
 
 
 def _create(root_fd: int, path: str, want_file: bool) -> int:

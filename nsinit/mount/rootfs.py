@@ -41,7 +41,7 @@ from nsinit.mount.flags import (
     OPERATION_FLAGS,
     STATVFS_TO_MS,
 )
-from nsinit.mount.paths import fd_path, inside, open_in_root, resolve_in_root
+from nsinit.mount.paths import check_directory, fd_path, inside, open_in_root, resolve_in_root
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
@@ -199,6 +199,12 @@ def open_destination(rootfs: str, root_fd: int, destination: str, *,
         if where is not None and _in_proc(where):
             raise _proc_refusal(destination, where) from None
         raise
+    _check_destination(rootfs, fd, destination, allow_proc)
+    return fd
+
+
+def _check_destination(rootfs: str, fd: int, destination: str, allow_proc: bool) -> None:
+    """open_destination's policy checks of the opened ``fd``; on a refusal it is closed."""
     try:
         where = _inside_rootfs(rootfs, fd, destination)
         if where == "/":
@@ -215,7 +221,6 @@ def open_destination(rootfs: str, root_fd: int, destination: str, *,
     except BaseException:
         os.close(fd)
         raise
-    return fd
 
 
 def _in_proc(where: str) -> bool:
@@ -280,18 +285,23 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
     expects to write there.
     With ``copy_up`` the new tmpfs gets a copy of what it covers (tmpcopyup).
     """
-    existed = _exists_in_root(root_fd, destination)
-    fd = open_destination(rootfs, root_fd, destination)
+    fd, existed = _open_tmpfs_destination(rootfs, root_fd, destination)
+    covered = -1
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        covered = _copyup().open_covered(fd) if copy_up else -1  # before the tmpfs hides it
-    finally:
-        os.close(fd)
-    try:
-        if existed and not _has_option(data, "mode"):
-            data = tmpfs_data(data, mode)
-        mount_fs(rootfs, root_fd, source, destination, "tmpfs", flags & ~MS_RDONLY if copy_up else flags,
-                 data, propagation)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if copy_up:
+                covered = _copyup().open_covered(fd)  # before the tmpfs hides it
+            if existed and not _has_option(data, "mode"):
+                data = tmpfs_data(data, mode)
+            # On the fd the checks were made on: nothing was mounted since it
+            # was resolved, so resolving it again would find the same inode.
+            _native.mount(source, fd_path(fd), "tmpfs", new_mount_flags(flags & ~MS_RDONLY if copy_up else flags),
+                          data, label=inside(destination))
+        finally:
+            os.close(fd)
+        if propagation:
+            set_propagation(rootfs, root_fd, destination, propagation)
         if copy_up:
             copy_into_tmpfs(rootfs, root_fd, covered, destination, flags)
     finally:
@@ -299,16 +309,23 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
             os.close(covered)
 
 
-def _exists_in_root(root_fd: int, destination: str) -> bool:
-    """Whether ``destination`` exists in the rootfs (resolved within it)."""
+def _open_tmpfs_destination(rootfs: str, root_fd: int, destination: str) -> tuple[int, bool]:
+    """open_destination's fd for a tmpfs, and whether the destination was
+    there before (not made now): one lookup when it exists, as it usually does."""
     try:
         fd = open_in_root(root_fd, destination)
     except FileNotFoundError:
-        return False
+        return open_destination(rootfs, root_fd, destination), False
     except OSError:
-        return True  # open_destination says what is wrong with it
-    os.close(fd)
-    return True
+        # open_destination says what is wrong with it, as it would have.
+        return open_destination(rootfs, root_fd, destination), True
+    try:
+        check_directory(fd, destination)
+    except BaseException:
+        os.close(fd)
+        raise
+    _check_destination(rootfs, fd, destination, allow_proc=False)
+    return fd, True
 
 
 def _copyup() -> ModuleType:

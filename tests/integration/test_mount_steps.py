@@ -215,6 +215,7 @@ def full_config(root: Path, **overrides: Any) -> Config:
         Mount(str(tmp / "data.txt"), "/data.txt", "bind", MS_BIND | MS_RDONLY),
         Mount(str(tmp / "src-dir"), "/evil", "bind", MS_BIND | MS_REC),
         Mount("tmpfs", "/run", "tmpfs", SAFE),
+        Mount("tmpfs", "/made-tmp", "tmpfs", SAFE),  # a destination nsinit makes
     )
     values: dict[str, Any] = dict(
         rootfs=str(root), mounts=mounts, devices=DEVICES + (
@@ -271,6 +272,10 @@ def _setup_and_inspect(config: Config, with_console: bool) -> dict[str, Any]:
     out["procsys_write"] = write_errno("/proc/sys/kernel/hostname")
     out["root_write"] = write_errno("/newfile")
     out["run_mode"] = stat.S_IMODE(os.stat("/run").st_mode)
+    out["made_tmp_mode"] = stat.S_IMODE(os.stat("/made-tmp").st_mode)
+    if os.path.isdir("/dev/sub"):
+        out["sub_nodes"] = {name: [os.lstat(f"/dev/sub/{name}").st_rdev, stat.S_IFMT(os.lstat(f"/dev/sub/{name}").st_mode)]
+                            for name in sorted(os.listdir("/dev/sub"))}
     out["cgroup_entries"] = sorted(os.listdir("/sys/fs/cgroup"))
     out["cgroup_write"] = write_errno("/sys/fs/cgroup/x")
     if with_console:
@@ -280,6 +285,9 @@ def _setup_and_inspect(config: Config, with_console: bool) -> dict[str, Any]:
 
 def test_full_rootfs_setup(rootfs: Path) -> None:
     config = full_config(rootfs)
+    # Two nodes in a directory made for them (one open of it serves both).
+    config = replace(config, devices=(*config.devices, Device("c", "/dev/sub/tun", 10, 200),
+                                      Device("p", "/dev/sub/fifo", 0, 0)))
     out = run_in_child(lambda: _setup_and_inspect(config, with_console=True))
 
     # The symlinked destination evil -> /etc was mounted inside the rootfs.
@@ -323,6 +331,9 @@ def test_full_rootfs_setup(rootfs: Path) -> None:
     assert out["procsys_write"] == errno.EROFS
     assert out["root_write"] == 0
     assert out["run_mode"] == 0o700  # tmpfs kept the directory's mode
+    assert out["made_tmp_mode"] == 0o1777  # none to keep: the tmpfs's own (runc's)
+    assert m["/made-tmp"]["fstype"] == "tmpfs"
+    assert out["sub_nodes"] == {"fifo": [0, stat.S_IFIFO], "tun": [os.makedev(10, 200), stat.S_IFCHR]}
     assert "memory" in out["cgroup_entries"] or "cgroup.procs" in out["cgroup_entries"]
     assert out["cgroup_write"] in (errno.EROFS, errno.EACCES, errno.EPERM)
 

@@ -718,7 +718,7 @@ def test_cgroup_errors(tmp_path: Path, cgroups: dict, expected: str) -> None:
     ("268435456", 268435456),
 ])
 def test_memory_takes_the_sizes_update_takes(tmp_path: Path, text: str, expected: int) -> None:
-    from nsinit.cli import parse_amount
+    from nsinit.commands import parse_amount
 
     resources = cfg(tmp_path, cgroups={"memory": text, "memory_swap": text}).cgroups.resources
     assert resources.memory == resources.memory_swap == expected == parse_amount("--memory", text)

@@ -31,10 +31,18 @@ def test_a_source_newer_than_the_build_is_named(tmp_path: Path) -> None:
     (sources / "__pycache__").mkdir()
     built.write_text("")
     os.utime(sources / "clone.c", ns=(1, 1_000_000_000))
+    os.utime(sources, ns=(1, 1_000_000_000))  # nothing made, removed or renamed there since the build
     os.utime(built, ns=(1, 2_000_000_000))
     assert _native.stale_build(str(built), str(sources)) is None
-    os.utime(sources / "clone.c", ns=(1, 3_000_000_000))
+    os.utime(sources / "clone.c", ns=(1, 3_000_000_000))  # edited in place: found by its name
     assert _native.stale_build(str(built), str(sources)) == "clone.c"
+    os.utime(sources / "clone.c", ns=(1, 1_000_000_000))
+    # A file made since the build, whatever its name: the directory changed,
+    # so every file in it is looked at.
+    (sources / "extra.h").write_text("")
+    assert _native.stale_build(str(built), str(sources)) == "extra.h"
+    os.utime(sources / "extra.h", ns=(1, 1_000_000_000))
+    assert _native.stale_build(str(built), str(sources)) is None
     # An installed package: no native/ beside it, nothing to compare.
     assert _native.stale_build(str(built), str(tmp_path / "none")) is None
 

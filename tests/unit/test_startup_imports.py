@@ -40,9 +40,10 @@ KEPT_OFF = ("typing", "dataclasses", "inspect", "ast", "docopt", "pyroute2", "su
 # Small ones a default container does not use, 0.1-0.4 ms each: a terminal's
 # and a relay's (termios, select), rlimits' (resource), the loopback's old
 # ifreq packing (struct), the ascii codec (encodings.ascii), exec --init's and
-# tmpcopyup's mount code, the loader's cgroups part (the probed config has no "cgroups" key).
+# tmpcopyup's mount code, the loader's cgroups part (the probed config has no "cgroups" key),
+# the CLI's commands other than exec and create (nsinit/commands.py).
 ONLY_WHEN_USED = ("termios", "select", "resource", "struct", "_struct", "encodings.ascii",
-                  "nsinit.mount.init_binary", "nsinit.mount.copyup", "nsinit.config.cgroups")
+                  "nsinit.mount.init_binary", "nsinit.mount.copyup", "nsinit.config.cgroups", "nsinit.commands")
 
 
 def test_plain_exec_path_imports_no_heavy_modules(tmp_path: pathlib.Path) -> None:
