@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # Here, not in create.py, so that ``nsinit explain`` (nsinit/teach/explain.py)
 # tells the same order without loading the creation (and the child's modules).
-def rootfs_can_precede_go(config: Config, *, hooks: bool, detached: bool, rootless: bool) -> bool:
+def rootfs_can_precede_go(config: Config, *, hooks: bool, rootless: bool) -> bool:
     """Whether the child may set up its rootfs (mounts, devices, pivot_root,
     restricted paths) before ``go``, while the parent records the container
     (~1 ms: on 2 CPUs, then no wall time).  Those steps need nothing of the
@@ -46,9 +46,10 @@ def rootfs_can_precede_go(config: Config, *, hooks: bool, detached: bool, rootle
     first: a new user namespace (its id maps, before the child's setresuid),
     namespaces joined by path (joined right after go), OCI hooks (the init
     stops for them before pivot_root), networks the parent sets up (veth,
-    routes, slirp4netns, pasta), a detached init, a rootless one (dumpable
-    until go)."""
+    routes, slirp4netns, pasta), a rootless one (dumpable until go).  A
+    detached init (create) does them before go too: the creator records it
+    meanwhile, and only its process steps and its wait for start follow go."""
     return (config.namespace("NEWUSER") is None
             and not any(ns.path for ns in config.namespaces)
-            and not hooks and not detached and not rootless
+            and not hooks and not rootless
             and all(network.type == "loopback" for network in config.networks) and not config.routes)

@@ -163,7 +163,7 @@ class _Creation(_Launch):
         if self.container.hooks is not None:
             plan.hooks = self.container.hooks.hooks  # the init stops for them before pivot_root
         plan.rootfs_before_go = self.rootfs_before_go = rootfs_can_precede_go(
-            cfg, hooks=plan.hooks is not None, detached=plan.detached, rootless=plan.dumpable_until_go)
+            cfg, hooks=plan.hooks is not None, rootless=plan.dumpable_until_go)
         flags = cfg.clone_flags()
         if flags & namespaces.CLONE_FLAGS["NEWCGROUP"]:
             # The cgroup namespace is rooted where its creator stands when it
@@ -360,7 +360,7 @@ def hand_over(creation: "_Creation") -> None:
     what was made: the container is the caller's, and its removal
     ``delete``'s (nsinit/lifecycle/destroy.py).
     """
-    messages.send(creation.sync_fd, messages.go())
+    creation.tell_child(messages.go())
     creation.read_child_messages(until="created")
     record_and_keep_child(creation, "created", "created")
 

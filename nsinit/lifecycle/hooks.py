@@ -70,7 +70,7 @@ class HookPlan:
     @classmethod
     def of_spec(cls, spec: OciSpec, container_id: str) -> HookPlan | None:
         """The plan of a config.json; None when it has no hook at all."""
-        if not any(spec.hooks.of_kind(kind) for kind, _ in HOOK_KINDS):
+        if spec.hooks is None or not any(spec.hooks.of_kind(kind) for kind, _ in HOOK_KINDS):
             return None
         return cls(spec.hooks, container_id, spec.bundle, spec.oci_version, spec.annotations)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 
 from nsinit.config import names
-from nsinit.config.cgroups import _check_cpu_list, _parse_throttle
 from nsinit.config.mounts import (
     _effective_devices,
     _parse_device,
@@ -69,12 +68,13 @@ from nsinit.config.model import (
     NetworkConfig,
 )
 from nsinit.errors import ConfigError
-from nsinit.oci.hooks import HOOK_KINDS, Hook, Hooks
-from nsinit.record import field, record
+from nsinit.record import record
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
     from typing import Any
+
+    from nsinit.oci.hooks import Hook, Hooks
 
 CONFIG_FILE = "config.json"
 SPEC_VERSION = "1.1.0"          # the newest runtime-spec this reads
@@ -151,7 +151,7 @@ class OciSpec:
     args: tuple[str, ...]                  # process.args: the command
     oci_version: str
     annotations: tuple[tuple[str, str], ...] = ()
-    hooks: Hooks = field(default_factory=Hooks)
+    hooks: Hooks | None = None             # None: config.json names no hook
     console_size: tuple[int, int] | None = None   # (height, width) of the pty; None: leave it
 
 
@@ -239,7 +239,7 @@ def parse_spec(data: Any, source: str, bundle: str, container_id: str = "") -> t
         args=(ctx.collect(_parse_args, process.get("args"), "process.args") if has_process else None) or (),
         oci_version=oci_version,
         annotations=ctx.collect(_parse_annotations, data.get("annotations"), "annotations") or (),
-        hooks=ctx.collect(_parse_hooks, data.get("hooks"), "hooks") or Hooks(),
+        hooks=ctx.collect(_parse_hooks, data.get("hooks"), "hooks"),
         console_size=ctx.collect(_parse_console_size, process.get("consoleSize"), "process.consoleSize"),
     )
     # Rules across fields, once every field is valid (as in the container.json loader).
@@ -571,6 +571,8 @@ def _parse_cpu(ctx: _Context, resources: dict[str, Any], path: str) -> dict[str,
     for key, target in (("cpus", "cpuset_cpus"), ("mems", "cpuset_mems")):
         text = _opt_str(ctx, obj.get(key), _child(path, key))
         if text:
+            from nsinit.config.cgroups import _check_cpu_list  # only for a cpuset: see _throttle
+
             _check_cpu_list(ctx, text, _child(path, key))
         cpu_lists[target] = text or None
     return {
@@ -591,8 +593,18 @@ def _parse_block_io(ctx: _Context, resources: dict[str, Any], path: str) -> dict
     limits: dict[str, Any] = {"blkio_weight": _limit(ctx, obj, "weight", path)}
     for key, target in _THROTTLES:
         # {major, minor, rate} objects: the shared parser reads that form.
-        limits[target] = _parse_throttle(ctx, obj.get(key), _child(path, key))
+        limits[target] = _throttle(ctx, obj.get(key), _child(path, key))
     return limits
+
+
+def _throttle(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
+    # The cgroup-limit parsers of nsinit.config.cgroups (~0.1 ms to import)
+    # only for a config that sets a throttle or a cpuset: most set neither.
+    if value is None:
+        return ()
+    from nsinit.config.cgroups import _parse_throttle
+
+    return _parse_throttle(ctx, value, path)
 
 
 def _parse_hugepages(ctx: _Context, value: Any, path: str) -> tuple[tuple[str, int], ...]:
@@ -610,9 +622,13 @@ def _parse_hugepages(ctx: _Context, value: Any, path: str) -> tuple[tuple[str, i
 
 # --- hooks -------------------------------------------------------------------
 
-def _parse_hooks(ctx: _Context, value: Any, path: str) -> Hooks:
+def _parse_hooks(ctx: _Context, value: Any, path: str) -> Hooks | None:
+    """None when config.json names no hook: most bundles have none, and
+    their create loads no hook code at all (nsinit.oci.hooks, the runner)."""
     if value is None:
-        return Hooks()
+        return None
+    from nsinit.oci.hooks import HOOK_KINDS, Hooks
+
     obj = _obj(ctx, value, path)
     ctx.check_keys(obj, frozenset(key for key, _ in HOOK_KINDS), path)
     kinds = {}
@@ -620,7 +636,8 @@ def _parse_hooks(ctx: _Context, value: Any, path: str) -> Hooks:
         kind_path = _child(path, key)
         kinds[attribute] = tuple(_parse_hook(ctx, item, _item(kind_path, i))
                                  for i, item in enumerate(_opt_list(ctx, obj.get(key), kind_path)))
-    return Hooks(**kinds)
+    hooks = Hooks(**kinds)
+    return None if hooks == Hooks() else hooks
 
 
 def _parse_hook(ctx: _Context, item: Any, path: str) -> Hook:
@@ -637,6 +654,8 @@ def _parse_hook(ctx: _Context, item: Any, path: str) -> Hook:
     timeout = None
     if obj.get("timeout") is not None:
         timeout = _int(ctx, obj["timeout"], _child(path, "timeout"), lo=1)  # spec: MUST be > 0
+    from nsinit.oci.hooks import Hook
+
     return Hook(path=hook_path, args=args, env=env, timeout=timeout)
 
 

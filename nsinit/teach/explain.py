@@ -112,7 +112,7 @@ def explain(config: Config, root: str) -> list[Part]:
                 ["recv(sync socket) → {\"kind\": \"go\"}"])
     from nsinit.lifecycle import rootfs_can_precede_go
 
-    if rootfs_can_precede_go(config, hooks=False, detached=False, rootless=os.geteuid() != 0):
+    if rootfs_can_precede_go(config, hooks=False, rootless=os.geteuid() != 0):
         wait.why = ("the init has set up its rootfs while the supervisor recorded the container (nothing "
                     "in those steps needs the record); it waits on the sync socket for that record now")
         parts.extend(_parent_setup(config, veth))

@@ -296,3 +296,36 @@ def test_nsinit_runc_delete_of_a_stopped_container_loads_no_cgroups_package(tmp_
     assert "nsinit.lifecycle.destroy" in loaded
     assert not any(path.exists() for path in cgroups.values())
     assert not private.exists() and not (tmp_path / "state" / "c1").exists()
+
+
+# --- nsinit-runc create: the bundle's loader, up to the claim of the id -----------------
+
+# Of the spec loader's parts, what a bundle like podman's (no hooks, no throttle, no
+# cpuset) never runs: the hook code (the parsed form and the runner) and the cgroup-limit
+# parsers of container.json; and container.json's own loader and docopt.
+CREATE_OFF_THE_PATH = ("nsinit.oci.hooks", "nsinit.lifecycle.hooks", "nsinit.config.cgroups",
+                       "nsinit.config.load", "nsinit.config.networks", "nsinit.oci.usage", "docopt")
+
+
+def test_nsinit_runc_create_of_a_bundle_without_hooks_loads_no_hook_code(tmp_path: pathlib.Path) -> None:
+    # podman's config.json (seccomp aside: its compiler is the creation's), its id
+    # already taken: the parse, the checks and the claim run, and no container is made.
+    data = json.loads((REPO / "tests" / "unit" / "data" / "oci" / "podman-default.json").read_text())
+    data["linux"].pop("seccomp", None)
+    data["root"]["path"] = "rootfs"
+    data["mounts"] = [mount for mount in data["mounts"] if mount.get("type") != "bind"]
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    (tmp_path / "state" / "c1").mkdir(parents=True)
+    site = str(pathlib.Path(_cffi_backend.__file__).parent)
+    argv = ["--root", str(tmp_path / "state"), "create", "--bundle", str(tmp_path), "--pid-file",
+            str(tmp_path / "pid"), "c1"]
+    code = RUNC_PROBE.format(repo=str(REPO), site=site, argv=argv)
+    probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    status, modules = ast.literal_eval(probe.stdout.splitlines()[-1])
+    assert status == 1 and 'container "c1" already exists' in probe.stderr, probe.stderr
+    loaded = set(modules)
+    assert {"nsinit.oci.spec", "nsinit.lifecycle.factory_create"} <= loaded  # it did parse and claim
+    assert not loaded & set(KEPT_OFF), sorted(loaded & set(KEPT_OFF))
+    assert not loaded & set(CREATE_OFF_THE_PATH), sorted(loaded & set(CREATE_OFF_THE_PATH))
+    assert not (tmp_path / "pid").exists()
