@@ -57,7 +57,7 @@ class ChildPlan:
     unshare_cgroupns: bool = False
     # Created: the rootfs (mounts, devices, pivot_root, restricted paths) is
     # set up while the parent records the container, and "go" is awaited
-    # only before the process's own steps (lifecycle/create.py rootfs_can_precede_go).
+    # only before the process's own steps (nsinit.lifecycle.rootfs_can_precede_go).
     rootfs_before_go: bool = False
     # Created: the trampoline's sealed memfd, made by the parent before clone
     # (its copy closed after).  A join's child makes its own.
