@@ -39,10 +39,10 @@ EXEC_FIFO = "exec.fifo"
 # The OCI runtime spec's statuses.  "stopped" is never stored: it is what a
 # record whose init has exited is read as.
 STATUSES = ("creating", "created", "running", "paused", "stopped")
-# A recorded namespace's file under /proc/PID/ns/ (the liveness check stats
-# them): nsinit.config.names's table, which tests/unit/test_state.py holds
-# this equal to.  A copy, so that a command that reads a record loads no
-# part of the config package (nsinit.config and its names: ~0.1 ms).
+# Config name -> file name under /proc/PID/ns/ (the liveness check stats
+# the recorded ones).  Defined here, not in nsinit.config.names (which
+# re-exports it): a command that reads a record then loads no part of the
+# config package (nsinit.config and its names: ~0.1 ms).
 NAMESPACE_PROC_FILES = {"NEWNS": "mnt", "NEWUTS": "uts", "NEWIPC": "ipc", "NEWPID": "pid", "NEWNET": "net",
                         "NEWUSER": "user", "NEWCGROUP": "cgroup", "NEWTIME": "time"}
 
@@ -543,66 +543,62 @@ def now_iso() -> str:
 LOOK_WAIT_SECONDS = 2.0
 
 
-# The rule RootLock keeps, as a comment rather than its docstring: every
-# command loads this module, and a docstring is loaded with the code
-# (docs/DEVELOPING.md, "nsinit-runc's hot commands").
-#
-# The root dir's lock: the one lock of nsinit, an flock on the private
-# state directory (``/run/nsinit/<dev>-<inode>``, never the root dir,
-# which the container's root user could flock: see the module docstring).
-#
-# What it protects: one root dir's record (the private state.json, the
-# exec fifo, the public pid and state.json) and what the record names
-# (cgroups, host veths), so that every decision "nothing runs here, create
-# one", "one runs, join it" or "it is dead, remove it" is taken on a record
-# nobody is changing, and two containers never share a root dir.
-#
-# Who takes it, and around what (the order is the rule):
-#
-# - a creation (nsinit/lifecycle/create.py) from before it reads the
-#   record to the init's exec: network helper, cgroups, clone, veths,
-#   id maps, record, go; so a join never enters a container whose mounts
-#   and credentials are half set up.  A detached one keeps it until the
-#   init waits on its exec fifo, recorded as created (``run --detach``
-#   keeps it through the start too: ``start_locked``).  Then the
-#   supervisor runs unlocked, and takes the lock again at the container's
-#   end to tear down (init killed, veths, cgroups, the record last), and
-#   only if the record is still its own pid's;
-# - a join, only while it decides: released before its clone (the join
-#   then pins the init by a pidfd checked against the record), so no
-#   container process ever runs under it;
-# - start, pause/resume/update, delete, checkpoint/restore: over their
-#   change of the record and its cgroups; a delete lets go before it
-#   waits for a supervisor (which needs the lock to remove what it made);
-# - nsinit state, ps, kill, stop: over reading (and signalling) the
-#   record, so that they never mistake a container being born for stale
-#   files; they wait at most LOOK_WAIT_SECONDS and then go on without it,
-#   with a warning (``wait=``): kill must work even while a slow creation
-#   holds the lock;
-# - gc, without waiting: a held lock means a creation, a join or a
-#   teardown is under way, and that record is skipped.
-#
-# It is not re-entrant: a holder that takes it again opens another file
-# and waits for itself.  Pass the held lock on instead (``_Creation``'s
-# ``lock``, ``start_locked``).
-#
-# A crashed holder: an flock belongs to an open file, which the kernel
-# closes when its holder dies, SIGKILL included: no lock file or pid is
-# left to clean up.  The fd is close-on-exec; the container's init closes
-# its copy right after clone, and the network helper, forked while it is
-# held, shares it only for its milliseconds of veth setup.  What a crashed
-# holder leaves is its record, which the next holder finds dead (pid,
-# start time, namespaces: see why_not_alive) and removes.
-#
-# The directory is removed when its container ends, and on release when
-# nothing is recorded in it, so after getting the lock we check that the
-# path still names the directory we locked; if not, it went while we
-# waited, and we start over on the new one.
-#
-# ``with RootLock(root):`` (or ``Container.locked()``) waits as long as it
-# takes; ``acquire``/``release`` for a holder that hands the lock on.
 class RootLock:
-    """The root dir's lock: an flock on its private state directory (the rule: the comment above)."""
+    """The root dir's lock: the one lock of nsinit, an flock on the private
+    state directory (``/run/nsinit/<dev>-<inode>``, never the root dir,
+    which the container's root user could flock: see the module docstring).
+
+    What it protects: one root dir's record (the private state.json, the
+    exec fifo, the public pid and state.json) and what the record names
+    (cgroups, host veths), so that every decision "nothing runs here, create
+    one", "one runs, join it" or "it is dead, remove it" is taken on a record
+    nobody is changing, and two containers never share a root dir.
+
+    Who takes it, and around what (the order is the rule):
+
+    - a creation (nsinit/lifecycle/create.py) from before it reads the
+      record to the init's exec: network helper, cgroups, clone, veths,
+      id maps, record, go; so a join never enters a container whose mounts
+      and credentials are half set up.  A detached one keeps it until the
+      init waits on its exec fifo, recorded as created (``run --detach``
+      keeps it through the start too: ``start_locked``).  Then the
+      supervisor runs unlocked, and takes the lock again at the container's
+      end to tear down (init killed, veths, cgroups, the record last), and
+      only if the record is still its own pid's;
+    - a join, only while it decides: released before its clone (the join
+      then pins the init by a pidfd checked against the record), so no
+      container process ever runs under it;
+    - start, pause/resume/update, delete, checkpoint/restore: over their
+      change of the record and its cgroups; a delete lets go before it
+      waits for a supervisor (which needs the lock to remove what it made);
+    - nsinit state, ps, kill, stop: over reading (and signalling) the
+      record, so that they never mistake a container being born for stale
+      files; they wait at most LOOK_WAIT_SECONDS and then go on without it,
+      with a warning (``wait=``): kill must work even while a slow creation
+      holds the lock;
+    - gc, without waiting: a held lock means a creation, a join or a
+      teardown is under way, and that record is skipped.
+
+    It is not re-entrant: a holder that takes it again opens another file
+    and waits for itself.  Pass the held lock on instead (``_Creation``'s
+    ``lock``, ``start_locked``).
+
+    A crashed holder: an flock belongs to an open file, which the kernel
+    closes when its holder dies, SIGKILL included: no lock file or pid is
+    left to clean up.  The fd is close-on-exec; the container's init closes
+    its copy right after clone, and the network helper, forked while it is
+    held, shares it only for its milliseconds of veth setup.  What a crashed
+    holder leaves is its record, which the next holder finds dead (pid,
+    start time, namespaces: see why_not_alive) and removes.
+
+    The directory is removed when its container ends, and on release when
+    nothing is recorded in it, so after getting the lock we check that the
+    path still names the directory we locked; if not, it went while we
+    waited, and we start over on the new one.
+
+    ``with RootLock(root):`` (or ``Container.locked()``) waits as long as it
+    takes; ``acquire``/``release`` for a holder that hands the lock on.
+    """
 
     def __init__(self, root: str, *, wait: float | None = None,
                  warn: Callable[[str], None] | None = None) -> None:

@@ -9,6 +9,10 @@ fetched from ``os``/``resource`` (which lack several of them, e.g. CLONE_NEWTIME
 """
 from __future__ import annotations
 
+# The record's table, re-exported: every command that reads a record needs
+# it and loads no config module for it.
+from nsinit.state import NAMESPACE_PROC_FILES as NAMESPACE_PROC_FILES
+
 # --- namespaces ------------------------------------------------------------
 
 CLONE_NEWTIME = 0x00000080
@@ -32,17 +36,8 @@ NAMESPACE_CLONE_FLAGS: dict[str, int] = {
     "NEWTIME": CLONE_NEWTIME,
 }
 
-# Config name -> file name under /proc/PID/ns/.
-NAMESPACE_PROC_FILES: dict[str, str] = {
-    "NEWNS": "mnt",
-    "NEWUTS": "uts",
-    "NEWIPC": "ipc",
-    "NEWPID": "pid",
-    "NEWNET": "net",
-    "NEWUSER": "user",
-    "NEWCGROUP": "cgroup",
-    "NEWTIME": "time",
-}
+# Config name -> file name under /proc/PID/ns/: NAMESPACE_PROC_FILES,
+# imported above from nsinit.state, where it is defined.
 
 # --- capabilities ----------------------------------------------------------
 

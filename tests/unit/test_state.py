@@ -899,8 +899,11 @@ def test_removing_a_record_removes_its_exec_fifo(tmp_path: Path, run_dir: Path) 
     assert not private(tmp_path).exists()
 
 
-def test_the_namespace_file_names_are_the_configs() -> None:
-    # state.py keeps its own copy so that reading a record loads no config module.
-    from nsinit.config.names import NAMESPACE_PROC_FILES
+def test_every_namespace_kind_has_its_proc_file() -> None:
+    # state.py holds the table (config.names re-exports it): one per kind a
+    # config can name, each a file the kernel has under /proc/self/ns.
+    from nsinit.config.names import NAMESPACE_CLONE_FLAGS
 
-    assert state.NAMESPACE_PROC_FILES == NAMESPACE_PROC_FILES
+    assert set(state.NAMESPACE_PROC_FILES) == set(NAMESPACE_CLONE_FLAGS)
+    for name in state.NAMESPACE_PROC_FILES.values():
+        assert os.path.exists(f"/proc/self/ns/{name}"), name
