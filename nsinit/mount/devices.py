@@ -11,6 +11,7 @@ import os
 import stat
 
 from nsinit import _native
+from nsinit.console import close_fds
 from nsinit.errors import NsinitError, SyscallError
 from nsinit.mount.flags import MS_BIND
 from nsinit.mount.paths import components, fd_path, inside, open_in_root
@@ -18,8 +19,6 @@ from nsinit.mount.rootfs import open_destination, open_root, rootfs_path
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from nsinit.config.model import Config, DeviceConfig
 
 _NODE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
@@ -55,7 +54,7 @@ def create_devices(config: Config, console_fd: int | None) -> None:
                     make_node(root_fd, device, parents)
         finally:
             os.umask(old_umask)
-            close_fds(parents.values())
+            close_fds(list(parents.values()))
         make_dev_links(root_fd)
         if console_fd is not None:
             bind_console(rootfs, root_fd, console_fd)
@@ -63,7 +62,7 @@ def create_devices(config: Config, console_fd: int | None) -> None:
         os.close(root_fd)
 
 
-def make_node(root_fd: int, device: DeviceConfig, parents: dict[str, int] | None = None) -> None:
+def make_node(root_fd: int, device: DeviceConfig, parents: dict[str, int]) -> None:
     """mknod ``device.path`` inside the root and give it to uid:gid.
 
     ``parents``: directory fds already open, by their path in the root; the
@@ -76,26 +75,20 @@ def make_node(root_fd: int, device: DeviceConfig, parents: dict[str, int] | None
     mode = (device.file_mode & 0o7777) | kind
     rdev = 0 if kind == stat.S_IFIFO else os.makedev(device.major, device.minor)
     shown = inside(device.path)
-    dir_fd = parents.get(parent) if parents is not None else None
+    dir_fd = parents.get(parent)
     if dir_fd is None:
-        dir_fd = open_in_root(root_fd, parent, create_dir=True)
-        if parents is not None:
-            parents[parent] = dir_fd
+        dir_fd = parents[parent] = open_in_root(root_fd, parent, create_dir=True)
     try:
-        try:
-            os.mknod(name, mode, rdev, dir_fd=dir_fd)
-        except FileExistsError:
-            # The image (or a duplicate entry) has something there; a stale or
-            # wrong node (say a regular file at /dev/null) must not survive.
-            _call("unlink", shown, os.unlink, name, dir_fd=dir_fd)
-            _call("mknod", shown, os.mknod, name, mode, rdev, dir_fd=dir_fd)
-        except OSError as err:
-            raise SyscallError.of(err, "mknod", shown) from None
-        _call("chown", shown, os.chown, name, device.uid, device.gid, dir_fd=dir_fd,
-              follow_symlinks=False)
-    finally:
-        if parents is None:
-            os.close(dir_fd)
+        os.mknod(name, mode, rdev, dir_fd=dir_fd)
+    except FileExistsError:
+        # The image (or a duplicate entry) has something there; a stale or
+        # wrong node (say a regular file at /dev/null) must not survive.
+        _call("unlink", shown, os.unlink, name, dir_fd=dir_fd)
+        _call("mknod", shown, os.mknod, name, mode, rdev, dir_fd=dir_fd)
+    except OSError as err:
+        raise SyscallError.of(err, "mknod", shown) from None
+    _call("chown", shown, os.chown, name, device.uid, device.gid, dir_fd=dir_fd,
+          follow_symlinks=False)
 
 
 def bind_host_node(rootfs: str, root_fd: int, path: str) -> None:
@@ -151,11 +144,6 @@ def bind_console(rootfs: str, root_fd: int, console_fd: int) -> None:
         # (another devpts instance), the open fd always is.
         _native.mount(fd_path(console_fd), fd_path(fd), None, MS_BIND, label="/dev/console")
     finally:
-        os.close(fd)
-
-
-def close_fds(fds: Iterable[int]) -> None:
-    for fd in fds:
         os.close(fd)
 
 

@@ -260,6 +260,12 @@ def mount_fs(rootfs: str, root_fd: int, source: str, destination: str, fstype: s
              flags: int, data: str | None, propagation: int = 0) -> None:
     """A new filesystem (proc, sysfs, devpts, tmpfs, ...) at ``destination``."""
     fd = open_destination(rootfs, root_fd, destination, allow_proc=(fstype == "proc"))
+    mount_fs_on(fd, rootfs, root_fd, source, destination, fstype, flags, data, propagation)
+
+
+def mount_fs_on(fd: int, rootfs: str, root_fd: int, source: str, destination: str, fstype: str,
+                flags: int, data: str | None, propagation: int = 0) -> None:
+    """mount_fs on ``fd``, open_destination's (its checks made), which this closes."""
     try:
         _native.mount(source, fd_path(fd), fstype, new_mount_flags(flags), data,
                       label=inside(destination))
@@ -292,16 +298,15 @@ def mount_tmpfs(rootfs: str, root_fd: int, source: str, destination: str, flags:
             mode = stat.S_IMODE(os.fstat(fd).st_mode)
             if copy_up:
                 covered = _copyup().open_covered(fd)  # before the tmpfs hides it
-            if existed and not _has_option(data, "mode"):
-                data = tmpfs_data(data, mode)
-            # On the fd the checks were made on: nothing was mounted since it
-            # was resolved, so resolving it again would find the same inode.
-            _native.mount(source, fd_path(fd), "tmpfs", new_mount_flags(flags & ~MS_RDONLY if copy_up else flags),
-                          data, label=inside(destination))
-        finally:
+        except BaseException:
             os.close(fd)
-        if propagation:
-            set_propagation(rootfs, root_fd, destination, propagation)
+            raise
+        if existed and not _has_option(data, "mode"):
+            data = tmpfs_data(data, mode)
+        # On the fd the checks were made on: nothing was mounted since it
+        # was resolved, so resolving it again would find the same inode.
+        mount_fs_on(fd, rootfs, root_fd, source, destination, "tmpfs", flags & ~MS_RDONLY if copy_up else flags,
+                    data, propagation)
         if copy_up:
             copy_into_tmpfs(rootfs, root_fd, covered, destination, flags)
     finally:
