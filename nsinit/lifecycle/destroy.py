@@ -90,7 +90,7 @@ def run_recorded_poststop(record: State, warn: Callable[[str], None] | None) -> 
 # --- delete ------------------------------------------------------------------------
 
 def delete(container: Container, *, force: bool, grace: float = 2.0,
-           decide: Callable[[str, State | None], None] | None = None) -> None:
+           decide: Callable[[str], None] | None = None) -> None:
     """``nsinit delete [--force]``: remove the container in ``container.root``.
 
     As runc's: a stopped or created container is deleted (a created one's
@@ -98,7 +98,7 @@ def delete(container: Container, *, force: bool, grace: float = 2.0,
     kills it first; with ``force``, no container is no error.  A container
     a 2014 ``nsinit exec`` supervises is killed and left to that nsinit to
     remove (``grace`` seconds, then it is removed here if its nsinit died).
-    ``decide`` sees the status and record read here under the lock and may
+    ``decide`` sees the status of the record read here under the lock and may
     raise instead (nsinit-runc's delete refuses a live container in runc's
     words): one read of the record decides and deletes.
     """
@@ -107,7 +107,7 @@ def delete(container: Container, *, force: bool, grace: float = 2.0,
     try:
         status, current, _why = container.status_with_record()  # a stale record: removed right there
         if decide is not None:
-            decide(status, current)
+            decide(status)
         if current is None:
             if force:
                 return

@@ -272,14 +272,14 @@ class FactoryContainer(Container):
         """
         from nsinit.lifecycle.destroy import delete
 
-        def refuse_live(status: str, _current: state.State | None) -> None:
+        def refuse_live(status: str) -> None:
             oci = self._oci_status_of(status)
             if refuse is not None and oci in LIVE_STATUSES:
                 raise refuse(oci)
 
         creator_alive = self._creator_alive()
         if refuse is not None and creator_alive:
-            refuse_live(self.status_with_record()[0], None)
+            refuse_live(self.status_with_record()[0])
         if creator_alive or os.path.exists(os.path.join(state.private_dir(self.root), state.STATE_FILE)):
             delete(self, force=force, decide=refuse_live if refuse is not None else None)
         self.forget()
