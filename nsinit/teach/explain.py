@@ -103,10 +103,6 @@ def explain(config: Config, root: str) -> list[Part]:
                       ["prctl(PR_SET_PDEATHSIG, SIGKILL)", "prctl(PR_SET_DUMPABLE, 0)",
                        "close(the supervisor's fds)"]))
     parts.append(_attach(config, root))
-    parts.append(_cgroups(config, root))
-    parts.append(Part("load steps", "parent", "the mount, network, identity and capability code is imported "
-                      "now, before clone: the child could not after pivot_root (the host's files are hidden), "
-                      "and after clone each page an import writes would be a copy-on-write fault", []))
     wait = Part("wait for parent", "child", "the init waits on the sync socket until the supervisor "
                 "has written the id maps, set up the network and recorded the container",
                 ["recv(sync socket) → {\"kind\": \"go\"}"])

@@ -163,3 +163,14 @@ def test_a_bad_config_is_one_line(nsinit: Nsinit) -> None:
     lines = stderr_lines(result)
     assert len(lines) == 1 and "mounts[0]" in lines[0], lines
     assert "Traceback" not in result.stderr
+
+
+def test_explain_tells_each_step_once_in_the_creations_order(nsinit: Nsinit) -> None:
+    # The parent's cgroups, step modules and trampoline come before clone,
+    # as in lifecycle/create.py; no step is told twice.
+    names = [(s["step"], s["side"]) for s in explained(nsinit)["steps"]]
+    assert len(names) == len(set(names)), names
+    clone = names.index(("clone", "parent"))
+    for before in (("cgroups", "parent"), ("load steps", "parent"), ("trampoline", "parent")):
+        assert names.index(before) < clone, names
+    assert names.index(("cgroups", "child")) > clone
