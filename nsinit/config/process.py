@@ -187,14 +187,22 @@ def _cap_sets(ctx: _Context, obj: dict, path: str) -> CapabilitySets:
             (obj, key.capitalize(), _child(path, key.capitalize())),
         ])
         sets[key] = _cap_list(ctx, value, set_paths[key])
-    # capset(2) refuses an effective capability that is not permitted, and
-    # PR_CAP_AMBIENT_RAISE one that is not both permitted and inheritable.
+    # capset(2) refuses an effective capability that is not permitted.
     for i, name in enumerate(sets["effective"]):
         if name not in sets["permitted"]:
             ctx.fail(_item(set_paths["effective"], i), f'"{name}" must also be in the permitted set')
+    # PR_CAP_AMBIENT_RAISE refuses one that is not both permitted and
+    # inheritable.  `runc spec` writes ambient without inheritable and runc
+    # drops them unsaid; dropping grants nothing, so nsinit runs such a
+    # config too, and says what it dropped.
+    raisable = []
     for i, name in enumerate(sets["ambient"]):
-        if name not in sets["permitted"] or name not in sets["inheritable"]:
-            ctx.fail(_item(set_paths["ambient"], i), f'"{name}" must also be in the permitted and inheritable sets')
+        if name in sets["permitted"] and name in sets["inheritable"]:
+            raisable.append(name)
+        else:
+            ctx.warn(_item(set_paths["ambient"], i),
+                     f'"{name}" is not raised: an ambient capability must also be permitted and inheritable')
+    sets["ambient"] = raisable
     return CapabilitySets(**{key: _sorted_caps(caps) for key, caps in sets.items()})
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,30 @@ def _cmdline(pid: str) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(d, "runc"), os.X_OK) for d in os.environ.get("PATH", "").split(":")),
+                    reason="runc not installed (scripts/install installs it)")
+def test_the_config_runc_spec_writes_runs_with_its_ambient_capabilities_dropped(
+        tmp_path: Path, rootfs: Path, no_residue: None) -> None:
+    subprocess.run(["runc", "spec", "--bundle", str(tmp_path)], check=True, timeout=30)
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["process"]["capabilities"]["ambient"] and "inheritable" not in data["process"]["capabilities"]
+    data["root"] = {"path": str(rootfs), "readonly": True}
+    data["process"].update(terminal=False, args=["/bin/sh", "-c", "grep ^Cap /proc/self/status"])
+    data["linux"]["cgroupsPath"] = f"/nsinit-oci-{tmp_path.name}"
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    log = tmp_path / "runtime.log"
+    out = subprocess.run([sys.executable, "-m", "nsinit.oci", "--root", str(tmp_path / "state"),
+                          "--log", str(log), "run",
+                          "--bundle", str(tmp_path), "runc-spec"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    status = dict(line.split(":\t", 1) for line in out.stdout.splitlines())
+    granted = names_to_mask(data["process"]["capabilities"]["permitted"])
+    assert int(status["CapPrm"], 16) == int(status["CapEff"], 16) == granted
+    assert int(status["CapAmb"], 16) == 0          # as under runc 1.1: not raised
+    # Said in the runtime's log (stderr is the container's, as an engine passes it on).
+    assert out.stderr == ""
+    for i, name in enumerate(data["process"]["capabilities"]["ambient"]):
+        assert f'process.capabilities.ambient[{i}]: \\"{name}\\" is not raised' in log.read_text()

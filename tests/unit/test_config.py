@@ -344,11 +344,19 @@ def test_a_whitelist_may_name_dac_read_search(tmp_path: Path) -> None:
     assert cfg(tmp_path, capabilities=["DAC_READ_SEARCH"]).capabilities.bounding == ("CAP_DAC_READ_SEARCH",)
 
 
+def test_an_ambient_capability_not_permitted_and_inheritable_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    # What `runc spec` writes: ambient without inheritable (runc drops them unsaid).
+    config, warnings = parse(tmp_path, {"capabilities": {
+        "bounding": ["KILL", "CHOWN"], "permitted": ["KILL", "CHOWN"], "effective": ["KILL"],
+        "inheritable": ["CHOWN"], "ambient": ["KILL", "CHOWN"]}})
+    assert config.capabilities.ambient == ("CAP_CHOWN",)
+    assert warnings == ['container.json: capabilities.ambient[0]: "CAP_KILL" is not raised: '
+                        'an ambient capability must also be permitted and inheritable']
+
+
 @pytest.mark.parametrize("data, expected", [
     ({"capabilities": ["CHOWN", "CAP_FLY"]}, 'capabilities[1]: unknown capability "CAP_FLY"'),
     ({"capabilities": {"bounding": ["fly"]}}, 'capabilities.bounding[0]: unknown capability "fly"'),
-    ({"capabilities": {"permitted": ["KILL"], "inheritable": [], "ambient": ["KILL"]}},
-     'capabilities.ambient[0]: "CAP_KILL" must also be in the permitted and inheritable sets'),
     ({"capabilities": {"effective": ["KILL"]}},
      'capabilities.effective[0]: "CAP_KILL" must also be in the permitted set'),
     ({"capabilities": ["KILL"], "capabilities_mask": ["MKNOD"]},
