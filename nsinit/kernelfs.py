@@ -5,7 +5,8 @@ ENOENT (the feature or controller is absent) instead of silently creating a
 plain file, and the kernel sees the whole value at once (it parses every
 write on its own).  Used by the supervisor's cgroup managers and by the
 container's init (sysctls, oom_score_adj, security labels, cgroup moves).
-And removing cgroup directories that are empty, the usual end of one.
+And removing cgroup directories that are empty, the usual end of one (and
+of the parents a creation made for it).
 """
 from __future__ import annotations
 
@@ -38,3 +39,25 @@ def removed_if_empty(directories: Iterable[str]) -> bool:
         except OSError:
             return False
     return True
+
+
+def remove_parents_if_unused(directories: Iterable[str]) -> None:
+    """rmdir each of ``directories`` (parents a creation made, deepest
+    first) that is empty.
+
+    One another container still uses (EBUSY, ENOTEMPTY: a cgroup in it) is
+    left to the last of them to remove; one already gone (ENOENT) was
+    removed by another.  No EBUSY retries: a cgroup with children stays
+    busy.  A concurrent creation under the same parent whose mkdir loses
+    to this rmdir makes the chain again (Manager.make_chain).
+    """
+    for directory in directories:
+        try:
+            os.rmdir(directory)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            import errno  # here: only a shared parent's end pays for it
+
+            if err.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.EEXIST):
+                raise

@@ -93,6 +93,10 @@ class State:
     namespace_paths: dict[str, str] = field(default_factory=dict)
     namespace_inodes: dict[str, int] = field(default_factory=dict)
     cgroup_paths: dict[str, str] = field(default_factory=dict)
+    # Ancestors of cgroup_paths' directories that the creation made, deepest
+    # first, removed after them when no other container uses them; a record
+    # of an nsinit before this field has none.
+    cgroup_parents_made: list[str] = field(default_factory=list)
     network_state: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"          # creating, created, running or paused (STATUSES)
     supervisor_pid: int = 0          # the creating nsinit, which removes all this at the end
@@ -493,7 +497,19 @@ def _state_from_json(raw: object) -> State:
     if not isinstance(inodes, dict) or not all(
             isinstance(v, int) and k in NAMESPACE_PROC_FILES for k, v in inodes.items()):
         raise StaleStateError("state.json: namespace_inodes is malformed")
+    if state.cgroup_parents_made and not _are_cgroup_parents(state.cgroup_parents_made, state.cgroup_paths):
+        raise StaleStateError("state.json: cgroup_parents_made is malformed")
     return state
+
+
+def _are_cgroup_parents(parents: object, cgroup_paths: object) -> bool:
+    """Every entry names a directory above one of the container's cgroups:
+    the teardown rmdirs them, and nothing else may be removed for it."""
+    if not isinstance(parents, list) or not isinstance(cgroup_paths, dict):
+        return False
+    own = [path for path in cgroup_paths.values() if isinstance(path, str)]
+    return all(isinstance(parent, str) and parent.startswith("/") and not parent.endswith("/")
+               and any(path.startswith(parent + "/") for path in own) for parent in parents)
 
 
 def _check_namespaces(state: State) -> None:

@@ -63,8 +63,9 @@ def manager_for(config: Config, root: str, lay: Layout | None = None) -> Manager
     raise NsinitError("cgroups", "no cgroup hierarchy is mounted (no cgroup or cgroup2 in /proc/self/mountinfo)")
 
 
-def load_manager(cgroup_paths: dict[str, str]) -> Manager:
-    """The manager of a live container, from state.json's cgroup_paths."""
+def load_manager(cgroup_paths: dict[str, str], parents_made: list[str] | None = None) -> Manager:
+    """The manager of a live container, from state.json's cgroup_paths (and,
+    for its removal, cgroup_parents_made)."""
     if not cgroup_paths:
         if os.geteuid() != 0:
             raise NsinitError("cgroups", "the container has no cgroup: without root, nsinit makes one only "
@@ -76,7 +77,7 @@ def load_manager(cgroup_paths: dict[str, str]) -> Manager:
 
         unified = layout.detect().unified or ""
         inside = unified and cgroup_paths["unified"].startswith(unified.rstrip("/") + "/")
-        return V2Manager(cgroup_paths, mount=unified if inside else "", owned=True)
+        return V2Manager(cgroup_paths, mount=unified if inside else "", owned=True, parents_made=parents_made)
     from nsinit.cgroups.v1 import V1Manager
 
-    return V1Manager(cgroup_paths, owned=True)
+    return V1Manager(cgroup_paths, owned=True, parents_made=parents_made)

@@ -187,8 +187,13 @@ class Manager:
 
     def __init__(self, paths: dict[str, str], *, resources: CgroupResources | None = None,
                  devices: tuple[DeviceConfig, ...] = (), explicit: str = "",
-                 owned: bool = True) -> None:
+                 owned: bool = True, parents_made: list[str] | None = None) -> None:
         self.paths = dict(paths)
+        # The ancestors of ``paths`` that this container's creation made,
+        # deepest first (state.json's cgroup_parents_made): destroy removes
+        # them once empty, so a nested cgroupsPath ("a/b/leaf") leaves no
+        # "a/b" behind.  Set by create(), or given by the record.
+        self.parents_made = list(parents_made or ())
         self.resources = resources or CgroupResources()
         self.devices = devices
         # The config field ("name" or "path") that named the cgroup, or ""
@@ -212,7 +217,8 @@ class Manager:
         """Around a create(): the caller appends each directory it makes to
         the list ``with`` gives.  If the block fails, those go again, deepest
         first (only what we made: nothing has joined it yet, nothing to
-        kill); if it succeeds, the manager owns the cgroup from then on."""
+        kill); if it succeeds, the manager owns the cgroup from then on,
+        and ``parents_made`` names the ancestors among them."""
         return _Creating(self)
 
     def self_attach_files(self) -> list[str]:
@@ -300,6 +306,11 @@ class Manager:
         """
         return kernelfs.removed_if_empty(self.dirs())
 
+    def remove_parents_made(self) -> None:
+        """After the container's own directories: the parents its creation
+        made, those no other container uses."""
+        kernelfs.remove_parents_if_unused(self.parents_made)
+
     def remove_dirs(self, directories: list[str]) -> None:
         """rmdir each (with its sub-cgroups), then empty default parents.
 
@@ -367,12 +378,28 @@ class _Creating:
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is None:
             self.manager.owned = True
+            self.manager.parents_made = parents_made(self.made, self.manager.dirs())
             return
         for directory in reversed(self.made):
             try:
                 fs.remove_dir(directory)
             except OSError:
                 pass  # a shared parent another container uses meanwhile
+
+
+def parents_made(made: list[str], own: list[str]) -> list[str]:
+    """The directories of ``made`` that are not the container's own
+    (``own``): its ancestors, deepest first (rmdir order), each once (a
+    make_chain that started again may have made one twice).
+
+    None below the shared default parent: that parent is kept for the next
+    container (Manager.removed_if_empty), and what is above it cannot go
+    while it stays; the full path's remove_default_parent has its own rule.
+    """
+    if any(os.path.basename(os.path.dirname(d.rstrip("/"))) == DEFAULT_PARENT for d in own):
+        return []
+    ancestors = set(made).difference(own)
+    return sorted(ancestors, key=lambda d: (-d.rstrip("/").count("/"), d))
 
 
 def remove_default_parent(directory: str) -> None:

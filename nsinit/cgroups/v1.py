@@ -266,12 +266,14 @@ class V1Manager(Manager):
             return False  # killing unfrozen still works, it just may race with forks
 
     def destroy(self) -> None:
-        if not self.owned or self.removed_if_empty():
+        if not self.owned:
             return
-        existing = [d for d in self.dirs() if os.path.isdir(d)]
-        if existing:
-            self.kill_all(existing)
-        self.remove_dirs(self.dirs())
+        if not self.removed_if_empty():
+            existing = [d for d in self.dirs() if os.path.isdir(d)]
+            if existing:
+                self.kill_all(existing)
+            self.remove_dirs(self.dirs())
+        self.remove_parents_made()
 
     # -- freezer -----------------------------------------------------------
     def set_freezer(self, wanted: str) -> None:

@@ -242,11 +242,13 @@ class V2Manager(Manager):
             return False  # killing unfrozen still works, it just may race with forks
 
     def destroy(self) -> None:
-        if not self.owned or self.removed_if_empty():
+        if not self.owned:
             return
-        if os.path.isdir(self.path):
-            self.kill_all()
-        self.remove_dirs([self.path])
+        if not self.removed_if_empty():
+            if os.path.isdir(self.path):
+                self.kill_all()
+            self.remove_dirs([self.path])
+        self.remove_parents_made()
 
     # -- freezer -----------------------------------------------------------
     def set_frozen(self, frozen: bool) -> None:

@@ -248,7 +248,8 @@ class _Creation(_Launch):
                 root=self.container.root, rootfs=cfg.rootfs,
                 namespace_paths=namespaces.namespace_paths(self.pid, names),
                 namespace_inodes=recorded_namespace_inodes(self.pid, cfg),
-                cgroup_paths=self.cgroup_paths, network_state=self.network_state,
+                cgroup_paths=self.cgroup_paths, cgroup_parents_made=self.manager.parents_made,
+                network_state=self.network_state,
                 config=config_to_dict(cfg),
                 supervisor_pid=os.getpid(), supervisor_start_time=state.read_start_time(os.getpid()) or 0,
             )

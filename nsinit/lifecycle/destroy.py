@@ -50,11 +50,14 @@ def remove_leftovers(record: State) -> None:
     # reaped, its pid namespace took every process); done here before the
     # cgroups package is loaded, which for a stopped container's delete was
     # most of the command's own time (nine modules).  Anything else (a
-    # process left, a sub-cgroup, EBUSY) goes to the manager's full path.
+    # process left, a sub-cgroup, EBUSY) goes to the manager's full path,
+    # which removes the parents the creation made too.
     if record.cgroup_paths and not kernelfs.removed_if_empty(sorted(set(record.cgroup_paths.values()))):
         from nsinit import cgroups
 
-        manager = cgroups.load_manager(record.cgroup_paths)
+        manager = cgroups.load_manager(record.cgroup_paths, record.cgroup_parents_made)
+    else:
+        kernelfs.remove_parents_if_unused(record.cgroup_parents_made)
     remove_made(manager, record.network_state)
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -602,3 +603,80 @@ def test_two_roots_creating_in_parallel_share_the_parent_cgroup_safely(nsinit: N
     assert not any(t.is_alive() for t in threads)
     assert failures == []
     assert cgroups_left(tmp_path) == []
+
+
+# --- a nested cgroup path: the parents its creation made go with it (issue 18) ---
+
+def dirs_named(top: str) -> list[str]:
+    """``top`` (a directory right below each hierarchy's root) and what is
+    below it, in every hierarchy."""
+    found = []
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        found.extend(dirpath for dirpath, _, _ in os.walk(hierarchy / top))
+    return found
+
+
+@pytest.fixture
+def nested_top(tmp_path: Path) -> Iterator[str]:
+    """A unique top directory for a nested cgroup path; whatever is left of
+    it is removed after the test, deepest first."""
+    top = f"nsinit-test-{os.getpid()}-{tmp_path.name}"
+    try:
+        yield top
+    finally:
+        for directory in sorted(dirs_named(top), key=lambda d: -d.count("/")):
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                pass  # removed meanwhile
+
+
+def v1_mounts() -> list[str]:
+    from nsinit.cgroups import layout
+
+    return sorted(set(layout.detect().v1.values()))
+
+
+def test_a_nested_cgroup_path_leaves_none_of_its_parents(nsinit: Nsinit, nested_top: str) -> None:
+    nsinit.config(cgroups={"path": f"{nested_top}/mid/leaf"})
+    with running(nsinit, "sleep 30", ready="pid"):
+        for mount in v1_mounts():
+            assert os.path.isdir(f"{mount}/{nested_top}/mid/leaf"), mount
+        recorded = json.loads((nsinit.root / "state.json").read_text())["cgroup_parents_made"]
+        assert sorted(recorded) == sorted(f"{m}/{nested_top}{mid}" for m in v1_mounts() for mid in ("/mid", ""))
+    assert dirs_named(nested_top) == []
+
+
+def test_a_parent_that_was_there_before_stays(nsinit: Nsinit, nested_top: str) -> None:
+    for mount in v1_mounts():
+        os.mkdir(f"{mount}/{nested_top}")
+    nsinit.config(cgroups={"path": f"{nested_top}/mid/leaf"})
+    assert nsinit.exec("/bin/true").returncode == 0
+    assert sorted(dirs_named(nested_top)) == sorted(f"{m}/{nested_top}" for m in v1_mounts())
+
+
+def test_a_nested_path_whose_limit_the_kernel_refuses_leaves_no_parent(nsinit: Nsinit, nested_top: str) -> None:
+    nsinit.config(cgroups={"path": f"{nested_top}/mid/leaf", "blkio_throttle_read_bps_device": "259:250 1000"})
+    assert nsinit.exec("/bin/true").returncode == 125
+    assert dirs_named(nested_top) == []
+
+
+def test_gc_removes_the_parents_a_killed_containers_nested_path_made(
+        nsinit: Nsinit, tmp_path: Path, nested_top: str) -> None:
+    env = {**os.environ, "NSINIT_RUN_DIR": str(tmp_path / "run")}
+    nsinit.config(cgroups={"path": f"{nested_top}/mid/leaf"})
+    proc = nsinit.popen("exec", "/bin/sh", "-c", "exec sleep 60", env=env)
+    try:
+        nsinit.wait_for(lambda: (nsinit.root / "pid").exists())
+        proc.send_signal(signal.SIGKILL)   # nobody removes its cgroups now
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    subprocess.run(["rm", "-rf", str(nsinit.root)], check=True)
+    assert all(os.path.isdir(f"{mount}/{nested_top}/mid/leaf") for mount in v1_mounts())
+    gc = subprocess.run([sys.executable, "-m", "nsinit", "gc"], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=30)
+    assert gc.returncode == 0 and stderr_lines(gc) == [], gc.stderr
+    assert dirs_named(nested_top) == []

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import cgroups_left, needs_root, wait_until
+from nsinit.cgroups import layout
 
 pytestmark = [pytest.mark.integration, needs_root]
 
@@ -77,8 +78,9 @@ class Runc:
         assert done.returncode == 0 and done.stderr == "", done
         return done.stdout
 
-    def config(self, args: list[str], container_id: str, **changes: Any) -> Path:
-        """Write the bundle's config.json for ``args``; the cgroup named after the test."""
+    def config(self, args: list[str], container_id: str, cgroups_path: str = "", **changes: Any) -> Path:
+        """Write the bundle's config.json for ``args``; the cgroup named after
+        the test unless ``cgroups_path`` names it."""
         data = json.loads(json.dumps(self.base))
         for key, value in changes.items():
             if value is None:
@@ -86,7 +88,7 @@ class Runc:
             else:
                 data[key] = value
         data["process"]["args"] = args
-        data["linux"]["cgroupsPath"] = self.cgroup_name(container_id)
+        data["linux"]["cgroupsPath"] = cgroups_path or self.cgroup_name(container_id)
         (self.bundle / "config.json").write_text(json.dumps(data))
         return self.bundle
 
@@ -97,9 +99,9 @@ class Runc:
         return Path(f"/sys/fs/cgroup/{controller}{self.cgroup_name(container_id)}/{name}")
 
     def create(self, container_id: str, script: str, *flags: str, stdin: str = "", mode: str = "wait",
-               **changes: Any) -> "Created":
+               cgroups_path: str = "", **changes: Any) -> "Created":
         """create by a child-subreaper caller; returns once create has exited."""
-        self.config(["/bin/sh", "-c", script], container_id, **changes)
+        self.config(["/bin/sh", "-c", script], container_id, cgroups_path, **changes)
         n = len(self.callers)
         files = [self.tmp / f"{kind}-{container_id}-{n}" for kind in ("in", "out", "err")]
         files[0].write_text(stdin)
@@ -242,6 +244,31 @@ def test_create_start_kill_delete_as_conmon_drives_them(runc: Runc) -> None:
     assert "does not exist" in one_error(runc.run("state", "c1"))
     assert "does not exist" in one_error(runc.run("delete", "c1"))
     assert runc.run("delete", "--force", "c1").returncode == 0
+
+
+@pytest.mark.parametrize("end", ["created", "stopped"])
+def test_delete_removes_the_parents_a_nested_cgroups_path_made(runc: Runc, tmp_path: Path, end: str) -> None:
+    # runtime-tools' form: relative and nested.  Every parent the create
+    # made goes with the container at delete; none is left on the host.
+    top = f"nsinit-test-{os.getpid()}-{tmp_path.name}"
+    mounts = sorted(set(layout.detect().v1.values()))
+    try:
+        c = runc.create("n", "exec sleep 60", cgroups_path=f"{top}/mid/leaf", mode="hold")
+        pid = c.pid
+        assert all(os.path.isdir(f"{mount}/{top}/mid/leaf") for mount in mounts)
+        if end == "stopped":
+            runc.ok("start", "n")
+            runc.ok("kill", "n", "9")
+            assert c.exited() == (pid, 137)
+            assert runc.state("n")["status"] == "stopped"
+        runc.ok("delete", "n")   # a created one's init is killed first
+        assert [d for m in mounts for d in (f"{m}/{top}", f"{m}/{top}/mid") if os.path.isdir(d)] == []
+    finally:
+        runc.cleanup()
+        for mount in mounts:
+            for directory in (f"{mount}/{top}/mid/leaf", f"{mount}/{top}/mid", f"{mount}/{top}"):
+                if os.path.isdir(directory):
+                    os.rmdir(directory)
 
 
 def test_the_container_reads_the_stdin_create_was_given(runc: Runc) -> None:

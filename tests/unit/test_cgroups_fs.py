@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,44 @@ def test_v1_device_rules_name_the_line_the_kernel_refused(tmp_path: Path) -> Non
                                     ("devices.allow", "c 1:5 rwm")])
     assert str(caught.value) == 'cgroups: devices: cannot write "c 1:3 rwm" to devices.allow: No space left on device'
     assert (tmp_path / "devices.deny").read_text() == "a"
+
+
+def test_parents_made_are_the_ancestors_deepest_first_each_once() -> None:
+    from nsinit.cgroups.manager import parents_made
+
+    made = ["/m/a", "/m/a/b", "/m/a/b/leaf", "/n/a", "/n/a/b", "/n/a/b/leaf", "/m/a"]
+    assert parents_made(made, ["/m/a/b/leaf", "/n/a/b/leaf"]) == ["/m/a/b", "/n/a/b", "/m/a", "/n/a"]
+    # The shared default parent is kept for the next container, and so what is above it.
+    assert parents_made(["/m/x", "/m/x/nsinit", "/m/x/nsinit/c"], ["/m/x/nsinit/c"]) == []
+
+
+def test_remove_parents_if_unused_leaves_a_used_one_and_a_gone_one(tmp_path: Path) -> None:
+    from nsinit import kernelfs
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "other").mkdir()   # another container's
+    kernelfs.remove_parents_if_unused([str(tmp_path / "gone"), str(tmp_path / "a" / "b"), str(tmp_path / "a")])
+    assert not (tmp_path / "a" / "b").exists() and (tmp_path / "a" / "other").is_dir()
+
+
+def test_make_chain_starts_again_when_a_parent_goes_meanwhile(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsinit.cgroups import fs as cgroup_fs
+
+    real = cgroup_fs.make_dir
+    removed: list[str] = []
+
+    def make_dir(path: str) -> None:
+        # A concurrent teardown rmdirs the empty shared parent between our mkdirs, once.
+        if path.endswith("/leaf") and not removed and os.path.isdir(os.path.dirname(path)):
+            os.rmdir(os.path.dirname(path))
+            removed.append(path)
+        real(path)
+
+    monkeypatch.setattr(cgroup_fs, "make_dir", make_dir)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").mkdir()   # shared, made by someone else
+    made: list[str] = []
+    V1Manager({}).make_chain(str(tmp_path), str(tmp_path / "a" / "b" / "leaf"), made)
+    assert (tmp_path / "a" / "b" / "leaf").is_dir() and removed
+    assert made == [str(tmp_path / "a" / "b"), str(tmp_path / "a" / "b" / "leaf")]

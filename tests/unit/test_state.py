@@ -412,12 +412,34 @@ def test_malformed_record(tmp_path: Path, content: bytes, reason: str) -> None:
     assert reason in stale_reason(tmp_path)
 
 
+def test_a_record_from_before_cgroup_parents_made_loads_with_none(tmp_path: Path) -> None:
+    raw = json.loads(make_state(os.getpid(), own_start_time(), cgroup_paths={"pids": "/c/pids/a/b"}).to_json())
+    del raw["cgroup_parents_made"]
+    plant_record(tmp_path, json.dumps(raw))
+    loaded = state.load_state(str(tmp_path))
+    assert loaded is not None and loaded.cgroup_parents_made == []
+
+
+def test_cgroup_parents_made_round_trips(tmp_path: Path) -> None:
+    record = make_state(os.getpid(), own_start_time(), cgroup_paths={"pids": "/c/pids/a/b"},
+                        cgroup_parents_made=["/c/pids/a"])
+    plant_record(tmp_path, record.to_json())
+    assert state.load_state(str(tmp_path)) == record
+
+
 @pytest.mark.parametrize("changes, reason", [
     ({"init_start_time": "soon"}, "init_start_time is not an integer"),
     ({"init_start_time": True}, "init_start_time is not an integer"),
     ({"namespace_inodes": {"NEWFOO": 1}}, "namespace_inodes is malformed"),
     ({"namespace_inodes": {"NEWNET": "x"}}, "namespace_inodes is malformed"),
     ({"namespace_inodes": []}, "namespace_inodes is malformed"),
+    ({"cgroup_paths": {"pids": "/c/pids/a/b"}, "cgroup_parents_made": "/c/pids/a"}, "cgroup_parents_made is malformed"),
+    # Only directories above the container's own cgroups may be recorded for removal.
+    ({"cgroup_paths": {"pids": "/c/pids/a/b"}, "cgroup_parents_made": ["/c/pids/x"]},
+     "cgroup_parents_made is malformed"),
+    ({"cgroup_paths": {"pids": "/c/pids/a/b"}, "cgroup_parents_made": ["/c/pids/a/b"]},
+     "cgroup_parents_made is malformed"),
+    ({"cgroup_paths": {"pids": "/c/pids/a/b"}, "cgroup_parents_made": ["/"]}, "cgroup_parents_made is malformed"),
 ])
 def test_wrong_types_in_record(tmp_path: Path, changes: dict[str, object], reason: str) -> None:
     raw = json.loads(make_state(os.getpid(), own_start_time()).to_json())
