@@ -383,7 +383,7 @@ def test_gc_removes_what_a_killed_container_left_after_its_root_dir_was_deleted(
     env = {**os.environ, "NSINIT_RUN_DIR": str(tmp_path / "run")}
     nsinit.config(namespaces=[{"type": t} for t in ("NEWNS", "NEWUTS", "NEWIPC", "NEWNET")])
     proc = nsinit.popen("exec", "/bin/sh", "-c", "sleep 60 & echo $! > /straggler; exec sleep 60", env=env)
-    try:
+    with killed_at_exit(proc):
         straggler_file = nsinit.root / "straggler"
         nsinit.wait_for(lambda: straggler_file.exists() and straggler_file.read_text().strip() != "")
         straggler = int(straggler_file.read_text())
@@ -392,10 +392,6 @@ def test_gc_removes_what_a_killed_container_left_after_its_root_dir_was_deleted(
         [record] = os.listdir(tmp_path / "run")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     subprocess.run(["rm", "-rf", str(nsinit.root)], check=True)
     assert os.path.isdir(paths["memory"]) and os.listdir(tmp_path / "run") == [record]
     assert not _is_zombie_or_gone(straggler)
@@ -483,6 +479,18 @@ def _unified_mount() -> str:
         pytest.skip("no cgroup2 mount on this host")
     return mount
 
+
+
+@contextmanager
+def killed_at_exit(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """The supervisor the block means to SIGKILL is killed and reaped
+    whatever the block raised before it did."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 @contextmanager
 def v2_manager(tmp_path: Path, **resources: object):  # type: ignore[no-untyped-def]
@@ -666,14 +674,10 @@ def test_gc_removes_the_parents_a_killed_containers_nested_path_made(
     env = {**os.environ, "NSINIT_RUN_DIR": str(tmp_path / "run")}
     nsinit.config(cgroups={"path": f"{nested_top}/mid/leaf"})
     proc = nsinit.popen("exec", "/bin/sh", "-c", "exec sleep 60", env=env)
-    try:
+    with killed_at_exit(proc):
         nsinit.wait_for(lambda: (nsinit.root / "pid").exists())
         proc.send_signal(signal.SIGKILL)   # nobody removes its cgroups now
         proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     subprocess.run(["rm", "-rf", str(nsinit.root)], check=True)
     assert all(os.path.isdir(f"{mount}/{nested_top}/mid/leaf") for mount in v1_mounts())
     gc = subprocess.run([sys.executable, "-m", "nsinit", "gc"], cwd=tmp_path, env=env,
