@@ -383,6 +383,6 @@ def rfc3339_now() -> str:
 
 
 def _spec_version() -> str:
-    from nsinit.oci.spec import SPEC_VERSION
+    from nsinit.oci import SPEC_VERSION
 
     return SPEC_VERSION

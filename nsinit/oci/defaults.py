@@ -11,7 +11,7 @@ import os
 
 from nsinit.config.defaults import DEFAULT_PATH
 from nsinit.errors import NsinitError
-from nsinit.oci.spec import SPEC_VERSION
+from nsinit.oci import SPEC_VERSION
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ import os
 
 from nsinit.config import names
 from nsinit.oci.hooks import HOOK_KINDS
-from nsinit.oci.spec import NAMESPACES, SPEC_VERSION
+from nsinit.oci import SPEC_VERSION
+from nsinit.oci.spec import NAMESPACES
 
 TYPE_CHECKING = False  # mypy reads it as True; importing typing costs every container ~5 ms
 if TYPE_CHECKING:

@@ -77,7 +77,6 @@ if TYPE_CHECKING:
     from nsinit.oci.hooks import Hook, Hooks
 
 CONFIG_FILE = "config.json"
-SPEC_VERSION = "1.1.0"          # the newest runtime-spec this reads
 _VERSION_MAJOR = 1
 _VERSION_MINORS = (0, 1)        # 1.0.x and 1.1.x (with -dev, -rc suffixes)
 

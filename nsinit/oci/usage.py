@@ -264,7 +264,7 @@ def parse_words(argv: list[str], usage: str, *, options_first: bool, shown: str 
 
 def version_text() -> str:
     from nsinit import __version__
-    from nsinit.oci.spec import SPEC_VERSION
+    from nsinit.oci import SPEC_VERSION
 
     # go-runc reads "runc version X", "commit: ..." and "spec: ..." by prefix.
     return (f"runc version {__version__}\n"

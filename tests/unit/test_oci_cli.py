@@ -299,7 +299,19 @@ def test_a_plain_hot_line_parses_as_docopt_parses_it(argv: list[str]) -> None:
     assert hot == (words, usage.parse_command_words(command, words["ARG"], usage.USAGES[command] + usage._HELP))
 
 
-@pytest.mark.parametrize("argv", [["state"], ["state", "a", "b"], ["-h"], ["--ro", "/x", "state", "c"],
+@pytest.mark.parametrize("argv", [["--version"], ["-v"]], ids=" ".join)
+def test_a_lone_version_flag_parses_as_docopt_parses_it(argv: list[str]) -> None:
+    from docopt import docopt
+
+    from nsinit.oci import cli, usage
+
+    words = docopt(usage.USAGE, argv=argv, default_help=False, options_first=True)
+    assert words["--version"] is True
+    assert cli.parse_hot_command(argv) == (words, {})
+
+
+@pytest.mark.parametrize("argv", [["state"], ["state", "a", "b"], ["-h"], ["--debug", "--version"], ["-v", "-v"],
+                                  ["--version", "state", "c"], ["--ro", "/x", "state", "c"],
                                   ["kill", "-af", "c"], ["delete", "--", "c"], ["--root", "a", "--root", "b", "state", "c"],
                                   ["kill", "-a", "-a", "c"], ["state", "-h", "c"], ["exec", "c"], ["--root"],
                                   ["--debug=1", "state", "c"], ["create", "-b/b", "c"], ["create", "--bundle", "/b"],

@@ -192,6 +192,20 @@ def test_nsinit_runc_hot_commands_import_no_heavy_modules(tmp_path: pathlib.Path
     assert not {m for m in loaded if m.startswith(RUNC_KEPT_OFF) or m.startswith(RUNC_OFF_THE_PATH)}, sorted(loaded)
 
 
+def test_nsinit_runc_version_imports_no_parser_and_no_loader(tmp_path: pathlib.Path) -> None:
+    # podman info and podman version run it: the hot parse answers, docopt never loads.
+    site = str(pathlib.Path(_cffi_backend.__file__).parent)
+    code = RUNC_PROBE.format(repo=str(REPO), site=site, argv=["--version"])
+    probe = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith("runc version ")
+    status, modules = ast.literal_eval(probe.stdout.splitlines()[-1])
+    assert status == 0
+    loaded = set(modules)
+    assert not loaded & set(KEPT_OFF), sorted(loaded & set(KEPT_OFF))
+    assert not {m for m in loaded if m.startswith(RUNC_KEPT_OFF)}, sorted(loaded)
+
+
 # --- ... and on a container of the id: the start, kill and delete themselves -------------
 # The probe above stops at the lookup.  These plant a factory container the way
 # create leaves one (oci.json in the id dir, the record in a private directory
