@@ -774,7 +774,9 @@ class Suite:
         # nsinit into (the launchers' venv has only its run-time packages).
         rows.append(Row("python3 -m nsinit", "reference",
                         lambda i: [[sys.executable, "-m", "nsinit", "--root", root, "exec", "/bin/true"]]))
+        rows += self.start_floor_rows(1)
         self.run_case("create", "1. create + run /bin/true", rows)
+        self.report_floor("create", 1)
 
     # -- seccomp ------------------------------------------------------------
     def case_seccomp(self) -> None:
@@ -1304,12 +1306,36 @@ class Suite:
                     step_names=("create", "start", "wait", "delete"),
                     note="create --pid-file, start, waitpid(init) as a subreaper, delete"))
                 for name, tool in self.oci_runtime_rows()]
+        rows += self.start_floor_rows(3)
         set_child_subreaper(True)
         try:
             self.run_case("lifecycle", "OCI lifecycle: create + start + wait + delete of /bin/true", rows)
         finally:
             set_child_subreaper(False)
             self.reap_orphans()
+        self.report_floor("lifecycle", 3)
+
+    def report_floor(self, key: str, commands: int) -> None:
+        floor = cpython_floor(self.results[key]["rows"], commands)  # type: ignore[index]
+        if floor:
+            self.results[key]["cpython_floor"] = floor  # type: ignore[index]
+            print_cpython_floor(floor, commands)
+
+    def start_floor_rows(self, commands: int) -> list[Row]:
+        """``commands`` bare starts of nsinit's interpreter and as many of
+        crun's binary, in the same rounds as the runtimes: with crun's row
+        they bound what any runtime that is a fresh CPython for each of its
+        commands can reach here (``cpython_floor``)."""
+        interp = self.nsinit.interpreter
+        name, crun_name = floor_row_names(commands)
+        rows = []
+        if interp:
+            rows.append(Row(name, "floor", lambda i: [[interp, "-I", "-S", "-c", "pass"]] * commands,
+                            note=f"nsinit's interpreter started {commands} time(s), doing nothing"))
+        if self.paths.get("crun"):
+            rows.append(Row(crun_name, "floor", lambda i: [[self.paths["crun"], "--version"]] * commands,
+                            note=f"crun's binary started {commands} time(s) (--version): its own cost a command"))
+        return rows
 
     # -- podman run --rm --------------------------------------------------------
     def case_podman(self) -> None:
@@ -1476,6 +1502,51 @@ def _site_children(records: list[stats.ImportRecord]) -> list[tuple[str, float]]
                 j -= 1
             break
     return sorted(out, key=lambda kv: -kv[1])[:6]
+
+
+def floor_row_names(commands: int) -> tuple[str, str]:
+    """The names of the interpreter's and crun's bare-start rows."""
+    times = f"{commands} x " if commands > 1 else ""
+    return f"floor: {times}python3 -IS", f"floor: {times}crun --version"
+
+
+def cpython_floor(rows: dict[str, dict[str, object]], commands: int) -> dict[str, float] | None:
+    """What a runtime that is a fresh CPython for each of its ``commands``
+    cannot go below here.
+
+    crun's time is the kernel's work for the container (namespaces,
+    cgroups, mounts, exec, teardown) plus its starts of a small C binary;
+    without those starts and with bare interpreters instead, it is a lower
+    bound that no Python code of ours can beat (a little generous: crun's
+    own work besides starting is counted as the kernel's).
+    """
+    interpreters_name, starts_name = floor_row_names(commands)
+    crun = _reference(rows, "crun")
+    starts = _reference(rows, starts_name)
+    interpreters = _reference(rows, interpreters_name)
+    if crun is None or starts is None or interpreters is None:
+        return None
+    floor = {"crun": crun, "crun_starts": starts, "interpreters": interpreters,
+             "floor": crun - starts + interpreters}
+    for name in ("runc", "nsinit-runc", "nsinit"):
+        value = _reference(rows, name)
+        if value is not None:
+            floor[name] = value
+    return floor
+
+
+def print_cpython_floor(floor: dict[str, float], commands: int) -> None:
+    starts = f"its {commands} starts" if commands > 1 else "its start"
+    interpreters = f"{commands} interpreters" if commands > 1 else "the interpreter"
+    line = (f"  floor for a CPython runtime: crun {floor['crun']:.1f} - {starts} {floor['crun_starts']:.1f}"
+            f" + {interpreters} {floor['interpreters']:.1f} = {floor['floor']:.1f} ms")
+    if "runc" in floor:
+        line += f"; runc {floor['runc']:.1f} ({stats.format_ratio(stats.ratio(floor['floor'], floor['runc']))})"
+    for name in ("nsinit-runc", "nsinit"):
+        if name in floor:
+            line += f"; {name} {floor[name]:.1f} (floor + {floor[name] - floor['floor']:.1f})"
+    print(line)
+    sys.stdout.flush()
 
 
 # --- output -------------------------------------------------------------------
